@@ -1,0 +1,433 @@
+//! The assistance engine: steps 2 to 8 of `calculation.md` for one invoice
+//! against one person-year's counters. Step 1 (duplicates) and the
+//! canonical order belong to the caller that sees many invoices: the batch
+//! engine ([`crate::batch`]) or the store's unique constraint.
+
+use std::fmt;
+
+use rustc_hash::FxHashMap;
+
+use crate::ids::ResidentId;
+use crate::money::{BasisPoints, Fen};
+use crate::policy::{CategoryId, Policy, PoolId, VersionId};
+use crate::records::Spell;
+use crate::time::Date;
+
+/// The outcome of a decision, as written in `results.csv`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Outcome {
+    Assisted,
+    Capped,
+    Duplicate,
+    NotEligible,
+    NoRule,
+}
+
+impl Outcome {
+    pub const ALL: [Outcome; 5] = [
+        Outcome::Assisted,
+        Outcome::Capped,
+        Outcome::Duplicate,
+        Outcome::NotEligible,
+        Outcome::NoRule,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Assisted => "assisted",
+            Outcome::Capped => "capped",
+            Outcome::Duplicate => "duplicate",
+            Outcome::NotEligible => "not_eligible",
+            Outcome::NoRule => "no_rule",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Outcome> {
+        Outcome::ALL.into_iter().find(|outcome| outcome.as_str() == text)
+    }
+
+    /// Whether the decision grants money and counts (`assisted`, `capped`).
+    pub fn counts(self) -> bool {
+        matches!(self, Outcome::Assisted | Outcome::Capped)
+    }
+}
+
+impl fmt::Display for Outcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A person's counters for one year (`calculation.md`, "Counters").
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Counters {
+    deductible_used: Vec<Fen>,
+    granted: Vec<Fen>,
+    granted_total: Fen,
+}
+
+impl Counters {
+    /// Zero counters for a policy with `pool_count` pools.
+    pub fn new(pool_count: usize) -> Counters {
+        Counters {
+            deductible_used: vec![Fen::ZERO; pool_count],
+            granted: vec![Fen::ZERO; pool_count],
+            granted_total: Fen::ZERO,
+        }
+    }
+
+    /// Counters as stored (e.g. by the database), per pool index.
+    pub fn from_parts(deductible_used: Vec<Fen>, granted: Vec<Fen>, granted_total: Fen) -> Counters {
+        Counters {
+            deductible_used,
+            granted,
+            granted_total,
+        }
+    }
+
+    pub fn deductible_used(&self, pool: PoolId) -> Fen {
+        self.deductible_used
+            .get(pool.index())
+            .copied()
+            .unwrap_or_default()
+    }
+
+    pub fn granted(&self, pool: PoolId) -> Fen {
+        self.granted.get(pool.index()).copied().unwrap_or_default()
+    }
+
+    pub fn granted_total(&self) -> Fen {
+        self.granted_total
+    }
+
+    fn grow_to(&mut self, pool: PoolId) {
+        if self.granted.len() <= pool.index() {
+            self.granted.resize(pool.index() + 1, Fen::ZERO);
+            self.deductible_used.resize(pool.index() + 1, Fen::ZERO);
+        }
+    }
+
+    /// Step 8: counts a decision. Only `assisted` and `capped` change counters.
+    pub fn count(&mut self, decision: &Decision) {
+        let (true, Some(pool)) = (decision.outcome.counts(), decision.pool) else {
+            return;
+        };
+        self.grow_to(pool);
+        let index = pool.index();
+        // Counters are sums of amounts below 10^14 fen each: i64 holds
+        // 92,233 of them at the largest; saturate rather than wrap.
+        self.deductible_used[index] = Fen::from_fen(
+            self.deductible_used[index]
+                .fen()
+                .saturating_add(decision.deductible_applied.fen()),
+        );
+        self.granted[index] = Fen::from_fen(self.granted[index].fen().saturating_add(decision.amount.fen()));
+        self.granted_total = Fen::from_fen(self.granted_total.fen().saturating_add(decision.amount.fen()));
+    }
+
+    /// Gives back a decision (a reversal, 冲正): the exact inverse of
+    /// [`Counters::count`].
+    pub fn uncount(&mut self, decision: &Decision) {
+        let (true, Some(pool)) = (decision.outcome.counts(), decision.pool) else {
+            return;
+        };
+        self.grow_to(pool);
+        let index = pool.index();
+        self.deductible_used[index] = Fen::from_fen(
+            self.deductible_used[index]
+                .fen()
+                .saturating_sub(decision.deductible_applied.fen()),
+        );
+        self.granted[index] = Fen::from_fen(self.granted[index].fen().saturating_sub(decision.amount.fen()));
+        self.granted_total = Fen::from_fen(self.granted_total.fen().saturating_sub(decision.amount.fen()));
+    }
+}
+
+/// What the engine needs to know of one invoice that is not a duplicate.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Claim {
+    /// The category that holds on the service date (lowest rank), if any.
+    pub category: Option<CategoryId>,
+    pub service_date: Date,
+    /// The pool the visit type maps to.
+    pub pool: PoolId,
+    /// In-scope self-pay.
+    pub base: Fen,
+    pub out_of_scope_self_pay: Fen,
+}
+
+/// The engine's answer for one invoice, with every step that led to it:
+/// the explanation that the citizen and the auditor see.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Decision {
+    pub outcome: Outcome,
+    /// Filled for `assisted`, `capped` and `no_rule`.
+    pub category: Option<CategoryId>,
+    /// Filled for `assisted`, `capped` and `no_rule`.
+    pub pool: Option<PoolId>,
+    /// The version in force on the service date, when there is one
+    /// (never for `duplicate` and `not_eligible`).
+    pub version: Option<VersionId>,
+    /// The in-scope self-pay; zero unless assisted or capped.
+    pub base: Fen,
+    pub deductible_applied: Fen,
+    /// `base − deductible_applied`.
+    pub eligible: Fen,
+    /// The out-of-scope self-pay the out-of-scope ratio applied to; zero
+    /// unless assisted or capped.
+    pub out_of_scope_self_pay: Fen,
+    pub ratio: BasisPoints,
+    pub out_of_scope_ratio: BasisPoints,
+    /// `round(eligible × ratio)`.
+    pub raw_in_scope: Fen,
+    /// `round(out_of_scope_self_pay × out_of_scope_ratio)`.
+    pub raw_out_of_scope: Fen,
+    /// `raw_in_scope + raw_out_of_scope`: the amount before caps.
+    pub raw: Fen,
+    /// `max(0, pool cap − granted[pool])` before this invoice, when the pool has a cap.
+    pub pool_cap_room: Option<Fen>,
+    /// `max(0, annual cap − granted_total)` before this invoice, when the rule has one.
+    pub annual_cap_room: Option<Fen>,
+    /// What assistance pays.
+    pub amount: Fen,
+}
+
+impl Decision {
+    fn zero(outcome: Outcome) -> Decision {
+        Decision {
+            outcome,
+            category: None,
+            pool: None,
+            version: None,
+            base: Fen::ZERO,
+            deductible_applied: Fen::ZERO,
+            eligible: Fen::ZERO,
+            out_of_scope_self_pay: Fen::ZERO,
+            ratio: BasisPoints::ZERO,
+            out_of_scope_ratio: BasisPoints::ZERO,
+            raw_in_scope: Fen::ZERO,
+            raw_out_of_scope: Fen::ZERO,
+            raw: Fen::ZERO,
+            pool_cap_room: None,
+            annual_cap_room: None,
+            amount: Fen::ZERO,
+        }
+    }
+
+    /// Step 1: an earlier invoice had the same number.
+    pub fn duplicate() -> Decision {
+        Decision::zero(Outcome::Duplicate)
+    }
+
+    /// The cap room that limited (or could have limited) the amount: the
+    /// smaller of the pool's and the annual room.
+    pub fn cap_room(&self) -> Option<Fen> {
+        match (self.pool_cap_room, self.annual_cap_room) {
+            (Some(pool), Some(annual)) => Some(pool.min(annual)),
+            (room, None) | (None, room) => room,
+        }
+    }
+}
+
+/// Steps 3 to 7 of `calculation.md` for one invoice, then step 8 on
+/// `counters` (the person's counters for the service date's year).
+/// Step 2 is the caller's through `claim.category` (see [`SpellBook`]).
+pub fn decide(policy: &Policy, claim: &Claim, counters: &mut Counters) -> Decision {
+    // Step 2. Category.
+    let Some(category) = claim.category else {
+        return Decision::zero(Outcome::NotEligible);
+    };
+    // Step 3. Rule.
+    let no_rule = |version: Option<VersionId>| Decision {
+        category: Some(category),
+        pool: Some(claim.pool),
+        version,
+        ..Decision::zero(Outcome::NoRule)
+    };
+    let Some(version_id) = policy.version_on(claim.service_date) else {
+        return no_rule(None);
+    };
+    let Some(rule) = policy.version(version_id).rule(category) else {
+        return no_rule(Some(version_id));
+    };
+    let Some(pool_rule) = rule.pool(claim.pool) else {
+        return no_rule(Some(version_id));
+    };
+    // Step 4. Deductible.
+    let room = pool_rule
+        .deductible
+        .checked_sub(counters.deductible_used(claim.pool))
+        .unwrap_or(Fen::ZERO)
+        .clamp_to_zero();
+    let deductible_applied = claim.base.min(room);
+    let eligible = Fen::from_fen(claim.base.fen() - deductible_applied.fen());
+    // Step 5. Raw amount, each product rounded half up on its own.
+    let raw_in_scope = eligible.times_ratio_round_half_up(pool_rule.ratio);
+    let raw_out_of_scope = claim
+        .out_of_scope_self_pay
+        .times_ratio_round_half_up(pool_rule.out_of_scope_ratio);
+    let raw = Fen::from_fen(raw_in_scope.fen() + raw_out_of_scope.fen());
+    // Step 6. Caps.
+    let mut amount = raw;
+    let pool_cap_room = pool_rule.cap.map(|cap| {
+        Fen::from_fen(cap.fen().saturating_sub(counters.granted(claim.pool).fen())).clamp_to_zero()
+    });
+    if let Some(room) = pool_cap_room {
+        amount = amount.min(room);
+    }
+    let annual_cap_room = rule
+        .annual_cap
+        .map(|cap| Fen::from_fen(cap.fen().saturating_sub(counters.granted_total().fen())).clamp_to_zero());
+    if let Some(room) = annual_cap_room {
+        amount = amount.min(room);
+    }
+    // Step 7. Outcome.
+    let outcome = if amount < raw {
+        Outcome::Capped
+    } else {
+        Outcome::Assisted
+    };
+    let decision = Decision {
+        outcome,
+        category: Some(category),
+        pool: Some(claim.pool),
+        version: Some(version_id),
+        base: claim.base,
+        deductible_applied,
+        eligible,
+        out_of_scope_self_pay: claim.out_of_scope_self_pay,
+        ratio: pool_rule.ratio,
+        out_of_scope_ratio: pool_rule.out_of_scope_ratio,
+        raw_in_scope,
+        raw_out_of_scope,
+        raw,
+        pool_cap_room,
+        annual_cap_room,
+        amount,
+    };
+    // Step 8. Count.
+    counters.count(&decision);
+    decision
+}
+
+/// Every person's spells bound to one policy's categories, for step 2:
+/// the category with the lowest rank among the spells covering a date.
+#[derive(Debug, Clone, Default)]
+pub struct SpellBook {
+    /// Person → range in `entries`.
+    ranges: FxHashMap<ResidentId, (u32, u32)>,
+    /// Each person's spells, lowest rank first.
+    entries: Vec<SpellEntry>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct SpellEntry {
+    rank: i64,
+    category: CategoryId,
+    valid_from: Date,
+    valid_to: Option<Date>,
+}
+
+/// A spell whose category the policy does not define.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnknownCategory {
+    /// Index of the spell in the input.
+    pub spell: usize,
+    pub code: String,
+}
+
+impl SpellBook {
+    /// Binds spells to a policy. Spells of categories the policy does not
+    /// define are returned as errors, all of them.
+    pub fn new<'a>(
+        policy: &Policy,
+        spells: impl IntoIterator<Item = &'a Spell>,
+    ) -> Result<SpellBook, Vec<UnknownCategory>> {
+        let mut unknown = Vec::new();
+        let mut keyed: Vec<(ResidentId, SpellEntry)> = Vec::new();
+        for (index, spell) in spells.into_iter().enumerate() {
+            match policy.category_by_code(spell.category()) {
+                Some(category) => keyed.push((
+                    spell.person(),
+                    SpellEntry {
+                        rank: policy.category(category).rank,
+                        category,
+                        valid_from: spell.valid_from(),
+                        valid_to: spell.valid_to(),
+                    },
+                )),
+                None => unknown.push(UnknownCategory {
+                    spell: index,
+                    code: spell.category().to_owned(),
+                }),
+            }
+        }
+        if !unknown.is_empty() {
+            return Err(unknown);
+        }
+        Ok(SpellBook::from_keyed(keyed))
+    }
+
+    /// Binds spells to a policy, leaving out those whose category the policy
+    /// does not define (for a what-if policy that drops a category).
+    pub fn new_lenient<'a>(
+        policy: &Policy,
+        spells: impl IntoIterator<Item = &'a Spell>,
+    ) -> (SpellBook, usize) {
+        let mut left_out = 0;
+        let mut keyed = Vec::new();
+        for spell in spells {
+            match policy.category_by_code(spell.category()) {
+                Some(category) => keyed.push((
+                    spell.person(),
+                    SpellEntry {
+                        rank: policy.category(category).rank,
+                        category,
+                        valid_from: spell.valid_from(),
+                        valid_to: spell.valid_to(),
+                    },
+                )),
+                None => left_out += 1,
+            }
+        }
+        (SpellBook::from_keyed(keyed), left_out)
+    }
+
+    fn from_keyed(mut keyed: Vec<(ResidentId, SpellEntry)>) -> SpellBook {
+        keyed.sort_unstable_by_key(|(person, entry)| (*person, entry.rank, entry.valid_from));
+        let mut ranges = FxHashMap::default();
+        let mut entries = Vec::with_capacity(keyed.len());
+        let mut start = 0usize;
+        while start < keyed.len() {
+            let person = keyed[start].0;
+            let end = start
+                + keyed[start..]
+                    .iter()
+                    .take_while(|(other, _)| *other == person)
+                    .count();
+            ranges.insert(person, (start as u32, (end - start) as u32));
+            entries.extend(keyed[start..end].iter().map(|(_, entry)| *entry));
+            start = end;
+        }
+        SpellBook { ranges, entries }
+    }
+
+    /// Step 2: the category with the lowest rank among the person's spells
+    /// covering `date`.
+    pub fn category_on(&self, person: ResidentId, date: Date) -> Option<CategoryId> {
+        let &(start, length) = self.ranges.get(&person)?;
+        self.entries[start as usize..(start + length) as usize]
+            .iter()
+            .find(|entry| entry.valid_from <= date && entry.valid_to.is_none_or(|valid_to| date <= valid_to))
+            .map(|entry| entry.category)
+    }
+
+    /// How many persons hold at least one spell.
+    pub fn person_count(&self) -> usize {
+        self.ranges.len()
+    }
+
+    pub fn contains(&self, person: ResidentId) -> bool {
+        self.ranges.contains_key(&person)
+    }
+}
