@@ -1,1 +1,7 @@
-//! placeholder
+//! Jiuzhu's interchange formats (`shared/spec/formats.md`): every file that
+//! enters goes through one validating reader here, and every problem names
+//! its file, line and column.
+
+pub mod problem;
+
+pub use problem::{Problem, Problems, MAX_PROBLEMS_REPORTED};
