@@ -30,11 +30,21 @@ impl Problem {
     }
 
     pub fn at_line(file: &str, line: u64, message: impl Into<String>) -> Problem {
-        Problem { file: file.to_owned(), line: Some(line), column: None, message: message.into() }
+        Problem {
+            file: file.to_owned(),
+            line: Some(line),
+            column: None,
+            message: message.into(),
+        }
     }
 
     pub fn whole_file(file: &str, message: impl Into<String>) -> Problem {
-        Problem { file: file.to_owned(), line: None, column: None, message: message.into() }
+        Problem {
+            file: file.to_owned(),
+            line: None,
+            column: None,
+            message: message.into(),
+        }
     }
 }
 
@@ -135,7 +145,10 @@ mod tests {
     fn a_problem_names_file_line_and_column() {
         let problem = Problem::at("invoices.csv", 7, "total", "is empty");
         assert_eq!(problem.to_string(), "invoices.csv:7: total: is empty");
-        assert_eq!(Problem::whole_file("x.csv", "is empty").to_string(), "x.csv: is empty");
+        assert_eq!(
+            Problem::whole_file("x.csv", "is empty").to_string(),
+            "x.csv: is empty"
+        );
     }
 
     #[test]
