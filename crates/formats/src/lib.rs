@@ -5,3 +5,5 @@
 pub mod problem;
 
 pub use problem::{Problem, Problems, MAX_PROBLEMS_REPORTED};
+pub mod results;
+pub use results::{write_results, RESULTS_HEADER};
