@@ -1,9 +1,11 @@
 //! `jiuzhu`: the command line of the medical financial assistance platform.
 
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod gen;
 mod simulate;
 
 /// Jiuzhu (救助): medical financial assistance for special populations.
@@ -18,25 +20,92 @@ struct Cli {
 enum Command {
     /// Run the engine over policy, spells and invoices files and write results.csv.
     Simulate(simulate::SimulateArgs),
+    /// Generate a realistic synthetic policy, spells and invoices (seeded).
+    Gen(gen::GenArgs),
+    /// Generate a demo district and simulate its bills under the example
+    /// policy and a proposed one.
+    Demo(DemoArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct DemoArgs {
+    /// Where to write the demo files.
+    #[arg(long, default_value = "demo")]
+    dir: PathBuf,
+    /// Recipients in the district.
+    #[arg(long, default_value_t = 7_500)]
+    people: u64,
+    /// Bills in the district.
+    #[arg(long, default_value_t = 33_000)]
+    invoices: u64,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
 }
 
 /// Exit status for input that breaks the formats (`formats.md`, "Bad input").
 const BAD_INPUT: u8 = 2;
 
+/// The proposed policy the demo compares against, shipped with the binary.
+const WHAT_IF_POLICY: &str = include_str!("../../../fixtures/what-if-policy.toml");
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Simulate(args) => match simulate::run(&args) {
+        Command::Simulate(args) => finish_simulation(simulate::run(&args)),
+        Command::Gen(args) => match gen::run(&args) {
             Ok(()) => ExitCode::SUCCESS,
-            Err(simulate::Failure::BadInput(problems)) => {
-                eprint!("{problems}");
-                eprintln!("Nothing was written: correct the input and run again.");
-                ExitCode::from(BAD_INPUT)
-            }
-            Err(simulate::Failure::Other(error)) => {
+            Err(error) => {
                 eprintln!("error: {error:#}");
                 ExitCode::FAILURE
             }
         },
+        Command::Demo(args) => demo(&args),
     }
+}
+
+fn finish_simulation(result: Result<(), simulate::Failure>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(simulate::Failure::BadInput(problems)) => {
+            eprint!("{problems}");
+            eprintln!("Nothing was written: correct the input and run again.");
+            ExitCode::from(BAD_INPUT)
+        }
+        Err(simulate::Failure::Other(error)) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn demo(args: &DemoArgs) -> ExitCode {
+    let generated = gen::run(&gen::GenArgs {
+        people: args.people,
+        invoices: args.invoices,
+        seed: args.seed,
+        dir: args.dir.clone(),
+    });
+    if let Err(error) = generated {
+        eprintln!("error: {error:#}");
+        return ExitCode::FAILURE;
+    }
+    let what_if = args.dir.join("what-if-policy.toml");
+    if let Err(error) = std::fs::write(&what_if, WHAT_IF_POLICY) {
+        eprintln!("error: cannot write {}: {error}", what_if.display());
+        return ExitCode::FAILURE;
+    }
+    let file = |name: &str| -> PathBuf { Path::new(&args.dir).join(name) };
+    let code = finish_simulation(simulate::run(&simulate::SimulateArgs {
+        policy: file("policy.toml"),
+        spells: file("spells.csv"),
+        invoices: file("invoices.csv"),
+        out: file("results.csv"),
+        compare: Some(what_if),
+    }));
+    println!(
+        "\nThe demo's files are in {}: policy.toml, spells.csv, invoices.csv, results.csv.\n\
+         Run your own: jiuzhu simulate --policy P --spells S --invoices I --out R [--compare P2]",
+        args.dir.display()
+    );
+    code
 }
