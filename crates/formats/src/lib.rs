@@ -2,6 +2,8 @@
 //! enters goes through one validating reader here, and every problem names
 //! its file, line and column.
 
+pub mod policy_toml;
 pub mod problem;
 
+pub use policy_toml::{parse_policy, read_policy_file};
 pub use problem::{Problem, Problems, MAX_PROBLEMS_REPORTED};
