@@ -165,7 +165,7 @@ pub enum PolicyProblem {
     },
     #[error("two versions take effect on {date}")]
     DuplicateVersion { version: usize, date: Date },
-    #[error("pool {pool:?} is not a pool of [pools]")]
+    #[error("pool {name:?} is not a pool of [pools]")]
     UnknownPool {
         version: usize,
         rule: usize,
@@ -470,6 +470,17 @@ mod tests {
             BasisPoints::new(9000).unwrap()
         );
         assert!(policy.version(VersionId(1)).rule(db).is_none());
+    }
+
+    #[test]
+    fn an_unknown_pool_is_named_by_its_name_in_the_message() {
+        let problem = PolicyProblem::UnknownPool {
+            version: 0,
+            rule: 0,
+            pool: 3,
+            name: "dental".into(),
+        };
+        assert_eq!(problem.to_string(), "pool \"dental\" is not a pool of [pools]");
     }
 
     #[test]
