@@ -10,7 +10,9 @@ fn repository_root() -> PathBuf {
 }
 
 fn fixture(name: &str) -> String {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/small").join(name);
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data/small")
+        .join(name);
     std::fs::read_to_string(path).unwrap()
 }
 
@@ -89,47 +91,87 @@ impl Case {
 fn the_small_fixture_gives_the_results_worked_out_by_hand() {
     let case = Case::new();
     let output = case.simulate(&[]);
-    assert!(output.status.success(), "stderr: {}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "stderr: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     assert_eq!(case.read("results.csv"), fixture("expected.csv"));
     let stdout = String::from_utf8(output.stdout).unwrap();
     assert!(stdout.contains("Simulated 9 invoices"), "{stdout}");
     // DB inpatient: one person, one invoice, base 2,500.00, amount 2,250.00, none capped.
     assert!(
-        stdout.lines().any(|line| line.split_whitespace().collect::<Vec<_>>()
-            == ["DB", "inpatient", "1", "1", "2,500.00", "2,250.00", "0"]),
+        stdout
+            .lines()
+            .any(|line| line.split_whitespace().collect::<Vec<_>>()
+                == ["DB", "inpatient", "1", "1", "2,500.00", "2,250.00", "0"]),
         "{stdout}"
     );
-    assert!(stdout.contains("assisted 4, capped 1, duplicate 1, not_eligible 1, no_rule 2"), "{stdout}");
+    assert!(
+        stdout.contains("assisted 4, capped 1, duplicate 1, not_eligible 1, no_rule 2"),
+        "{stdout}"
+    );
 }
 
 #[test]
 fn the_example_policy_loads_and_simulates_on_generated_data() {
     let case = Case::new();
     let generated = Command::new(BINARY)
-        .args(["gen", "--people", "300", "--invoices", "3000", "--seed", "7", "--dir"])
+        .args([
+            "gen",
+            "--people",
+            "300",
+            "--invoices",
+            "3000",
+            "--seed",
+            "7",
+            "--dir",
+        ])
         .arg(case.path("generated"))
         .output()
         .unwrap();
-    assert!(generated.status.success(), "{}", String::from_utf8_lossy(&generated.stderr));
+    assert!(
+        generated.status.success(),
+        "{}",
+        String::from_utf8_lossy(&generated.stderr)
+    );
     let output = Command::new(BINARY)
         .current_dir(case.path("generated"))
         .args(["simulate", "--policy"])
         .arg(repository_root().join("fixtures/example-policy.toml"))
-        .args(["--spells", "spells.csv", "--invoices", "invoices.csv", "--out", "results.csv"])
+        .args([
+            "--spells",
+            "spells.csv",
+            "--invoices",
+            "invoices.csv",
+            "--out",
+            "results.csv",
+        ])
         .output()
         .unwrap();
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let results = std::fs::read_to_string(case.path("generated/results.csv")).unwrap();
     assert_eq!(results.lines().count(), 3001);
     for outcome in ["assisted", "duplicate", "not_eligible"] {
-        assert!(results.contains(&format!(",{outcome},")), "no {outcome} in generated results");
+        assert!(
+            results.contains(&format!(",{outcome},")),
+            "no {outcome} in generated results"
+        );
     }
 }
 
 #[test]
 fn a_bad_resident_id_is_refused_with_its_line_and_column() {
     let case = Case::new();
-    case.edit("invoices.csv", "INV002,110105196001010017", "INV002,110105196001010018");
+    case.edit(
+        "invoices.csv",
+        "INV002,110105196001010017",
+        "INV002,110105196001010018",
+    );
     let stderr = case.refused();
     assert!(stderr.contains("invoices.csv:3: person_id: "), "{stderr}");
 }
@@ -137,10 +179,18 @@ fn a_bad_resident_id_is_refused_with_its_line_and_column() {
 #[test]
 fn every_problem_of_every_file_is_listed() {
     let case = Case::new();
-    case.edit("invoices.csv", "2024-04-01,2024-04-01T09", "2024-02-30,2024-04-01T09");
+    case.edit(
+        "invoices.csv",
+        "2024-04-01,2024-04-01T09",
+        "2024-02-30,2024-04-01T09",
+    );
     case.edit("invoices.csv", "200,100,80,20", "200,100,80,21");
     case.edit("spells.csv", "110105196001010041,TK", "110105196001010041,XX");
-    case.edit("spells.csv", "ZCX,2024-01-01,2024-12-31", "ZCX,2024-01-01,2023-12-31");
+    case.edit(
+        "spells.csv",
+        "ZCX,2024-01-01,2024-12-31",
+        "ZCX,2024-01-01,2023-12-31",
+    );
     let stderr = case.refused();
     for expected in [
         "invoices.csv:3: service_date: ",
@@ -155,10 +205,15 @@ fn every_problem_of_every_file_is_listed() {
 #[test]
 fn a_missing_column_is_named() {
     let case = Case::new();
-    let text = case.read("invoices.csv").replacen("fund_paid,", "paid_by_fund,", 1);
+    let text = case
+        .read("invoices.csv")
+        .replacen("fund_paid,", "paid_by_fund,", 1);
     case.write("invoices.csv", text);
     let stderr = case.refused();
-    assert!(stderr.contains("invoices.csv:1") && stderr.contains("fund_paid"), "{stderr}");
+    assert!(
+        stderr.contains("invoices.csv:1") && stderr.contains("fund_paid"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -181,10 +236,20 @@ fn a_visit_type_the_policy_does_not_know_is_refused() {
 fn an_invalid_policy_is_refused_with_the_line_of_the_key() {
     let case = Case::new();
     let policy = case.read("policy.toml");
-    let line = policy.lines().position(|line| line.contains("ratio = \"0.9\"")).unwrap() + 1;
-    case.write("policy.toml", policy.replacen("ratio = \"0.9\"", "ratio = \"1.5\"", 1));
+    let line = policy
+        .lines()
+        .position(|line| line.contains("ratio = \"0.9\""))
+        .unwrap()
+        + 1;
+    case.write(
+        "policy.toml",
+        policy.replacen("ratio = \"0.9\"", "ratio = \"1.5\"", 1),
+    );
     let stderr = case.refused();
-    assert!(stderr.contains(&format!("policy.toml:{line}: ratio: ")), "{stderr}");
+    assert!(
+        stderr.contains(&format!("policy.toml:{line}: ratio: ")),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -198,7 +263,9 @@ fn an_empty_file_is_refused() {
 #[test]
 fn binary_garbage_is_refused() {
     let case = Case::new();
-    let garbage: Vec<u8> = (0..4096u32).map(|n| (n.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    let garbage: Vec<u8> = (0..4096u32)
+        .map(|n| (n.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
     case.write("spells.csv", garbage);
     let stderr = case.refused();
     assert!(stderr.contains("spells.csv"), "{stderr}");
@@ -219,11 +286,16 @@ fn many_problems_are_capped_with_a_count_of_the_rest() {
         "invoice_no,person_id,hospital,visit_type,service_date,settled_at,total,fund_paid,in_scope_self_pay,out_of_scope_self_pay\n",
     );
     for n in 0..250 {
-        text.push_str(&format!("BAD{n},not-an-id,H1,inpatient,2024-01-01,2024-01-01T00:00:00Z,1,0,1,0\n"));
+        text.push_str(&format!(
+            "BAD{n},not-an-id,H1,inpatient,2024-01-01,2024-01-01T00:00:00Z,1,0,1,0\n"
+        ));
     }
     case.write("invoices.csv", text);
     let stderr = case.refused();
-    let listed = stderr.lines().filter(|line| line.starts_with("invoices.csv:")).count();
+    let listed = stderr
+        .lines()
+        .filter(|line| line.starts_with("invoices.csv:"))
+        .count();
     assert_eq!(listed, 100, "{stderr}");
     assert!(stderr.contains("… and 150 more problems"), "{stderr}");
 }
@@ -232,7 +304,11 @@ fn many_problems_are_capped_with_a_count_of_the_rest() {
 fn an_existing_results_file_is_left_alone_when_the_input_is_refused() {
     let case = Case::new();
     case.write("results.csv", "earlier results\n");
-    case.edit("invoices.csv", "INV002,110105196001010017", "INV002,110105196001010018");
+    case.edit(
+        "invoices.csv",
+        "INV002,110105196001010017",
+        "INV002,110105196001010018",
+    );
     let output = case.simulate(&[]);
     assert_eq!(output.status.code(), Some(2));
     assert_eq!(case.read("results.csv"), "earlier results\n");
@@ -244,10 +320,17 @@ fn a_gbk_encoded_file_reads_like_its_utf8_original() {
     let spells = case.read("spells.csv");
     let (gbk, _, unmappable) = encoding_rs::GBK.encode(&spells);
     assert!(!unmappable);
-    assert!(std::str::from_utf8(&gbk).is_err(), "the fixture must have Chinese text");
+    assert!(
+        std::str::from_utf8(&gbk).is_err(),
+        "the fixture must have Chinese text"
+    );
     case.write("spells.csv", gbk.as_ref());
     let output = case.simulate(&[]);
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     assert_eq!(case.read("results.csv"), fixture("expected.csv"));
 }
 
@@ -257,7 +340,11 @@ fn a_utf8_bom_is_accepted() {
     let invoices = format!("\u{feff}{}", case.read("invoices.csv"));
     case.write("invoices.csv", invoices);
     let output = case.simulate(&[]);
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     assert_eq!(case.read("results.csv"), fixture("expected.csv"));
 }
 
@@ -266,7 +353,15 @@ fn a_missing_output_folder_is_refused_before_any_work() {
     let case = Case::new();
     let output = Command::new(BINARY)
         .current_dir(case.dir.path())
-        .args(["simulate", "--policy", "policy.toml", "--spells", "spells.csv", "--invoices", "invoices.csv"])
+        .args([
+            "simulate",
+            "--policy",
+            "policy.toml",
+            "--spells",
+            "spells.csv",
+            "--invoices",
+            "invoices.csv",
+        ])
         .args(["--out", "nowhere/results.csv"])
         .output()
         .unwrap();
@@ -285,14 +380,21 @@ fn compare_prints_what_a_second_policy_would_cost_per_category() {
     proposed.replace_range(ratio_at..ratio_at + "ratio = \"0.9\"".len(), "ratio = \"1\"");
     case.write("proposed.toml", proposed);
     let output = case.simulate(&["--compare", "proposed.toml"]);
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let stdout = String::from_utf8(output.stdout).unwrap();
     let db = stdout
         .lines()
         .skip_while(|line| !line.starts_with("What-if"))
         .find(|line| line.starts_with("DB "))
         .unwrap_or_else(|| panic!("{stdout}"));
-    assert_eq!(db.split_whitespace().collect::<Vec<_>>(), ["DB", "3", "5,320.00", "3", "5,570.00", "250.00"]);
+    assert_eq!(
+        db.split_whitespace().collect::<Vec<_>>(),
+        ["DB", "3", "5,320.00", "3", "5,570.00", "250.00"]
+    );
     // The results file is the first policy's.
     assert_eq!(case.read("results.csv"), fixture("expected.csv"));
 }
@@ -319,11 +421,20 @@ fn golden_cases_worked_out_by_hand_agree_to_the_fen() {
             .arg(out.path().join("results.csv"))
             .output()
             .unwrap();
-        assert!(output.status.success(), "{}: {}", dir.display(), String::from_utf8_lossy(&output.stderr));
+        assert!(
+            output.status.success(),
+            "{}: {}",
+            dir.display(),
+            String::from_utf8_lossy(&output.stderr)
+        );
         let expected = std::fs::read_to_string(dir.join("expected.csv")).unwrap();
         let actual = std::fs::read_to_string(out.path().join("results.csv")).unwrap();
         assert_eq!(actual, expected, "case {}", dir.display());
         checked += 1;
     }
-    assert!(checked >= 8, "only {checked} golden cases found in {}", cases.display());
+    assert!(
+        checked >= 8,
+        "only {checked} golden cases found in {}",
+        cases.display()
+    );
 }

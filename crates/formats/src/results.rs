@@ -107,7 +107,11 @@ pub fn push_row(out: &mut Vec<u8>, row: &ResultRow<'_>) {
 pub fn write_results(out: &mut dyn Write, policy: &Policy, batch: &Batch, run: &BatchRun) -> io::Result<()> {
     out.write_all(RESULTS_HEADER.as_bytes())?;
     out.write_all(b"\n")?;
-    let categories: Vec<String> = policy.categories().iter().map(|category| csv_field(&category.code)).collect();
+    let categories: Vec<String> = policy
+        .categories()
+        .iter()
+        .map(|category| csv_field(&category.code))
+        .collect();
     let pools: Vec<String> = policy.pool_names().iter().map(|pool| csv_field(pool)).collect();
     let versions: Vec<[u8; 10]> = policy
         .versions()
@@ -134,7 +138,10 @@ pub fn write_results(out: &mut dyn Write, policy: &Policy, batch: &Batch, run: &
                     let decision = &decisions[index];
                     let counts = decision.outcome.counts();
                     let (base, eligible) = if counts {
-                        (invoice.base, Fen::from_fen(invoice.base.fen() - decision.deductible_applied.fen()))
+                        (
+                            invoice.base,
+                            Fen::from_fen(invoice.base.fen() - decision.deductible_applied.fen()),
+                        )
                     } else {
                         (Fen::ZERO, Fen::ZERO)
                     };
@@ -145,14 +152,22 @@ pub fn write_results(out: &mut dyn Write, policy: &Policy, batch: &Batch, run: &
                             invoice_no: invoice.invoice_no.as_str(),
                             person_id: &person_id,
                             year: invoice.service_date.year(),
-                            category: decision.category().map_or("", |category| &categories[category.index()]),
+                            category: decision
+                                .category()
+                                .map_or("", |category| &categories[category.index()]),
                             pool: decision.pool().map_or("", |pool| &pools[pool.index()]),
                             base,
-                            deductible_applied: if counts { decision.deductible_applied } else { Fen::ZERO },
+                            deductible_applied: if counts {
+                                decision.deductible_applied
+                            } else {
+                                Fen::ZERO
+                            },
                             eligible,
                             amount: decision.amount,
                             outcome: decision.outcome,
-                            policy_version: decision.version().map_or(&[][..], |version| &versions[version.index()]),
+                            policy_version: decision
+                                .version()
+                                .map_or(&[][..], |version| &versions[version.index()]),
                         },
                     );
                 }
