@@ -2,10 +2,15 @@
 //! enters goes through one validating reader here, and every problem names
 //! its file, line and column.
 
+mod csv_input;
+pub mod invoices;
 pub mod policy_toml;
 pub mod problem;
+pub mod spells;
 
+pub use invoices::{read_batch_invoices, read_batch_invoices_file, read_invoices, read_invoices_file};
 pub use policy_toml::{parse_policy, read_policy_file};
 pub use problem::{Problem, Problems, MAX_PROBLEMS_REPORTED};
+pub use spells::{read_spells, read_spells_file};
 pub mod results;
 pub use results::{write_results, RESULTS_HEADER};
