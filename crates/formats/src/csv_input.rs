@@ -226,15 +226,18 @@ pub(crate) fn read_slice<F: CsvFormat>(
         if let Some(problem) = sniff(file, bytes, F::COLUMNS) {
             return PassEnd::Done(Err(problem.into()));
         }
-        let mut processor = Processor::new(file, format, encoding, Some(bytes.len() as u64), piece_bytes);
+        let mut processor = Processor::new(file, format, encoding, piece_bytes);
+        let mut accumulator = Accumulator::new(file, Some(bytes.len() as u64));
         let plan = match processor.plan(bytes, true) {
             Ok(plan) => plan,
             Err(end) => return end,
         };
-        if let Some(end) = processor.run(bytes, &plan) {
+        let buffers = accumulator.take_buffers(plan.pieces.len());
+        let parsed = processor.parse(bytes, &plan, buffers, accumulator.keeps_rows());
+        if let Some(end) = accumulator.merge::<F>(parsed) {
             return end;
         }
-        PassEnd::Done(processor.finish())
+        PassEnd::Done(accumulator.finish::<F>(processor.has_header()))
     };
     match pass(TextEncoding::Utf8) {
         PassEnd::Done(result) => result,
@@ -263,8 +266,9 @@ fn neither_utf8_nor_gbk(file: &str, utf8_line: u64, gbk_line: u64) -> Problem {
     Problem::whole_file(file, message)
 }
 
-/// One pass over a stream: reads chunk after chunk into one of two buffers
-/// while the other is parsed.
+/// One pass over a stream, in three overlapping stages: while the pieces of
+/// one chunk are parsed in parallel, the next chunk is read into the other
+/// buffer and the rows of the previous chunk are merged.
 #[allow(clippy::too_many_arguments)]
 fn stream_pass<F: CsvFormat, R: Read + Send>(
     file: &str,
@@ -290,7 +294,10 @@ fn stream_pass<F: CsvFormat, R: Read + Send>(
         return Ok(PassEnd::Done(Err(problem.into())));
     }
     let mut eof = filled < current.len();
-    let mut processor = Processor::new(file, format, encoding, size, piece_bytes);
+    let mut processor = Processor::new(file, format, encoding, piece_bytes);
+    let mut accumulator = Accumulator::new(file, size);
+    // The previous chunk's pieces, parsed but not merged yet.
+    let mut pending: Vec<PieceOutput<F::Row>> = Vec::new();
     loop {
         let data = &current[..filled];
         let plan = match processor.plan(data, eof) {
@@ -298,30 +305,42 @@ fn stream_pass<F: CsvFormat, R: Read + Send>(
             Err(end) => return Ok(end),
         };
         if plan.cut == 0 && !eof {
-            processor
+            if let Some(end) = accumulator.merge::<F>(std::mem::take(&mut pending)) {
+                return Ok(end);
+            }
+            accumulator
                 .problems
                 .push(too_long(file, processor.line, data, capacity));
-            return Ok(PassEnd::Done(processor.finish()));
+            return Ok(PassEnd::Done(accumulator.finish::<F>(processor.has_header())));
         }
         let leftover = filled - plan.cut;
         if !eof {
             next.resize(current.len(), 0);
             next[..leftover].copy_from_slice(&data[plan.cut..]);
         }
-        let (end, read) = rayon::join(
-            || processor.run(data, &plan),
+        let buffers = accumulator.take_buffers(plan.pieces.len());
+        let keep_rows = accumulator.keeps_rows();
+        let previous = std::mem::take(&mut pending);
+        let ((merged, read), parsed) = rayon::join(
             || {
-                if eof {
-                    Ok(0)
-                } else {
-                    read_full(source, &mut next[leftover..])
-                }
+                rayon::join(
+                    || accumulator.merge::<F>(previous),
+                    || {
+                        if eof {
+                            Ok(0)
+                        } else {
+                            read_full(source, &mut next[leftover..])
+                        }
+                    },
+                )
             },
+            || processor.parse(data, &plan, buffers, keep_rows),
         );
         consumed(plan.cut as u64);
-        if let Some(end) = end {
+        if let Some(end) = merged {
             return Ok(end);
         }
+        pending = parsed;
         if eof {
             break;
         }
@@ -330,7 +349,10 @@ fn stream_pass<F: CsvFormat, R: Read + Send>(
         filled = leftover + read;
         std::mem::swap(&mut current, &mut next);
     }
-    Ok(PassEnd::Done(processor.finish()))
+    if let Some(end) = accumulator.merge::<F>(pending) {
+        return Ok(end);
+    }
+    Ok(PassEnd::Done(accumulator.finish::<F>(processor.has_header())))
 }
 
 fn too_long(file: &str, line: u64, data: &[u8], capacity: usize) -> Problem {
@@ -450,22 +472,17 @@ struct Plan {
     next_line: u64,
 }
 
-/// One pass over one file in one encoding: the header, then chunk after
-/// chunk of records.
+/// One pass over one file in one encoding: finds the header, then splits
+/// chunk after chunk into pieces and parses them.
 struct Processor<'a, F: CsvFormat> {
     file: &'a str,
     format: &'a F,
     encoding: TextEncoding,
-    size: Option<u64>,
     piece_bytes: usize,
     at_file_start: bool,
     layout: Option<Layout>,
     /// The line of the next byte to come.
     line: u64,
-    rows: Vec<F::Row>,
-    records: u64,
-    problems: Problems,
-    reserved: bool,
 }
 
 enum HeaderProgress {
@@ -476,27 +493,20 @@ enum HeaderProgress {
 }
 
 impl<'a, F: CsvFormat> Processor<'a, F> {
-    fn new(
-        file: &'a str,
-        format: &'a F,
-        encoding: TextEncoding,
-        size: Option<u64>,
-        piece_bytes: usize,
-    ) -> Self {
+    fn new(file: &'a str, format: &'a F, encoding: TextEncoding, piece_bytes: usize) -> Self {
         Processor {
             file,
             format,
             encoding,
-            size,
             piece_bytes: piece_bytes.max(1),
             at_file_start: true,
             layout: None,
             line: 1,
-            rows: Vec::new(),
-            records: 0,
-            problems: Problems::new(),
-            reserved: false,
         }
+    }
+
+    fn has_header(&self) -> bool {
+        self.layout.is_some()
     }
 
     /// Takes the header if it is still to come, then splits the records of
@@ -521,7 +531,9 @@ impl<'a, F: CsvFormat> Processor<'a, F> {
                 }
             }
         }
-        Ok(plan_pieces(data, start, eof, self.line, self.piece_bytes))
+        let plan = plan_pieces(data, start, eof, self.line, self.piece_bytes);
+        self.line = plan.next_line;
+        Ok(plan)
     }
 
     fn take_header(
@@ -587,12 +599,16 @@ impl<'a, F: CsvFormat> Processor<'a, F> {
         }
     }
 
-    /// Parses the pieces of a plan in parallel and adds their rows and
-    /// problems in file order. Returns how the pass ends if it ends here.
-    fn run(&mut self, data: &[u8], plan: &Plan) -> Option<PassEnd<F::Row>> {
+    /// Parses the pieces of a plan in parallel, each into one of `buffers`.
+    fn parse(
+        &self,
+        data: &[u8],
+        plan: &Plan,
+        buffers: Vec<Vec<F::Row>>,
+        keep_rows: bool,
+    ) -> Vec<PieceOutput<F::Row>> {
         let Some(layout) = &self.layout else {
-            self.line = plan.next_line;
-            return None;
+            return Vec::new();
         };
         let context = PieceContext {
             file: self.file,
@@ -600,12 +616,61 @@ impl<'a, F: CsvFormat> Processor<'a, F> {
             layout,
             encoding: self.encoding,
         };
-        let keep_rows = self.problems.is_empty();
-        let outputs: Vec<PieceOutput<F::Row>> = plan
-            .pieces
+        plan.pieces
             .par_iter()
-            .map(|piece| parse_piece(&context, &data[piece.start..piece.end], piece.line, keep_rows))
-            .collect();
+            .zip(buffers)
+            .map(|(piece, rows)| {
+                parse_piece(
+                    &context,
+                    &data[piece.start..piece.end],
+                    piece.line,
+                    keep_rows,
+                    rows,
+                )
+            })
+            .collect()
+    }
+}
+
+/// What a pass has found so far: the rows, in file order with their
+/// positions, or, once there is any problem, only the problems.
+struct Accumulator<'a, Row> {
+    file: &'a str,
+    size: Option<u64>,
+    rows: Vec<Row>,
+    /// Row buffers of the pieces, kept from chunk to chunk: allocating
+    /// them anew each time costs page faults.
+    spare: Vec<Vec<Row>>,
+    records: u64,
+    problems: Problems,
+    reserved: bool,
+}
+
+impl<'a, Row> Accumulator<'a, Row> {
+    fn new(file: &'a str, size: Option<u64>) -> Self {
+        Accumulator {
+            file,
+            size,
+            rows: Vec::new(),
+            spare: Vec::new(),
+            records: 0,
+            problems: Problems::new(),
+            reserved: false,
+        }
+    }
+
+    /// Whether rows are still wanted: not once the file has a problem.
+    fn keeps_rows(&self) -> bool {
+        self.problems.is_empty()
+    }
+
+    fn take_buffers(&mut self, count: usize) -> Vec<Vec<Row>> {
+        (0..count).map(|_| self.spare.pop().unwrap_or_default()).collect()
+    }
+
+    /// Adds the pieces of one chunk, in order. Returns how the pass ends if
+    /// a piece found that the file is not text in this encoding.
+    fn merge<F: CsvFormat<Row = Row>>(&mut self, outputs: Vec<PieceOutput<Row>>) -> Option<PassEnd<Row>> {
         for output in outputs {
             match output.failure {
                 Some(Failure::Binary(line)) => {
@@ -617,7 +682,7 @@ impl<'a, F: CsvFormat> Processor<'a, F> {
             }
             let before = self.records;
             self.records += output.records;
-            if before < F::MAX_RECORDS && self.records > F::MAX_RECORDS {
+            if before <= F::MAX_RECORDS && self.records > F::MAX_RECORDS {
                 self.problems.push(Problem::whole_file(
                     self.file,
                     format!(
@@ -627,30 +692,32 @@ impl<'a, F: CsvFormat> Processor<'a, F> {
                 ));
             }
             self.problems.extend(output.problems);
+            let mut rows = output.rows;
             if self.problems.is_empty() {
                 if !self.reserved {
-                    self.reserve_for_file(plan, output.rows.len());
+                    self.reserve_for_file(output.bytes, rows.len());
                 }
-                for mut row in output.rows {
+                for mut row in rows.drain(..) {
                     F::place(&mut row, self.rows.len() as u64);
                     self.rows.push(row);
                 }
-            } else if self.rows.capacity() > 0 {
-                self.rows = Vec::new();
+            } else {
+                rows.clear();
+                if self.rows.capacity() > 0 {
+                    self.rows = Vec::new();
+                }
             }
+            self.spare.push(rows);
         }
-        self.line = plan.next_line;
         None
     }
 
     /// Reserves room for the whole file's rows once, from the density of
     /// the first records, so that the row vector does not grow by copying.
-    fn reserve_for_file(&mut self, plan: &Plan, rows: usize) {
+    fn reserve_for_file(&mut self, bytes: usize, rows: usize) {
         self.reserved = true;
-        let (Some(size), Some(first)) = (self.size, plan.pieces.first()) else {
-            return;
-        };
-        let bytes = (first.end - first.start) as u64;
+        let Some(size) = self.size else { return };
+        let bytes = bytes as u64;
         if rows == 0 || bytes == 0 {
             return;
         }
@@ -660,8 +727,8 @@ impl<'a, F: CsvFormat> Processor<'a, F> {
             .reserve(usize::try_from(estimate).unwrap_or(0).min(1 << 31));
     }
 
-    fn finish(mut self) -> Result<Vec<F::Row>, Problems> {
-        if self.layout.is_none() && self.problems.is_empty() {
+    fn finish<F: CsvFormat<Row = Row>>(mut self, has_header: bool) -> Result<Vec<Row>, Problems> {
+        if !has_header && self.problems.is_empty() {
             self.problems.push(Problem::whole_file(
                 self.file,
                 format!(
@@ -872,6 +939,8 @@ enum Failure {
 }
 
 struct PieceOutput<Row> {
+    /// The piece's length in bytes.
+    bytes: usize,
     rows: Vec<Row>,
     problems: Problems,
     records: u64,
@@ -904,9 +973,12 @@ fn parse_piece<F: CsvFormat>(
     raw: &[u8],
     first_line: u64,
     keep_rows: bool,
+    mut rows: Vec<F::Row>,
 ) -> PieceOutput<F::Row> {
+    rows.clear();
     let mut output = PieceOutput {
-        rows: Vec::new(),
+        bytes: raw.len(),
+        rows,
         problems: Problems::new(),
         records: 0,
         failure: None,
@@ -1075,7 +1147,7 @@ impl<F: CsvFormat> PieceReader<'_, F> {
     fn fail(&mut self, output: &mut PieceOutput<F::Row>) {
         if self.keep_rows {
             self.keep_rows = false;
-            output.rows = Vec::new();
+            output.rows.clear();
         }
     }
 }

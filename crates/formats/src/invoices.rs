@@ -640,6 +640,24 @@ mod tests {
         );
     }
 
+    /// The CPU time of this process so far (user and system), in ms, on
+    /// Linux; 0 elsewhere. The wall time of a run depends on what else the
+    /// machine does; this much less.
+    fn cpu_millis() -> u64 {
+        let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+            return 0;
+        };
+        let Some((_, after_name)) = stat.rsplit_once(')') else {
+            return 0;
+        };
+        let fields: Vec<&str> = after_name.split_whitespace().collect();
+        // utime and stime, fields 14 and 15 of stat(5), in ticks of 10 ms.
+        let ticks: u64 = fields.get(11..13).map_or(0, |times| {
+            times.iter().filter_map(|t| t.parse::<u64>().ok()).sum()
+        });
+        ticks * 10
+    }
+
     /// By hand: `JIUZHU_BENCH_ROWS=10000000 cargo test -p jiuzhu-formats
     /// --release -- --ignored --nocapture reading_batch_invoices_speed`
     /// (`JIUZHU_BENCH_FILE` to keep the file between runs).
@@ -663,6 +681,7 @@ mod tests {
         let bytes = std::fs::metadata(&path).unwrap().len();
         let visit_types = visit_types();
         for run in 1..=3 {
+            let cpu_before = cpu_millis();
             let started = Instant::now();
             let invoices = read_batch_invoices_file(&path, "invoices.csv", &visit_types, &|_| {}).unwrap();
             let micros = started.elapsed().as_micros().max(1) as u64;
@@ -674,6 +693,8 @@ mod tests {
                 bytes / micros,
                 rayon::current_num_threads()
             );
+            let cpu = cpu_millis().saturating_sub(cpu_before).max(1);
+            println!("  CPU time {cpu} ms: {} MB/s per busy core", bytes / 1000 / cpu);
         }
     }
 }
