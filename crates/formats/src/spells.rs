@@ -316,6 +316,21 @@ mod tests {
     }
 
     #[test]
+    fn a_quoted_field_with_commas_and_line_breaks_keeps_later_line_numbers_right() {
+        let input = format!(
+            "person_id,category,valid_from,source\n\
+             {ID},DB,2024-01-01,\"民政局,\n第二行\r\n第\"\"三\"\"行\"\n\
+             {ID},XX,2024-01-01,\n"
+        );
+        let problems = read_spells("spells.csv", input.as_bytes(), Some(&policy())).unwrap_err();
+        assert_eq!(problems.kept().len(), 1);
+        assert_eq!(problems.kept()[0].line, Some(5));
+        let fixed = input.replace("XX", "TK");
+        let spells = read_spells("spells.csv", fixed.as_bytes(), Some(&policy())).unwrap();
+        assert_eq!(spells[0].source(), Some("民政局,\n第二行\r\n第\"三\"行"));
+    }
+
+    #[test]
     fn blank_lines_a_bom_and_crlf_line_ends_are_accepted() {
         let input = format!("\u{FEFF}person_id,category,valid_from\r\n\r\n{ID},DB,2024-01-01\r\n  \r\n\n{OTHER_ID},TK,2024-01-02");
         let spells = read_spells("spells.csv", input.as_bytes(), Some(&policy())).unwrap();
