@@ -95,7 +95,9 @@ pub fn run(args: &SimulateArgs) -> Result<(), Failure> {
     };
     let read_seconds = started.elapsed();
 
+    let sorting = Instant::now();
     let batch = Batch::new(invoices, known_visit_types);
+    let sort_seconds = sorting.elapsed();
     let book = match SpellBook::new(&policy, &spells) {
         Ok(book) => book,
         Err(unknown) => {
@@ -123,20 +125,27 @@ pub fn run(args: &SimulateArgs) -> Result<(), Failure> {
         return Err(Failure::BadInput(problems));
     }
 
+    let deciding = Instant::now();
     let progress = deciding_progress(batch.len() as u64);
     let result = batch
         .run(&policy, &book, &|done| progress.inc(done))
         .map_err(|_| anyhow::anyhow!("a visit type of the invoices has no pool in the policy"))?;
     progress.finish_and_clear();
 
+    let decide_seconds = deciding.elapsed();
+    let writing = Instant::now();
     write_results_file(&args.out, &policy, &batch, &result)?;
+    let write_seconds = writing.elapsed();
     let mut report = summary_table(&policy, &result, &display(&args.out), batch.len());
     let _ = writeln!(
         report,
-        "{} invoices in {:.1?} (reading {:.1?}).",
-        batch.len(),
+        "{} invoices in {:.1?}: reading {:.1?}, sorting {:.1?}, deciding {:.1?}, writing {:.1?}.",
+        grouped(batch.len() as u64),
         started.elapsed(),
-        read_seconds
+        read_seconds,
+        sort_seconds,
+        decide_seconds,
+        write_seconds
     );
 
     if let (Some(compare), Some((compare_book, left_out)), Some(path)) = (&compare, &compare_book, &args.compare) {

@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 
 use rayon::prelude::*;
-use rustc_hash::{FxHashMap, FxHashSet, FxHasher};
+use rustc_hash::FxHasher;
 use std::hash::{Hash, Hasher};
 
 use crate::engine::{decide, Claim, Counters, Decision, Outcome, SpellBook};
@@ -152,82 +152,184 @@ impl Batch {
             return Err(unknown);
         }
         let pools: Vec<PoolId> = pools.into_iter().flatten().collect();
-        let shard_count = rayon::current_num_threads().clamp(1, 64);
-        let shards: Vec<ShardRun> = (0..shard_count)
+        let count = self.invoices.len();
+        // Each invoice's person slot in the spell book, looked up once;
+        // duplicates and persons without a spell need no counters.
+        let slots: Vec<u32> = self
+            .invoices
+            .par_iter()
+            .zip(self.duplicate.par_iter())
+            .map(|(invoice, duplicate)| match duplicate {
+                true => NO_SLOT,
+                false => spells.slot_of(invoice.person).unwrap_or(NO_SLOT),
+            })
+            .collect();
+        // The invoices grouped by person, each person's in canonical order
+        // (a counting sort by slot): the pass then reads each person's
+        // spells and counters once, and the persons split across threads.
+        let person_count = spells.person_count();
+        let mut starts = vec![0u32; person_count + 1];
+        for &slot in &slots {
+            if slot != NO_SLOT {
+                starts[slot as usize + 1] += 1;
+            }
+        }
+        for slot in 0..person_count {
+            starts[slot + 1] += starts[slot];
+        }
+        let grouped = starts[person_count] as usize;
+        let mut order = vec![0u32; grouped];
+        {
+            let mut next = starts.clone();
+            for (index, &slot) in slots.iter().enumerate() {
+                if slot != NO_SLOT {
+                    order[next[slot as usize] as usize] = index as u32;
+                    next[slot as usize] += 1;
+                }
+            }
+        }
+        drop(slots);
+
+        // Tasks of whole persons, about equal in invoices.
+        let tasks = (rayon::current_num_threads() * 8).max(1);
+        let per_task = grouped.div_ceil(tasks).max(1);
+        let mut by_person = vec![CompactDecision::from_decision(&Decision::not_eligible()); grouped];
+        let mut pieces = Vec::new();
+        let mut rest: &mut [CompactDecision] = &mut by_person;
+        let mut first_slot = 0usize;
+        while first_slot < person_count {
+            let begin = starts[first_slot] as usize;
+            let target = begin + per_task;
+            let mut end_slot = first_slot + 1;
+            while end_slot < person_count && (starts[end_slot] as usize) < target {
+                end_slot += 1;
+            }
+            let end = starts[end_slot] as usize;
+            let (piece, tail) = std::mem::take(&mut rest).split_at_mut(end - begin);
+            rest = tail;
+            pieces.push((first_slot..end_slot, piece));
+            first_slot = end_slot;
+        }
+        let category_count = policy.categories().len();
+        let pool_count = policy.pool_names().len();
+        let summaries: Vec<Summary> = pieces
             .into_par_iter()
-            .map(|shard| self.run_shard(policy, spells, &pools, shard, shard_count, progress))
+            .map(|(slot_range, out)| {
+                let mut tally = Tally::new(category_count, pool_count);
+                let mut years: Vec<(i32, Counters)> = Vec::new();
+                let mut seen: Vec<(CategoryId, PoolId)> = Vec::new();
+                let base = starts[slot_range.start] as usize;
+                for slot in slot_range {
+                    years.clear();
+                    seen.clear();
+                    let mut assisted = false;
+                    let range = starts[slot] as usize..starts[slot + 1] as usize;
+                    for position in range {
+                        let invoice = &self.invoices[order[position] as usize];
+                        let claim = Claim {
+                            category: spells.category_in_slot(slot as u32, invoice.service_date),
+                            service_date: invoice.service_date,
+                            pool: pools[usize::from(invoice.visit_type)],
+                            base: invoice.base,
+                            out_of_scope_self_pay: invoice.out_of_scope_self_pay,
+                        };
+                        let year = invoice.service_date.year();
+                        let at = match years.iter().position(|(other, _)| *other == year) {
+                            Some(at) => at,
+                            None => {
+                                years.push((year, Counters::new(pool_count)));
+                                years.len() - 1
+                            }
+                        };
+                        let decision = decide(policy, &claim, &mut years[at].1);
+                        tally.add(&decision, &mut seen, &mut assisted);
+                        out[position - base] = CompactDecision::from_decision(&decision);
+                    }
+                }
+                progress(out.len() as u64);
+                tally.into_summary()
+            })
             .collect();
 
-        let mut decisions = vec![
-            CompactDecision {
-                amount: Fen::ZERO,
-                deductible_applied: Fen::ZERO,
-                category: NONE_U16,
-                version: NONE_U16,
-                pool: NONE_U8,
-                outcome: Outcome::Duplicate,
-            };
-            self.invoices.len()
-        ];
-        let mut summary = Summary::default();
-        for shard in shards {
-            for (index, decision) in shard.decisions {
-                decisions[index as usize] = decision;
+        // Where each invoice's decision is: its place in `by_person`, or a
+        // mark for the decisions that are the same for all.
+        let mut place = vec![PLACE_NOT_ELIGIBLE; count];
+        for (index, duplicate) in self.duplicate.iter().enumerate() {
+            if *duplicate {
+                place[index] = PLACE_DUPLICATE;
             }
-            summary.merge(shard.summary);
         }
-        summary.finish(policy);
-        Ok(BatchRun { decisions, summary })
-    }
+        for (position, &index) in order.iter().enumerate() {
+            place[index as usize] = position as u32;
+        }
+        drop(order);
 
-    fn run_shard(
-        &self,
-        policy: &Policy,
-        spells: &SpellBook,
-        pools: &[PoolId],
-        shard: usize,
-        shard_count: usize,
-        progress: &(dyn Fn(u64) + Sync),
-    ) -> ShardRun {
-        let mut counters: FxHashMap<(ResidentId, i32), Counters> = FxHashMap::default();
-        let mut decisions = Vec::with_capacity(self.invoices.len() / shard_count + 16);
         let mut summary = Summary::default();
-        let mut people: FxHashSet<(ResidentId, CategoryId, PoolId)> = FxHashSet::default();
-        const PROGRESS_EVERY: usize = 1 << 16;
-        for (index, invoice) in self.invoices.iter().enumerate() {
-            if index % PROGRESS_EVERY == PROGRESS_EVERY - 1 && shard == 0 {
-                progress(PROGRESS_EVERY as u64);
-            }
-            if shard_of(invoice.person, shard_count) != shard {
-                continue;
-            }
-            let decision = if self.duplicate[index] {
-                Decision::duplicate()
-            } else {
-                let claim = Claim {
-                    category: spells.category_on(invoice.person, invoice.service_date),
-                    service_date: invoice.service_date,
-                    pool: pools[usize::from(invoice.visit_type)],
-                    base: invoice.base,
-                    out_of_scope_self_pay: invoice.out_of_scope_self_pay,
-                };
-                let year = invoice.service_date.year();
-                let person_counters = counters
-                    .entry((invoice.person, year))
-                    .or_insert_with(|| Counters::new(policy.pool_names().len()));
-                decide(policy, &claim, person_counters)
-            };
-            summary.add(&decision, invoice.person, &mut people);
-            decisions.push((index as u32, CompactDecision::from_decision(&decision)));
+        for part in summaries {
+            summary.merge(part);
         }
-        ShardRun { decisions, summary }
+        let duplicates = self.duplicate.iter().filter(|duplicate| **duplicate).count() as u64;
+        summary.outcomes[outcome_index(Outcome::Duplicate)] += duplicates;
+        summary.outcomes[outcome_index(Outcome::NotEligible)] += count as u64 - duplicates - grouped as u64;
+        Ok(BatchRun { by_person, place, summary })
     }
 }
 
-fn shard_of(person: ResidentId, shard_count: usize) -> usize {
-    // The low digits of an ID are a sequence number and a check: well spread.
-    let mixed = person.leading_digits().wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    ((mixed >> 32) % shard_count as u64) as usize
+const PLACE_NOT_ELIGIBLE: u32 = u32::MAX;
+const PLACE_DUPLICATE: u32 = u32::MAX - 1;
+
+/// A task's totals while it runs: a grid of (category, pool) rows.
+struct Tally {
+    pool_count: usize,
+    rows: Vec<SummaryRow>,
+    summary: Summary,
+}
+
+impl Tally {
+    fn new(category_count: usize, pool_count: usize) -> Tally {
+        Tally { pool_count, rows: vec![SummaryRow::default(); category_count * pool_count], summary: Summary::default() }
+    }
+
+    /// Counts one decision of a person; `seen` and `assisted` are that
+    /// person's, for the distinct-person counts.
+    fn add(&mut self, decision: &Decision, seen: &mut Vec<(CategoryId, PoolId)>, assisted: &mut bool) {
+        self.summary.outcomes[outcome_index(decision.outcome)] += 1;
+        let (true, Some(category), Some(pool)) = (decision.outcome.counts(), decision.category, decision.pool) else {
+            return;
+        };
+        let row = &mut self.rows[category.index() * self.pool_count + pool.index()];
+        row.invoices += 1;
+        row.base_total = Fen::from_fen(row.base_total.fen() + decision.base.fen());
+        row.amount_total = Fen::from_fen(row.amount_total.fen() + decision.amount.fen());
+        row.capped += u64::from(decision.outcome == Outcome::Capped);
+        if !seen.contains(&(category, pool)) {
+            seen.push((category, pool));
+            row.people += 1;
+        }
+        if !*assisted {
+            *assisted = true;
+            self.summary.people_assisted += 1;
+        }
+        self.summary.amount_total = Fen::from_fen(self.summary.amount_total.fen() + decision.amount.fen());
+    }
+
+    fn into_summary(self) -> Summary {
+        let mut summary = self.summary;
+        for (index, row) in self.rows.into_iter().enumerate() {
+            if row.invoices > 0 {
+                let key = (CategoryId((index / self.pool_count) as u16), PoolId((index % self.pool_count) as u8));
+                summary.rows.insert(key, row);
+            }
+        }
+        summary
+    }
+}
+
+/// The slot of an invoice whose person holds no spell (or a duplicate).
+const NO_SLOT: u32 = u32::MAX;
+
+fn outcome_index(outcome: Outcome) -> usize {
+    Outcome::ALL.iter().position(|other| *other == outcome).unwrap_or(0)
 }
 
 /// Marks, in canonical order, every invoice whose number an earlier invoice
@@ -269,11 +371,6 @@ fn mark_duplicates(invoices: &[BatchInvoice]) -> Vec<bool> {
     duplicate
 }
 
-struct ShardRun {
-    decisions: Vec<(u32, CompactDecision)>,
-    summary: Summary,
-}
-
 /// Totals of one category and pool over assisted and capped invoices.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct SummaryRow {
@@ -296,39 +393,10 @@ pub struct Summary {
     /// Distinct persons granted anything (assisted or capped).
     pub people_assisted: u64,
     pub amount_total: Fen,
-    assisted_persons: FxHashSet<ResidentId>,
 }
 
 impl Summary {
-    fn add(
-        &mut self,
-        decision: &Decision,
-        person: ResidentId,
-        people: &mut FxHashSet<(ResidentId, CategoryId, PoolId)>,
-    ) {
-        let outcome_index = Outcome::ALL
-            .iter()
-            .position(|outcome| *outcome == decision.outcome)
-            .unwrap_or(0);
-        self.outcomes[outcome_index] += 1;
-        let (true, Some(category), Some(pool)) =
-            (decision.outcome.counts(), decision.category, decision.pool)
-        else {
-            return;
-        };
-        let row = self.rows.entry((category, pool)).or_default();
-        row.invoices += 1;
-        row.base_total = Fen::from_fen(row.base_total.fen() + decision.base.fen());
-        row.amount_total = Fen::from_fen(row.amount_total.fen() + decision.amount.fen());
-        row.capped += u64::from(decision.outcome == Outcome::Capped);
-        if people.insert((person, category, pool)) {
-            row.people += 1;
-        }
-        self.amount_total = Fen::from_fen(self.amount_total.fen() + decision.amount.fen());
-        self.assisted_persons.insert(person);
-    }
-
-    /// Adds the totals of another shard; shards hold disjoint persons, so
+    /// Adds the totals of another task; tasks hold disjoint persons, so
     /// distinct-person counts add up.
     fn merge(&mut self, other: Summary) {
         for (key, row) in other.rows {
@@ -343,11 +411,7 @@ impl Summary {
             *total += count;
         }
         self.amount_total = Fen::from_fen(self.amount_total.fen() + other.amount_total.fen());
-        self.people_assisted += other.assisted_persons.len() as u64;
-    }
-
-    fn finish(&mut self, _policy: &Policy) {
-        self.assisted_persons = FxHashSet::default();
+        self.people_assisted += other.people_assisted;
     }
 
     pub fn invoices(&self) -> u64 {
@@ -355,11 +419,7 @@ impl Summary {
     }
 
     pub fn count(&self, outcome: Outcome) -> u64 {
-        let index = Outcome::ALL
-            .iter()
-            .position(|other| *other == outcome)
-            .unwrap_or(0);
-        self.outcomes[index]
+        self.outcomes[outcome_index(outcome)]
     }
 
     /// Amount granted per category, over all pools.
@@ -373,9 +433,39 @@ impl Summary {
     }
 }
 
-/// The decisions of one run, in canonical order, and their totals.
+/// The decisions of one run and their totals.
 #[derive(Debug)]
 pub struct BatchRun {
-    pub decisions: Vec<CompactDecision>,
+    /// The decisions of invoices that went through the engine's steps,
+    /// grouped by person.
+    by_person: Vec<CompactDecision>,
+    /// Per invoice in canonical order: its place in `by_person`, or
+    /// [`PLACE_DUPLICATE`] or [`PLACE_NOT_ELIGIBLE`].
+    place: Vec<u32>,
     pub summary: Summary,
+}
+
+impl BatchRun {
+    /// The decision of the invoice at `index` in canonical order
+    /// ([`Batch::invoices`]).
+    pub fn decision(&self, index: usize) -> CompactDecision {
+        match self.place[index] {
+            PLACE_DUPLICATE => CompactDecision::from_decision(&Decision::duplicate()),
+            PLACE_NOT_ELIGIBLE => CompactDecision::from_decision(&Decision::not_eligible()),
+            place => self.by_person[place as usize],
+        }
+    }
+
+    /// Every decision, in canonical order.
+    pub fn decisions(&self) -> impl ExactSizeIterator<Item = CompactDecision> + '_ {
+        (0..self.place.len()).map(|index| self.decision(index))
+    }
+
+    pub fn len(&self) -> usize {
+        self.place.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.place.is_empty()
+    }
 }

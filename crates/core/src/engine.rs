@@ -219,6 +219,11 @@ impl Decision {
         Decision::zero(Outcome::Duplicate)
     }
 
+    /// Step 2: no spell covers the service date.
+    pub fn not_eligible() -> Decision {
+        Decision::zero(Outcome::NotEligible)
+    }
+
     /// The cap room that limited (or could have limited) the amount: the
     /// smaller of the pool's and the annual room.
     pub fn cap_room(&self) -> Option<Fen> {
@@ -312,10 +317,14 @@ pub fn decide(policy: &Policy, claim: &Claim, counters: &mut Counters) -> Decisi
 
 /// Every person's spells bound to one policy's categories, for step 2:
 /// the category with the lowest rank among the spells covering a date.
+///
+/// Each person with a spell has a dense slot (0, 1, 2, …) so that callers
+/// can keep per-person state in a vector instead of a map.
 #[derive(Debug, Clone, Default)]
 pub struct SpellBook {
-    /// Person → range in `entries`.
-    ranges: FxHashMap<ResidentId, (u32, u32)>,
+    slots: FxHashMap<ResidentId, u32>,
+    /// Per slot, its range in `entries`.
+    ranges: Vec<(u32, u32)>,
     /// Each person's spells, lowest rank first.
     entries: Vec<SpellEntry>,
 }
@@ -344,22 +353,11 @@ impl SpellBook {
         spells: impl IntoIterator<Item = &'a Spell>,
     ) -> Result<SpellBook, Vec<UnknownCategory>> {
         let mut unknown = Vec::new();
-        let mut keyed: Vec<(ResidentId, SpellEntry)> = Vec::new();
+        let mut keyed = Vec::new();
         for (index, spell) in spells.into_iter().enumerate() {
-            match policy.category_by_code(spell.category()) {
-                Some(category) => keyed.push((
-                    spell.person(),
-                    SpellEntry {
-                        rank: policy.category(category).rank,
-                        category,
-                        valid_from: spell.valid_from(),
-                        valid_to: spell.valid_to(),
-                    },
-                )),
-                None => unknown.push(UnknownCategory {
-                    spell: index,
-                    code: spell.category().to_owned(),
-                }),
+            match SpellBook::bind(policy, spell) {
+                Some(entry) => keyed.push(entry),
+                None => unknown.push(UnknownCategory { spell: index, code: spell.category().to_owned() }),
             }
         }
         if !unknown.is_empty() {
@@ -369,65 +367,76 @@ impl SpellBook {
     }
 
     /// Binds spells to a policy, leaving out those whose category the policy
-    /// does not define (for a what-if policy that drops a category).
-    pub fn new_lenient<'a>(
-        policy: &Policy,
-        spells: impl IntoIterator<Item = &'a Spell>,
-    ) -> (SpellBook, usize) {
+    /// does not define (for a what-if policy that drops a category); returns
+    /// how many were left out.
+    pub fn new_lenient<'a>(policy: &Policy, spells: impl IntoIterator<Item = &'a Spell>) -> (SpellBook, usize) {
         let mut left_out = 0;
         let mut keyed = Vec::new();
         for spell in spells {
-            match policy.category_by_code(spell.category()) {
-                Some(category) => keyed.push((
-                    spell.person(),
-                    SpellEntry {
-                        rank: policy.category(category).rank,
-                        category,
-                        valid_from: spell.valid_from(),
-                        valid_to: spell.valid_to(),
-                    },
-                )),
+            match SpellBook::bind(policy, spell) {
+                Some(entry) => keyed.push(entry),
                 None => left_out += 1,
             }
         }
         (SpellBook::from_keyed(keyed), left_out)
     }
 
+    fn bind(policy: &Policy, spell: &Spell) -> Option<(ResidentId, SpellEntry)> {
+        let category = policy.category_by_code(spell.category())?;
+        Some((
+            spell.person(),
+            SpellEntry {
+                rank: policy.category(category).rank,
+                category,
+                valid_from: spell.valid_from(),
+                valid_to: spell.valid_to(),
+            },
+        ))
+    }
+
     fn from_keyed(mut keyed: Vec<(ResidentId, SpellEntry)>) -> SpellBook {
-        keyed.sort_unstable_by_key(|(person, entry)| (*person, entry.rank, entry.valid_from));
-        let mut ranges = FxHashMap::default();
+        keyed.sort_unstable_by_key(|(person, entry)| (*person, entry.rank, entry.valid_from, entry.valid_to));
+        let mut slots = FxHashMap::default();
+        let mut ranges = Vec::new();
         let mut entries = Vec::with_capacity(keyed.len());
         let mut start = 0usize;
         while start < keyed.len() {
             let person = keyed[start].0;
-            let end = start
-                + keyed[start..]
-                    .iter()
-                    .take_while(|(other, _)| *other == person)
-                    .count();
-            ranges.insert(person, (start as u32, (end - start) as u32));
+            let end = start + keyed[start..].iter().take_while(|(other, _)| *other == person).count();
+            slots.insert(person, ranges.len() as u32);
+            ranges.push((start as u32, (end - start) as u32));
             entries.extend(keyed[start..end].iter().map(|(_, entry)| *entry));
             start = end;
         }
-        SpellBook { ranges, entries }
+        SpellBook { slots, ranges, entries }
     }
 
     /// Step 2: the category with the lowest rank among the person's spells
     /// covering `date`.
     pub fn category_on(&self, person: ResidentId, date: Date) -> Option<CategoryId> {
-        let &(start, length) = self.ranges.get(&person)?;
+        self.category_in_slot(self.slot_of(person)?, date)
+    }
+
+    /// The person's slot, if the person holds any spell.
+    pub fn slot_of(&self, person: ResidentId) -> Option<u32> {
+        self.slots.get(&person).copied()
+    }
+
+    /// Step 2 for the person in `slot`.
+    pub fn category_in_slot(&self, slot: u32, date: Date) -> Option<CategoryId> {
+        let (start, length) = self.ranges[slot as usize];
         self.entries[start as usize..(start + length) as usize]
             .iter()
             .find(|entry| entry.valid_from <= date && entry.valid_to.is_none_or(|valid_to| date <= valid_to))
             .map(|entry| entry.category)
     }
 
-    /// How many persons hold at least one spell.
+    /// How many persons hold at least one spell: slots are below this.
     pub fn person_count(&self) -> usize {
         self.ranges.len()
     }
 
     pub fn contains(&self, person: ResidentId) -> bool {
-        self.ranges.contains_key(&person)
+        self.slots.contains_key(&person)
     }
 }

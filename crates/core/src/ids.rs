@@ -191,17 +191,17 @@ impl InvoiceNo {
     }
 
     pub fn as_str(&self) -> &str {
-        match &self.0 {
-            // Only ASCII bytes are ever stored.
-            Repr::Inline { length, bytes } => {
-                std::str::from_utf8(&bytes[..usize::from(*length)]).unwrap_or_default()
-            }
-            Repr::Heap(text) => text,
-        }
+        // Only ASCII bytes are ever stored, so this never falls back.
+        std::str::from_utf8(self.as_bytes()).unwrap_or_default()
     }
 
+    /// The bytes, without the UTF-8 check of [`InvoiceNo::as_str`]: what
+    /// sorting and hashing use.
     pub fn as_bytes(&self) -> &[u8] {
-        self.as_str().as_bytes()
+        match &self.0 {
+            Repr::Inline { length, bytes } => &bytes[..usize::from(*length)],
+            Repr::Heap(text) => text.as_bytes(),
+        }
     }
 }
 

@@ -140,7 +140,7 @@ fn outcomes(batch: &Batch, result: &BatchRun) -> Vec<(String, Outcome, Fen, Fen)
     batch
         .invoices()
         .iter()
-        .zip(&result.decisions)
+        .zip(result.decisions())
         .map(|(invoice, decision)| {
             (
                 invoice.invoice_no.to_string(),
@@ -337,8 +337,7 @@ fn the_lowest_rank_wins_among_categories_covering_the_date() {
     ];
     let (batch, result) = run(&policy, &spells, &bills);
     let categories: Vec<&str> = result
-        .decisions
-        .iter()
+        .decisions()
         .map(|decision| policy.category(decision.category().unwrap()).code.as_str())
         .collect();
     assert_eq!(categories, ["DB", "DSR", "TK"]);
@@ -445,8 +444,7 @@ fn the_version_in_force_on_the_service_date_applies() {
     ];
     let (batch, result) = run(&policy, &spells, &bills);
     let versions: Vec<Option<Date>> = result
-        .decisions
-        .iter()
+        .decisions()
         .map(|decision| {
             decision
                 .version()
@@ -491,8 +489,8 @@ fn no_rule_when_the_version_lacks_the_category_or_the_pool() {
             row("C", Outcome::NotEligible, "0", "0"),
         ]
     );
-    assert!(result.decisions[0].pool().is_some() && result.decisions[0].version().is_some());
-    assert!(result.decisions[2].pool().is_none() && result.decisions[2].category().is_none());
+    assert!(result.decision(0).pool().is_some() && result.decision(0).version().is_some());
+    assert!(result.decision(2).pool().is_none() && result.decision(2).category().is_none());
 }
 
 #[test]

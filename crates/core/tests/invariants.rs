@@ -167,7 +167,7 @@ fn results(policy: &Policy, spells: &[Spell], invoices: Vec<BatchInvoice>) -> Ve
     batch
         .invoices()
         .iter()
-        .zip(&run.decisions)
+        .zip(run.decisions())
         .map(|(invoice, decision)| {
             format!(
                 "{} {} {} {} {} {:?} {:?} {:?} {:?} {}",
@@ -195,7 +195,7 @@ proptest! {
         let book = SpellBook::new(&policy, &spells).unwrap();
         let run = batch.run(&policy, &book, &|_| {}).unwrap();
         let mut first_seen = BTreeSet::new();
-        for (invoice, decision) in batch.invoices().iter().zip(&run.decisions) {
+        for (invoice, decision) in batch.invoices().iter().zip(run.decisions()) {
             let first = first_seen.insert(invoice.invoice_no.to_string());
             prop_assert_eq!(decision.outcome == Outcome::Duplicate, !first);
         }
@@ -212,7 +212,7 @@ proptest! {
         let mut granted_per_year: BTreeMap<(ResidentId, i32), i64> = BTreeMap::new();
         let mut largest_pool_cap: BTreeMap<(ResidentId, i32, usize), Option<i64>> = BTreeMap::new();
         let mut largest_annual_cap: BTreeMap<(ResidentId, i32), Option<i64>> = BTreeMap::new();
-        for (invoice, decision) in batch.invoices().iter().zip(&run.decisions) {
+        for (invoice, decision) in batch.invoices().iter().zip(run.decisions()) {
             prop_assert!(decision.amount.fen() >= 0);
             prop_assert!(decision.amount.fen() <= invoice.base.fen() + invoice.out_of_scope_self_pay.fen());
             if !decision.outcome.counts() {

@@ -20,7 +20,7 @@ const ROWS_PER_WINDOW: usize = 1 << 20;
 /// One row of `results.csv`, borrowed from its sources.
 #[derive(Debug, Clone, Copy)]
 pub struct ResultRow<'a> {
-    pub invoice_no: &'a str,
+    pub invoice_no: &'a [u8],
     /// The canonical 18 characters.
     pub person_id: &'a [u8; 18],
     pub year: i32,
@@ -74,7 +74,7 @@ fn push_unsigned(out: &mut Vec<u8>, mut value: u64) {
 
 /// Appends one row and its LF.
 pub fn push_row(out: &mut Vec<u8>, row: &ResultRow<'_>) {
-    out.extend_from_slice(row.invoice_no.as_bytes());
+    out.extend_from_slice(row.invoice_no);
     out.push(b',');
     out.extend_from_slice(row.person_id);
     out.push(b',');
@@ -123,7 +123,6 @@ pub fn write_results(out: &mut dyn Write, policy: &Policy, batch: &Batch, run: &
         })
         .collect();
     let invoices = batch.invoices();
-    let decisions = &run.decisions;
     let mut window_start = 0;
     while window_start < invoices.len() {
         let window_end = (window_start + ROWS_PER_WINDOW).min(invoices.len());
@@ -135,7 +134,7 @@ pub fn write_results(out: &mut dyn Write, policy: &Policy, batch: &Batch, run: &
                 let mut text = Vec::with_capacity((end - start) * 112);
                 for index in start..end {
                     let invoice = &invoices[index];
-                    let decision = &decisions[index];
+                    let decision = run.decision(index);
                     let counts = decision.outcome.counts();
                     let (base, eligible) = if counts {
                         (
@@ -149,7 +148,7 @@ pub fn write_results(out: &mut dyn Write, policy: &Policy, batch: &Batch, run: &
                     push_row(
                         &mut text,
                         &ResultRow {
-                            invoice_no: invoice.invoice_no.as_str(),
+                            invoice_no: invoice.invoice_no.as_bytes(),
                             person_id: &person_id,
                             year: invoice.service_date.year(),
                             category: decision
@@ -213,7 +212,7 @@ mod tests {
         push_row(
             &mut out,
             &ResultRow {
-                invoice_no: "INV1",
+                invoice_no: b"INV1",
                 person_id: b"11010519491231002X",
                 year: 2024,
                 category: "DB",
