@@ -19,6 +19,12 @@ where "before" is the cumulative sum over the earlier such invoices: both
 are window sums. The second holds only because there is one cap and no
 annual cap.
 
+Canonical order is taken once: the invoices are copied into a table in that
+order, whose rowid is then the rank. settled_at is compared as whole seconds
+since the epoch, then the digits of its fraction without trailing zeros
+(as text, which compares them exactly), then invoice_no, then the position
+in the file (the rowid of the table read in file order).
+
 Money is integer fen (BIGINT) and ratios integer basis points from end to
 end: amounts are parsed from their text and printed from integers; no DOUBLE
 or DECIMAL is involved. The inputs are taken to be valid (`jiuzhu simulate`
@@ -120,10 +126,7 @@ CREATE MACRO yuan(amount) AS
 -- digits without trailing zeros (which compare exactly as text).
 CREATE MACRO zone_length(t) AS CASE WHEN upper(right(t, 1)) = 'Z' THEN 1 ELSE 6 END;
 CREATE MACRO unix_seconds(t) AS
-    (CAST(substr(t, 1, 10) AS DATE) - DATE '1970-01-01') * 86400
-    + CAST(substr(t, 12, 2) AS BIGINT) * 3600
-    + CAST(substr(t, 15, 2) AS BIGINT) * 60
-    + CAST(substr(t, 18, 2) AS BIGINT)
+    epoch_us(CAST(upper(substr(t, 1, 19)) AS TIMESTAMP)) // 1000000
     - CASE WHEN zone_length(t) = 1 THEN 0
            ELSE (CASE substr(t, -6, 1) WHEN '-' THEN -1 ELSE 1 END)
                 * (CAST(substr(t, -5, 2) AS BIGINT) * 3600 + CAST(substr(t, -2, 2) AS BIGINT) * 60)
@@ -135,19 +138,9 @@ CREATE MACRO fraction(t) AS
 """
 
 READ_INPUTS = r"""
-CREATE TABLE raw_invoices AS
-    SELECT * FROM read_csv($invoices, header = true, all_varchar = true, delim = ',', quote = '"',
-                           escape = '"');
-CREATE TABLE raw_spells AS
-    SELECT * FROM read_csv($spells, header = true, all_varchar = true, delim = ',', quote = '"',
-                           escape = '"');
-"""
-
-CALCULATE = r"""
--- rowid is the position in the file: the table was filled in file order.
+-- rowid is the position in the file: the table is filled in file order.
 CREATE TABLE invoices AS
-    SELECT rowid AS position,
-           invoice_no,
+    SELECT invoice_no,
            upper(person_id) AS person_id,
            visit_type,
            CAST(service_date AS DATE) AS service_date,
@@ -155,36 +148,48 @@ CREATE TABLE invoices AS
            fraction(settled_at) AS settled_fraction,
            fen(in_scope_self_pay) AS base,
            fen(out_of_scope_self_pay) AS out_of_scope
-    FROM raw_invoices;
-
+    FROM read_csv($invoices, header = true, all_varchar = true, delim = ',', quote = '"', escape = '"');
 CREATE TABLE spells AS
     SELECT upper(person_id) AS person_id,
            category,
            CAST(valid_from AS DATE) AS valid_from,
            CAST(NULLIF(valid_to, '') AS DATE) AS valid_to
-    FROM raw_spells;
+    FROM read_csv($spells, header = true, all_varchar = true, delim = ',', quote = '"', escape = '"');
+"""
 
--- Step 1: the first of each invoice number in canonical order is not a duplicate.
-CREATE TABLE ordered AS
-    SELECT *,
-           ROW_NUMBER() OVER (PARTITION BY invoice_no
-                              ORDER BY settled_seconds, settled_fraction, invoice_no, position) > 1
-               AS is_duplicate
-    FROM invoices;
+# Canonical order once: the table is filled sorted, so its rowid is the rank.
+CANONICAL = r"""
+CREATE TABLE canonical AS
+    SELECT * FROM invoices ORDER BY settled_seconds, settled_fraction, invoice_no, rowid;
+"""
 
+# One query, from the tables above to the rows of results.csv in canonical order.
+RESULTS = r"""
+WITH
+ranked AS (
+    SELECT rowid AS canon, * FROM canonical
+),
+-- Step 1: of the rows sharing an invoice number, all but the first in canonical order are duplicates.
+repeated AS (
+    SELECT invoice_no, min(canon) AS first_canon FROM ranked GROUP BY invoice_no HAVING count(*) > 1
+),
+ordered AS (
+    SELECT r.*, coalesce(r.canon > p.first_canon, false) AS is_duplicate
+    FROM ranked r LEFT JOIN repeated p ON p.invoice_no = r.invoice_no
+),
 -- Step 2: the category of lowest rank among the spells covering the service date.
-CREATE TABLE held AS
-    SELECT o.position, arg_min(s.category, c.rank) AS category
+held AS (
+    SELECT o.canon, arg_min(s.category, c.rank) AS category
     FROM ordered o
     JOIN spells s ON s.person_id = o.person_id
                  AND s.valid_from <= o.service_date
                  AND (s.valid_to IS NULL OR o.service_date <= s.valid_to)
     JOIN categories c ON c.code = s.category
     WHERE NOT o.is_duplicate
-    GROUP BY o.position;
-
+    GROUP BY o.canon
+),
 -- Step 3: the version, the rule and the pool entry.
-CREATE TABLE decided AS
+decided AS (
     SELECT o.*,
            year(o.service_date) AS year,
            h.category,
@@ -201,56 +206,55 @@ CREATE TABLE decided AS
                ELSE 'counted'
            END AS status
     FROM ordered o
-    LEFT JOIN held h ON h.position = o.position
+    LEFT JOIN held h ON h.canon = o.canon
     LEFT JOIN visit_pools vp ON vp.visit_type = o.visit_type
     LEFT JOIN rule_categories rc ON rc.category = h.category
-    LEFT JOIN pool_rules pr ON pr.pool = vp.pool;
-
--- Steps 4 and 5: the deductible from the bases before, then the raw amount.
-CREATE TABLE deducted AS
-    SELECT position, person_id, year, pool, settled_seconds, settled_fraction, invoice_no, cap,
-           base, deductible_applied, base - deductible_applied AS eligible,
+    LEFT JOIN pool_rules pr ON pr.pool = vp.pool
+),
+-- Step 4: the deductible from the bases before, over the invoices that count.
+deducted AS (
+    SELECT *,
+           least(base, greatest(0, deductible - CAST(coalesce(sum(base) OVER earlier, 0) AS BIGINT)))
+               AS deductible_applied
+    FROM decided
+    WHERE status = 'counted'
+    WINDOW earlier AS (PARTITION BY person_id, year, pool
+                       ORDER BY canon ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING)
+),
+-- Step 5: the raw amount, each product rounded half up on its own.
+priced AS (
+    SELECT *,
+           base - deductible_applied AS eligible,
            ((base - deductible_applied) * ratio + 5000) // 10000
                + (out_of_scope * out_of_scope_ratio + 5000) // 10000 AS raw
-    FROM (
-        SELECT *,
-               least(base, greatest(0, deductible - CAST(coalesce(sum(base) OVER earlier, 0) AS BIGINT)))
-                   AS deductible_applied
-        FROM decided
-        WHERE status = 'counted'
-        WINDOW earlier AS (PARTITION BY person_id, year, pool
-                           ORDER BY settled_seconds, settled_fraction, invoice_no, position
-                           ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING)
-    );
-
+    FROM deducted
+),
 -- Step 6: the pool cap from the raw amounts before.
-CREATE TABLE granted AS
-    SELECT position, deductible_applied, eligible, raw,
+granted AS (
+    SELECT canon, deductible_applied, eligible, raw,
            CASE WHEN cap IS NULL THEN raw
                 ELSE least(raw, greatest(0, cap - CAST(coalesce(sum(raw) OVER earlier, 0) AS BIGINT)))
            END AS amount
-    FROM deducted
+    FROM priced
     WINDOW earlier AS (PARTITION BY person_id, year, pool
-                       ORDER BY settled_seconds, settled_fraction, invoice_no, position
-                       ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING);
-
-CREATE TABLE results AS
-    SELECT d.invoice_no,
-           d.person_id,
-           d.year,
-           CASE WHEN d.status IN ('counted', 'no_rule') THEN d.category END AS category,
-           CASE WHEN d.status IN ('counted', 'no_rule') THEN d.pool END AS pool,
-           yuan(CASE WHEN d.status = 'counted' THEN d.base ELSE 0 END) AS base,
-           yuan(coalesce(g.deductible_applied, 0)) AS deductible_applied,
-           yuan(coalesce(g.eligible, 0)) AS eligible,
-           yuan(coalesce(g.amount, 0)) AS amount,
-           CASE WHEN d.status <> 'counted' THEN d.status
-                WHEN g.amount < g.raw THEN 'capped'
-                ELSE 'assisted' END AS outcome,
-           CASE WHEN d.status IN ('counted', 'no_rule') THEN d.policy_version END AS policy_version,
-           d.settled_seconds, d.settled_fraction, d.position
-    FROM decided d
-    LEFT JOIN granted g ON g.position = d.position;
+                       ORDER BY canon ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING)
+)
+SELECT d.invoice_no,
+       d.person_id,
+       d.year,
+       CASE WHEN d.status IN ('counted', 'no_rule') THEN d.category END AS category,
+       CASE WHEN d.status IN ('counted', 'no_rule') THEN d.pool END AS pool,
+       yuan(CASE WHEN d.status = 'counted' THEN d.base ELSE 0 END) AS base,
+       yuan(coalesce(g.deductible_applied, 0)) AS deductible_applied,
+       yuan(coalesce(g.eligible, 0)) AS eligible,
+       yuan(coalesce(g.amount, 0)) AS amount,
+       CASE WHEN d.status <> 'counted' THEN d.status
+            WHEN g.amount < g.raw THEN 'capped'
+            ELSE 'assisted' END AS outcome,
+       CASE WHEN d.status IN ('counted', 'no_rule') THEN d.policy_version END AS policy_version
+FROM decided d
+LEFT JOIN granted g ON g.canon = d.canon
+ORDER BY d.canon
 """
 
 
@@ -301,31 +305,30 @@ def main():
 
     run_statements(connection, READ_INPUTS, {"invoices": args.invoices, "spells": args.spells})
     unknown = connection.execute(
-        "SELECT DISTINCT visit_type FROM raw_invoices"
+        "SELECT DISTINCT visit_type FROM invoices"
         " WHERE visit_type NOT IN (SELECT visit_type FROM visit_pools) ORDER BY 1"
     ).fetchall()
     if unknown:
         print(f"duckdb_simulate: visit types without a pool: {[row[0] for row in unknown]}", file=sys.stderr)
         return 2
     unknown = connection.execute(
-        "SELECT DISTINCT category FROM raw_spells"
+        "SELECT DISTINCT category FROM spells"
         " WHERE category NOT IN (SELECT code FROM categories) ORDER BY 1"
     ).fetchall()
     if unknown:
         print(f"duckdb_simulate: categories not in the policy: {[row[0] for row in unknown]}", file=sys.stderr)
         return 2
 
-    run_statements(connection, CALCULATE, {"effective_from": policy["effective_from"]})
-    connection.execute(
-        """
-        COPY (
-            SELECT invoice_no, person_id, year, category, pool, base, deductible_applied, eligible,
-                   amount, outcome, policy_version
-            FROM results
-            ORDER BY settled_seconds, settled_fraction, invoice_no, position
-        ) TO '{out}' (FORMAT csv, HEADER true, DELIMITER ',', QUOTE '"', NULLSTR '')
-        """.format(out=args.out.replace("'", "''"))
-    )
+    # COPY takes no parameters: the one value spliced in is the effective date,
+    # checked as YYYY-MM-DD, and the path, quoted as a string literal.
+    effective_from = policy["effective_from"]
+    if not re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", effective_from):
+        print(f"duckdb_simulate: effective_from {effective_from!r} is not YYYY-MM-DD", file=sys.stderr)
+        return 2
+    run_statements(connection, CANONICAL, {})
+    query = RESULTS.replace("$effective_from", f"'{effective_from}'")
+    out = args.out.replace("'", "''")
+    connection.execute(f"COPY ({query}) TO '{out}' (FORMAT csv, HEADER true, DELIMITER ',', QUOTE '\"', NULLSTR '')")
     return 0
 
 
