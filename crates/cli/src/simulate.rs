@@ -10,7 +10,9 @@ use std::time::Instant;
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use jiuzhu_core::{Batch, BatchRun, Fen, Outcome, Policy, SpellBook};
-use jiuzhu_formats::{read_batch_invoices_file, read_policy_file, read_spells_file, write_results, Problem, Problems};
+use jiuzhu_formats::{
+    read_batch_invoices_file, read_policy_file, read_spells_file, write_results, Problem, Problems,
+};
 
 #[derive(Debug, clap::Args)]
 pub struct SimulateArgs {
@@ -55,12 +57,20 @@ pub fn run(args: &SimulateArgs) -> Result<(), Failure> {
     let started = Instant::now();
     let mut problems = Problems::new();
 
-    let policy = read_policy_file(&args.policy, &display(&args.policy)).map_err(|found| problems.extend(found)).ok();
+    let policy = read_policy_file(&args.policy, &display(&args.policy))
+        .map_err(|found| problems.extend(found))
+        .ok();
     let compare = args.compare.as_ref().and_then(|path| {
-        read_policy_file(path, &display(path)).map_err(|found| problems.extend(found)).ok()
+        read_policy_file(path, &display(path))
+            .map_err(|found| problems.extend(found))
+            .ok()
     });
     let known_visit_types: Vec<String> = match &policy {
-        Some(policy) => policy.visit_types().iter().map(|(name, _)| name.clone()).collect(),
+        Some(policy) => policy
+            .visit_types()
+            .iter()
+            .map(|(name, _)| name.clone())
+            .collect(),
         None => Vec::new(),
     };
     let out_directory = match args.out.parent() {
@@ -71,7 +81,10 @@ pub fn run(args: &SimulateArgs) -> Result<(), Failure> {
     if !out_directory.is_dir() {
         problems.push(Problem::whole_file(
             &display(&args.out),
-            format!("cannot write results: the folder {} does not exist", out_directory.display()),
+            format!(
+                "cannot write results: the folder {} does not exist",
+                out_directory.display()
+            ),
         ));
     }
 
@@ -90,7 +103,8 @@ pub fn run(args: &SimulateArgs) -> Result<(), Failure> {
     progress.finish_and_clear();
     let spells = spells.map_err(|found| problems.extend(found)).ok();
     let invoices = invoices.map_err(|found| problems.extend(found)).ok();
-    let (Some(policy), Some(spells), Some(invoices), true) = (policy, spells, invoices, problems.is_empty()) else {
+    let (Some(policy), Some(spells), Some(invoices), true) = (policy, spells, invoices, problems.is_empty())
+    else {
         return Err(Failure::BadInput(problems));
     };
     let read_seconds = started.elapsed();
@@ -110,7 +124,9 @@ pub fn run(args: &SimulateArgs) -> Result<(), Failure> {
             return Err(Failure::BadInput(problems));
         }
     };
-    let compare_book = compare.as_ref().map(|compare| SpellBook::new_lenient(compare, &spells));
+    let compare_book = compare
+        .as_ref()
+        .map(|compare| SpellBook::new_lenient(compare, &spells));
     if let (Some(compare), Some(path)) = (&compare, &args.compare) {
         for visit_type in batch.visit_types() {
             if compare.pool_of_visit_type(visit_type).is_none() {
@@ -148,12 +164,21 @@ pub fn run(args: &SimulateArgs) -> Result<(), Failure> {
         write_seconds
     );
 
-    if let (Some(compare), Some((compare_book, left_out)), Some(path)) = (&compare, &compare_book, &args.compare) {
+    if let (Some(compare), Some((compare_book, left_out)), Some(path)) =
+        (&compare, &compare_book, &args.compare)
+    {
         let compared = batch
             .run(compare, compare_book, &|_| {})
             .map_err(|_| anyhow::anyhow!("a visit type of the invoices has no pool in {}", path.display()))?;
         report.push('\n');
-        report.push_str(&compare_table(&policy, &result, compare, &compared, &display(&args.policy), &display(path)));
+        report.push_str(&compare_table(
+            &policy,
+            &result,
+            compare,
+            &compared,
+            &display(&args.policy),
+            &display(path),
+        ));
         if *left_out > 0 {
             let _ = writeln!(
                 report,
@@ -163,7 +188,9 @@ pub fn run(args: &SimulateArgs) -> Result<(), Failure> {
         }
     }
     let mut stdout = std::io::stdout().lock();
-    stdout.write_all(report.as_bytes()).context("cannot write to standard output")?;
+    stdout
+        .write_all(report.as_bytes())
+        .context("cannot write to standard output")?;
     Ok(())
 }
 
@@ -185,17 +212,26 @@ fn write_results_file(out: &Path, policy: &Policy, batch: &Batch, result: &Batch
             .and_then(|()| writer.flush())
             .with_context(|| format!("cannot write {}", out.display()))?;
     }
-    temporary.as_file().sync_all().with_context(|| format!("cannot write {}", out.display()))?;
-    temporary.persist(out).with_context(|| format!("cannot write {}", out.display()))?;
+    temporary
+        .as_file()
+        .sync_all()
+        .with_context(|| format!("cannot write {}", out.display()))?;
+    temporary
+        .persist(out)
+        .with_context(|| format!("cannot write {}", out.display()))?;
     Ok(())
 }
 
 fn reading_progress(invoices: &Path) -> ProgressBar {
-    let length = std::fs::metadata(invoices).map(|metadata| metadata.len()).unwrap_or(0);
+    let length = std::fs::metadata(invoices)
+        .map(|metadata| metadata.len())
+        .unwrap_or(0);
     let bar = ProgressBar::with_draw_target(Some(length), ProgressDrawTarget::stderr());
     bar.set_style(
-        ProgressStyle::with_template("reading invoices {wide_bar} {bytes}/{total_bytes} {bytes_per_sec} {eta}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        ProgressStyle::with_template(
+            "reading invoices {wide_bar} {bytes}/{total_bytes} {bytes_per_sec} {eta}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     bar
 }
@@ -214,7 +250,7 @@ fn grouped(value: u64) -> String {
     let digits = value.to_string();
     let mut out = String::with_capacity(digits.len() + digits.len() / 3);
     for (index, digit) in digits.chars().enumerate() {
-        if index > 0 && (digits.len() - index) % 3 == 0 {
+        if index > 0 && (digits.len() - index).is_multiple_of(3) {
             out.push(',');
         }
         out.push(digit);
@@ -299,7 +335,15 @@ fn summary_table(policy: &Policy, result: &BatchRun, out: &str, invoices: usize)
         policy.name().unwrap_or("the policy")
     );
     report.push_str(&table(
-        &["category", "pool", "people", "invoices", "base total", "amount total", "capped"],
+        &[
+            "category",
+            "pool",
+            "people",
+            "invoices",
+            "base total",
+            "amount total",
+            "capped",
+        ],
         &rows,
         2,
     ));
@@ -311,7 +355,12 @@ fn summary_table(policy: &Policy, result: &BatchRun, out: &str, invoices: usize)
     let names: Vec<String> = policy
         .categories()
         .iter()
-        .filter_map(|category| category.name.as_ref().map(|name| format!("{} {name}", category.code)))
+        .filter_map(|category| {
+            category
+                .name
+                .as_ref()
+                .map(|name| format!("{} {name}", category.code))
+        })
         .collect();
     if !names.is_empty() {
         let _ = writeln!(report, "Categories: {}.", names.join(", "));
@@ -328,7 +377,11 @@ fn compare_table(
     compare_name: &str,
 ) -> String {
     // Per category code, in the first policy's order, then the second's new ones.
-    let mut codes: Vec<String> = policy.categories().iter().map(|category| category.code.clone()).collect();
+    let mut codes: Vec<String> = policy
+        .categories()
+        .iter()
+        .map(|category| category.code.clone())
+        .collect();
     for category in compare.categories() {
         if !codes.contains(&category.code) {
             codes.push(category.code.clone());
@@ -370,7 +423,14 @@ fn compare_table(
     ]);
     let mut report = format!("What-if: {policy_name} (current) against {compare_name} (proposed).\n\n");
     report.push_str(&table(
-        &["category", "invoices now", "amount now", "invoices then", "amount then", "difference"],
+        &[
+            "category",
+            "invoices now",
+            "amount now",
+            "invoices then",
+            "amount then",
+            "difference",
+        ],
         &rows,
         1,
     ));
@@ -393,7 +453,11 @@ mod tests {
 
     #[test]
     fn tables_align_numbers_right_and_names_left() {
-        let text = table(&["name", "n"], &[vec!["a".into(), "1,000".into()], vec!["long".into(), "2".into()]], 1);
+        let text = table(
+            &["name", "n"],
+            &[vec!["a".into(), "1,000".into()], vec!["long".into(), "2".into()]],
+            1,
+        );
         assert_eq!(text, "name      n\na     1,000\nlong      2\n");
     }
 }

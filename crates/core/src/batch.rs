@@ -271,7 +271,11 @@ impl Batch {
         let duplicates = self.duplicate.iter().filter(|duplicate| **duplicate).count() as u64;
         summary.outcomes[outcome_index(Outcome::Duplicate)] += duplicates;
         summary.outcomes[outcome_index(Outcome::NotEligible)] += count as u64 - duplicates - grouped as u64;
-        Ok(BatchRun { by_person, place, summary })
+        Ok(BatchRun {
+            by_person,
+            place,
+            summary,
+        })
     }
 }
 
@@ -287,14 +291,20 @@ struct Tally {
 
 impl Tally {
     fn new(category_count: usize, pool_count: usize) -> Tally {
-        Tally { pool_count, rows: vec![SummaryRow::default(); category_count * pool_count], summary: Summary::default() }
+        Tally {
+            pool_count,
+            rows: vec![SummaryRow::default(); category_count * pool_count],
+            summary: Summary::default(),
+        }
     }
 
     /// Counts one decision of a person; `seen` and `assisted` are that
     /// person's, for the distinct-person counts.
     fn add(&mut self, decision: &Decision, seen: &mut Vec<(CategoryId, PoolId)>, assisted: &mut bool) {
         self.summary.outcomes[outcome_index(decision.outcome)] += 1;
-        let (true, Some(category), Some(pool)) = (decision.outcome.counts(), decision.category, decision.pool) else {
+        let (true, Some(category), Some(pool)) =
+            (decision.outcome.counts(), decision.category, decision.pool)
+        else {
             return;
         };
         let row = &mut self.rows[category.index() * self.pool_count + pool.index()];
@@ -317,7 +327,10 @@ impl Tally {
         let mut summary = self.summary;
         for (index, row) in self.rows.into_iter().enumerate() {
             if row.invoices > 0 {
-                let key = (CategoryId((index / self.pool_count) as u16), PoolId((index % self.pool_count) as u8));
+                let key = (
+                    CategoryId((index / self.pool_count) as u16),
+                    PoolId((index % self.pool_count) as u8),
+                );
                 summary.rows.insert(key, row);
             }
         }
@@ -329,7 +342,10 @@ impl Tally {
 const NO_SLOT: u32 = u32::MAX;
 
 fn outcome_index(outcome: Outcome) -> usize {
-    Outcome::ALL.iter().position(|other| *other == outcome).unwrap_or(0)
+    Outcome::ALL
+        .iter()
+        .position(|other| *other == outcome)
+        .unwrap_or(0)
 }
 
 /// Marks, in canonical order, every invoice whose number an earlier invoice

@@ -357,7 +357,10 @@ impl SpellBook {
         for (index, spell) in spells.into_iter().enumerate() {
             match SpellBook::bind(policy, spell) {
                 Some(entry) => keyed.push(entry),
-                None => unknown.push(UnknownCategory { spell: index, code: spell.category().to_owned() }),
+                None => unknown.push(UnknownCategory {
+                    spell: index,
+                    code: spell.category().to_owned(),
+                }),
             }
         }
         if !unknown.is_empty() {
@@ -369,7 +372,10 @@ impl SpellBook {
     /// Binds spells to a policy, leaving out those whose category the policy
     /// does not define (for a what-if policy that drops a category); returns
     /// how many were left out.
-    pub fn new_lenient<'a>(policy: &Policy, spells: impl IntoIterator<Item = &'a Spell>) -> (SpellBook, usize) {
+    pub fn new_lenient<'a>(
+        policy: &Policy,
+        spells: impl IntoIterator<Item = &'a Spell>,
+    ) -> (SpellBook, usize) {
         let mut left_out = 0;
         let mut keyed = Vec::new();
         for spell in spells {
@@ -402,13 +408,21 @@ impl SpellBook {
         let mut start = 0usize;
         while start < keyed.len() {
             let person = keyed[start].0;
-            let end = start + keyed[start..].iter().take_while(|(other, _)| *other == person).count();
+            let end = start
+                + keyed[start..]
+                    .iter()
+                    .take_while(|(other, _)| *other == person)
+                    .count();
             slots.insert(person, ranges.len() as u32);
             ranges.push((start as u32, (end - start) as u32));
             entries.extend(keyed[start..end].iter().map(|(_, entry)| *entry));
             start = end;
         }
-        SpellBook { slots, ranges, entries }
+        SpellBook {
+            slots,
+            ranges,
+            entries,
+        }
     }
 
     /// Step 2: the category with the lowest rank among the person's spells

@@ -132,8 +132,7 @@ pub fn write_results(out: &mut dyn Write, policy: &Policy, batch: &Batch, run: &
             .map(|start| {
                 let end = (start + ROWS_PER_TASK).min(window_end);
                 let mut text = Vec::with_capacity((end - start) * 112);
-                for index in start..end {
-                    let invoice = &invoices[index];
+                for (index, invoice) in invoices.iter().enumerate().take(end).skip(start) {
                     let decision = run.decision(index);
                     let counts = decision.outcome.counts();
                     let (base, eligible) = if counts {
