@@ -201,9 +201,16 @@ fn write_results_file(out: &Path, policy: &Policy, batch: &Batch, result: &Batch
         Some(parent) if !parent.as_os_str().is_empty() => parent,
         _ => Path::new("."),
     };
-    let temporary = tempfile::Builder::new()
-        .prefix(".results-")
-        .suffix(".tmp")
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(".results-").suffix(".tmp");
+    // The file is the user's output, not a secret: the permissions of any
+    // new file (as the umask allows), not a temporary file's 0600.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        builder.permissions(std::fs::Permissions::from_mode(0o666));
+    }
+    let temporary = builder
         .tempfile_in(directory)
         .with_context(|| format!("cannot create a file in {}", directory.display()))?;
     {

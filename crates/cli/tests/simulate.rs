@@ -97,6 +97,8 @@ fn the_small_fixture_gives_the_results_worked_out_by_hand() {
         String::from_utf8_lossy(&output.stderr)
     );
     assert_eq!(case.read("results.csv"), fixture("expected.csv"));
+    // Standard error is not a terminal here: no progress bar is drawn.
+    assert_eq!(String::from_utf8_lossy(&output.stderr), "");
     let stdout = String::from_utf8(output.stdout).unwrap();
     assert!(stdout.contains("Simulated 9 invoices"), "{stdout}");
     // DB inpatient: one person, one invoice, base 2,500.00, amount 2,250.00, none capped.
@@ -111,6 +113,18 @@ fn the_small_fixture_gives_the_results_worked_out_by_hand() {
         stdout.contains("assisted 4, capped 1, duplicate 1, not_eligible 1, no_rule 2"),
         "{stdout}"
     );
+}
+
+#[cfg(unix)]
+#[test]
+fn the_results_file_gets_the_permissions_of_any_new_file() {
+    use std::os::unix::fs::PermissionsExt;
+    let case = Case::new();
+    let output = case.simulate(&[]);
+    assert!(output.status.success());
+    case.write("plain.txt", "x");
+    let mode = |name: &str| std::fs::metadata(case.path(name)).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode("results.csv"), mode("plain.txt"));
 }
 
 #[test]
