@@ -110,7 +110,9 @@ pub fn run(args: &SimulateArgs) -> Result<(), Failure> {
     let read_seconds = started.elapsed();
 
     let sorting = Instant::now();
+    let spinner = stage_spinner("sorting invoices into canonical order");
     let batch = Batch::new(invoices, known_visit_types);
+    spinner.finish_and_clear();
     let sort_seconds = sorting.elapsed();
     let book = match SpellBook::new(&policy, &spells) {
         Ok(book) => book,
@@ -142,7 +144,7 @@ pub fn run(args: &SimulateArgs) -> Result<(), Failure> {
     }
 
     let deciding = Instant::now();
-    let progress = deciding_progress(batch.len() as u64);
+    let progress = counting_progress("deciding", batch.len() as u64, "invoices");
     let result = batch
         .run(&policy, &book, &|done| progress.inc(done))
         .map_err(|_| anyhow::anyhow!("a visit type of the invoices has no pool in the policy"))?;
@@ -215,7 +217,8 @@ fn write_results_file(out: &Path, policy: &Policy, batch: &Batch, result: &Batch
         .with_context(|| format!("cannot create a file in {}", directory.display()))?;
     {
         let mut writer = BufWriter::with_capacity(1 << 20, temporary.as_file());
-        write_results(&mut writer, policy, batch, result)
+        let progress = counting_progress("writing", batch.len() as u64, "rows");
+        write_results(&mut writer, policy, batch, result, &|rows| progress.inc(rows))
             .and_then(|()| writer.flush())
             .with_context(|| format!("cannot write {}", out.display()))?;
     }
@@ -243,13 +246,26 @@ fn reading_progress(invoices: &Path) -> ProgressBar {
     bar
 }
 
-fn deciding_progress(invoices: u64) -> ProgressBar {
-    let bar = ProgressBar::with_draw_target(Some(invoices), ProgressDrawTarget::stderr());
+fn counting_progress(stage: &str, total: u64, unit: &str) -> ProgressBar {
+    let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
     bar.set_style(
-        ProgressStyle::with_template("deciding {wide_bar} {human_pos}/{human_len} invoices {eta}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        ProgressStyle::with_template(&format!(
+            "{stage} {{wide_bar}} {{human_pos}}/{{human_len}} {unit} {{eta}}"
+        ))
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     bar
+}
+
+fn stage_spinner(message: &'static str) -> ProgressBar {
+    let spinner = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+    spinner.set_style(
+        ProgressStyle::with_template("{spinner} {msg} {elapsed}")
+            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+    );
+    spinner.set_message(message);
+    spinner.enable_steady_tick(std::time::Duration::from_millis(200));
+    spinner
 }
 
 /// Digits grouped by thousands: `1,234,567`.

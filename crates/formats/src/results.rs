@@ -103,8 +103,14 @@ pub fn push_row(out: &mut Vec<u8>, row: &ResultRow<'_>) {
 
 /// Writes the results of `run` (a run of `batch` under `policy`): the header,
 /// then one row per invoice in canonical order. Rows are formatted in
-/// parallel and written in order.
-pub fn write_results(out: &mut dyn Write, policy: &Policy, batch: &Batch, run: &BatchRun) -> io::Result<()> {
+/// parallel and written in order; `progress` is told the rows written.
+pub fn write_results(
+    out: &mut dyn Write,
+    policy: &Policy,
+    batch: &Batch,
+    run: &BatchRun,
+    progress: &dyn Fn(u64),
+) -> io::Result<()> {
     out.write_all(RESULTS_HEADER.as_bytes())?;
     out.write_all(b"\n")?;
     let categories: Vec<String> = policy
@@ -175,6 +181,7 @@ pub fn write_results(out: &mut dyn Write, policy: &Policy, batch: &Batch, run: &
         for text in texts {
             out.write_all(&text)?;
         }
+        progress((window_end - window_start) as u64);
         window_start = window_end;
     }
     Ok(())
