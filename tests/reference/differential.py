@@ -37,10 +37,10 @@ def first_difference(got, want):
     return None
 
 
-def run_one(binary, seed, keep):
+def run_one(binary, seed, keep, scale=1):
     """(ok, message lines) for one scenario."""
     directory = tempfile.mkdtemp(prefix=f"jiuzhu-diff-{seed}-")
-    paths = scenarios.write_scenario(seed, directory)
+    paths = scenarios.write_scenario(seed, directory, scale)
     policy, spells, invoices = paths["policy.toml"], paths["spells.csv"], paths["invoices.csv"]
     ref_out = os.path.join(directory, "expected.csv")
     bin_out = os.path.join(directory, "results.csv")
@@ -88,6 +88,7 @@ def main():
     parser.add_argument("--bin", default=os.path.join(REPO, "target", "release", "jiuzhu"))
     parser.add_argument("--count", type=int, default=100)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--scale", type=int, default=1, help="multiply people and invoices per scenario")
     parser.add_argument("--keep", action="store_true", help="keep the directories of passing scenarios too")
     args = parser.parse_args()
 
@@ -98,7 +99,7 @@ def main():
         return 1
     passed = failed = 0
     for seed in range(args.seed, args.seed + args.count):
-        ok, messages = run_one(binary, seed, args.keep)
+        ok, messages = run_one(binary, seed, args.keep, args.scale)
         for m in messages:
             print(m)
         if ok:

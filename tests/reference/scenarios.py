@@ -72,9 +72,10 @@ def id_check(digits17):
 
 
 class Scenario:
-    def __init__(self, seed):
+    def __init__(self, seed, scale=1):
         self.rng = random.Random(seed)
         self.seed = seed
+        self.scale = scale
 
     # ---------------------------------------------------------------- helpers
 
@@ -192,7 +193,7 @@ class Scenario:
 
     def make_people(self):
         rng = self.rng
-        n = rng.randint(5, 60)
+        n = rng.randint(5, 60) * self.scale
         self.people = []
         seen = set()
         while len(self.people) < n:
@@ -304,14 +305,19 @@ class Scenario:
 
     def make_invoices(self):
         rng = self.rng
-        n = rng.randint(10, 300)
-        weights = [1.0 / (i + 1) for i in range(len(self.people))]
+        n = rng.randint(10, 300) * self.scale
+        cum_weights = []
+        acc = 0.0
+        for i in range(len(self.people)):
+            acc += 1.0 / (i + 1)
+            cum_weights.append(acc)
+        first_instant = {}
         visit_types = list(self.pools)
         self.invoices = []
         numbers = []
         instants = []
         for _ in range(n):
-            pid = rng.choices(self.people, weights=weights)[0]
+            pid = rng.choices(self.people, cum_weights=cum_weights)[0]
             r = rng.random()
             own = self.spells_of.get(pid)
             if own and r < 0.15:
@@ -340,14 +346,14 @@ class Scenario:
                 number = rng.choice(numbers)
                 if self.chance(0.5):
                     # settle the repeat before its first appearance in the file
-                    prev = [inv for inv in self.invoices if inv["invoice_no"] == number][0]
-                    secs, frac = prev["instant"]
+                    secs, frac = first_instant[number]
                     instant = (secs - rng.choice([0, 1, 3600, 86400 * 3]), rng.choice(FRACTIONS))
             elif numbers and r < 0.13:
                 number = rng.choice(numbers).swapcase()
             else:
                 number = self.invoice_number()
             numbers.append(number)
+            first_instant.setdefault(number, instant)
 
             base = self.amount_fen(10)
             out_of_scope = self.amount_fen(50)
@@ -521,11 +527,15 @@ class Scenario:
         }
 
 
-def write_scenario(seed, directory):
-    """Write the scenario for `seed` into `directory`; return the file paths."""
+def write_scenario(seed, directory, scale=1):
+    """Write the scenario for `seed` into `directory`; return the file paths.
+
+    `scale` multiplies the numbers of people and invoices (1: the small
+    scenarios described above; larger ones exercise chunked reading).
+    """
     os.makedirs(directory, exist_ok=True)
     paths = {}
-    for name, content in Scenario(seed).files().items():
+    for name, content in Scenario(seed, scale).files().items():
         path = os.path.join(directory, name)
         with open(path, "wb") as f:
             f.write(content)
@@ -537,8 +547,9 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seed", type=int, required=True)
     parser.add_argument("--dir", required=True)
+    parser.add_argument("--scale", type=int, default=1, help="multiply people and invoices")
     args = parser.parse_args()
-    write_scenario(args.seed, args.dir)
+    write_scenario(args.seed, args.dir, args.scale)
 
 
 if __name__ == "__main__":
