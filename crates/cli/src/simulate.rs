@@ -11,7 +11,8 @@ use anyhow::Context;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use jiuzhu_core::{Batch, BatchRun, Fen, Outcome, Policy, SpellBook};
 use jiuzhu_formats::{
-    read_batch_invoices_file, read_policy_file, read_spells_file, write_results, Problem, Problems,
+    check_invoices_file_without_policy, read_batch_invoices_file, read_policy_file, read_spells_file,
+    write_results, Problem, Problems,
 };
 
 #[derive(Debug, clap::Args)]
@@ -91,13 +92,20 @@ pub fn run(args: &SimulateArgs) -> Result<(), Failure> {
     let progress = reading_progress(&args.invoices);
     let (spells, invoices) = rayon::join(
         || read_spells_file(&args.spells, &display(&args.spells), policy.as_ref()),
-        || {
-            read_batch_invoices_file(
+        || match &policy {
+            Some(_) => read_batch_invoices_file(
                 &args.invoices,
                 &display(&args.invoices),
                 &known_visit_types,
                 &|bytes| progress.inc(bytes),
-            )
+            ),
+            // Without a valid policy, visit types cannot be checked: check
+            // the rest, so that one run reports every other problem.
+            None => Err(check_invoices_file_without_policy(
+                &args.invoices,
+                &display(&args.invoices),
+                &|bytes| progress.inc(bytes),
+            )),
         },
     );
     progress.finish_and_clear();

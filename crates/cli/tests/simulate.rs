@@ -267,6 +267,27 @@ fn an_invalid_policy_is_refused_with_the_line_of_the_key() {
 }
 
 #[test]
+fn with_an_invalid_policy_the_other_files_are_still_checked_but_not_against_it() {
+    let case = Case::new();
+    let policy = case.read("policy.toml");
+    case.write(
+        "policy.toml",
+        policy.replacen("ratio = \"0.9\"", "ratio = \"1.5\"", 1),
+    );
+    case.edit(
+        "invoices.csv",
+        "INV002,110105196001010017",
+        "INV002,110105196001010018",
+    );
+    let stderr = case.refused();
+    assert!(stderr.contains("policy.toml:"), "{stderr}");
+    assert!(stderr.contains("invoices.csv:3: person_id: "), "{stderr}");
+    // Neither visit types nor categories are judged against a policy that did not load.
+    assert!(!stderr.contains("visit_type"), "{stderr}");
+    assert!(!stderr.contains("category"), "{stderr}");
+}
+
+#[test]
 fn an_empty_file_is_refused() {
     let case = Case::new();
     case.write("invoices.csv", "");

@@ -109,6 +109,23 @@ pub fn read_batch_invoices_file(
     csv_input::read_path(path, file, &format, progress)
 }
 
+/// Checks an invoices file from disk when there is no valid policy: every
+/// check but the visit type's (which needs the policy). Returns every
+/// problem found; keeps nothing.
+pub fn check_invoices_file_without_policy(
+    path: &Path,
+    file: &str,
+    progress: &(dyn Fn(u64) + Sync),
+) -> Problems {
+    let format = BatchFormat {
+        checks: Checks { visit_types: None },
+    };
+    match csv_input::read_path(path, file, &format, progress) {
+        Ok(_) => Problems::new(),
+        Err(problems) => problems,
+    }
+}
+
 /// [`read_batch_invoices_file`] over a file held in memory.
 pub fn read_batch_invoices(
     file: &str,
@@ -123,7 +140,9 @@ pub fn read_batch_invoices(
 
 /// The checks of one invoice record, shared by both readers.
 struct Checks<'v> {
-    visit_types: &'v [String],
+    /// `None` when there is no valid policy to check visit types against:
+    /// any non-empty visit type then passes (as index 0).
+    visit_types: Option<&'v [String]>,
 }
 
 /// An invoice record whose every field passed its checks.
@@ -149,7 +168,9 @@ impl<'v> Checks<'v> {
                 ),
             ));
         }
-        Ok(Checks { visit_types })
+        Ok(Checks {
+            visit_types: Some(visit_types),
+        })
     }
 
     fn read<'r>(
@@ -209,17 +230,20 @@ impl<'v> Checks<'v> {
     }
 
     fn visit_type(&self, field: &[u8], problems: &mut RowProblems<'_>) -> Option<u16> {
-        if let Some(index) = self
-            .visit_types
-            .iter()
-            .position(|known| known.as_bytes() == field)
-        {
+        let Some(visit_types) = self.visit_types else {
+            if field.is_empty() {
+                problems.add(VISIT_TYPE, || "is empty; expected a visit type".to_owned());
+                return None;
+            }
+            return Some(0);
+        };
+        if let Some(index) = visit_types.iter().position(|known| known.as_bytes() == field) {
             return u16::try_from(index).ok();
         }
-        let known = if self.visit_types.is_empty() {
+        let known = if visit_types.is_empty() {
             "none is known".to_owned()
         } else {
-            format!("the known ones are {}", self.visit_types.join(", "))
+            format!("the known ones are {}", visit_types.join(", "))
         };
         if field.is_empty() {
             problems.add(VISIT_TYPE, || {
@@ -264,7 +288,7 @@ impl CsvFormat for InvoicesFormat<'_> {
             hospital,
             visit_type: self
                 .checks
-                .visit_types
+                .visit_types?
                 .get(usize::from(parts.visit_type))?
                 .clone(),
             service_date: parts.service_date,

@@ -8,7 +8,10 @@ pub mod policy_toml;
 pub mod problem;
 pub mod spells;
 
-pub use invoices::{read_batch_invoices, read_batch_invoices_file, read_invoices, read_invoices_file};
+pub use invoices::{
+    check_invoices_file_without_policy, read_batch_invoices, read_batch_invoices_file, read_invoices,
+    read_invoices_file,
+};
 pub use policy_toml::{parse_policy, read_policy_file};
 pub use problem::{Problem, Problems, MAX_PROBLEMS_REPORTED};
 pub use spells::{read_spells, read_spells_file};
