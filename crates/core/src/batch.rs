@@ -437,16 +437,6 @@ impl Summary {
     pub fn count(&self, outcome: Outcome) -> u64 {
         self.outcomes[outcome_index(outcome)]
     }
-
-    /// Amount granted per category, over all pools.
-    pub fn amount_by_category(&self) -> BTreeMap<CategoryId, Fen> {
-        let mut totals = BTreeMap::new();
-        for ((category, _), row) in &self.rows {
-            let total: &mut Fen = totals.entry(*category).or_default();
-            *total = Fen::from_fen(total.fen() + row.amount_total.fen());
-        }
-        totals
-    }
 }
 
 /// The decisions of one run and their totals.

@@ -454,3 +454,106 @@ impl SpellBook {
         self.slots.contains_key(&person)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::{CategoryDraft, PolicyDraft, PoolRule, RuleDraft, VersionDraft};
+
+    fn policy() -> Policy {
+        Policy::from_draft(PolicyDraft {
+            name: None,
+            categories: vec![CategoryDraft {
+                code: "DB".into(),
+                name: None,
+                rank: 1,
+            }],
+            pools: vec![("inpatient".into(), "inpatient".into())],
+            versions: vec![VersionDraft {
+                effective_from: Date::parse("2024-01-01").unwrap(),
+                rules: vec![RuleDraft {
+                    category: "DB".into(),
+                    annual_cap: Some(Fen::from_fen(100_000)),
+                    pools: vec![(
+                        "inpatient".into(),
+                        PoolRule {
+                            deductible: Fen::from_fen(10_000),
+                            ratio: BasisPoints::new(8000).unwrap(),
+                            out_of_scope_ratio: BasisPoints::new(5000).unwrap(),
+                            cap: Some(Fen::from_fen(60_000)),
+                        },
+                    )],
+                }],
+            }],
+        })
+        .unwrap()
+    }
+
+    fn claim(policy: &Policy, base: i64, out_of_scope: i64) -> Claim {
+        Claim {
+            category: policy.category_by_code("DB"),
+            service_date: Date::parse("2024-05-01").unwrap(),
+            pool: policy.pool_of_visit_type("inpatient").unwrap(),
+            base: Fen::from_fen(base),
+            out_of_scope_self_pay: Fen::from_fen(out_of_scope),
+        }
+    }
+
+    #[test]
+    fn a_decision_carries_every_step_of_its_explanation() {
+        let policy = policy();
+        let mut counters = Counters::new(1);
+        let decision = decide(&policy, &claim(&policy, 50_000, 1_001), &mut counters);
+        assert_eq!(decision.outcome, Outcome::Assisted);
+        assert_eq!(decision.deductible_applied, Fen::from_fen(10_000));
+        assert_eq!(decision.eligible, Fen::from_fen(40_000));
+        assert_eq!(decision.raw_in_scope, Fen::from_fen(32_000));
+        // 1,001 fen × 0.5 = 500.5 → 501.
+        assert_eq!(decision.raw_out_of_scope, Fen::from_fen(501));
+        assert_eq!(decision.raw, Fen::from_fen(32_501));
+        assert_eq!(decision.pool_cap_room, Some(Fen::from_fen(60_000)));
+        assert_eq!(decision.annual_cap_room, Some(Fen::from_fen(100_000)));
+        assert_eq!(decision.cap_room(), Some(Fen::from_fen(60_000)));
+        assert_eq!(decision.amount, Fen::from_fen(32_501));
+        let second = decide(&policy, &claim(&policy, 50_000, 0), &mut counters);
+        assert_eq!(second.outcome, Outcome::Capped);
+        assert_eq!(second.pool_cap_room, Some(Fen::from_fen(60_000 - 32_501)));
+        assert_eq!(second.amount, Fen::from_fen(60_000 - 32_501));
+    }
+
+    #[test]
+    fn uncounting_a_decision_gives_back_exactly_what_it_counted() {
+        let policy = policy();
+        let pool = policy.pool_of_visit_type("inpatient").unwrap();
+        let mut counters = Counters::new(1);
+        let first = decide(&policy, &claim(&policy, 4_000, 0), &mut counters);
+        let before = counters.clone();
+        let second = decide(&policy, &claim(&policy, 30_000, 200), &mut counters);
+        assert_ne!(counters, before);
+        counters.uncount(&second);
+        assert_eq!(counters, before);
+        counters.uncount(&first);
+        assert_eq!(counters, Counters::new(1));
+        // Stored counters decide the same as counters built up in memory.
+        let mut stored = Counters::from_parts(vec![Fen::from_fen(4_000)], vec![Fen::ZERO], Fen::ZERO);
+        assert_eq!(decide(&policy, &claim(&policy, 30_000, 200), &mut stored), second);
+        assert_eq!(counters.deductible_used(pool), Fen::ZERO);
+    }
+
+    #[test]
+    fn decisions_that_grant_nothing_leave_the_counters_alone() {
+        let policy = policy();
+        let mut counters = Counters::new(1);
+        let mut not_eligible = claim(&policy, 5_000, 0);
+        not_eligible.category = None;
+        assert_eq!(
+            decide(&policy, &not_eligible, &mut counters).outcome,
+            Outcome::NotEligible
+        );
+        let mut too_early = claim(&policy, 5_000, 0);
+        too_early.service_date = Date::parse("2023-12-31").unwrap();
+        let decision = decide(&policy, &too_early, &mut counters);
+        assert_eq!((decision.outcome, decision.version), (Outcome::NoRule, None));
+        assert_eq!(counters, Counters::new(1));
+    }
+}

@@ -2,7 +2,6 @@
 //! touches either.
 
 use std::fmt;
-use std::iter::Sum;
 
 use thiserror::Error;
 
@@ -170,15 +169,6 @@ impl fmt::Display for Fen {
         let sign = if self.0 < 0 { "-" } else { "" };
         let magnitude = self.0.unsigned_abs();
         write!(f, "{sign}{}.{:02}", magnitude / 100, magnitude % 100)
-    }
-}
-
-impl Sum for Fen {
-    /// Sums with overflow checks; a sum of fen beyond `i64` is a bug, not data.
-    fn sum<I: Iterator<Item = Fen>>(iter: I) -> Fen {
-        iter.fold(Fen::ZERO, |total, fen| {
-            total.checked_add(fen).expect("a sum of fen overflowed i64")
-        })
     }
 }
 
