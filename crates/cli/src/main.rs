@@ -101,6 +101,7 @@ fn demo(args: &DemoArgs) -> ExitCode {
         invoices: file("invoices.csv"),
         out: file("results.csv"),
         compare: Some(what_if),
+        explain: Vec::new(),
     }));
     println!(
         "\nThe demo's files are in {}: policy.toml, spells.csv, invoices.csv, results.csv.\n\

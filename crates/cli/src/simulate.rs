@@ -33,6 +33,10 @@ pub struct SimulateArgs {
     /// per category, next to the first.
     #[arg(long, value_name = "FILE")]
     pub compare: Option<PathBuf>,
+    /// Explain, step by step, the decision on the bill with this number
+    /// (may be given several times).
+    #[arg(long, value_name = "INVOICE_NO")]
+    pub explain: Vec<String>,
 }
 
 /// How a run ended, for the exit status.
@@ -174,6 +178,11 @@ pub fn run(args: &SimulateArgs) -> Result<(), Failure> {
         write_seconds
     );
 
+    for invoice_no in &args.explain {
+        report.push('\n');
+        report.push_str(&explanation(&policy, &book, &batch, invoice_no));
+    }
+
     if let (Some(compare), Some((compare_book, left_out)), Some(path)) =
         (&compare, &compare_book, &args.compare)
     {
@@ -202,6 +211,40 @@ pub fn run(args: &SimulateArgs) -> Result<(), Failure> {
         .write_all(report.as_bytes())
         .context("cannot write to standard output")?;
     Ok(())
+}
+
+/// Every decision on bills numbered `invoice_no`, step by step.
+fn explanation(policy: &Policy, book: &SpellBook, batch: &Batch, invoice_no: &str) -> String {
+    let mut text = String::new();
+    let mut found = false;
+    for (index, invoice) in batch.invoices().iter().enumerate() {
+        if invoice.invoice_no.as_bytes() != invoice_no.as_bytes() {
+            continue;
+        }
+        found = true;
+        let _ = writeln!(
+            text,
+            "Bill {invoice_no} of {}, record {} of the invoices, served {}, settled {}:",
+            invoice.person.masked(),
+            grouped(u64::from(invoice.position) + 1),
+            invoice.service_date,
+            invoice.settled_at
+        );
+        for line in batch
+            .explain(policy, book, index)
+            .map(|decision| decision.explanation(policy))
+            .unwrap_or_default()
+        {
+            let _ = writeln!(text, "  {line}");
+        }
+    }
+    if !found {
+        let _ = writeln!(
+            text,
+            "Bill {invoice_no}: no bill with this number is in the invoices."
+        );
+    }
+    text
 }
 
 /// Writes results.csv whole or not at all: into a temporary file beside the

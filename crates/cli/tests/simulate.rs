@@ -435,6 +435,31 @@ fn compare_prints_what_a_second_policy_would_cost_per_category() {
 }
 
 #[test]
+fn explain_shows_each_step_of_a_decision() {
+    let case = Case::new();
+    let output = case.simulate(&["--explain", "INV003", "--explain", "INV001", "--explain", "NOPE"]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    for expected in [
+        "Bill INV003 of 110105********0025, record 3 of the invoices, served 2024-05-01, settled 2024-05-02T08:00:00Z:",
+        "  Category ZCX 因病支出型贫困家庭成员 under policy version 2024-01-01, pool inpatient.",
+        "  Base (in-scope self-pay) 1500.00; of the year's deductible of 1000.00, 1000.00 is taken from this bill; eligible 500.00.",
+        "  500.00 × 70% = 350.00; before caps 350.00.",
+        "  Annual cap 130000.00 over all pools: 130000.00 left before this bill.",
+        "  Paid 350.00.",
+        "Bill INV001 of 110105********0017, record 6 of the invoices, served 2024-03-01, settled 2024-03-06T10:00:00+08:00:",
+        "  Duplicate: an earlier bill in canonical order has the same number, so this one pays nothing.",
+        "Bill NOPE: no bill with this number is in the invoices.",
+    ] {
+        assert!(stdout.lines().any(|line| line == expected), "missing {expected:?} in\n{stdout}");
+    }
+}
+
+#[test]
 fn golden_cases_worked_out_by_hand_agree_to_the_fen() {
     let cases = repository_root().join("tests/reference/cases");
     let mut checked = 0;

@@ -127,6 +127,45 @@ impl Batch {
         self.invoices.is_empty()
     }
 
+    /// The full decision, with every step, of the invoice at `index` in
+    /// canonical order: the person's earlier invoices are decided again
+    /// from zero counters, as the run did, up to that one.
+    pub fn explain(&self, policy: &Policy, spells: &SpellBook, index: usize) -> Option<Decision> {
+        let target = self.invoices.get(index)?;
+        if self.duplicate[index] {
+            return Some(Decision::duplicate());
+        }
+        let Some(slot) = spells.slot_of(target.person) else {
+            return Some(Decision::not_eligible());
+        };
+        let mut years: Vec<(i32, Counters)> = Vec::new();
+        for (position, invoice) in self.invoices[..=index].iter().enumerate() {
+            if invoice.person != target.person || self.duplicate[position] {
+                continue;
+            }
+            let claim = Claim {
+                category: spells.category_in_slot(slot, invoice.service_date),
+                service_date: invoice.service_date,
+                pool: policy.pool_of_visit_type(&self.visit_types[usize::from(invoice.visit_type)])?,
+                base: invoice.base,
+                out_of_scope_self_pay: invoice.out_of_scope_self_pay,
+            };
+            let year = invoice.service_date.year();
+            let at = match years.iter().position(|(other, _)| *other == year) {
+                Some(at) => at,
+                None => {
+                    years.push((year, Counters::new(policy.pool_names().len())));
+                    years.len() - 1
+                }
+            };
+            let decision = decide(policy, &claim, &mut years[at].1);
+            if position == index {
+                return Some(decision);
+            }
+        }
+        None
+    }
+
     /// Decides every invoice under `policy`, in canonical order.
     /// `progress` is called now and then with the number of invoices done by
     /// one thread (for a progress bar); it must be cheap.

@@ -5,6 +5,7 @@
 
 pub mod batch;
 pub mod engine;
+mod explain;
 pub mod ids;
 pub mod money;
 pub mod policy;

@@ -193,6 +193,10 @@ impl BasisPoints {
         self.0
     }
 
+    pub const fn is_zero_ratio(self) -> bool {
+        self.0 == 0
+    }
+
     /// Parses a decimal ratio between 0 and 1 with at most 4 decimals:
     /// `0`, `1`, `0.7`, `0.8512`, `1.0000`.
     pub fn parse_ratio(text: &str) -> Result<BasisPoints, RatioError> {

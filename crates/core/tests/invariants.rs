@@ -279,4 +279,21 @@ proptest! {
         let several = five.install(|| results(&policy, &spells, invoices));
         prop_assert_eq!(single, several);
     }
+
+    #[test]
+    fn explaining_a_bill_replays_the_same_decision_the_run_made(
+        policy in policy(), spells in spells(), invoices in invoices()
+    ) {
+        let batch = Batch::new(invoices, VISITS.iter().map(|visit| visit.to_string()).collect());
+        let book = SpellBook::new(&policy, &spells).unwrap();
+        let run = batch.run(&policy, &book, &|_| {}).unwrap();
+        for (index, compact) in run.decisions().enumerate() {
+            let full = batch.explain(&policy, &book, index).unwrap();
+            prop_assert_eq!(full.outcome, compact.outcome);
+            prop_assert_eq!(full.amount, compact.amount);
+            prop_assert_eq!(full.deductible_applied, compact.deductible_applied);
+            prop_assert_eq!((full.category, full.pool, full.version), (compact.category(), compact.pool(), compact.version()));
+            prop_assert!(!full.explanation(&policy).is_empty());
+        }
+    }
 }
