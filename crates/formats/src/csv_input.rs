@@ -266,7 +266,7 @@ fn neither_utf8_nor_gbk(file: &str, utf8_line: u64, gbk_line: u64) -> Problem {
              on line {gbk_line}; save the file as CSV in UTF-8"
         )
     };
-    Problem::whole_file(file, message)
+    Problem::at_line(file, utf8_line.min(gbk_line), message)
 }
 
 /// One pass over a stream, in three overlapping stages: while the pieces of
@@ -391,8 +391,9 @@ fn read_full(source: &mut impl Read, buffer: &mut [u8]) -> io::Result<usize> {
 /// Refuses what is plainly not CSV text, from the first bytes of a file.
 fn sniff(file: &str, start: &[u8], columns: &[Column]) -> Option<Problem> {
     if start.is_empty() {
-        return Some(Problem::whole_file(
+        return Some(Problem::at_line(
             file,
+            1,
             format!(
                 "is empty: expected a header row naming the columns {}",
                 column_list(columns)
@@ -400,14 +401,16 @@ fn sniff(file: &str, start: &[u8], columns: &[Column]) -> Option<Problem> {
         ));
     }
     if start.starts_with(b"\xFF\xFE") || start.starts_with(b"\xFE\xFF") {
-        return Some(Problem::whole_file(
+        return Some(Problem::at_line(
             file,
+            1,
             "is UTF-16 text, not UTF-8 or GBK: save the file as CSV in UTF-8",
         ));
     }
     if start.starts_with(b"PK\x03\x04") {
-        return Some(Problem::whole_file(
+        return Some(Problem::at_line(
             file,
+            1,
             "is a ZIP archive (an XLSX workbook?), not CSV text: save the sheet as CSV in UTF-8",
         ));
     }
@@ -416,8 +419,9 @@ fn sniff(file: &str, start: &[u8], columns: &[Column]) -> Option<Problem> {
 }
 
 fn binary(file: &str, line: u64) -> Problem {
-    Problem::whole_file(
+    Problem::at_line(
         file,
+        line,
         format!("holds binary data (a NUL byte on line {line}), not CSV text: is this the right file?"),
     )
 }

@@ -73,8 +73,9 @@ pub fn read_policy_file(path: &Path, file: &str) -> Result<Policy, Problems> {
     let text = std::str::from_utf8(&bytes).map_err(|error| {
         let valid = &bytes[..error.valid_up_to()];
         let line = valid.iter().filter(|&&byte| byte == b'\n').count() + 1;
-        Problems::from(Problem::whole_file(
+        Problems::from(Problem::at_line(
             file,
+            line as u64,
             format!("is not UTF-8 text (the first invalid byte is on line {line}); save the policy as UTF-8"),
         ))
     })?;
@@ -1089,7 +1090,7 @@ effective_from = "2024-01-01"
     }
 
     #[test]
-    fn a_file_that_is_not_utf8_is_refused_as_a_whole() {
+    fn a_file_that_is_not_utf8_is_refused_at_the_line_of_the_first_bad_byte() {
         let mut bytes = b"name = \"x\"\n\n[[category]]\nname = \"".to_vec();
         bytes.extend_from_slice(&[0xB5, 0xCD, 0xB1, 0xA3]); // 低保 in GBK
         bytes.extend_from_slice(b"\"\n");
@@ -1098,11 +1099,13 @@ effective_from = "2024-01-01"
         let problems = read_policy_file(file.path(), "policy.toml").unwrap_err();
         assert_eq!(problems.total(), 1);
         let problem = &problems.kept()[0];
-        assert_eq!((problem.line, problem.column.as_deref()), (None, None));
+        assert_eq!((problem.line, problem.column.as_deref()), (Some(4), None));
         assert!(problem.message.contains("not UTF-8"), "{problems}");
         assert!(problem.message.contains("line 4"), "{problems}");
         assert!(
-            problems.to_string().starts_with("policy.toml: is not UTF-8 text"),
+            problems
+                .to_string()
+                .starts_with("policy.toml:4: is not UTF-8 text"),
             "{problems}"
         );
     }

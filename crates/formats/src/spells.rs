@@ -376,7 +376,7 @@ mod tests {
         assert_eq!(problems.total(), 1);
         assert_eq!(
             problems.to_string(),
-            "spells.csv: is neither UTF-8 nor GBK text: line 3 holds bytes that are valid in neither; \
+            "spells.csv:3: is neither UTF-8 nor GBK text: line 3 holds bytes that are valid in neither; \
              save the file as CSV in UTF-8\n"
         );
     }
@@ -413,7 +413,7 @@ mod tests {
     fn an_empty_file_is_refused() {
         assert_eq!(
             read_spells("spells.csv", b"", None).unwrap_err().to_string(),
-            "spells.csv: is empty: expected a header row naming the columns \
+            "spells.csv:1: is empty: expected a header row naming the columns \
              person_id,category,valid_from,valid_to,source\n"
         );
     }
