@@ -5,6 +5,7 @@
 //! depend on the number of threads).
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use rayon::prelude::*;
 use rustc_hash::FxHasher;
@@ -232,39 +233,37 @@ impl Batch {
         // Tasks of whole persons, about equal in invoices.
         let tasks = (rayon::current_num_threads() * 8).max(1);
         let per_task = grouped.div_ceil(tasks).max(1);
-        let mut by_person = vec![CompactDecision::from_decision(&Decision::not_eligible()); grouped];
+        // Every invoice's decision, in canonical order: written by the
+        // tasks at their invoices' places (disjoint), read in order after.
+        let decisions = PackedDecisions::new(count, &self.duplicate);
         let mut pieces = Vec::new();
-        let mut rest: &mut [CompactDecision] = &mut by_person;
         let mut first_slot = 0usize;
         while first_slot < person_count {
-            let begin = starts[first_slot] as usize;
-            let target = begin + per_task;
+            let target = starts[first_slot] as usize + per_task;
             let mut end_slot = first_slot + 1;
             while end_slot < person_count && (starts[end_slot] as usize) < target {
                 end_slot += 1;
             }
-            let end = starts[end_slot] as usize;
-            let (piece, tail) = std::mem::take(&mut rest).split_at_mut(end - begin);
-            rest = tail;
-            pieces.push((first_slot..end_slot, piece));
+            pieces.push(first_slot..end_slot);
             first_slot = end_slot;
         }
         let category_count = policy.categories().len();
         let pool_count = policy.pool_names().len();
         let summaries: Vec<Summary> = pieces
             .into_par_iter()
-            .map(|(slot_range, out)| {
+            .map(|slot_range| {
                 let mut tally = Tally::new(category_count, pool_count);
                 let mut years: Vec<(i32, Counters)> = Vec::new();
                 let mut seen: Vec<(CategoryId, PoolId)> = Vec::new();
-                let base = starts[slot_range.start] as usize;
+                let decided = (starts[slot_range.end] - starts[slot_range.start]) as u64;
                 for slot in slot_range {
                     years.clear();
                     seen.clear();
                     let mut assisted = false;
                     let range = starts[slot] as usize..starts[slot + 1] as usize;
                     for position in range {
-                        let invoice = &self.invoices[order[position] as usize];
+                        let index = order[position] as usize;
+                        let invoice = &self.invoices[index];
                         let claim = Claim {
                             category: spells.category_in_slot(slot as u32, invoice.service_date),
                             service_date: invoice.service_date,
@@ -282,25 +281,14 @@ impl Batch {
                         };
                         let decision = decide(policy, &claim, &mut years[at].1);
                         tally.add(&decision, &mut seen, &mut assisted);
-                        out[position - base] = CompactDecision::from_decision(&decision);
+                        decisions.store(index, &CompactDecision::from_decision(&decision));
                     }
                 }
-                progress(out.len() as u64);
+                progress(decided);
                 tally.into_summary()
             })
             .collect();
 
-        // Where each invoice's decision is: its place in `by_person`, or a
-        // mark for the decisions that are the same for all.
-        let mut place = vec![PLACE_NOT_ELIGIBLE; count];
-        for (index, duplicate) in self.duplicate.iter().enumerate() {
-            if *duplicate {
-                place[index] = PLACE_DUPLICATE;
-            }
-        }
-        for (position, &index) in order.iter().enumerate() {
-            place[index as usize] = position as u32;
-        }
         drop(order);
 
         let mut summary = Summary::default();
@@ -310,16 +298,63 @@ impl Batch {
         let duplicates = self.duplicate.iter().filter(|duplicate| **duplicate).count() as u64;
         summary.outcomes[outcome_index(Outcome::Duplicate)] += duplicates;
         summary.outcomes[outcome_index(Outcome::NotEligible)] += count as u64 - duplicates - grouped as u64;
-        Ok(BatchRun {
-            by_person,
-            place,
-            summary,
-        })
+        Ok(BatchRun { decisions, summary })
     }
 }
 
-const PLACE_NOT_ELIGIBLE: u32 = u32::MAX;
-const PLACE_DUPLICATE: u32 = u32::MAX - 1;
+/// Decisions in canonical order, three words each, that parallel tasks
+/// can write at disjoint places without locks: a relaxed atomic store or
+/// load of a word is a plain move.
+#[derive(Debug)]
+struct PackedDecisions {
+    words: Vec<AtomicU64>,
+}
+
+impl PackedDecisions {
+    /// Every invoice not eligible, but duplicates.
+    fn new(count: usize, duplicate: &[bool]) -> PackedDecisions {
+        let not_eligible = Self::pack(&CompactDecision::from_decision(&Decision::not_eligible()));
+        let duplicate_words = Self::pack(&CompactDecision::from_decision(&Decision::duplicate()));
+        let words = duplicate
+            .iter()
+            .take(count)
+            .flat_map(|&duplicate| if duplicate { duplicate_words } else { not_eligible })
+            .map(AtomicU64::new)
+            .collect();
+        PackedDecisions { words }
+    }
+
+    fn pack(decision: &CompactDecision) -> [u64; 3] {
+        let tags = u64::from(decision.category)
+            | u64::from(decision.version) << 16
+            | u64::from(decision.pool) << 32
+            | (outcome_index(decision.outcome) as u64) << 40;
+        [decision.amount.fen() as u64, decision.deductible_applied.fen() as u64, tags]
+    }
+
+    fn store(&self, index: usize, decision: &CompactDecision) {
+        for (word, value) in self.words[index * 3..index * 3 + 3].iter().zip(Self::pack(decision)) {
+            word.store(value, Ordering::Relaxed);
+        }
+    }
+
+    fn load(&self, index: usize) -> CompactDecision {
+        let [amount, deductible_applied, tags] =
+            [0, 1, 2].map(|offset| self.words[index * 3 + offset].load(Ordering::Relaxed));
+        CompactDecision {
+            amount: Fen::from_fen(amount as i64),
+            deductible_applied: Fen::from_fen(deductible_applied as i64),
+            category: tags as u16,
+            version: (tags >> 16) as u16,
+            pool: (tags >> 32) as u8,
+            outcome: Outcome::ALL[((tags >> 40) as usize).min(Outcome::ALL.len() - 1)],
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.words.len() / 3
+    }
+}
 
 /// A task's totals while it runs: a grid of (category, pool) rows.
 struct Tally {
@@ -481,12 +516,7 @@ impl Summary {
 /// The decisions of one run and their totals.
 #[derive(Debug)]
 pub struct BatchRun {
-    /// The decisions of invoices that went through the engine's steps,
-    /// grouped by person.
-    by_person: Vec<CompactDecision>,
-    /// Per invoice in canonical order: its place in `by_person`, or
-    /// [`PLACE_DUPLICATE`] or [`PLACE_NOT_ELIGIBLE`].
-    place: Vec<u32>,
+    decisions: PackedDecisions,
     pub summary: Summary,
 }
 
@@ -494,23 +524,19 @@ impl BatchRun {
     /// The decision of the invoice at `index` in canonical order
     /// ([`Batch::invoices`]).
     pub fn decision(&self, index: usize) -> CompactDecision {
-        match self.place[index] {
-            PLACE_DUPLICATE => CompactDecision::from_decision(&Decision::duplicate()),
-            PLACE_NOT_ELIGIBLE => CompactDecision::from_decision(&Decision::not_eligible()),
-            place => self.by_person[place as usize],
-        }
+        self.decisions.load(index)
     }
 
     /// Every decision, in canonical order.
     pub fn decisions(&self) -> impl ExactSizeIterator<Item = CompactDecision> + '_ {
-        (0..self.place.len()).map(|index| self.decision(index))
+        (0..self.decisions.len()).map(|index| self.decision(index))
     }
 
     pub fn len(&self) -> usize {
-        self.place.len()
+        self.decisions.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.place.is_empty()
+        self.decisions.len() == 0
     }
 }
