@@ -329,11 +329,18 @@ impl PackedDecisions {
             | u64::from(decision.version) << 16
             | u64::from(decision.pool) << 32
             | (outcome_index(decision.outcome) as u64) << 40;
-        [decision.amount.fen() as u64, decision.deductible_applied.fen() as u64, tags]
+        [
+            decision.amount.fen() as u64,
+            decision.deductible_applied.fen() as u64,
+            tags,
+        ]
     }
 
     fn store(&self, index: usize, decision: &CompactDecision) {
-        for (word, value) in self.words[index * 3..index * 3 + 3].iter().zip(Self::pack(decision)) {
+        for (word, value) in self.words[index * 3..index * 3 + 3]
+            .iter()
+            .zip(Self::pack(decision))
+        {
             word.store(value, Ordering::Relaxed);
         }
     }
