@@ -93,6 +93,9 @@ pub fn run(args: &SimulateArgs) -> Result<(), Failure> {
         ));
     }
 
+    if let Some(warning) = memory_warning(&args.invoices) {
+        eprintln!("{warning}");
+    }
     let progress = reading_progress(&args.invoices);
     let (spells, invoices) = rayon::join(
         || read_spells_file(&args.spells, &display(&args.spells), policy.as_ref()),
@@ -281,6 +284,40 @@ fn write_results_file(out: &Path, policy: &Policy, batch: &Batch, result: &Batch
         .persist(out)
         .with_context(|| format!("cannot write {}", out.display()))?;
     Ok(())
+}
+
+/// Memory a run holds per byte of invoices.csv, measured: about 145 bytes
+/// per invoice for rows of about 130 bytes (`bench/simulate.sh`, 100M rows:
+/// 14.5 GB peak for a 13 GB file).
+const MEMORY_PER_INPUT_BYTE_PERCENT: u64 = 115;
+
+/// A warning when the invoices will likely need more memory than the
+/// machine has available (Linux's MemAvailable), before hours are lost to
+/// swapping or the run is killed.
+fn memory_warning(invoices: &Path) -> Option<String> {
+    let bytes = std::fs::metadata(invoices).ok()?.len();
+    let needed = bytes / 100 * MEMORY_PER_INPUT_BYTE_PERCENT;
+    let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let available_kib: u64 = meminfo
+        .lines()
+        .find_map(|line| line.strip_prefix("MemAvailable:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    let available = available_kib.saturating_mul(1024);
+    let gib = |bytes: u64| format!("{}.{} GiB", bytes >> 30, ((bytes & ((1 << 30) - 1)) * 10) >> 30);
+    (needed > available).then(|| {
+        format!(
+            "warning: {} is {}: deciding it needs about {} of memory, and {} is available. \
+             If the run fails, split the invoices by service year or by region and run each part.",
+            invoices.display(),
+            gib(bytes),
+            gib(needed),
+            gib(available)
+        )
+    })
 }
 
 fn reading_progress(invoices: &Path) -> ProgressBar {
