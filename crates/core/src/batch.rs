@@ -144,22 +144,10 @@ impl Batch {
             if invoice.person != target.person || self.duplicate[position] {
                 continue;
             }
-            let claim = Claim {
-                category: spells.category_in_slot(slot, invoice.service_date),
-                service_date: invoice.service_date,
-                pool: policy.pool_of_visit_type(&self.visit_types[usize::from(invoice.visit_type)])?,
-                base: invoice.base,
-                out_of_scope_self_pay: invoice.out_of_scope_self_pay,
-            };
-            let year = invoice.service_date.year();
-            let at = match years.iter().position(|(other, _)| *other == year) {
-                Some(at) => at,
-                None => {
-                    years.push((year, Counters::new(policy.pool_names().len())));
-                    years.len() - 1
-                }
-            };
-            let decision = decide(policy, &claim, &mut years[at].1);
+            let pool = policy.pool_of_visit_type(&self.visit_types[usize::from(invoice.visit_type)])?;
+            let claim = invoice.claim(spells.category_in_slot(slot, invoice.service_date), pool);
+            let counters = counters_for(&mut years, invoice.service_date.year(), policy.pool_names().len());
+            let decision = decide(policy, &claim, counters);
             if position == index {
                 return Some(decision);
             }
@@ -204,82 +192,33 @@ impl Batch {
                 false => spells.slot_of(invoice.person).unwrap_or(NO_SLOT),
             })
             .collect();
-        // The invoices grouped by person, each person's in canonical order
-        // (a counting sort by slot): the pass then reads each person's
-        // spells and counters once, and the persons split across threads.
-        let person_count = spells.person_count();
-        let mut starts = vec![0u32; person_count + 1];
-        for &slot in &slots {
-            if slot != NO_SLOT {
-                starts[slot as usize + 1] += 1;
-            }
-        }
-        for slot in 0..person_count {
-            starts[slot + 1] += starts[slot];
-        }
-        let grouped = starts[person_count] as usize;
-        let mut order = vec![0u32; grouped];
-        {
-            let mut next = starts.clone();
-            for (index, &slot) in slots.iter().enumerate() {
-                if slot != NO_SLOT {
-                    order[next[slot as usize] as usize] = index as u32;
-                    next[slot as usize] += 1;
-                }
-            }
-        }
+        let groups = PersonGroups::new(&slots, spells.person_count());
         drop(slots);
-
-        // Tasks of whole persons, about equal in invoices.
-        let tasks = (rayon::current_num_threads() * 8).max(1);
-        let per_task = grouped.div_ceil(tasks).max(1);
         // Every invoice's decision, in canonical order: written by the
         // tasks at their invoices' places (disjoint), read in order after.
         let decisions = PackedDecisions::new(count, &self.duplicate);
-        let mut pieces = Vec::new();
-        let mut first_slot = 0usize;
-        while first_slot < person_count {
-            let target = starts[first_slot] as usize + per_task;
-            let mut end_slot = first_slot + 1;
-            while end_slot < person_count && (starts[end_slot] as usize) < target {
-                end_slot += 1;
-            }
-            pieces.push(first_slot..end_slot);
-            first_slot = end_slot;
-        }
+        let tasks = groups.tasks(rayon::current_num_threads() * 8);
         let category_count = policy.categories().len();
         let pool_count = policy.pool_names().len();
-        let summaries: Vec<Summary> = pieces
+        let summaries: Vec<Summary> = tasks
             .into_par_iter()
             .map(|slot_range| {
                 let mut tally = Tally::new(category_count, pool_count);
                 let mut years: Vec<(i32, Counters)> = Vec::new();
                 let mut seen: Vec<(CategoryId, PoolId)> = Vec::new();
-                let decided = (starts[slot_range.end] - starts[slot_range.start]) as u64;
+                let mut decided = 0;
                 for slot in slot_range {
                     years.clear();
                     seen.clear();
                     let mut assisted = false;
-                    let range = starts[slot] as usize..starts[slot + 1] as usize;
-                    for position in range {
-                        let index = order[position] as usize;
+                    for &index in groups.invoices_of(slot) {
+                        let index = index as usize;
                         let invoice = &self.invoices[index];
-                        let claim = Claim {
-                            category: spells.category_in_slot(slot as u32, invoice.service_date),
-                            service_date: invoice.service_date,
-                            pool: pools[usize::from(invoice.visit_type)],
-                            base: invoice.base,
-                            out_of_scope_self_pay: invoice.out_of_scope_self_pay,
-                        };
-                        let year = invoice.service_date.year();
-                        let at = match years.iter().position(|(other, _)| *other == year) {
-                            Some(at) => at,
-                            None => {
-                                years.push((year, Counters::new(pool_count)));
-                                years.len() - 1
-                            }
-                        };
-                        let decision = decide(policy, &claim, &mut years[at].1);
+                        let category = spells.category_in_slot(slot as u32, invoice.service_date);
+                        let claim = invoice.claim(category, pools[usize::from(invoice.visit_type)]);
+                        let counters = counters_for(&mut years, invoice.service_date.year(), pool_count);
+                        let decision = decide(policy, &claim, counters);
+                        decided += 1;
                         tally.add(&decision, &mut seen, &mut assisted);
                         decisions.store(index, &CompactDecision::from_decision(&decision));
                     }
@@ -289,8 +228,8 @@ impl Batch {
             })
             .collect();
 
-        drop(order);
-
+        let grouped = groups.len();
+        drop(groups);
         let mut summary = Summary::default();
         for part in summaries {
             summary.merge(part);
@@ -299,6 +238,91 @@ impl Batch {
         summary.outcomes[outcome_index(Outcome::Duplicate)] += duplicates;
         summary.outcomes[outcome_index(Outcome::NotEligible)] += count as u64 - duplicates - grouped as u64;
         Ok(BatchRun { decisions, summary })
+    }
+}
+
+impl BatchInvoice {
+    fn claim(&self, category: Option<CategoryId>, pool: PoolId) -> Claim {
+        Claim {
+            category,
+            service_date: self.service_date,
+            pool,
+            base: self.base,
+            out_of_scope_self_pay: self.out_of_scope_self_pay,
+        }
+    }
+}
+
+/// A person's counters for `year`, made on first use; a person's bills
+/// span few years, so a short list beats a map.
+fn counters_for(years: &mut Vec<(i32, Counters)>, year: i32, pool_count: usize) -> &mut Counters {
+    let at = match years.iter().position(|(other, _)| *other == year) {
+        Some(at) => at,
+        None => {
+            years.push((year, Counters::new(pool_count)));
+            years.len() - 1
+        }
+    };
+    &mut years[at].1
+}
+
+/// Invoice indexes grouped by person slot, each person's in canonical
+/// order: a counting sort by slot. The pass then reads each person's
+/// spells and counters once, and whole persons split across threads.
+struct PersonGroups {
+    /// Per slot, where its invoices start in `order`; one more at the end.
+    starts: Vec<u32>,
+    order: Vec<u32>,
+}
+
+impl PersonGroups {
+    /// Groups the invoices whose slot is not [`NO_SLOT`].
+    fn new(slots: &[u32], person_count: usize) -> PersonGroups {
+        let mut starts = vec![0u32; person_count + 1];
+        for &slot in slots {
+            if slot != NO_SLOT {
+                starts[slot as usize + 1] += 1;
+            }
+        }
+        for slot in 0..person_count {
+            starts[slot + 1] += starts[slot];
+        }
+        let mut order = vec![0u32; starts[person_count] as usize];
+        let mut next = starts.clone();
+        for (index, &slot) in slots.iter().enumerate() {
+            if slot != NO_SLOT {
+                order[next[slot as usize] as usize] = index as u32;
+                next[slot as usize] += 1;
+            }
+        }
+        PersonGroups { starts, order }
+    }
+
+    fn invoices_of(&self, slot: usize) -> &[u32] {
+        &self.order[self.starts[slot] as usize..self.starts[slot + 1] as usize]
+    }
+
+    /// All grouped invoices.
+    fn len(&self) -> usize {
+        self.order.len()
+    }
+
+    /// About `count` ranges of whole persons, about equal in invoices.
+    fn tasks(&self, count: usize) -> Vec<std::ops::Range<usize>> {
+        let person_count = self.starts.len() - 1;
+        let per_task = self.order.len().div_ceil(count.max(1)).max(1);
+        let mut tasks = Vec::new();
+        let mut first = 0usize;
+        while first < person_count {
+            let target = self.starts[first] as usize + per_task;
+            let mut end = first + 1;
+            while end < person_count && (self.starts[end] as usize) < target {
+                end += 1;
+            }
+            tasks.push(first..end);
+            first = end;
+        }
+        tasks
     }
 }
 
