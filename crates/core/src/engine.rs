@@ -10,7 +10,7 @@ use rustc_hash::FxHashMap;
 use crate::ids::ResidentId;
 use crate::money::{BasisPoints, Fen};
 use crate::policy::{CategoryId, Policy, PoolId, VersionId};
-use crate::records::Spell;
+use crate::records::{Invoice, Spell};
 use crate::time::Date;
 
 /// The outcome of a decision, as written in `results.csv`.
@@ -313,6 +313,39 @@ pub fn decide(policy: &Policy, claim: &Claim, counters: &mut Counters) -> Decisi
     // Step 8. Count.
     counters.count(&decision);
     decision
+}
+
+/// Step 2 for one person: among `spells` (the person's) that cover `date`,
+/// the category with the lowest rank. Spells of categories the policy does
+/// not define hold no category under it.
+pub fn category_on(policy: &Policy, spells: &[Spell], date: Date) -> Option<CategoryId> {
+    spells
+        .iter()
+        .filter(|spell| spell.covers(date))
+        .filter_map(|spell| policy.category_by_code(spell.category()))
+        .min_by_key(|category| policy.category(*category).rank)
+}
+
+/// One invoice, as real-time settlement sees it: the person's spells and
+/// the counters of the service date's year as stored, the engine's steps 2
+/// to 8 (step 1, duplicates, is the store's unique invoice number). The
+/// batch engine decides the same way, person by person in canonical order.
+/// `None` when the policy maps the invoice's visit type to no pool.
+pub fn decide_invoice(
+    policy: &Policy,
+    person_spells: &[Spell],
+    invoice: &Invoice,
+    counters: &mut Counters,
+) -> Option<Decision> {
+    let pool = policy.pool_of_visit_type(&invoice.visit_type)?;
+    let claim = Claim {
+        category: category_on(policy, person_spells, invoice.service_date),
+        service_date: invoice.service_date,
+        pool,
+        base: invoice.amounts.in_scope_self_pay(),
+        out_of_scope_self_pay: invoice.amounts.out_of_scope_self_pay(),
+    };
+    Some(decide(policy, &claim, counters))
 }
 
 /// Every person's spells bound to one policy's categories, for step 2:

@@ -13,7 +13,9 @@ pub mod records;
 pub mod time;
 
 pub use batch::{Batch, BatchInvoice, BatchRun, CompactDecision, Summary, SummaryRow, UnknownVisitType};
-pub use engine::{decide, Claim, Counters, Decision, Outcome, SpellBook, UnknownCategory};
+pub use engine::{
+    category_on, decide, decide_invoice, Claim, Counters, Decision, Outcome, SpellBook, UnknownCategory,
+};
 pub use ids::{InvoiceNo, InvoiceNoError, ResidentId, ResidentIdError};
 pub use money::{BasisPoints, Fen, MoneyError, MoneyErrorKind, RatioError};
 pub use policy::{

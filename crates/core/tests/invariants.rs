@@ -3,8 +3,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use jiuzhu_core::{
-    BasisPoints, Batch, BatchInvoice, CategoryDraft, Date, Fen, InvoiceNo, Outcome, Policy, PolicyDraft,
-    PoolRule, ResidentId, RuleDraft, Spell, SpellBook, Timestamp, VersionDraft,
+    decide_invoice, BasisPoints, Batch, BatchInvoice, BillAmounts, CategoryDraft, Counters, Date, Fen,
+    Hospital, Invoice, InvoiceNo, Outcome, Policy, PolicyDraft, PoolRule, ResidentId, RuleDraft, Spell,
+    SpellBook, Timestamp, VersionDraft,
 };
 use proptest::prelude::*;
 
@@ -294,6 +295,51 @@ proptest! {
             prop_assert_eq!(full.deductible_applied, compact.deductible_applied);
             prop_assert_eq!((full.category, full.pool, full.version), (compact.category(), compact.pool(), compact.version()));
             prop_assert!(!full.explanation(&policy).is_empty());
+        }
+    }
+
+    #[test]
+    fn settling_each_bill_on_its_own_agrees_with_the_batch_to_the_fen(
+        policy in policy(), spells in spells(), invoices in invoices()
+    ) {
+        let batch = Batch::new(invoices, VISITS.iter().map(|visit| visit.to_string()).collect());
+        let book = SpellBook::new(&policy, &spells).unwrap();
+        let run = batch.run(&policy, &book, &|_| {}).unwrap();
+        // As the counter would: one bill at a time, in canonical order,
+        // against the person's stored counters for the service year.
+        let mut stored: BTreeMap<(ResidentId, i32), Counters> = BTreeMap::new();
+        let mut seen_numbers = BTreeSet::new();
+        for (index, record) in batch.invoices().iter().enumerate() {
+            let expected = run.decision(index);
+            if !seen_numbers.insert(record.invoice_no.to_string()) {
+                prop_assert_eq!(expected.outcome, Outcome::Duplicate);
+                continue;
+            }
+            let invoice = Invoice {
+                invoice_no: record.invoice_no.clone(),
+                person: record.person,
+                hospital: Hospital::parse("H1").unwrap(),
+                visit_type: VISITS[usize::from(record.visit_type)].to_owned(),
+                service_date: record.service_date,
+                settled_at: record.settled_at.clone(),
+                amounts: BillAmounts::new(
+                    Fen::from_fen(record.base.fen() + record.out_of_scope_self_pay.fen()),
+                    Fen::ZERO,
+                    record.base,
+                    record.out_of_scope_self_pay,
+                ).unwrap(),
+            };
+            let person_spells: Vec<Spell> =
+                spells.iter().filter(|spell| spell.person() == record.person).cloned().collect();
+            let counters = stored
+                .entry((record.person, record.service_date.year()))
+                .or_insert_with(|| Counters::new(policy.pool_names().len()));
+            let decision = decide_invoice(&policy, &person_spells, &invoice, counters).unwrap();
+            prop_assert_eq!(decision.outcome, expected.outcome);
+            prop_assert_eq!(decision.amount, expected.amount);
+            prop_assert_eq!(decision.deductible_applied, expected.deductible_applied);
+            prop_assert_eq!(decision.category, expected.category());
+            prop_assert_eq!(decision.version, expected.version());
         }
     }
 }
