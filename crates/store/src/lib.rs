@@ -10,7 +10,12 @@
 //!   HMAC-SHA-256 blind index, under [`DataKeys`] that come from
 //!   configuration, never from the database; hospital API keys are kept only
 //!   as their SHA-256 hash.
+//! - [`audit`]: the audit log's hash chain, `hash = SHA-256(previous hash ‖
+//!   entry)`, and [`verify_chain`], which names the first entry that was
+//!   changed or removed (`jiuzhu audit verify`).
 
+pub mod audit;
 pub mod crypto;
 
+pub use audit::{verify_chain, AuditEntry, BreakReason, ChainBreak, ChainSummary, GENESIS};
 pub use crypto::{ApiKey, ApiKeyHash, CryptoError, DataKeys, KeyTextError, Purpose};
