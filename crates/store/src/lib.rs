@@ -1,0 +1,21 @@
+//! Jiuzhu's store: the database behind one set of domain-level operations
+//! (settle, import_spells, run_clearing, …) over two backends, SQLite and
+//! PostgreSQL, each with its own migrations (`shared/design.md`).
+//!
+//! For now it holds what those backends will share, with no database
+//! dependency:
+//!
+//! - [`crypto`]: personal data protection. Resident ID numbers and bank
+//!   accounts are encrypted with AES-256-GCM and found through an
+//!   HMAC-SHA-256 blind index, under [`DataKeys`] that come from
+//!   configuration, never from the database; hospital API keys are kept only
+//!   as their SHA-256 hash.
+//! - [`audit`]: the audit log's hash chain, `hash = SHA-256(previous hash ‖
+//!   entry)`, and [`verify_chain`], which names the first entry that was
+//!   changed or removed (`jiuzhu audit verify`).
+
+pub mod audit;
+pub mod crypto;
+
+pub use audit::{verify_chain, AuditEntry, BreakReason, ChainBreak, ChainSummary, GENESIS};
+pub use crypto::{ApiKey, ApiKeyHash, CryptoError, DataKeys, KeyTextError, Purpose};
