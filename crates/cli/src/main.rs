@@ -5,7 +5,9 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod config;
 mod gen;
+mod settings;
 mod simulate;
 
 /// Jiuzhu (救助): medical financial assistance for special populations.
@@ -25,6 +27,14 @@ enum Command {
     /// Generate a demo district and simulate its bills under the example
     /// policy and a proposed one.
     Demo(DemoArgs),
+    /// Write a new jiuzhu.toml with every setting at its default and a fresh
+    /// personal-data key.
+    Init(config::InitArgs),
+    /// Work with the configuration (jiuzhu.toml and JIUZHU_* variables).
+    Config {
+        #[command(subcommand)]
+        command: config::ConfigCommand,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -60,6 +70,14 @@ fn main() -> ExitCode {
             }
         },
         Command::Demo(args) => demo(&args),
+        Command::Init(args) => match config::init(&args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => {
+                eprintln!("error: {error:#}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Config { command } => config::run(&command),
     }
 }
 

@@ -1,0 +1,1077 @@
+//! The configuration: one typed [`Settings`] read from `jiuzhu.toml`, then
+//! `JIUZHU_*` environment variables, then command-line flags, each layer
+//! overriding the one before.
+//!
+//! Every setting is declared once, in the `settings!` list below, with its
+//! documentation, its default and its check; the loader, the environment
+//! names, `jiuzhu config check` and the file `jiuzhu init` writes all come
+//! from that list. The file and the environment go through the same parser,
+//! so a value is refused for the same reason wherever it comes from. The
+//! environment is passed in: there is no global configuration.
+
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use base64::Engine as _;
+
+/// The file read when no `--config` is given, in the current directory.
+pub const DEFAULT_CONFIG_FILE: &str = "jiuzhu.toml";
+
+/// What every environment variable that sets a setting starts with.
+pub const ENVIRONMENT_PREFIX: &str = "JIUZHU_";
+
+/// Declares every setting once: its documentation (written above it in the
+/// file `jiuzhu init` writes), its type, its default and its check.
+macro_rules! settings {
+    ($(
+        $(#[doc = $doc:literal])+
+        $name:ident: $kind:ty = $default:expr, check $check:expr;
+    )+) => {
+        /// The effective configuration, validated.
+        #[derive(Debug, Clone)]
+        pub struct Settings {
+            $( $(#[doc = $doc])+ pub $name: $kind, )+
+            sources: Sources,
+            config_file: Option<PathBuf>,
+        }
+
+        /// Where each setting's value came from.
+        #[derive(Debug, Clone)]
+        struct Sources {
+            $( $name: Source, )+
+        }
+
+        impl Settings {
+            /// The name of every setting, in the order they are declared.
+            pub const NAMES: &'static [&'static str] = &[$( stringify!($name), )+];
+
+            /// Every setting at its default; no data key.
+            pub fn defaults() -> Settings {
+                Settings {
+                    $( $name: $default, )+
+                    sources: Sources { $( $name: Source::Default, )+ },
+                    config_file: None,
+                }
+            }
+
+            /// Parses, checks and sets one setting by name; `None` when no
+            /// setting has that name.
+            fn set(&mut self, name: &str, raw: Raw<'_>, source: Source) -> Option<Result<(), String>> {
+                match name {
+                    $( stringify!($name) => Some(parse_raw::<$kind>(raw).and_then(|value| {
+                        ($check)(&value)?;
+                        self.$name = value;
+                        self.sources.$name = source;
+                        Ok(())
+                    })), )+
+                    _ => None,
+                }
+            }
+
+            /// Every setting with its value (secrets masked) and where it came from.
+            pub fn effective(&self) -> Vec<Effective> {
+                vec![$( Effective {
+                    name: stringify!($name),
+                    value: SettingValue::shown(&self.$name),
+                    is_secret: <$kind as SettingValue>::IS_SECRET,
+                    source: self.sources.$name.clone(),
+                }, )+]
+            }
+
+            /// The file `jiuzhu init` writes: every setting documented, the
+            /// others commented out at their defaults, the secrets set.
+            fn template_body(&self) -> String {
+                let mut text = String::new();
+                $(
+                    text.push('\n');
+                    for line in [$($doc),+] {
+                        text.push_str(&format!("#{}\n", line.trim_end()));
+                    }
+                    let value = SettingValue::toml_text(&self.$name);
+                    if <$kind as SettingValue>::IS_SECRET {
+                        text.push_str(&format!("{} = {}\n", stringify!($name), value));
+                    } else {
+                        text.push_str(&format!("# {} = {}\n", stringify!($name), value));
+                    }
+                )+
+                text
+            }
+        }
+    };
+}
+
+settings! {
+    /// The database: sqlite://PATH (a file, created when missing) or
+    /// postgres://USER:PASSWORD@HOST:PORT/NAME.
+    database: DatabaseUrl = DatabaseUrl::default_sqlite(), check anything;
+    /// The address and port the server listens on.
+    listen: SocketAddr = SocketAddr::from(([127, 0, 0, 1], 8080)), check anything;
+    /// The key that encrypts personal data (ID numbers, bank accounts): "v1:"
+    /// then 64 random bytes in base64. Losing it makes the personal data
+    /// unreadable: keep a copy somewhere safe, apart from the database.
+    data_key: Option<DataKey> = None, check anything;
+    /// The largest request body accepted, in bytes (1 KiB to 1 GiB).
+    max_body_bytes: u64 = 1024 * 1024, check within(1024, 1024 * 1024 * 1024);
+    /// How long a request may take before it is cut off, in milliseconds
+    /// (100 to 600000).
+    request_timeout_ms: u64 = 10_000, check within(100, 600_000);
+    /// How many database connections are kept open at most (1 to 1000).
+    database_pool_size: u32 = 8, check within(1, 1000);
+    /// The most rows one imported file may hold (1 to 1000000000).
+    max_import_rows: u64 = 50_000_000, check within(1, 1_000_000_000);
+}
+
+/// Where a setting's value came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    Default,
+    File { path: PathBuf, line: usize },
+    Environment { variable: String },
+    Flag { flag: &'static str },
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Source::Default => write!(f, "default"),
+            Source::File { path, line } => write!(f, "file {}:{line}", path.display()),
+            Source::Environment { variable } => write!(f, "environment {variable}"),
+            Source::Flag { flag } => write!(f, "flag {flag}"),
+        }
+    }
+}
+
+/// One setting as `jiuzhu config check` shows it.
+#[derive(Debug, Clone)]
+pub struct Effective {
+    pub name: &'static str,
+    /// The value as shown: a secret is `set` or `MISSING`, never its text.
+    pub value: String,
+    pub is_secret: bool,
+    pub source: Source,
+}
+
+/// Values given on the command line, which override the file and the
+/// environment.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    /// `--database`
+    pub database: Option<DatabaseUrl>,
+    /// `--listen`
+    pub listen: Option<SocketAddr>,
+}
+
+/// Why the settings could not be loaded. Never holds a secret's text.
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    #[error("cannot read the configuration file {}: {source}", path.display())]
+    Read { path: PathBuf, source: io::Error },
+    #[error("{}:{line}: {message}", path.display())]
+    File {
+        path: PathBuf,
+        line: usize,
+        message: String,
+    },
+    #[error("environment variable {variable}: {message}")]
+    Environment { variable: String, message: String },
+    #[error(
+        "no data_key is set: the personal-data key is required. Run `jiuzhu init` to create a \
+         configuration with a fresh key, or set {ENVIRONMENT_PREFIX}DATA_KEY"
+    )]
+    MissingDataKey,
+}
+
+impl Settings {
+    /// Loads the settings: the defaults, then the configuration file, then
+    /// the `JIUZHU_*` variables in `environment`.
+    ///
+    /// The file is `config_path` when given (it must exist), otherwise
+    /// `./jiuzhu.toml` when it exists. Unknown keys in the file and unknown
+    /// `JIUZHU_*` variables are refused, so that a misspelt setting is not
+    /// silently ignored.
+    pub fn load(
+        config_path: Option<&Path>,
+        environment: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Settings, SettingsError> {
+        let mut settings = Settings::defaults();
+        let path = config_path.unwrap_or(Path::new(DEFAULT_CONFIG_FILE));
+        match std::fs::read_to_string(path) {
+            Ok(text) => {
+                settings.apply_file(path, &text)?;
+                settings.config_file = Some(path.to_path_buf());
+            }
+            Err(error) if error.kind() == io::ErrorKind::NotFound && config_path.is_none() => {}
+            Err(source) => {
+                return Err(SettingsError::Read {
+                    path: path.to_path_buf(),
+                    source,
+                })
+            }
+        }
+        settings.apply_environment(environment)?;
+        Ok(settings)
+    }
+
+    /// The settings with the command-line flags applied over them.
+    pub fn with_overrides(mut self, overrides: Overrides) -> Settings {
+        if let Some(database) = overrides.database {
+            self.database = database;
+            self.sources.database = Source::Flag { flag: "--database" };
+        }
+        if let Some(listen) = overrides.listen {
+            self.listen = listen;
+            self.sources.listen = Source::Flag { flag: "--listen" };
+        }
+        self
+    }
+
+    /// The personal-data key, or a clear error saying how to create one.
+    pub fn require_data_key(&self) -> Result<&DataKey, SettingsError> {
+        self.data_key.as_ref().ok_or(SettingsError::MissingDataKey)
+    }
+
+    /// The configuration file that was read, if any.
+    pub fn config_file(&self) -> Option<&Path> {
+        self.config_file.as_deref()
+    }
+
+    /// Where a setting's value came from; `None` for an unknown name.
+    #[allow(
+        dead_code,
+        reason = "asked by the tests, and by `serve` when it reports its settings"
+    )]
+    pub fn source(&self, name: &str) -> Option<Source> {
+        self.effective()
+            .into_iter()
+            .find(|setting| setting.name == name)
+            .map(|setting| setting.source)
+    }
+
+    /// The text of a new `jiuzhu.toml`: every setting documented at its
+    /// default, and `data_key` set to `data_key`. This text holds the secret.
+    pub fn template(data_key: DataKey) -> String {
+        let mut settings = Settings::defaults();
+        settings.data_key = Some(data_key);
+        format!(
+            "# Jiuzhu configuration, written by `jiuzhu init`.\n\
+             #\n\
+             # Every setting is listed with its default; remove the `#` before a\n\
+             # setting to change it. Each can also be set by an environment variable\n\
+             # named {ENVIRONMENT_PREFIX} and the setting in capitals ({ENVIRONMENT_PREFIX}DATABASE,\n\
+             # {ENVIRONMENT_PREFIX}MAX_BODY_BYTES, ...), which overrides this file; the flags\n\
+             # --database and --listen override both. `jiuzhu config check` shows\n\
+             # the settings in effect.\n\
+             #\n\
+             # This file holds the personal-data key: keep it readable by its owner\n\
+             # only, and keep a copy of the key somewhere safe.\n{}",
+            settings.template_body()
+        )
+    }
+
+    fn apply_file(&mut self, path: &Path, text: &str) -> Result<(), SettingsError> {
+        let file_error = |span: Option<std::ops::Range<usize>>, message: String| SettingsError::File {
+            path: path.to_path_buf(),
+            line: line_of(text, span),
+            message,
+        };
+        let document = toml_edit::Document::parse(text)
+            .map_err(|error| file_error(error.span(), error.message().to_owned()))?;
+        for (name, item) in document.iter() {
+            let key_span = document.key(name).and_then(toml_edit::Key::span);
+            let Some(value) = item.as_value() else {
+                return Err(file_error(
+                    key_span,
+                    format!("`{name}` must be a plain setting (name = value), not a table"),
+                ));
+            };
+            let line = line_of(text, value.span().or(key_span.clone()));
+            let source = Source::File {
+                path: path.to_path_buf(),
+                line,
+            };
+            match self.set(name, Raw::Toml(value), source) {
+                Some(Ok(())) => {}
+                Some(Err(message)) => return Err(file_error(value.span(), format!("{name}: {message}"))),
+                None => return Err(file_error(key_span, unknown_setting(&format!("`{name}`")))),
+            }
+        }
+        Ok(())
+    }
+
+    fn apply_environment(
+        &mut self,
+        environment: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<(), SettingsError> {
+        for (variable, value) in environment {
+            let Some(suffix) = variable.strip_prefix(ENVIRONMENT_PREFIX) else {
+                continue;
+            };
+            let name = Settings::NAMES
+                .iter()
+                .find(|name| name.to_ascii_uppercase() == suffix);
+            let outcome = match name {
+                Some(name) => {
+                    let source = Source::Environment {
+                        variable: variable.clone(),
+                    };
+                    self.set(name, Raw::Text(&value), source)
+                }
+                None => None,
+            };
+            match outcome {
+                Some(Ok(())) => {}
+                Some(Err(message)) => return Err(SettingsError::Environment { variable, message }),
+                None => {
+                    let message = unknown_setting("this variable");
+                    return Err(SettingsError::Environment { variable, message });
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn unknown_setting(what: &str) -> String {
+    format!(
+        "{what} is not a setting; the settings are {}",
+        Settings::NAMES.join(", ")
+    )
+}
+
+/// The 1-based line where `span` starts (line 1 without a span).
+fn line_of(text: &str, span: Option<std::ops::Range<usize>>) -> usize {
+    let start = span.map_or(0, |span| span.start);
+    text.as_bytes()
+        .iter()
+        .take(start)
+        .filter(|&&byte| byte == b'\n')
+        .count()
+        + 1
+}
+
+/// A setting's value as given: text from the environment, or a TOML value.
+#[derive(Debug, Clone, Copy)]
+enum Raw<'a> {
+    Text(&'a str),
+    Toml(&'a toml_edit::Value),
+}
+
+/// How a setting is written in `jiuzhu.toml`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TomlKind {
+    String,
+    Integer,
+}
+
+/// A type a setting can have.
+trait SettingValue: Sized {
+    const KIND: TomlKind;
+    const IS_SECRET: bool = false;
+    /// Parses the text of an environment variable (and of the file's value).
+    /// The error never repeats a secret's text.
+    fn parse_text(text: &str) -> Result<Self, String>;
+    /// The value as `jiuzhu config check` shows it: secrets masked.
+    fn shown(&self) -> String;
+    /// The value as written in `jiuzhu.toml`.
+    fn toml_text(&self) -> String;
+}
+
+fn parse_raw<T: SettingValue>(raw: Raw<'_>) -> Result<T, String> {
+    match raw {
+        Raw::Text(text) => T::parse_text(text),
+        Raw::Toml(value) => match (T::KIND, value) {
+            (TomlKind::String, toml_edit::Value::String(text)) => T::parse_text(text.value()),
+            (TomlKind::Integer, toml_edit::Value::Integer(number)) => {
+                T::parse_text(&number.value().to_string())
+            }
+            (TomlKind::String, other) => Err(format!(
+                "expected a string in double quotes, found {}",
+                other.type_name()
+            )),
+            (TomlKind::Integer, other) => Err(format!(
+                "expected a whole number (no quotes), found {}",
+                other.type_name()
+            )),
+        },
+    }
+}
+
+/// A check that accepts every value.
+fn anything<T>(_: &T) -> Result<(), String> {
+    Ok(())
+}
+
+/// A check that accepts values from `min` to `max`, both included.
+fn within<T: PartialOrd + fmt::Display>(min: T, max: T) -> impl Fn(&T) -> Result<(), String> {
+    move |value| {
+        if *value < min || *value > max {
+            Err(format!("must be from {min} to {max}, found {value}"))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+fn quoted(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push('"');
+    for character in text.chars() {
+        match character {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            character if character.is_control() => out.push_str(&format!("\\u{:04X}", u32::from(character))),
+            character => out.push(character),
+        }
+    }
+    out.push('"');
+    out
+}
+
+macro_rules! whole_number_setting {
+    ($($number:ty),+) => {$(
+        impl SettingValue for $number {
+            const KIND: TomlKind = TomlKind::Integer;
+            fn parse_text(text: &str) -> Result<Self, String> {
+                text.trim().replace('_', "").parse().map_err(|_| format!("expected a whole number, found `{text}`"))
+            }
+            fn shown(&self) -> String {
+                self.to_string()
+            }
+            fn toml_text(&self) -> String {
+                self.to_string()
+            }
+        }
+    )+};
+}
+
+whole_number_setting!(u32, u64);
+
+impl SettingValue for SocketAddr {
+    const KIND: TomlKind = TomlKind::String;
+    fn parse_text(text: &str) -> Result<Self, String> {
+        text.trim().parse().map_err(|_| {
+            format!("expected an address and port such as 127.0.0.1:8080 or [::1]:8080, found `{text}`")
+        })
+    }
+    fn shown(&self) -> String {
+        self.to_string()
+    }
+    fn toml_text(&self) -> String {
+        quoted(&self.to_string())
+    }
+}
+
+/// Which database a [`DatabaseUrl`] names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DatabaseKind {
+    Sqlite,
+    Postgres,
+}
+
+/// A database URL: `sqlite://PATH`, or `postgres://…` / `postgresql://…`.
+/// Its Debug and Display hide the password it may hold.
+#[derive(Clone, PartialEq, Eq)]
+pub struct DatabaseUrl {
+    url: String,
+    kind: DatabaseKind,
+}
+
+impl DatabaseUrl {
+    fn default_sqlite() -> DatabaseUrl {
+        DatabaseUrl {
+            url: "sqlite://jiuzhu.db".to_owned(),
+            kind: DatabaseKind::Sqlite,
+        }
+    }
+
+    /// The whole URL, password included: only for connecting.
+    #[allow(dead_code, reason = "read by `serve` when it connects")]
+    pub fn expose(&self) -> &str {
+        &self.url
+    }
+
+    #[allow(dead_code, reason = "read by `serve` to choose the store")]
+    pub fn kind(&self) -> DatabaseKind {
+        self.kind
+    }
+
+    /// The URL with any password replaced by `***`.
+    pub fn redacted(&self) -> String {
+        let Some((scheme, rest)) = self.url.split_once("://") else {
+            return self.url.clone();
+        };
+        let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+        let (authority, path) = rest.split_at(authority_end);
+        let authority = match authority.rsplit_once('@') {
+            Some((user_info, host)) => match user_info.split_once(':') {
+                Some((user, _password)) => format!("{user}:***@{host}"),
+                None => authority.to_owned(),
+            },
+            None => authority.to_owned(),
+        };
+        let path = match path.split_once('?') {
+            Some((path, query)) => {
+                let query: Vec<String> = query
+                    .split('&')
+                    .map(|pair| match pair.split_once('=') {
+                        Some((key, _)) if key.eq_ignore_ascii_case("password") => format!("{key}=***"),
+                        _ => pair.to_owned(),
+                    })
+                    .collect();
+                format!("{path}?{}", query.join("&"))
+            }
+            None => path.to_owned(),
+        };
+        format!("{scheme}://{authority}{path}")
+    }
+}
+
+impl FromStr for DatabaseUrl {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let text = text.trim();
+        let accepted = [
+            ("sqlite://", DatabaseKind::Sqlite),
+            ("postgres://", DatabaseKind::Postgres),
+            ("postgresql://", DatabaseKind::Postgres),
+        ];
+        for (scheme, kind) in accepted {
+            if let Some(rest) = text.strip_prefix(scheme) {
+                if rest.is_empty() {
+                    return Err(match kind {
+                        DatabaseKind::Sqlite => {
+                            "sqlite:// needs a file path, as in sqlite://jiuzhu.db".to_owned()
+                        }
+                        DatabaseKind::Postgres => {
+                            format!(
+                                "{scheme} needs a host and database, as in {scheme}jiuzhu@localhost/jiuzhu"
+                            )
+                        }
+                    });
+                }
+                return Ok(DatabaseUrl {
+                    url: text.to_owned(),
+                    kind,
+                });
+            }
+        }
+        let scheme = text.split_once("://").map_or("none", |(scheme, _)| scheme);
+        Err(format!(
+            "the database must be sqlite://PATH or postgres://USER@HOST/NAME (also postgresql://); \
+             this one's scheme is {scheme}"
+        ))
+    }
+}
+
+impl fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "DatabaseUrl({:?})", self.redacted())
+    }
+}
+
+impl fmt::Display for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.redacted())
+    }
+}
+
+impl SettingValue for DatabaseUrl {
+    const KIND: TomlKind = TomlKind::String;
+    fn parse_text(text: &str) -> Result<Self, String> {
+        text.parse()
+    }
+    fn shown(&self) -> String {
+        self.redacted()
+    }
+    fn toml_text(&self) -> String {
+        quoted(&self.url)
+    }
+}
+
+/// A secret text. Its Debug and Display print `***`; only
+/// [`Secret::expose`] gives the text.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(text: String) -> Secret {
+        Secret(text)
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+/// The personal-data key: `v1:` then [`DataKey::BYTES`] bytes in standard
+/// base64. The bytes are checked here; using them is the encryption's work.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DataKey(Secret);
+
+impl DataKey {
+    /// The version prefix of the key's text.
+    pub const PREFIX: &'static str = "v1:";
+    /// How many random bytes a key holds.
+    pub const BYTES: usize = 64;
+
+    /// A new key from the operating system's random source.
+    pub fn generate() -> Result<DataKey, getrandom::Error> {
+        let mut bytes = [0_u8; DataKey::BYTES];
+        getrandom::fill(&mut bytes)?;
+        let text = format!(
+            "{}{}",
+            DataKey::PREFIX,
+            base64::engine::general_purpose::STANDARD.encode(bytes)
+        );
+        Ok(DataKey(Secret::new(text)))
+    }
+
+    /// Checks a key's text. The error never repeats the text.
+    pub fn parse(text: &str) -> Result<DataKey, String> {
+        let text = text.trim();
+        let Some(encoded) = text.strip_prefix(DataKey::PREFIX) else {
+            return Err(format!(
+                "the key must start with {} (then {} bytes in base64); `jiuzhu init` writes one",
+                DataKey::PREFIX,
+                DataKey::BYTES
+            ));
+        };
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(encoded)
+            .map_err(|_| "the key after v1: is not valid base64 (was it cut or wrapped?)".to_owned())?;
+        if bytes.len() != DataKey::BYTES {
+            return Err(format!(
+                "the key holds {} bytes; it must hold {} (was it cut?)",
+                bytes.len(),
+                DataKey::BYTES
+            ));
+        }
+        Ok(DataKey(Secret::new(text.to_owned())))
+    }
+
+    /// The key's text, for the encryption (and for `jiuzhu init` to write).
+    pub fn expose(&self) -> &str {
+        self.0.expose()
+    }
+}
+
+impl SettingValue for Option<DataKey> {
+    const KIND: TomlKind = TomlKind::String;
+    const IS_SECRET: bool = true;
+    fn parse_text(text: &str) -> Result<Self, String> {
+        DataKey::parse(text).map(Some)
+    }
+    fn shown(&self) -> String {
+        match self {
+            Some(_) => "set".to_owned(),
+            None => "MISSING".to_owned(),
+        }
+    }
+    fn toml_text(&self) -> String {
+        match self {
+            Some(key) => quoted(key.expose()),
+            None => quoted(""),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn environment(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(name, value)| (name.to_string(), value.to_string()))
+            .collect()
+    }
+
+    /// Writes `text` as a configuration file in a fresh folder.
+    fn config_file(text: &str) -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("jiuzhu.toml");
+        std::fs::write(&path, text).unwrap();
+        (dir, path)
+    }
+
+    fn load(text: &str, pairs: &[(&str, &str)]) -> Result<Settings, SettingsError> {
+        let (_dir, path) = config_file(text);
+        Settings::load(Some(&path), environment(pairs))
+    }
+
+    fn a_key() -> DataKey {
+        DataKey::generate().unwrap()
+    }
+
+    #[test]
+    fn with_nothing_set_every_setting_has_its_default() {
+        let settings = Settings::defaults();
+        assert_eq!(settings.database.expose(), "sqlite://jiuzhu.db");
+        assert_eq!(settings.database.kind(), DatabaseKind::Sqlite);
+        assert_eq!(settings.listen, "127.0.0.1:8080".parse().unwrap());
+        assert!(settings.data_key.is_none());
+        assert_eq!(settings.max_body_bytes, 1024 * 1024);
+        assert_eq!(settings.request_timeout_ms, 10_000);
+        assert_eq!(settings.database_pool_size, 8);
+        assert_eq!(settings.max_import_rows, 50_000_000);
+        for setting in settings.effective() {
+            assert_eq!(setting.source, Source::Default, "{}", setting.name);
+        }
+    }
+
+    #[test]
+    fn an_empty_file_and_environment_give_the_defaults() {
+        let settings = load("", &[]).unwrap();
+        assert_eq!(settings.max_body_bytes, 1024 * 1024);
+        assert_eq!(settings.source("database"), Some(Source::Default));
+    }
+
+    #[test]
+    fn every_default_passes_its_own_check() {
+        let defaults = Settings::defaults();
+        let template = Settings::template(a_key());
+        let uncommented: Vec<&str> = template
+            .lines()
+            .map(|line| match line.strip_prefix("# ") {
+                Some(rest)
+                    if Settings::NAMES
+                        .iter()
+                        .any(|name| rest.starts_with(&format!("{name} = "))) =>
+                {
+                    rest
+                }
+                _ => line,
+            })
+            .collect();
+        let text = uncommented.join("\n");
+        let settings = load(&text, &[]).unwrap();
+        assert!(matches!(
+            settings.source("database_pool_size"),
+            Some(Source::File { .. })
+        ));
+        for (default, loaded) in defaults.effective().iter().zip(settings.effective()) {
+            if !default.is_secret {
+                assert_eq!(default.value, loaded.value, "{}", default.name);
+            }
+        }
+    }
+
+    #[test]
+    fn the_file_overrides_the_defaults_and_names_its_line() {
+        let (_dir, path) = config_file(
+            "# comment\ndatabase = \"postgres://jiuzhu@db/jiuzhu\"\nmax_body_bytes = 2_048\n\
+             database_pool_size = 20\n",
+        );
+        let settings = Settings::load(Some(&path), environment(&[])).unwrap();
+        assert_eq!(settings.database.kind(), DatabaseKind::Postgres);
+        assert_eq!(settings.max_body_bytes, 2048);
+        assert_eq!(settings.database_pool_size, 20);
+        assert_eq!(settings.request_timeout_ms, 10_000);
+        assert_eq!(
+            settings.source("database"),
+            Some(Source::File {
+                path: path.clone(),
+                line: 2
+            })
+        );
+        assert_eq!(
+            settings.source("max_body_bytes"),
+            Some(Source::File {
+                path: path.clone(),
+                line: 3
+            })
+        );
+        assert_eq!(settings.source("listen"), Some(Source::Default));
+        assert_eq!(settings.config_file(), Some(path.as_path()));
+    }
+
+    #[test]
+    fn the_environment_overrides_the_file() {
+        let settings = load(
+            "listen = \"0.0.0.0:80\"\nrequest_timeout_ms = 5000\n",
+            &[
+                ("JIUZHU_LISTEN", "127.0.0.1:9000"),
+                ("PATH", "/bin"),
+                ("JIUZHU_MAX_IMPORT_ROWS", "10"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(settings.listen, "127.0.0.1:9000".parse().unwrap());
+        assert_eq!(settings.request_timeout_ms, 5000);
+        assert_eq!(settings.max_import_rows, 10);
+        assert_eq!(
+            settings.source("listen"),
+            Some(Source::Environment {
+                variable: "JIUZHU_LISTEN".to_owned()
+            })
+        );
+    }
+
+    #[test]
+    fn flags_override_the_environment_and_the_file() {
+        let settings = load(
+            "database = \"sqlite://from-file.db\"\nlisten = \"0.0.0.0:80\"\n",
+            &[
+                ("JIUZHU_DATABASE", "sqlite://from-env.db"),
+                ("JIUZHU_LISTEN", "127.0.0.1:9000"),
+            ],
+        )
+        .unwrap()
+        .with_overrides(Overrides {
+            database: Some("postgresql://flag@host/jiuzhu".parse().unwrap()),
+            listen: Some("[::1]:7000".parse().unwrap()),
+        });
+        assert_eq!(settings.database.expose(), "postgresql://flag@host/jiuzhu");
+        assert_eq!(settings.listen, "[::1]:7000".parse().unwrap());
+        assert_eq!(
+            settings.source("database"),
+            Some(Source::Flag { flag: "--database" })
+        );
+        assert_eq!(settings.source("listen"), Some(Source::Flag { flag: "--listen" }));
+    }
+
+    #[test]
+    fn absent_flags_leave_the_settings_as_they_are() {
+        let settings = load("", &[("JIUZHU_LISTEN", "127.0.0.1:9000")])
+            .unwrap()
+            .with_overrides(Overrides::default());
+        assert_eq!(settings.listen, "127.0.0.1:9000".parse().unwrap());
+    }
+
+    #[test]
+    fn an_unknown_key_in_the_file_is_refused_with_its_line() {
+        let error = load("listen = \"127.0.0.1:1\"\n\ndatabse = \"sqlite://x.db\"\n", &[]).unwrap_err();
+        let SettingsError::File { line, message, path } = &error else {
+            panic!("{error}")
+        };
+        assert_eq!(*line, 3);
+        assert!(message.contains("`databse` is not a setting"), "{message}");
+        assert!(message.contains("database"), "{message}");
+        assert!(
+            error.to_string().starts_with(&format!("{}:3: ", path.display())),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn a_table_in_the_file_is_refused() {
+        let error = load("[server]\nlisten = \"127.0.0.1:1\"\n", &[]).unwrap_err();
+        assert!(matches!(error, SettingsError::File { line: 1, .. }), "{error}");
+    }
+
+    #[test]
+    fn broken_toml_is_refused_with_its_line() {
+        let error = load("listen = \"127.0.0.1:1\"\nmax_body_bytes = = 3\n", &[]).unwrap_err();
+        assert!(matches!(error, SettingsError::File { line: 2, .. }), "{error}");
+    }
+
+    #[test]
+    fn an_unknown_jiuzhu_variable_is_refused_by_name() {
+        let error = load("", &[("JIUZHU_DATABSE", "sqlite://x.db")]).unwrap_err();
+        let SettingsError::Environment { variable, message } = &error else {
+            panic!("{error}")
+        };
+        assert_eq!(variable, "JIUZHU_DATABSE");
+        assert!(message.contains("not a setting"), "{message}");
+        let lower_case = load("", &[("JIUZHU_database", "sqlite://x.db")]).unwrap_err();
+        assert!(
+            matches!(lower_case, SettingsError::Environment { .. }),
+            "{lower_case}"
+        );
+    }
+
+    #[test]
+    fn a_database_url_with_another_scheme_is_refused() {
+        let error = load("database = \"mysql://root@localhost/jiuzhu\"\n", &[]).unwrap_err();
+        let SettingsError::File { line, message, .. } = &error else {
+            panic!("{error}")
+        };
+        assert_eq!(*line, 1);
+        assert!(message.contains("sqlite://PATH or postgres://"), "{message}");
+        assert!(message.contains("mysql"), "{message}");
+        for bad in ["jiuzhu.db", "sqlite://", "postgres://", "sqlite:jiuzhu.db", ""] {
+            assert!(bad.parse::<DatabaseUrl>().is_err(), "{bad}");
+        }
+        let error = load("", &[("JIUZHU_DATABASE", "http://x")]).unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .starts_with("environment variable JIUZHU_DATABASE: "),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn the_accepted_database_urls_name_their_kind() {
+        let cases = [
+            ("sqlite://jiuzhu.db", DatabaseKind::Sqlite),
+            ("sqlite:///var/lib/jiuzhu/jiuzhu.db", DatabaseKind::Sqlite),
+            ("postgres://jiuzhu@localhost/jiuzhu", DatabaseKind::Postgres),
+            (
+                "postgresql://jiuzhu:pw@localhost:5432/jiuzhu",
+                DatabaseKind::Postgres,
+            ),
+        ];
+        for (url, kind) in cases {
+            assert_eq!(url.parse::<DatabaseUrl>().unwrap().kind(), kind, "{url}");
+        }
+    }
+
+    #[test]
+    fn a_limit_out_of_its_range_is_refused() {
+        let error = load("max_body_bytes = 10\n", &[]).unwrap_err();
+        let SettingsError::File { line, message, .. } = &error else {
+            panic!("{error}")
+        };
+        assert_eq!(*line, 1);
+        assert!(
+            message.contains("max_body_bytes: must be from 1024 to 1073741824, found 10"),
+            "{message}"
+        );
+        let error = load("", &[("JIUZHU_DATABASE_POOL_SIZE", "0")]).unwrap_err();
+        assert!(
+            error.to_string().contains("must be from 1 to 1000, found 0"),
+            "{error}"
+        );
+        let error = load("request_timeout_ms = -5\n", &[]).unwrap_err();
+        assert!(error.to_string().contains("expected a whole number"), "{error}");
+        let error = load("max_import_rows = \"10\"\n", &[]).unwrap_err();
+        assert!(error.to_string().contains("no quotes"), "{error}");
+        let error = load("", &[("JIUZHU_REQUEST_TIMEOUT_MS", "ten")]).unwrap_err();
+        assert!(
+            error.to_string().contains("expected a whole number, found `ten`"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn a_missing_explicit_file_is_an_error_but_a_missing_default_file_is_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("nowhere.toml");
+        let error = Settings::load(Some(&missing), environment(&[])).unwrap_err();
+        assert!(matches!(error, SettingsError::Read { .. }), "{error}");
+        assert!(error.to_string().contains("nowhere.toml"), "{error}");
+    }
+
+    #[test]
+    fn a_data_key_must_be_v1_and_64_bytes_of_base64() {
+        let key = a_key();
+        assert!(key.expose().starts_with("v1:"));
+        assert_eq!(DataKey::parse(key.expose()).unwrap(), key);
+        let short = format!(
+            "v1:{}",
+            base64::engine::general_purpose::STANDARD.encode([7_u8; 32])
+        );
+        for bad in [short.as_str(), "v1:not base64!", "secret", "", &key.expose()[3..]] {
+            let error = DataKey::parse(bad).unwrap_err();
+            if !bad.is_empty() {
+                assert!(!error.contains(bad), "the error repeats the key: {error}");
+            }
+        }
+        let settings = load("", &[("JIUZHU_DATA_KEY", key.expose())]).unwrap();
+        assert_eq!(settings.require_data_key().unwrap(), &key);
+    }
+
+    #[test]
+    fn a_missing_data_key_is_a_clear_error_when_required() {
+        let settings = load("", &[]).unwrap();
+        let error = settings.require_data_key().unwrap_err();
+        assert!(error.to_string().contains("jiuzhu init"), "{error}");
+        assert!(error.to_string().contains("JIUZHU_DATA_KEY"), "{error}");
+        let shown = settings
+            .effective()
+            .into_iter()
+            .find(|setting| setting.name == "data_key")
+            .unwrap();
+        assert_eq!(shown.value, "MISSING");
+    }
+
+    #[test]
+    fn the_secret_never_appears_in_debug_output() {
+        let key = a_key();
+        let settings = load(
+            &format!(
+                "data_key = \"{}\"\ndatabase = \"postgres://jiuzhu:hunter2@db/jiuzhu\"\n",
+                key.expose()
+            ),
+            &[],
+        )
+        .unwrap();
+        let debug = format!(
+            "{settings:?} {settings:#?} {:?} {}",
+            settings.data_key, settings.database
+        );
+        assert!(!debug.contains(&key.expose()[3..]), "{debug}");
+        assert!(!debug.contains("hunter2"), "{debug}");
+        assert!(debug.contains("***"), "{debug}");
+        let shown: Vec<String> = settings
+            .effective()
+            .into_iter()
+            .map(|setting| setting.value)
+            .collect();
+        assert!(!shown.join(" ").contains(&key.expose()[3..]));
+        assert_eq!(format!("{}", Secret::new("x".to_owned())), "***");
+    }
+
+    #[test]
+    fn a_bad_data_key_error_does_not_repeat_the_key() {
+        let bad = "v1:c2VjcmV0LXNlY3JldA==";
+        let error = load(&format!("data_key = \"{bad}\"\n"), &[])
+            .unwrap_err()
+            .to_string();
+        assert!(!error.contains("c2VjcmV0"), "{error}");
+        let error = load("", &[("JIUZHU_DATA_KEY", bad)]).unwrap_err().to_string();
+        assert!(!error.contains("c2VjcmV0"), "{error}");
+    }
+
+    #[test]
+    fn database_passwords_are_hidden_when_shown() {
+        let url: DatabaseUrl = "postgres://jiuzhu:hunter2@db:5432/jiuzhu?sslmode=require&password=hunter3"
+            .parse()
+            .unwrap();
+        assert_eq!(
+            url.redacted(),
+            "postgres://jiuzhu:***@db:5432/jiuzhu?sslmode=require&password=***"
+        );
+        assert_eq!(url.to_string(), url.redacted());
+        let plain: DatabaseUrl = "sqlite:///var/lib/jiuzhu.db".parse().unwrap();
+        assert_eq!(plain.redacted(), "sqlite:///var/lib/jiuzhu.db");
+    }
+
+    #[test]
+    fn the_template_documents_every_setting_and_loads_with_its_key() {
+        let key = a_key();
+        let text = Settings::template(key.clone());
+        for name in Settings::NAMES {
+            assert!(
+                text.contains(&format!("{name} = ")),
+                "{name} missing from\n{text}"
+            );
+        }
+        let settings = load(&text, &[]).unwrap();
+        assert_eq!(settings.data_key, Some(key));
+        assert!(matches!(settings.source("data_key"), Some(Source::File { .. })));
+        assert_eq!(settings.source("database"), Some(Source::Default));
+    }
+
+    #[test]
+    fn two_generated_keys_differ() {
+        assert_ne!(a_key(), a_key());
+    }
+}
