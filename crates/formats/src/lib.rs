@@ -4,6 +4,7 @@
 
 mod csv_input;
 pub mod invoices;
+pub mod json;
 pub mod policy_toml;
 pub mod problem;
 pub mod spells;
