@@ -1,0 +1,1009 @@
+//! The store's domain operations over SQLite or PostgreSQL, chosen by the
+//! database URL. One set of SQL (with `$N` parameters, which both accept)
+//! is expanded for each backend by [`backend!`]; where the backends differ
+//! (how a write transaction begins and serialises), the macro says so.
+//!
+//! Every write runs in one transaction that also appends its audit entry,
+//! so that a write and its audit entry are committed together or not at
+//! all.
+
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use jiuzhu_core::{Date, Invoice, InvoiceNo, Policy, ResidentId, Spell};
+use jiuzhu_formats::json::SettlementResponse;
+use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+use thiserror::Error;
+
+use crate::audit::{verify_chain, ChainBreak, ChainSummary};
+use crate::crypto::{ApiKey, ApiKeyHash, CryptoError, DataKeys, Purpose};
+
+/// The migrations of each backend, in order, embedded in the binary.
+const SQLITE_MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../migrations/sqlite/0001_init.sql"))];
+const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../migrations/postgres/0001_init.sql"))];
+
+#[derive(Debug, Error)]
+pub enum StoreError {
+    #[error("the database URL must start with sqlite:// or postgres:// (got {0})")]
+    UnknownDatabase(String),
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("personal data: {0}")]
+    Crypto(#[from] CryptoError),
+    #[error("the stored policy no longer loads: {0}")]
+    StoredPolicy(String),
+    #[error("stored data is damaged: {0}")]
+    Damaged(String),
+}
+
+/// Why a settlement or reversal was refused; nothing was stored.
+#[derive(Debug, Error)]
+pub enum SettleError {
+    #[error("invoice {0} was already settled with a different body")]
+    Conflict(String),
+    #[error("invoice {invoice_no} names hospital {named:?}, but the key is for {caller:?}")]
+    OtherHospital {
+        invoice_no: String,
+        named: String,
+        caller: String,
+    },
+    #[error("no policy is loaded: run `jiuzhu policy load FILE` first")]
+    NoPolicy,
+    #[error("visit type {0:?} is not a key of the policy's [pools]")]
+    UnknownVisitType(String),
+    #[error("no settlement of invoice {0} for this hospital")]
+    NotFound(String),
+    #[error("invoice {0} was already reversed")]
+    AlreadyReversed(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<sqlx::Error> for SettleError {
+    fn from(error: sqlx::Error) -> SettleError {
+        SettleError::Store(StoreError::Database(error))
+    }
+}
+
+impl From<CryptoError> for SettleError {
+    fn from(error: CryptoError) -> SettleError {
+        SettleError::Store(StoreError::Crypto(error))
+    }
+}
+
+/// What loading a policy did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PolicyLoad {
+    pub id: i64,
+    /// False when the same file was loaded before: nothing changed.
+    pub fresh: bool,
+}
+
+/// What importing spells did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SpellImport {
+    pub added: u64,
+    pub unchanged: u64,
+    /// Persons whose first spell this was (救助新增).
+    pub new_persons: u64,
+}
+
+/// A settlement as answered.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settled {
+    pub response: SettlementResponse,
+    /// True when the same invoice had been settled before with the same
+    /// body: the first answer, and nothing changed.
+    pub replayed: bool,
+    /// True when the hospital has since reversed it.
+    pub reversed: bool,
+}
+
+/// A stored policy's id and the policy, parsed.
+type PolicyInForce = (i64, Arc<Policy>);
+
+/// The store: one of the two backends, and the keys that protect personal
+/// data (from configuration, never from the database).
+#[derive(Debug, Clone)]
+pub struct Store {
+    backend: Backend,
+    keys: DataKeys,
+    /// The policy in force, parsed once per stored version.
+    policy: Arc<Mutex<Option<PolicyInForce>>>,
+}
+
+#[derive(Debug, Clone)]
+enum Backend {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+impl Store {
+    /// Opens the database named by `url` (`sqlite://PATH`, created if
+    /// missing, or `postgres://…`) and brings its schema up to date.
+    pub async fn open(url: &str, keys: DataKeys, pool_size: u32) -> Result<Store, StoreError> {
+        let backend = if let Some(path) = url.strip_prefix("sqlite://") {
+            let options = SqliteConnectOptions::new()
+                .filename(path)
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Full)
+                .foreign_keys(true)
+                .busy_timeout(std::time::Duration::from_secs(30));
+            let pool = SqlitePoolOptions::new()
+                .max_connections(pool_size.max(1))
+                .connect_with(options)
+                .await?;
+            sqlite::migrate(&pool).await?;
+            Backend::Sqlite(pool)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            let pool = PgPoolOptions::new()
+                .max_connections(pool_size.max(1))
+                .connect(url)
+                .await?;
+            postgres::migrate(&pool).await?;
+            Backend::Postgres(pool)
+        } else {
+            let scheme = url.split("://").next().unwrap_or_default();
+            return Err(StoreError::UnknownDatabase(format!("{scheme}://…")));
+        };
+        Ok(Store {
+            backend,
+            keys,
+            policy: Arc::new(Mutex::new(None)),
+        })
+    }
+
+    /// Which backend this is: `sqlite` or `postgres`.
+    pub fn backend_name(&self) -> &'static str {
+        match self.backend {
+            Backend::Sqlite(_) => "sqlite",
+            Backend::Postgres(_) => "postgres",
+        }
+    }
+
+    /// Validates and stores a policy; it is in force from now on. Loading
+    /// the same file again changes nothing.
+    pub async fn load_policy(
+        &self,
+        source: &str,
+        policy: &Policy,
+        actor: &str,
+    ) -> Result<PolicyLoad, StoreError> {
+        let digest = sha256(source.as_bytes());
+        let name = policy.name().map(str::to_owned);
+        match &self.backend {
+            Backend::Sqlite(pool) => sqlite::load_policy(pool, &digest, name, source, actor).await,
+            Backend::Postgres(pool) => postgres::load_policy(pool, &digest, name, source, actor).await,
+        }
+    }
+
+    /// The policy in force (the last one loaded) and its id.
+    pub async fn policy_in_force(&self) -> Result<Option<(i64, Arc<Policy>)>, StoreError> {
+        let latest = match &self.backend {
+            Backend::Sqlite(pool) => sqlite::latest_policy_id(pool).await?,
+            Backend::Postgres(pool) => postgres::latest_policy_id(pool).await?,
+        };
+        let Some(id) = latest else {
+            return Ok(None);
+        };
+        if let Some((cached, policy)) = self.cached_policy() {
+            if cached == id {
+                return Ok(Some((id, policy)));
+            }
+        }
+        let source = match &self.backend {
+            Backend::Sqlite(pool) => sqlite::policy_source(pool, id).await?,
+            Backend::Postgres(pool) => postgres::policy_source(pool, id).await?,
+        };
+        let policy = jiuzhu_formats::parse_policy("stored policy", &source)
+            .map_err(|problems| StoreError::StoredPolicy(problems.to_string()))?;
+        let policy = Arc::new(policy);
+        if let Ok(mut cache) = self.policy.lock() {
+            *cache = Some((id, policy.clone()));
+        }
+        Ok(Some((id, policy)))
+    }
+
+    fn cached_policy(&self) -> Option<(i64, Arc<Policy>)> {
+        self.policy.lock().ok().and_then(|cache| cache.clone())
+    }
+
+    /// Stores spells reported by `source` (the simple path: each spell not
+    /// already stored is added).
+    pub async fn import_spells(
+        &self,
+        spells: &[Spell],
+        source: &str,
+        actor: &str,
+    ) -> Result<SpellImport, StoreError> {
+        let rows = spells
+            .iter()
+            .map(|spell| self.person_row(spell.person()).map(|person| (person, spell)))
+            .collect::<Result<Vec<_>, _>>()?;
+        match &self.backend {
+            Backend::Sqlite(pool) => sqlite::import_spells(pool, &rows, source, actor).await,
+            Backend::Postgres(pool) => postgres::import_spells(pool, &rows, source, actor).await,
+        }
+    }
+
+    /// Creates an API key for a hospital; the key is shown once and stored
+    /// only as its hash.
+    pub async fn create_api_key(&self, hospital: &str, actor: &str) -> Result<ApiKey, StoreError> {
+        let (key, hash) = ApiKey::generate()?;
+        match &self.backend {
+            Backend::Sqlite(pool) => sqlite::create_api_key(pool, hospital, &hash, actor).await?,
+            Backend::Postgres(pool) => postgres::create_api_key(pool, hospital, &hash, actor).await?,
+        }
+        Ok(key)
+    }
+
+    /// The hospital an API key belongs to, if the key is known and not revoked.
+    pub async fn hospital_for_key(&self, key: &str) -> Result<Option<String>, StoreError> {
+        let hash = ApiKeyHash::of(key);
+        match &self.backend {
+            Backend::Sqlite(pool) => sqlite::hospital_for_key(pool, &hash).await,
+            Backend::Postgres(pool) => postgres::hospital_for_key(pool, &hash).await,
+        }
+    }
+
+    /// Real-time settlement of one invoice for `hospital`: in one
+    /// transaction, the invoice is checked, the person's counters read, the
+    /// engine run, and invoice, decision, counters and audit entry stored.
+    /// The same invoice with the same body answers as the first time.
+    pub async fn settle(
+        &self,
+        hospital: &str,
+        invoice: &Invoice,
+        actor: &str,
+    ) -> Result<Settled, SettleError> {
+        if invoice.hospital.as_str() != hospital {
+            return Err(SettleError::OtherHospital {
+                invoice_no: invoice.invoice_no.to_string(),
+                named: invoice.hospital.to_string(),
+                caller: hospital.to_owned(),
+            });
+        }
+        let (policy_id, policy) = self.policy_in_force().await?.ok_or(SettleError::NoPolicy)?;
+        if policy.pool_of_visit_type(&invoice.visit_type).is_none() {
+            return Err(SettleError::UnknownVisitType(invoice.visit_type.clone()));
+        }
+        let person = self.person_row(invoice.person)?;
+        let request = SettleRequest {
+            invoice,
+            person,
+            digest: jiuzhu_formats::json::canonical_request_digest(invoice),
+            policy_id,
+            policy: &policy,
+            actor,
+            at: now_text(),
+        };
+        match &self.backend {
+            Backend::Sqlite(pool) => sqlite::settle(pool, &request).await,
+            Backend::Postgres(pool) => postgres::settle(pool, &request).await,
+        }
+    }
+
+    /// The settlement of `invoice_no`, if `hospital` settled it.
+    pub async fn settlement(
+        &self,
+        hospital: &str,
+        invoice_no: &InvoiceNo,
+    ) -> Result<Option<Settled>, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(pool) => sqlite::settlement(pool, hospital, invoice_no.as_str()).await,
+            Backend::Postgres(pool) => postgres::settlement(pool, hospital, invoice_no.as_str()).await,
+        }
+    }
+
+    /// Reverses a settlement the hospital cancelled (冲正): the counters
+    /// give back its amount and the deductible it used; the reversal is a
+    /// new record, nothing is deleted.
+    pub async fn reverse(
+        &self,
+        hospital: &str,
+        invoice_no: &InvoiceNo,
+        actor: &str,
+    ) -> Result<Settled, SettleError> {
+        let at = now_text();
+        match &self.backend {
+            Backend::Sqlite(pool) => sqlite::reverse(pool, hospital, invoice_no.as_str(), actor, &at).await,
+            Backend::Postgres(pool) => {
+                postgres::reverse(pool, hospital, invoice_no.as_str(), actor, &at).await
+            }
+        }
+    }
+
+    /// Walks the audit chain from the first entry.
+    pub async fn verify_audit(&self) -> Result<Result<ChainSummary, ChainBreak>, StoreError> {
+        let rows = match &self.backend {
+            Backend::Sqlite(pool) => sqlite::audit_rows(pool).await?,
+            Backend::Postgres(pool) => postgres::audit_rows(pool).await?,
+        };
+        Ok(verify_chain(rows))
+    }
+
+    /// The stored counters of a person and year: `(pool, deductible_used,
+    /// granted)` in pool order, for checks and reports.
+    pub async fn counters(
+        &self,
+        person: ResidentId,
+        year: i32,
+    ) -> Result<Vec<(String, i64, i64)>, StoreError> {
+        let key = self
+            .keys
+            .blind_index(Purpose::ResidentId, person.to_string().as_bytes());
+        match &self.backend {
+            Backend::Sqlite(pool) => sqlite::counter_rows(pool, &key, i64::from(year)).await,
+            Backend::Postgres(pool) => postgres::counter_rows(pool, &key, i64::from(year)).await,
+        }
+    }
+
+    fn person_row(&self, person: ResidentId) -> Result<PersonRow, CryptoError> {
+        let text = person.to_string();
+        Ok(PersonRow {
+            key: self
+                .keys
+                .blind_index(Purpose::ResidentId, text.as_bytes())
+                .to_vec(),
+            encrypted: self.keys.encrypt(Purpose::ResidentId, text.as_bytes())?,
+            masked: person.masked(),
+        })
+    }
+}
+
+/// A person as stored: blind index, encrypted ID, masked ID.
+#[derive(Debug, Clone)]
+struct PersonRow {
+    key: Vec<u8>,
+    encrypted: Vec<u8>,
+    masked: String,
+}
+
+/// Everything a settlement transaction needs, prepared outside it.
+struct SettleRequest<'a> {
+    invoice: &'a Invoice,
+    person: PersonRow,
+    digest: [u8; 32],
+    policy_id: i64,
+    policy: &'a Policy,
+    actor: &'a str,
+    at: String,
+}
+
+fn sha256(bytes: &[u8]) -> Vec<u8> {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(bytes).to_vec()
+}
+
+/// Now, as RFC 3339 UTC text with milliseconds.
+fn now_text() -> String {
+    let since = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+    let seconds = since.as_secs() as i64;
+    let date = Date::from_days_since_epoch((seconds / 86_400) as i32)
+        .map(|date| date.to_string())
+        .unwrap_or_else(|| "1970-01-01".to_owned());
+    let second_of_day = seconds % 86_400;
+    format!(
+        "{date}T{:02}:{:02}:{:02}.{:03}Z",
+        second_of_day / 3600,
+        second_of_day / 60 % 60,
+        second_of_day % 60,
+        since.subsec_millis()
+    )
+}
+
+fn hash_array(bytes: Vec<u8>, what: &str) -> Result<[u8; 32], StoreError> {
+    bytes
+        .try_into()
+        .map_err(|_| StoreError::Damaged(format!("{what} is not 32 bytes")))
+}
+
+/// Expands the operations for one backend. `$begin` is the statement that
+/// starts a write transaction; `$serialise` runs first inside it (on
+/// PostgreSQL, the advisory lock that gives one writer at a time).
+macro_rules! backend {
+    ($module:ident, $Pool:ty, $Db:ty, $begin:expr, $serialise:expr) => {
+        mod $module {
+            use jiuzhu_core::{Counters, Date, Fen, Invoice, ResidentId, Spell};
+            use jiuzhu_formats::json::SettlementResponse;
+            use sqlx::Row as _;
+
+            use super::{
+                hash_array, now_text, PersonRow, PolicyLoad, SettleError, SettleRequest, Settled, SpellImport,
+                StoreError,
+            };
+            use crate::audit::{AuditEntry, GENESIS};
+            use crate::crypto::ApiKeyHash;
+
+            type Pool = $Pool;
+
+            pub(super) async fn migrate(pool: &Pool, migrations: &[(i64, &'static str)]) -> Result<(), StoreError> {
+                sqlx::raw_sql(
+                    "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, applied_at TEXT NOT NULL)",
+                )
+                .execute(pool)
+                .await?;
+                for (version, sql) in migrations {
+                    let mut tx = pool.begin_with($begin).await?;
+                    sqlx::raw_sql($serialise).execute(&mut *tx).await?;
+                    let applied = sqlx::query("SELECT version FROM schema_migrations WHERE version = $1")
+                        .bind(version)
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                    if applied.is_none() {
+                        sqlx::raw_sql(*sql).execute(&mut *tx).await?;
+                        sqlx::query("INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)")
+                            .bind(version)
+                            .bind(now_text())
+                            .execute(&mut *tx)
+                            .await?;
+                    }
+                    tx.commit().await?;
+                }
+                Ok(())
+            }
+
+            /// Appends one audit entry in the transaction.
+            async fn audit(
+                tx: &mut sqlx::Transaction<'_, $Db>,
+                actor: &str,
+                action: &str,
+                subject: &str,
+                details: String,
+            ) -> Result<(), StoreError> {
+                let last = sqlx::query("SELECT sequence, hash FROM audit_log ORDER BY sequence DESC LIMIT 1")
+                    .fetch_optional(&mut **tx)
+                    .await?;
+                let (sequence, previous) = match last {
+                    Some(row) => {
+                        let sequence: i64 = row.try_get("sequence")?;
+                        (sequence + 1, hash_array(row.try_get("hash")?, "an audit hash")?)
+                    }
+                    None => (1, GENESIS),
+                };
+                let entry = AuditEntry {
+                    sequence: sequence as u64,
+                    at: now_text(),
+                    actor: actor.to_owned(),
+                    action: action.to_owned(),
+                    subject: subject.to_owned(),
+                    details,
+                };
+                let hash = entry.hash(&previous);
+                sqlx::query(
+                    "INSERT INTO audit_log (sequence, at, actor, action, subject, details, hash) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                )
+                .bind(sequence)
+                .bind(&entry.at)
+                .bind(&entry.actor)
+                .bind(&entry.action)
+                .bind(&entry.subject)
+                .bind(&entry.details)
+                .bind(hash.to_vec())
+                .execute(&mut **tx)
+                .await?;
+                Ok(())
+            }
+
+            /// Inserts the person if new; true when new.
+            async fn ensure_person(
+                tx: &mut sqlx::Transaction<'_, $Db>,
+                person: &PersonRow,
+            ) -> Result<bool, StoreError> {
+                let inserted = sqlx::query(
+                    "INSERT INTO persons (person_key, resident_id_encrypted, resident_id_masked, created_at) \
+                     VALUES ($1, $2, $3, $4) ON CONFLICT (person_key) DO NOTHING",
+                )
+                .bind(&person.key)
+                .bind(&person.encrypted)
+                .bind(&person.masked)
+                .bind(now_text())
+                .execute(&mut **tx)
+                .await?;
+                Ok(inserted.rows_affected() == 1)
+            }
+
+            pub(super) async fn load_policy(
+                pool: &Pool,
+                digest: &[u8],
+                name: Option<String>,
+                source: &str,
+                actor: &str,
+            ) -> Result<PolicyLoad, StoreError> {
+                let mut tx = pool.begin_with($begin).await?;
+                sqlx::raw_sql($serialise).execute(&mut *tx).await?;
+                let existing = sqlx::query("SELECT id FROM policies WHERE digest = $1")
+                    .bind(digest)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                if let Some(row) = existing {
+                    return Ok(PolicyLoad { id: row.try_get("id")?, fresh: false });
+                }
+                let row = sqlx::query(
+                    "INSERT INTO policies (digest, name, source, loaded_at, loaded_by) \
+                     VALUES ($1, $2, $3, $4, $5) RETURNING id",
+                )
+                .bind(digest)
+                .bind(&name)
+                .bind(source)
+                .bind(now_text())
+                .bind(actor)
+                .fetch_one(&mut *tx)
+                .await?;
+                let id: i64 = row.try_get("id")?;
+                let details = format!("{{\"policy_id\":{id},\"name\":{}}}", json_string(name.as_deref().unwrap_or("")));
+                audit(&mut tx, actor, "policy.load", &format!("policy {id}"), details).await?;
+                tx.commit().await?;
+                Ok(PolicyLoad { id, fresh: true })
+            }
+
+            pub(super) async fn latest_policy_id(pool: &Pool) -> Result<Option<i64>, StoreError> {
+                let row = sqlx::query("SELECT id FROM policies ORDER BY id DESC LIMIT 1").fetch_optional(pool).await?;
+                Ok(match row {
+                    Some(row) => Some(row.try_get("id")?),
+                    None => None,
+                })
+            }
+
+            pub(super) async fn policy_source(pool: &Pool, id: i64) -> Result<String, StoreError> {
+                let row = sqlx::query("SELECT source FROM policies WHERE id = $1").bind(id).fetch_one(pool).await?;
+                Ok(row.try_get("source")?)
+            }
+
+            pub(super) async fn import_spells(
+                pool: &Pool,
+                rows: &[(PersonRow, &Spell)],
+                source: &str,
+                actor: &str,
+            ) -> Result<SpellImport, StoreError> {
+                let mut tx = pool.begin_with($begin).await?;
+                sqlx::raw_sql($serialise).execute(&mut *tx).await?;
+                let mut report = SpellImport::default();
+                let at = now_text();
+                for (person, spell) in rows {
+                    if ensure_person(&mut tx, person).await? {
+                        report.new_persons += 1;
+                    }
+                    let valid_to = spell.valid_to().map(|date| date.to_string());
+                    let same = sqlx::query(
+                        "SELECT id FROM spells WHERE person_key = $1 AND category = $2 AND valid_from = $3 \
+                         AND valid_to IS NOT DISTINCT FROM $4 AND source = $5 AND superseded_by IS NULL",
+                    )
+                    .bind(&person.key)
+                    .bind(spell.category())
+                    .bind(spell.valid_from().to_string())
+                    .bind(&valid_to)
+                    .bind(source)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                    if same.is_some() {
+                        report.unchanged += 1;
+                        continue;
+                    }
+                    sqlx::query(
+                        "INSERT INTO spells (person_key, category, valid_from, valid_to, source, recorded_at) \
+                         VALUES ($1, $2, $3, $4, $5, $6)",
+                    )
+                    .bind(&person.key)
+                    .bind(spell.category())
+                    .bind(spell.valid_from().to_string())
+                    .bind(&valid_to)
+                    .bind(source)
+                    .bind(&at)
+                    .execute(&mut *tx)
+                    .await?;
+                    report.added += 1;
+                }
+                let details = format!(
+                    "{{\"source\":{},\"added\":{},\"unchanged\":{},\"new_persons\":{}}}",
+                    json_string(source),
+                    report.added,
+                    report.unchanged,
+                    report.new_persons
+                );
+                audit(&mut tx, actor, "spells.import", &format!("source {source}"), details).await?;
+                tx.commit().await?;
+                Ok(report)
+            }
+
+            pub(super) async fn create_api_key(
+                pool: &Pool,
+                hospital: &str,
+                hash: &ApiKeyHash,
+                actor: &str,
+            ) -> Result<(), StoreError> {
+                let mut tx = pool.begin_with($begin).await?;
+                sqlx::raw_sql($serialise).execute(&mut *tx).await?;
+                sqlx::query("INSERT INTO api_keys (hospital, key_hash, created_at) VALUES ($1, $2, $3)")
+                    .bind(hospital)
+                    .bind(hash.as_bytes().to_vec())
+                    .bind(now_text())
+                    .execute(&mut *tx)
+                    .await?;
+                let details = format!("{{\"hospital\":{}}}", json_string(hospital));
+                audit(&mut tx, actor, "apikey.create", &format!("hospital {hospital}"), details).await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            pub(super) async fn hospital_for_key(pool: &Pool, hash: &ApiKeyHash) -> Result<Option<String>, StoreError> {
+                let row = sqlx::query("SELECT hospital FROM api_keys WHERE key_hash = $1 AND revoked_at IS NULL")
+                    .bind(hash.as_bytes().to_vec())
+                    .fetch_optional(pool)
+                    .await?;
+                Ok(match row {
+                    Some(row) => Some(row.try_get("hospital")?),
+                    None => None,
+                })
+            }
+
+            /// The person's current spells (those not superseded).
+            async fn person_spells(
+                tx: &mut sqlx::Transaction<'_, $Db>,
+                key: &[u8],
+                person: ResidentId,
+            ) -> Result<Vec<Spell>, StoreError> {
+                let rows = sqlx::query(
+                    "SELECT category, valid_from, valid_to, source FROM spells \
+                     WHERE person_key = $1 AND superseded_by IS NULL ORDER BY id",
+                )
+                .bind(key)
+                .fetch_all(&mut **tx)
+                .await?;
+                let mut spells = Vec::with_capacity(rows.len());
+                for row in rows {
+                    let damaged = |what: &str| StoreError::Damaged(format!("a stored spell has a bad {what}"));
+                    let valid_from: String = row.try_get("valid_from")?;
+                    let valid_to: Option<String> = row.try_get("valid_to")?;
+                    let valid_from = Date::parse(&valid_from).map_err(|_| damaged("valid_from"))?;
+                    let valid_to = match valid_to {
+                        Some(text) => Some(Date::parse(&text).map_err(|_| damaged("valid_to"))?),
+                        None => None,
+                    };
+                    let category: String = row.try_get("category")?;
+                    let source: String = row.try_get("source")?;
+                    spells.push(
+                        Spell::new(person, category, valid_from, valid_to, Some(source))
+                            .map_err(|_| damaged("period"))?,
+                    );
+                }
+                Ok(spells)
+            }
+
+            pub(super) async fn counter_rows(
+                pool: &Pool,
+                key: &[u8],
+                year: i64,
+            ) -> Result<Vec<(String, i64, i64)>, StoreError> {
+                let rows = sqlx::query(
+                    "SELECT pool, deductible_used, granted FROM counters WHERE person_key = $1 AND year = $2 ORDER BY pool",
+                )
+                .bind(key)
+                .bind(year)
+                .fetch_all(pool)
+                .await?;
+                rows.into_iter()
+                    .map(|row| Ok((row.try_get("pool")?, row.try_get("deductible_used")?, row.try_get("granted")?)))
+                    .collect()
+            }
+
+            /// The stored answer for an invoice, with whether it was reversed.
+            async fn stored_answer(
+                tx: &mut sqlx::Transaction<'_, $Db>,
+                invoice_no: &str,
+            ) -> Result<(SettlementResponse, bool), StoreError> {
+                let rows = sqlx::query("SELECT kind, response FROM decisions WHERE invoice_no = $1")
+                    .bind(invoice_no)
+                    .fetch_all(&mut **tx)
+                    .await?;
+                let mut response = None;
+                let mut reversed = false;
+                for row in rows {
+                    let kind: String = row.try_get("kind")?;
+                    if kind == "reversal" {
+                        reversed = true;
+                    } else {
+                        let text: String = row.try_get("response")?;
+                        response = Some(
+                            serde_json::from_str(&text)
+                                .map_err(|error| StoreError::Damaged(format!("a stored answer: {error}")))?,
+                        );
+                    }
+                }
+                let response =
+                    response.ok_or_else(|| StoreError::Damaged(format!("invoice {invoice_no} has no decision")))?;
+                Ok((response, reversed))
+            }
+
+            pub(super) async fn settle(pool: &Pool, request: &SettleRequest<'_>) -> Result<Settled, SettleError> {
+                let invoice: &Invoice = request.invoice;
+                let invoice_no = invoice.invoice_no.as_str();
+                let mut tx = pool.begin_with($begin).await?;
+                sqlx::raw_sql($serialise).execute(&mut *tx).await?;
+                let existing = sqlx::query("SELECT request_digest FROM invoices WHERE invoice_no = $1")
+                    .bind(invoice_no)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                if let Some(row) = existing {
+                    let digest: Vec<u8> = row.try_get("request_digest")?;
+                    if digest != request.digest {
+                        return Err(SettleError::Conflict(invoice_no.to_owned()));
+                    }
+                    let (response, reversed) = stored_answer(&mut tx, invoice_no).await?;
+                    return Ok(Settled { response, replayed: true, reversed });
+                }
+                ensure_person(&mut tx, &request.person).await?;
+                let spells = person_spells(&mut tx, &request.person.key, invoice.person).await?;
+                let policy = request.policy;
+                let year = invoice.service_date.year();
+                let stored = sqlx::query("SELECT pool, deductible_used, granted FROM counters WHERE person_key = $1 AND year = $2")
+                    .bind(&request.person.key)
+                    .bind(i64::from(year))
+                    .fetch_all(&mut *tx)
+                    .await?;
+                let mut deductible_used = vec![Fen::ZERO; policy.pool_names().len()];
+                let mut granted = vec![Fen::ZERO; policy.pool_names().len()];
+                let mut granted_total = 0i64;
+                for row in stored {
+                    let pool_name: String = row.try_get("pool")?;
+                    let used: i64 = row.try_get("deductible_used")?;
+                    let amount: i64 = row.try_get("granted")?;
+                    granted_total += amount;
+                    if let Some(index) = policy.pool_names().iter().position(|name| *name == pool_name) {
+                        deductible_used[index] = Fen::from_fen(used);
+                        granted[index] = Fen::from_fen(amount);
+                    }
+                }
+                let mut counters = Counters::from_parts(deductible_used, granted, Fen::from_fen(granted_total));
+                let decision = jiuzhu_core::decide_invoice(policy, &spells, invoice, &mut counters)
+                    .ok_or_else(|| SettleError::UnknownVisitType(invoice.visit_type.clone()))?;
+                let response = SettlementResponse::new(invoice, &decision, policy);
+                let response_text = serde_json::to_string(&response)
+                    .map_err(|error| StoreError::Damaged(format!("an answer would not serialise: {error}")))?;
+                let amounts = &invoice.amounts;
+                let settled_at = &invoice.settled_at;
+                sqlx::query(
+                    "INSERT INTO invoices (invoice_no, person_key, hospital, visit_type, service_date, settled_at, \
+                     settled_unix_seconds, settled_attoseconds, settled_finer_digits, total, fund_paid, \
+                     in_scope_self_pay, out_of_scope_self_pay, request_digest, channel, received_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, 'realtime', $15)",
+                )
+                .bind(invoice_no)
+                .bind(&request.person.key)
+                .bind(invoice.hospital.as_str())
+                .bind(&invoice.visit_type)
+                .bind(invoice.service_date.to_string())
+                .bind(settled_at.to_string())
+                .bind(settled_at.unix_seconds())
+                .bind(settled_at.attoseconds() as i64)
+                .bind(settled_at.finer_digits())
+                .bind(amounts.total().fen())
+                .bind(amounts.fund_paid().fen())
+                .bind(amounts.in_scope_self_pay().fen())
+                .bind(amounts.out_of_scope_self_pay().fen())
+                .bind(request.digest.to_vec())
+                .bind(&request.at)
+                .execute(&mut *tx)
+                .await?;
+                let category = decision.category.map(|category| policy.category(category).code.clone());
+                let pool_name = decision.pool.map(|pool| policy.pool_name(pool).to_owned());
+                let version = decision.version.map(|version| policy.version(version).effective_from.to_string());
+                sqlx::query(
+                    "INSERT INTO decisions (invoice_no, person_key, kind, policy_id, year, outcome, category, pool, \
+                     policy_version, base, deductible_applied, eligible, amount, response, decided_at, decided_by) \
+                     VALUES ($1, $2, 'decision', $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+                )
+                .bind(invoice_no)
+                .bind(&request.person.key)
+                .bind(request.policy_id)
+                .bind(i64::from(year))
+                .bind(decision.outcome.as_str())
+                .bind(&category)
+                .bind(&pool_name)
+                .bind(&version)
+                .bind(decision.base.fen())
+                .bind(decision.deductible_applied.fen())
+                .bind(decision.eligible.fen())
+                .bind(decision.amount.fen())
+                .bind(&response_text)
+                .bind(&request.at)
+                .bind(request.actor)
+                .execute(&mut *tx)
+                .await?;
+                if let (true, Some(pool), Some(pool_name)) = (decision.outcome.counts(), decision.pool, &pool_name) {
+                    sqlx::query(
+                        "INSERT INTO counters (person_key, year, pool, deductible_used, granted) VALUES ($1, $2, $3, $4, $5) \
+                         ON CONFLICT (person_key, year, pool) DO UPDATE SET \
+                         deductible_used = excluded.deductible_used, granted = excluded.granted",
+                    )
+                    .bind(&request.person.key)
+                    .bind(i64::from(year))
+                    .bind(pool_name)
+                    .bind(counters.deductible_used(pool).fen())
+                    .bind(counters.granted(pool).fen())
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                let details = format!(
+                    "{{\"hospital\":{},\"person\":{},\"outcome\":{},\"amount\":\"{}\",\"policy_id\":{}}}",
+                    json_string(invoice.hospital.as_str()),
+                    json_string(&request.person.masked),
+                    json_string(decision.outcome.as_str()),
+                    decision.amount,
+                    request.policy_id
+                );
+                audit(&mut tx, request.actor, "settlement.decide", &format!("invoice {invoice_no}"), details).await?;
+                tx.commit().await?;
+                Ok(Settled { response, replayed: false, reversed: false })
+            }
+
+            pub(super) async fn settlement(
+                pool: &Pool,
+                hospital: &str,
+                invoice_no: &str,
+            ) -> Result<Option<Settled>, StoreError> {
+                let mut tx = pool.begin().await?;
+                let row = sqlx::query("SELECT hospital FROM invoices WHERE invoice_no = $1")
+                    .bind(invoice_no)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                let Some(row) = row else {
+                    return Ok(None);
+                };
+                let owner: String = row.try_get("hospital")?;
+                if owner != hospital {
+                    return Ok(None);
+                }
+                let (response, reversed) = stored_answer(&mut tx, invoice_no).await?;
+                tx.commit().await?;
+                Ok(Some(Settled { response, replayed: true, reversed }))
+            }
+
+            pub(super) async fn reverse(
+                pool: &Pool,
+                hospital: &str,
+                invoice_no: &str,
+                actor: &str,
+                at: &str,
+            ) -> Result<Settled, SettleError> {
+                let mut tx = pool.begin_with($begin).await?;
+                sqlx::raw_sql($serialise).execute(&mut *tx).await?;
+                let row = sqlx::query(
+                    "SELECT i.hospital, d.person_key, d.policy_id, d.year, d.outcome, d.category, d.pool, \
+                     d.policy_version, d.base, d.deductible_applied, d.eligible, d.amount, d.response \
+                     FROM invoices i JOIN decisions d ON d.invoice_no = i.invoice_no AND d.kind = 'decision' \
+                     WHERE i.invoice_no = $1",
+                )
+                .bind(invoice_no)
+                .fetch_optional(&mut *tx)
+                .await?;
+                let Some(row) = row else {
+                    return Err(SettleError::NotFound(invoice_no.to_owned()));
+                };
+                let owner: String = row.try_get("hospital")?;
+                if owner != hospital {
+                    return Err(SettleError::NotFound(invoice_no.to_owned()));
+                }
+                let already = sqlx::query("SELECT id FROM decisions WHERE invoice_no = $1 AND kind = 'reversal'")
+                    .bind(invoice_no)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                if already.is_some() {
+                    return Err(SettleError::AlreadyReversed(invoice_no.to_owned()));
+                }
+                let person_key: Vec<u8> = row.try_get("person_key")?;
+                let year: i64 = row.try_get("year")?;
+                let outcome: String = row.try_get("outcome")?;
+                let pool_name: Option<String> = row.try_get("pool")?;
+                let deductible_applied: i64 = row.try_get("deductible_applied")?;
+                let amount: i64 = row.try_get("amount")?;
+                let response_text: String = row.try_get("response")?;
+                if matches!(outcome.as_str(), "assisted" | "capped") {
+                    if let Some(pool_name) = &pool_name {
+                        sqlx::query(
+                            "UPDATE counters SET deductible_used = deductible_used - $1, granted = granted - $2 \
+                             WHERE person_key = $3 AND year = $4 AND pool = $5",
+                        )
+                        .bind(deductible_applied)
+                        .bind(amount)
+                        .bind(&person_key)
+                        .bind(year)
+                        .bind(pool_name)
+                        .execute(&mut *tx)
+                        .await?;
+                    }
+                }
+                sqlx::query(
+                    "INSERT INTO decisions (invoice_no, person_key, kind, policy_id, year, outcome, category, pool, \
+                     policy_version, base, deductible_applied, eligible, amount, response, decided_at, decided_by) \
+                     SELECT invoice_no, person_key, 'reversal', policy_id, year, outcome, category, pool, \
+                     policy_version, base, deductible_applied, eligible, amount, response, $2, $3 \
+                     FROM decisions WHERE invoice_no = $1 AND kind = 'decision'",
+                )
+                .bind(invoice_no)
+                .bind(at)
+                .bind(actor)
+                .execute(&mut *tx)
+                .await?;
+                let details = format!(
+                    "{{\"hospital\":{},\"amount_returned\":\"{}\",\"deductible_returned\":\"{}\"}}",
+                    json_string(hospital),
+                    Fen::from_fen(amount),
+                    Fen::from_fen(deductible_applied)
+                );
+                audit(&mut tx, actor, "settlement.reverse", &format!("invoice {invoice_no}"), details).await?;
+                tx.commit().await?;
+                let response = serde_json::from_str(&response_text)
+                    .map_err(|error| StoreError::Damaged(format!("a stored answer: {error}")))?;
+                Ok(Settled { response, replayed: false, reversed: true })
+            }
+
+            pub(super) async fn audit_rows(pool: &Pool) -> Result<Vec<(AuditEntry, [u8; 32])>, StoreError> {
+                let rows = sqlx::query(
+                    "SELECT sequence, at, actor, action, subject, details, hash FROM audit_log ORDER BY sequence",
+                )
+                .fetch_all(pool)
+                .await?;
+                rows.into_iter()
+                    .map(|row| {
+                        let sequence: i64 = row.try_get("sequence")?;
+                        let entry = AuditEntry {
+                            sequence: sequence as u64,
+                            at: row.try_get("at")?,
+                            actor: row.try_get("actor")?,
+                            action: row.try_get("action")?,
+                            subject: row.try_get("subject")?,
+                            details: row.try_get("details")?,
+                        };
+                        Ok((entry, hash_array(row.try_get("hash")?, "an audit hash")?))
+                    })
+                    .collect()
+            }
+
+            /// A JSON string literal.
+            fn json_string(text: &str) -> String {
+                serde_json::Value::String(text.to_owned()).to_string()
+            }
+        }
+    };
+}
+
+backend!(
+    sqlite_backend,
+    sqlx::SqlitePool,
+    sqlx::Sqlite,
+    "BEGIN IMMEDIATE",
+    "SELECT 1"
+);
+// The advisory lock's number is "jiuzhu" in ASCII.
+backend!(
+    postgres_backend,
+    sqlx::PgPool,
+    sqlx::Postgres,
+    "BEGIN",
+    "SELECT pg_advisory_xact_lock(117001175066741)"
+);
+
+/// SQLite: one writer at a time by `BEGIN IMMEDIATE`.
+mod sqlite {
+    pub(super) use super::sqlite_backend::*;
+
+    pub(super) async fn migrate(pool: &sqlx::SqlitePool) -> Result<(), super::StoreError> {
+        super::sqlite_backend::migrate(pool, super::SQLITE_MIGRATIONS).await
+    }
+}
+
+/// PostgreSQL: one writer at a time by a transaction-scoped advisory lock,
+/// across every `jiuzhu serve` sharing the database.
+mod postgres {
+    pub(super) use super::postgres_backend::*;
+
+    pub(super) async fn migrate(pool: &sqlx::PgPool) -> Result<(), super::StoreError> {
+        super::postgres_backend::migrate(pool, super::POSTGRES_MIGRATIONS).await
+    }
+}
