@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod admin;
 mod config;
 mod gen;
 mod settings;
@@ -34,6 +35,26 @@ enum Command {
     Config {
         #[command(subcommand)]
         command: config::ConfigCommand,
+    },
+    /// Policies in the store.
+    Policy {
+        #[command(subcommand)]
+        command: admin::PolicyCommand,
+    },
+    /// Import department data into the store.
+    Import {
+        #[command(subcommand)]
+        command: admin::ImportCommand,
+    },
+    /// Hospitals' API keys.
+    Apikey {
+        #[command(subcommand)]
+        command: admin::ApiKeyCommand,
+    },
+    /// The audit log.
+    Audit {
+        #[command(subcommand)]
+        command: admin::AuditCommand,
     },
 }
 
@@ -78,6 +99,10 @@ fn main() -> ExitCode {
             }
         },
         Command::Config { command } => config::run(&command),
+        Command::Policy { command } => admin::policy(&command),
+        Command::Import { command } => admin::import(&command),
+        Command::Apikey { command } => admin::apikey(&command),
+        Command::Audit { command } => admin::audit(&command),
     }
 }
 

@@ -486,7 +486,6 @@ impl DatabaseUrl {
     }
 
     /// The whole URL, password included: only for connecting.
-    #[allow(dead_code, reason = "read by `serve` when it connects")]
     pub fn expose(&self) -> &str {
         &self.url
     }
@@ -656,7 +655,6 @@ impl DataKey {
     }
 
     /// The keys themselves, for the store.
-    #[allow(dead_code, reason = "the store's backends, next, open with these keys")]
     pub fn keys(&self) -> Result<jiuzhu_store::DataKeys, jiuzhu_store::KeyTextError> {
         jiuzhu_store::DataKeys::from_encoded(self.0.expose())
     }

@@ -1,0 +1,210 @@
+//! Administration of a store: `jiuzhu policy load`, `jiuzhu import spells`,
+//! `jiuzhu apikey create`, `jiuzhu audit verify`. Each takes the settings
+//! flags (`--database`, `--config`) like `serve`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{anyhow, Context as _};
+use jiuzhu_store::Store;
+
+use crate::config::SettingsArgs;
+
+/// Exit status for input that breaks the formats, as `simulate` uses.
+const BAD_INPUT: u8 = 2;
+/// Exit status of `audit verify` when the chain is broken.
+const CHAIN_BROKEN: u8 = 3;
+
+#[derive(Debug, clap::Subcommand)]
+pub enum PolicyCommand {
+    /// Validate a policy file and store it: it is in force from now on.
+    /// Loading the same file again changes nothing.
+    Load {
+        file: PathBuf,
+        #[command(flatten)]
+        settings: SettingsArgs,
+    },
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum ImportCommand {
+    /// Store the spells of a spells.csv reported by a department.
+    Spells {
+        file: PathBuf,
+        /// The department that reported them (民政, 残联, …).
+        #[arg(long)]
+        source: String,
+        #[command(flatten)]
+        settings: SettingsArgs,
+    },
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum ApiKeyCommand {
+    /// Create an API key for a hospital; it is printed once, alone on the
+    /// last line, and stored only as its hash.
+    Create {
+        #[arg(long)]
+        hospital: String,
+        #[command(flatten)]
+        settings: SettingsArgs,
+    },
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum AuditCommand {
+    /// Walk the audit chain; name the first entry changed or removed.
+    Verify {
+        #[command(flatten)]
+        settings: SettingsArgs,
+    },
+}
+
+/// Who did it, for the audit log: the operating-system user.
+fn operator() -> String {
+    let user = std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| "unknown".into());
+    format!("cli:{user}")
+}
+
+/// Opens the store the settings name, with their data key.
+pub async fn open_store(settings: &SettingsArgs) -> anyhow::Result<Store> {
+    let settings = settings.load().map_err(|error| anyhow!("{error}"))?;
+    let key = settings.require_data_key().map_err(|error| anyhow!("{error}"))?;
+    let keys = key.keys().map_err(|error| anyhow!("the data key: {error}"))?;
+    let url = settings.database.expose().to_owned();
+    Store::open(&url, keys, settings.database_pool_size)
+        .await
+        .with_context(|| format!("cannot open the database {}", settings.database))
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+fn finish(result: anyhow::Result<ExitCode>) -> ExitCode {
+    match result {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+pub fn policy(command: &PolicyCommand) -> ExitCode {
+    let PolicyCommand::Load { file, settings } = command;
+    finish((|| {
+        let name = file.display().to_string();
+        let policy = match jiuzhu_formats::read_policy_file(file, &name) {
+            Ok(policy) => policy,
+            Err(problems) => {
+                eprint!("{problems}");
+                eprintln!("Nothing was stored.");
+                return Ok(ExitCode::from(BAD_INPUT));
+            }
+        };
+        let source = std::fs::read_to_string(file).with_context(|| format!("cannot read {name}"))?;
+        let loaded = runtime()?.block_on(async {
+            let store = open_store(settings).await?;
+            store
+                .load_policy(&source, &policy, &operator())
+                .await
+                .context("cannot store the policy")
+        })?;
+        if loaded.fresh {
+            println!(
+                "Policy {} stored as version {}; it is in force from now on.",
+                name, loaded.id
+            );
+        } else {
+            println!(
+                "Policy {} was already stored as version {}; nothing changed.",
+                name, loaded.id
+            );
+        }
+        Ok(ExitCode::SUCCESS)
+    })())
+}
+
+pub fn import(command: &ImportCommand) -> ExitCode {
+    let ImportCommand::Spells {
+        file,
+        source,
+        settings,
+    } = command;
+    finish((|| {
+        let name = file.display().to_string();
+        runtime()?.block_on(async {
+            let store = open_store(settings).await?;
+            let Some((_, policy)) = store.policy_in_force().await? else {
+                return Err(anyhow!(
+                    "no policy is stored yet: run `jiuzhu policy load FILE` first"
+                ));
+            };
+            let spells = match jiuzhu_formats::read_spells_file(file, &name, Some(&policy)) {
+                Ok(spells) => spells,
+                Err(problems) => {
+                    eprint!("{problems}");
+                    eprintln!("Nothing was imported.");
+                    return Ok(ExitCode::from(BAD_INPUT));
+                }
+            };
+            let report = store.import_spells(&spells, source, &operator()).await?;
+            println!(
+                "{}: {} spells added, {} already stored; {} new recipients.",
+                name, report.added, report.unchanged, report.new_persons
+            );
+            Ok(ExitCode::SUCCESS)
+        })
+    })())
+}
+
+pub fn apikey(command: &ApiKeyCommand) -> ExitCode {
+    let ApiKeyCommand::Create { hospital, settings } = command;
+    finish((|| {
+        jiuzhu_core::Hospital::check(hospital).map_err(|error| anyhow!("--hospital {error}"))?;
+        let key = runtime()?.block_on(async {
+            let store = open_store(settings).await?;
+            store
+                .create_api_key(hospital, &operator())
+                .await
+                .context("cannot store the key")
+        })?;
+        println!("API key for hospital {hospital}; it is shown only now, keep it safe:");
+        println!("{}", key.as_str());
+        Ok(ExitCode::SUCCESS)
+    })())
+}
+
+pub fn audit(command: &AuditCommand) -> ExitCode {
+    let AuditCommand::Verify { settings } = command;
+    finish((|| {
+        let verified = runtime()?.block_on(async {
+            let store = open_store(settings).await?;
+            store.verify_audit().await.context("cannot read the audit log")
+        })?;
+        match verified {
+            Ok(summary) => {
+                println!(
+                    "The audit chain is whole: {} entries, last hash {}.",
+                    summary.entries,
+                    summary
+                        .last_hash
+                        .iter()
+                        .map(|byte| format!("{byte:02x}"))
+                        .collect::<String>()
+                );
+                Ok(ExitCode::SUCCESS)
+            }
+            Err(broken) => {
+                eprintln!("The audit chain is broken: {broken}");
+                Ok(ExitCode::from(CHAIN_BROKEN))
+            }
+        }
+    })())
+}

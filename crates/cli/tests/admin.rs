@@ -1,0 +1,173 @@
+//! The administration commands, run as an administrator runs them: the real
+//! binary on a real SQLite file.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use sqlx::Connection as _;
+
+const BINARY: &str = env!("CARGO_BIN_EXE_jiuzhu");
+
+fn repository() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+struct Bureau {
+    dir: tempfile::TempDir,
+}
+
+impl Bureau {
+    /// A folder with a fresh jiuzhu.toml (and its data key) pointing at a
+    /// SQLite file in the same folder.
+    fn new() -> Bureau {
+        let bureau = Bureau {
+            dir: tempfile::tempdir().unwrap(),
+        };
+        let output = bureau.run(&["init"]);
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        bureau
+    }
+
+    fn database(&self) -> String {
+        format!("sqlite://{}", self.dir.path().join("jiuzhu.db").display())
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        Command::new(BINARY)
+            .current_dir(self.dir.path())
+            .env_remove("JIUZHU_DATA_KEY")
+            .env_remove("JIUZHU_DATABASE")
+            .args(args)
+            .output()
+            .unwrap()
+    }
+
+    /// Runs a command against the bureau's database; returns stdout.
+    fn ok(&self, args: &[&str]) -> String {
+        let database = self.database();
+        let mut all: Vec<&str> = args.to_vec();
+        all.extend(["--database", &database]);
+        let output = self.run(&all);
+        assert!(
+            output.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout).unwrap()
+    }
+}
+
+fn fixture(path: &str) -> String {
+    repository().join(path).display().to_string()
+}
+
+#[test]
+fn a_bureau_loads_a_policy_imports_spells_and_creates_a_key() {
+    let bureau = Bureau::new();
+    let policy = fixture("fixtures/example-policy.toml");
+    let first = bureau.ok(&["policy", "load", &policy]);
+    assert!(first.contains("stored as version 1"), "{first}");
+    let again = bureau.ok(&["policy", "load", &policy]);
+    assert!(again.contains("nothing changed"), "{again}");
+    let spells = fixture("crates/cli/tests/data/small/spells.csv");
+    let imported = bureau.ok(&["import", "spells", &spells, "--source", "民政"]);
+    assert!(
+        imported.contains("5 spells added, 0 already stored; 4 new recipients"),
+        "{imported}"
+    );
+    let imported = bureau.ok(&["import", "spells", &spells, "--source", "民政"]);
+    assert!(
+        imported.contains("0 spells added, 5 already stored; 0 new recipients"),
+        "{imported}"
+    );
+    let created = bureau.ok(&["apikey", "create", "--hospital", "H001"]);
+    let key = created.lines().last().unwrap();
+    assert!(key.starts_with("jz_") && key.len() > 40, "{created}");
+    let other = bureau.ok(&["apikey", "create", "--hospital", "H001"]);
+    assert_ne!(other.lines().last().unwrap(), key);
+    let verified = bureau.ok(&["audit", "verify"]);
+    assert!(
+        verified.contains("The audit chain is whole: 5 entries"),
+        "{verified}"
+    );
+}
+
+#[test]
+fn a_bad_policy_file_is_refused_with_its_line_and_nothing_is_stored() {
+    let bureau = Bureau::new();
+    let text = std::fs::read_to_string(repository().join("fixtures/example-policy.toml")).unwrap();
+    std::fs::write(
+        bureau.dir.path().join("bad.toml"),
+        text.replacen("ratio = \"0.9\"", "ratio = \"9\"", 1),
+    )
+    .unwrap();
+    let database = bureau.database();
+    let output = bureau.run(&["policy", "load", "bad.toml", "--database", &database]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("bad.toml:"));
+    let verified = bureau.ok(&["audit", "verify"]);
+    assert!(verified.contains("0 entries"), "{verified}");
+}
+
+#[test]
+fn importing_spells_before_any_policy_is_refused() {
+    let bureau = Bureau::new();
+    let database = bureau.database();
+    let spells = fixture("crates/cli/tests/data/small/spells.csv");
+    let output = bureau.run(&[
+        "import",
+        "spells",
+        &spells,
+        "--source",
+        "民政",
+        "--database",
+        &database,
+    ]);
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("jiuzhu policy load"));
+}
+
+#[test]
+fn without_a_data_key_the_store_is_not_opened() {
+    let dir = tempfile::tempdir().unwrap();
+    let database = format!("sqlite://{}", dir.path().join("jiuzhu.db").display());
+    let output = Command::new(BINARY)
+        .current_dir(dir.path())
+        .env_remove("JIUZHU_DATA_KEY")
+        .args(["audit", "verify", "--database", &database])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("jiuzhu init") || stderr.contains("JIUZHU_DATA_KEY"),
+        "{stderr}"
+    );
+    assert!(
+        !dir.path().join("jiuzhu.db").exists(),
+        "a database was created without a key"
+    );
+}
+
+#[tokio::test]
+async fn audit_verify_fails_and_names_an_edited_entry() {
+    let bureau = Bureau::new();
+    bureau.ok(&["policy", "load", &fixture("fixtures/example-policy.toml")]);
+    bureau.ok(&["apikey", "create", "--hospital", "H001"]);
+    bureau.ok(&["apikey", "create", "--hospital", "H002"]);
+    let mut connection = sqlx::SqliteConnection::connect(&bureau.database()).await.unwrap();
+    sqlx::raw_sql("UPDATE audit_log SET actor = 'someone else' WHERE sequence = 2")
+        .execute(&mut connection)
+        .await
+        .unwrap();
+    drop(connection);
+    let database = bureau.database();
+    let output = bureau.run(&["audit", "verify", "--database", &database]);
+    assert_eq!(output.status.code(), Some(3));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("audit entry 2"), "{stderr}");
+}
