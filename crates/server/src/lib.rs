@@ -158,13 +158,16 @@ fn router(store: Store, settings: &ServerSettings) -> Router {
         metrics: Arc::new(Metrics::default()),
         max_body_bytes: settings.max_body_bytes,
     };
+    limited(routes().router.with_state(state), settings)
+}
+
+/// The limits of every route: body size, time, and the request's span.
+fn limited(router: Router, settings: &ServerSettings) -> Router {
     let timeout = Duration::from_millis(settings.request_timeout_ms);
-    routes()
-        .router
+    router
         .layer(DefaultBodyLimit::max(settings.max_body_bytes))
         .layer(middleware::from_fn_with_state(timeout, limit_time))
         .layer(middleware::from_fn(trace_request))
-        .with_state(state)
 }
 
 /// Stops a request that runs longer than the timeout. A settlement stopped
@@ -198,4 +201,36 @@ async fn trace_request(request: Request, next: Next) -> Response {
     }
     .instrument(span)
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_request_running_past_the_timeout_is_stopped_with_503_and_the_error_body() {
+        let slow = Router::new().route(
+            "/slow",
+            get(|| async {
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                "late"
+            }),
+        );
+        let settings = ServerSettings {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            max_body_bytes: 1024,
+            request_timeout_ms: 50,
+        };
+        let listener = TcpListener::bind(settings.listen).await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move { axum::serve(listener, limited(slow, &settings)).await });
+        let started = Instant::now();
+        let response = reqwest::get(format!("http://127.0.0.1:{port}/slow"))
+            .await
+            .unwrap();
+        assert!(started.elapsed() < Duration::from_secs(4));
+        assert_eq!(response.status().as_u16(), 503);
+        let body: serde_json::Value = response.json().await.unwrap();
+        assert_eq!(body["error"], "timeout");
+    }
 }
