@@ -1,0 +1,199 @@
+//! Counters of the settlement API in Prometheus' text format, kept in the
+//! application's state (no global). Latency is counted in whole
+//! microseconds; bucket bounds and sums are written as decimal seconds from
+//! those integers.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// The engine's outcomes, in the order they are written.
+const OUTCOMES: [&str; 5] = ["assisted", "capped", "duplicate", "not_eligible", "no_rule"];
+
+/// Upper bounds of the latency buckets, in microseconds (1 ms to 10 s).
+const BUCKET_BOUNDS_MICROS: [u64; 13] = [
+    1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000, 1_000_000, 2_500_000, 5_000_000,
+    10_000_000,
+];
+
+#[derive(Debug, Default)]
+pub(crate) struct Metrics {
+    /// Fresh decisions by outcome, in the order of [`OUTCOMES`].
+    outcomes: [AtomicU64; OUTCOMES.len()],
+    /// Requests answered with an earlier decision (same body again).
+    replays: AtomicU64,
+    /// Settlement requests refused, by HTTP status.
+    refusals: Mutex<BTreeMap<u16, u64>>,
+    reversals: AtomicU64,
+    /// Settlement requests whose latency fell in each bucket (not
+    /// cumulative; the last is above every bound).
+    buckets: [AtomicU64; BUCKET_BOUNDS_MICROS.len() + 1],
+    latency_count: AtomicU64,
+    latency_sum_micros: AtomicU64,
+}
+
+impl Metrics {
+    /// A fresh decision with `outcome`.
+    pub(crate) fn settled(&self, outcome: &str) {
+        match OUTCOMES.iter().position(|known| *known == outcome) {
+            Some(index) => {
+                self.outcomes[index].fetch_add(1, Ordering::Relaxed);
+            }
+            None => tracing::warn!(outcome, "a decision with an outcome the metrics do not know"),
+        }
+    }
+
+    pub(crate) fn replayed(&self) {
+        self.replays.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn refused(&self, status: u16) {
+        let mut refusals = self
+            .refusals
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        *refusals.entry(status).or_insert(0) += 1;
+    }
+
+    pub(crate) fn reversed(&self) {
+        self.reversals.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// One settlement request took `elapsed`.
+    pub(crate) fn observe_settlement(&self, elapsed: Duration) {
+        let micros = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
+        let bucket = BUCKET_BOUNDS_MICROS
+            .iter()
+            .position(|bound| micros <= *bound)
+            .unwrap_or(BUCKET_BOUNDS_MICROS.len());
+        self.buckets[bucket].fetch_add(1, Ordering::Relaxed);
+        self.latency_count.fetch_add(1, Ordering::Relaxed);
+        self.latency_sum_micros.fetch_add(micros, Ordering::Relaxed);
+    }
+
+    /// Everything, in Prometheus' text exposition format (0.0.4).
+    pub(crate) fn render(&self) -> String {
+        let mut text = String::new();
+        // Writing to a String cannot fail.
+        let _ = self.write(&mut text);
+        text
+    }
+
+    fn write(&self, text: &mut String) -> std::fmt::Result {
+        writeln!(
+            text,
+            "# HELP jiuzhu_settlements_total Settlements decided, by outcome."
+        )?;
+        writeln!(text, "# TYPE jiuzhu_settlements_total counter")?;
+        for (outcome, count) in OUTCOMES.iter().zip(&self.outcomes) {
+            let count = count.load(Ordering::Relaxed);
+            writeln!(text, "jiuzhu_settlements_total{{outcome=\"{outcome}\"}} {count}")?;
+        }
+        writeln!(
+            text,
+            "# HELP jiuzhu_settlement_replays_total Settlement requests answered with the earlier decision."
+        )?;
+        writeln!(text, "# TYPE jiuzhu_settlement_replays_total counter")?;
+        writeln!(
+            text,
+            "jiuzhu_settlement_replays_total {}",
+            self.replays.load(Ordering::Relaxed)
+        )?;
+        writeln!(
+            text,
+            "# HELP jiuzhu_settlement_refusals_total Settlement requests refused, by HTTP status."
+        )?;
+        writeln!(text, "# TYPE jiuzhu_settlement_refusals_total counter")?;
+        let refusals = self
+            .refusals
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone();
+        for (status, count) in refusals {
+            writeln!(
+                text,
+                "jiuzhu_settlement_refusals_total{{status=\"{status}\"}} {count}"
+            )?;
+        }
+        writeln!(text, "# HELP jiuzhu_reversals_total Settlements reversed.")?;
+        writeln!(text, "# TYPE jiuzhu_reversals_total counter")?;
+        writeln!(
+            text,
+            "jiuzhu_reversals_total {}",
+            self.reversals.load(Ordering::Relaxed)
+        )?;
+        writeln!(
+            text,
+            "# HELP jiuzhu_settlement_seconds Time to answer a settlement request."
+        )?;
+        writeln!(text, "# TYPE jiuzhu_settlement_seconds histogram")?;
+        let mut cumulative = 0u64;
+        for (index, bound) in BUCKET_BOUNDS_MICROS.iter().enumerate() {
+            cumulative += self.buckets[index].load(Ordering::Relaxed);
+            writeln!(
+                text,
+                "jiuzhu_settlement_seconds_bucket{{le=\"{}\"}} {cumulative}",
+                seconds(*bound)
+            )?;
+        }
+        cumulative += self.buckets[BUCKET_BOUNDS_MICROS.len()].load(Ordering::Relaxed);
+        writeln!(
+            text,
+            "jiuzhu_settlement_seconds_bucket{{le=\"+Inf\"}} {cumulative}"
+        )?;
+        writeln!(
+            text,
+            "jiuzhu_settlement_seconds_sum {}",
+            seconds(self.latency_sum_micros.load(Ordering::Relaxed))
+        )?;
+        writeln!(
+            text,
+            "jiuzhu_settlement_seconds_count {}",
+            self.latency_count.load(Ordering::Relaxed)
+        )
+    }
+}
+
+/// Whole microseconds as decimal seconds without trailing zeros: `2500000`
+/// is `2.5`, `1000` is `0.001`, `3000000` is `3`.
+fn seconds(micros: u64) -> String {
+    let whole = micros / 1_000_000;
+    let fraction = micros % 1_000_000;
+    if fraction == 0 {
+        return whole.to_string();
+    }
+    let digits = format!("{fraction:06}");
+    format!("{whole}.{}", digits.trim_end_matches('0'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn microseconds_are_written_as_decimal_seconds() {
+        assert_eq!(seconds(0), "0");
+        assert_eq!(seconds(1_000), "0.001");
+        assert_eq!(seconds(2_500_000), "2.5");
+        assert_eq!(seconds(10_000_000), "10");
+        assert_eq!(seconds(1_234_567), "1.234567");
+    }
+
+    #[test]
+    fn the_histogram_is_cumulative_and_ends_with_every_observation() {
+        let metrics = Metrics::default();
+        metrics.observe_settlement(Duration::from_micros(800));
+        metrics.observe_settlement(Duration::from_millis(30));
+        metrics.observe_settlement(Duration::from_secs(60));
+        let text = metrics.render();
+        assert!(text.contains("jiuzhu_settlement_seconds_bucket{le=\"0.001\"} 1\n"));
+        assert!(text.contains("jiuzhu_settlement_seconds_bucket{le=\"0.025\"} 1\n"));
+        assert!(text.contains("jiuzhu_settlement_seconds_bucket{le=\"0.05\"} 2\n"));
+        assert!(text.contains("jiuzhu_settlement_seconds_bucket{le=\"10\"} 2\n"));
+        assert!(text.contains("jiuzhu_settlement_seconds_bucket{le=\"+Inf\"} 3\n"));
+        assert!(text.contains("jiuzhu_settlement_seconds_sum 60.0308\n"));
+        assert!(text.contains("jiuzhu_settlement_seconds_count 3\n"));
+    }
+}
