@@ -71,6 +71,11 @@ fn operator() -> String {
 /// Opens the store the settings name, with their data key.
 pub async fn open_store(settings: &SettingsArgs) -> anyhow::Result<Store> {
     let settings = settings.load().map_err(|error| anyhow!("{error}"))?;
+    open_store_with(&settings).await
+}
+
+/// Opens the store of loaded settings.
+pub async fn open_store_with(settings: &crate::settings::Settings) -> anyhow::Result<Store> {
     let key = settings.require_data_key().map_err(|error| anyhow!("{error}"))?;
     let keys = key.keys().map_err(|error| anyhow!("the data key: {error}"))?;
     let url = settings.database.expose().to_owned();

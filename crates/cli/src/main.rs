@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 mod admin;
 mod config;
 mod gen;
+mod serve;
 mod settings;
 mod simulate;
 
@@ -36,6 +37,8 @@ enum Command {
         #[command(subcommand)]
         command: config::ConfigCommand,
     },
+    /// Serve the hospitals' settlement API on the configured store.
+    Serve(serve::ServeArgs),
     /// Policies in the store.
     Policy {
         #[command(subcommand)]
@@ -99,6 +102,7 @@ fn main() -> ExitCode {
             }
         },
         Command::Config { command } => config::run(&command),
+        Command::Serve(args) => serve::run(&args),
         Command::Policy { command } => admin::policy(&command),
         Command::Import { command } => admin::import(&command),
         Command::Apikey { command } => admin::apikey(&command),
