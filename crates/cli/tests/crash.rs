@@ -116,23 +116,24 @@ async fn killing_the_server_under_load_loses_no_acknowledged_settlement() {
     // One bill per number: the second report of a bill would only be refused.
     let mut seen = std::collections::BTreeSet::new();
     invoices.retain(|invoice| seen.insert(invoice.invoice_no.to_string()));
+    let hospitals: std::collections::BTreeSet<String> = invoices
+        .iter()
+        .map(|invoice| invoice.hospital.to_string())
+        .collect();
     let mut keys = BTreeMap::new();
-    for invoice in &invoices {
-        let hospital = invoice.hospital.to_string();
-        if !keys.contains_key(&hospital) {
-            let created = jiuzhu(
-                path,
-                &[
-                    "apikey",
-                    "create",
-                    "--hospital",
-                    &hospital,
-                    "--database",
-                    &database,
-                ],
-            );
-            keys.insert(hospital, created.lines().last().unwrap().to_owned());
-        }
+    for hospital in hospitals {
+        let created = jiuzhu(
+            path,
+            &[
+                "apikey",
+                "create",
+                "--hospital",
+                &hospital,
+                "--database",
+                &database,
+            ],
+        );
+        keys.insert(hospital, created.lines().last().unwrap().to_owned());
     }
     let keys = Arc::new(keys);
     let client = reqwest::Client::builder()
