@@ -225,3 +225,103 @@ async fn a_generated_scenario_through_the_api_agrees_with_simulate() {
     let verified = jiuzhu(path, &["audit", "verify", "--database", &database]);
     assert!(verified.contains("The audit chain is whole"), "{verified}");
 }
+
+#[tokio::test]
+async fn no_response_or_log_line_holds_a_full_resident_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path();
+    jiuzhu(path, &["init"]);
+    let database = format!("sqlite://{}", path.join("jiuzhu.db").display());
+    let repository = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let policy = repository
+        .join("fixtures/example-policy.toml")
+        .display()
+        .to_string();
+    let spells = repository
+        .join("crates/cli/tests/data/small/spells.csv")
+        .display()
+        .to_string();
+    jiuzhu(path, &["policy", "load", &policy, "--database", &database]);
+    jiuzhu(
+        path,
+        &[
+            "import",
+            "spells",
+            &spells,
+            "--source",
+            "民政",
+            "--database",
+            &database,
+        ],
+    );
+    let created = jiuzhu(
+        path,
+        &["apikey", "create", "--hospital", "H001", "--database", &database],
+    );
+    let key = created.lines().last().unwrap().to_owned();
+    let log = std::fs::File::create(path.join("serve.log")).unwrap();
+    let mut child = Command::new(BINARY)
+        .current_dir(path)
+        .env_remove("JIUZHU_DATA_KEY")
+        .args(["serve", "--listen", "127.0.0.1:0", "--database", &database])
+        .stdout(Stdio::piped())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let base = line
+        .split_whitespace()
+        .find(|word| word.starts_with("http://"))
+        .unwrap()
+        .to_owned();
+    let server = Server { child, base };
+    let client = reqwest::Client::new();
+    let good = serde_json::json!({
+        "invoice_no": "LOG1", "person_id": "110105196001010017", "hospital": "H001",
+        "visit_type": "inpatient", "service_date": "2024-03-01", "settled_at": "2024-03-05T10:00:00+08:00",
+        "total": "100", "fund_paid": "0", "in_scope_self_pay": "100", "out_of_scope_self_pay": "0",
+    });
+    let mut bad = good.clone();
+    bad["person_id"] = "110105196001010018".into();
+    bad["110105196001010025"] = "an ID as a key".into();
+    let mut bodies = Vec::new();
+    for (url, json) in [
+        (format!("{}/api/v1/settlements", server.base), good.clone()),
+        (format!("{}/api/v1/settlements", server.base), bad),
+        (
+            format!("{}/api/v1/settlements", server.base),
+            serde_json::json!("110105196001010041"),
+        ),
+    ] {
+        let answer = client
+            .post(url)
+            .bearer_auth(&key)
+            .json(&json)
+            .send()
+            .await
+            .unwrap();
+        bodies.push(answer.text().await.unwrap());
+    }
+    let read = client
+        .get(format!("{}/api/v1/settlements/LOG1", server.base))
+        .bearer_auth(&key)
+        .send()
+        .await;
+    bodies.push(read.unwrap().text().await.unwrap());
+    drop(server);
+    let log = std::fs::read_to_string(path.join("serve.log")).unwrap();
+    assert!(!log.is_empty(), "the server logged nothing");
+    for text in bodies.iter().chain([&log]) {
+        for id in [
+            "110105196001010017",
+            "110105196001010018",
+            "110105196001010025",
+            "110105196001010041",
+        ] {
+            assert!(!text.contains(id), "{id} in {text}");
+        }
+    }
+}
