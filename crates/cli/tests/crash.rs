@@ -5,68 +5,19 @@
 //! and the audit chain is whole.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead as _, BufReader};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use jiuzhu_core::Invoice;
 use sqlx::{Connection as _, Row as _};
 
-const BINARY: &str = env!("CARGO_BIN_EXE_jiuzhu");
+mod common;
 
-fn jiuzhu(dir: &Path, args: &[&str]) -> String {
-    let output = Command::new(BINARY)
-        .current_dir(dir)
-        .env_remove("JIUZHU_DATA_KEY")
-        .env_remove("JIUZHU_DATABASE")
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout).unwrap()
-}
+use common::{jiuzhu, kill, serve};
 
-fn serve(dir: &Path, database: &str) -> (Child, String) {
-    let mut child = Command::new(BINARY)
-        .current_dir(dir)
-        .env_remove("JIUZHU_DATA_KEY")
-        .args(["serve", "--listen", "127.0.0.1:0", "--database", database])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let base = line
-        .split_whitespace()
-        .find(|word| word.starts_with("http://"))
-        .unwrap()
-        .to_owned();
-    (child, base)
-}
-
+/// The request body of an invoice.
 fn body(invoice: &Invoice) -> serde_json::Value {
-    let amounts = &invoice.amounts;
-    serde_json::json!({
-        "invoice_no": invoice.invoice_no.as_str(),
-        "person_id": invoice.person.to_string(),
-        "hospital": invoice.hospital.as_str(),
-        "visit_type": invoice.visit_type,
-        "service_date": invoice.service_date.to_string(),
-        "settled_at": invoice.settled_at.to_string(),
-        "total": amounts.total().to_string(),
-        "fund_paid": amounts.fund_paid().to_string(),
-        "in_scope_self_pay": amounts.in_scope_self_pay().to_string(),
-        "out_of_scope_self_pay": amounts.out_of_scope_self_pay().to_string(),
-    })
+    serde_json::from_str(&jiuzhu_formats::json::canonical_request(invoice)).unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -145,7 +96,8 @@ async fn killing_the_server_under_load_loses_no_acknowledged_settlement() {
     let queue: Arc<Mutex<Vec<Invoice>>> = Arc::new(Mutex::new(invoices.clone()));
 
     for (round, run_for_ms) in [350u64, 500, 800, 0].into_iter().enumerate() {
-        let (mut child, base) = serve(path, &database);
+        let mut server = serve(path, &database, None);
+        let base = server.base.clone();
         let mut workers = Vec::new();
         for _ in 0..8 {
             let (client, base, keys) = (client.clone(), base.clone(), keys.clone());
@@ -186,8 +138,7 @@ async fn killing_the_server_under_load_loses_no_acknowledged_settlement() {
         }
         if run_for_ms > 0 {
             tokio::time::sleep(Duration::from_millis(run_for_ms)).await;
-            child.kill().unwrap();
-            child.wait().unwrap();
+            kill(&mut server);
         }
         for worker in workers {
             worker.await.unwrap();
@@ -226,8 +177,7 @@ async fn killing_the_server_under_load_loses_no_acknowledged_settlement() {
                     assert_eq!(read[field], acknowledged[number][field], "{field} of {number}");
                 }
             }
-            child.kill().unwrap();
-            child.wait().unwrap();
+            kill(&mut server);
         }
     }
 

@@ -3,63 +3,11 @@
 //! times at once is decided once. In CI (`CI=true`) PostgreSQL must be
 //! reachable; elsewhere the test says plainly that it skipped.
 
-use std::io::{BufRead as _, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-
 use sqlx::Connection as _;
 
-const BINARY: &str = env!("CARGO_BIN_EXE_jiuzhu");
+mod common;
 
-fn repository() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn jiuzhu(dir: &Path, args: &[&str]) -> String {
-    let output = Command::new(BINARY)
-        .current_dir(dir)
-        .env_remove("JIUZHU_DATA_KEY")
-        .env_remove("JIUZHU_DATABASE")
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout).unwrap()
-}
-
-struct Server(Child, String);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn serve(dir: &Path, database: &str) -> Server {
-    let mut child = Command::new(BINARY)
-        .current_dir(dir)
-        .env_remove("JIUZHU_DATA_KEY")
-        .args(["serve", "--listen", "127.0.0.1:0", "--database", database])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let base = line
-        .split_whitespace()
-        .find(|word| word.starts_with("http://"))
-        .unwrap()
-        .to_owned();
-    Server(child, base)
-}
+use common::{jiuzhu, repository, serve};
 
 /// A bill of the fixture's DB recipient (outpatient cap 3,000 yuan in 2024,
 /// 70%): 100 yuan of base, under number `number`.
@@ -136,13 +84,13 @@ async fn two_servers_on_one_postgresql_never_pass_a_cap_nor_decide_a_bill_twice(
         &["apikey", "create", "--hospital", "H001", "--database", &database],
     );
     let key = created.lines().last().unwrap().to_owned();
-    let servers = [serve(path, &database), serve(path, &database)];
+    let servers = [serve(path, &database, None), serve(path, &database, None)];
     let client = reqwest::Client::new();
 
     // 200 bills at once, half to each server: 70 yuan each without the cap.
     let mut tasks = Vec::new();
     for n in 0..200 {
-        let url = format!("{}/api/v1/settlements", servers[n % 2].1);
+        let url = format!("{}/api/v1/settlements", servers[n % 2].base);
         let (client, key) = (client.clone(), key.clone());
         tasks.push(tokio::spawn(async move {
             let answer = client
@@ -168,7 +116,7 @@ async fn two_servers_on_one_postgresql_never_pass_a_cap_nor_decide_a_bill_twice(
     // One bill 50 times at once, across both servers: decided once.
     let mut tasks = Vec::new();
     for n in 0..50 {
-        let url = format!("{}/api/v1/settlements", servers[n % 2].1);
+        let url = format!("{}/api/v1/settlements", servers[n % 2].base);
         let (client, key) = (client.clone(), key.clone());
         tasks.push(tokio::spawn(async move {
             let answer = client

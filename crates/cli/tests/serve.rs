@@ -3,78 +3,16 @@
 //! decisions as `jiuzhu simulate` on the same files.
 
 use std::collections::BTreeSet;
-use std::io::{BufRead as _, BufReader};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
 
 use jiuzhu_core::{Batch, Invoice};
 
-const BINARY: &str = env!("CARGO_BIN_EXE_jiuzhu");
+mod common;
 
-fn jiuzhu(dir: &Path, args: &[&str]) -> String {
-    let output = Command::new(BINARY)
-        .current_dir(dir)
-        .env_remove("JIUZHU_DATA_KEY")
-        .env_remove("JIUZHU_DATABASE")
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout).unwrap()
-}
+use common::{jiuzhu, repository, serve};
 
-/// The server, stopped when dropped.
-struct Server {
-    child: Child,
-    base: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn serve(dir: &Path, database: &str) -> Server {
-    let mut child = Command::new(BINARY)
-        .current_dir(dir)
-        .env_remove("JIUZHU_DATA_KEY")
-        .args(["serve", "--listen", "127.0.0.1:0", "--database", database])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let base = line
-        .split_whitespace()
-        .find(|word| word.starts_with("http://"))
-        .unwrap_or_else(|| panic!("no address in {line:?}"))
-        .to_owned();
-    Server { child, base }
-}
-
+/// The request body of an invoice.
 fn body(invoice: &Invoice) -> serde_json::Value {
-    let amounts = &invoice.amounts;
-    serde_json::json!({
-        "invoice_no": invoice.invoice_no.as_str(),
-        "person_id": invoice.person.to_string(),
-        "hospital": invoice.hospital.as_str(),
-        "visit_type": invoice.visit_type,
-        "service_date": invoice.service_date.to_string(),
-        "settled_at": invoice.settled_at.to_string(),
-        "total": amounts.total().to_string(),
-        "fund_paid": amounts.fund_paid().to_string(),
-        "in_scope_self_pay": amounts.in_scope_self_pay().to_string(),
-        "out_of_scope_self_pay": amounts.out_of_scope_self_pay().to_string(),
-    })
+    serde_json::from_str(&jiuzhu_formats::json::canonical_request(invoice)).unwrap()
 }
 
 fn text(value: &serde_json::Value) -> String {
@@ -175,7 +113,7 @@ async fn a_generated_scenario_through_the_api_agrees_with_simulate() {
         .collect();
     assert_eq!(expected.len(), invoices.len());
 
-    let server = serve(path, &database);
+    let server = serve(path, &database, None);
     let client = reqwest::Client::new();
     let mut agreed = 0;
     for (record, row) in batch.invoices().iter().zip(&expected) {
@@ -232,7 +170,7 @@ async fn no_response_or_log_line_holds_a_full_resident_id() {
     let path = dir.path();
     jiuzhu(path, &["init"]);
     let database = format!("sqlite://{}", path.join("jiuzhu.db").display());
-    let repository = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let repository = repository();
     let policy = repository
         .join("fixtures/example-policy.toml")
         .display()
@@ -260,24 +198,7 @@ async fn no_response_or_log_line_holds_a_full_resident_id() {
     );
     let key = created.lines().last().unwrap().to_owned();
     let log = std::fs::File::create(path.join("serve.log")).unwrap();
-    let mut child = Command::new(BINARY)
-        .current_dir(path)
-        .env_remove("JIUZHU_DATA_KEY")
-        .args(["serve", "--listen", "127.0.0.1:0", "--database", &database])
-        .stdout(Stdio::piped())
-        .stderr(log)
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let base = line
-        .split_whitespace()
-        .find(|word| word.starts_with("http://"))
-        .unwrap()
-        .to_owned();
-    let server = Server { child, base };
+    let server = serve(path, &database, Some(log));
     let client = reqwest::Client::new();
     let good = serde_json::json!({
         "invoice_no": "LOG1", "person_id": "110105196001010017", "hospital": "H001",

@@ -1492,4 +1492,17 @@ E1,{P1},H1,outpatient,2024-07-01,2024-07-02T10:00:00+08:00,2000,0,2000,0
             seen.push(digest);
         }
     }
+
+    #[test]
+    fn the_canonical_request_is_itself_a_request_that_reads_back_as_the_same_invoice() {
+        let invoice = parse_settlement_request(
+            br#"{"invoice_no":"A1","person_id":"11010519491231002x","hospital":"H1","visit_type":"inpatient",
+                "service_date":"2024-03-05","settled_at":"2024-03-06t10:22:31.50+08:00","total":"12.5",
+                "fund_paid":"2","in_scope_self_pay":"10.5","out_of_scope_self_pay":"0"}"#,
+        )
+        .unwrap();
+        let again = parse_settlement_request(canonical_request(&invoice).as_bytes()).unwrap();
+        assert_eq!(again, invoice);
+        assert_eq!(canonical_request(&again), canonical_request(&invoice));
+    }
 }

@@ -18,7 +18,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
 use clap::{Parser, Subcommand};
-use jiuzhu_core::Invoice;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
 use sqlx::{ConnectOptions as _, Connection as _};
 
@@ -216,22 +215,6 @@ struct Prepared {
     body: Vec<u8>,
 }
 
-fn body(invoice: &Invoice) -> serde_json::Value {
-    let amounts = &invoice.amounts;
-    serde_json::json!({
-        "invoice_no": invoice.invoice_no.as_str(),
-        "person_id": invoice.person.to_string(),
-        "hospital": invoice.hospital.as_str(),
-        "visit_type": invoice.visit_type,
-        "service_date": invoice.service_date.to_string(),
-        "settled_at": invoice.settled_at.to_string(),
-        "total": amounts.total().to_string(),
-        "fund_paid": amounts.fund_paid().to_string(),
-        "in_scope_self_pay": amounts.in_scope_self_pay().to_string(),
-        "out_of_scope_self_pay": amounts.out_of_scope_self_pay().to_string(),
-    })
-}
-
 /// The invoices in file order, each invoice number once (the generator
 /// writes some duplicates on purpose; a repeat would be a cheap replay or a
 /// 409, not a settlement).
@@ -269,7 +252,7 @@ fn prepare(args: &LoadArgs) -> anyhow::Result<Vec<Prepared>> {
         };
         prepared.push(Prepared {
             key: key.clone(),
-            body: serde_json::to_vec(&body(invoice))?,
+            body: jiuzhu_formats::json::canonical_request(invoice).into_bytes(),
         });
     }
     Ok(prepared)

@@ -1,0 +1,76 @@
+//! What the tests that run the real binary share: running a command, and a
+//! `jiuzhu serve` that stops when dropped.
+
+#![allow(dead_code, reason = "each test file uses a part")]
+
+use std::io::{BufRead as _, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+pub const BINARY: &str = env!("CARGO_BIN_EXE_jiuzhu");
+
+/// The repository's root, for its fixtures.
+pub fn repository() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// Runs `jiuzhu ARGS` in `dir` (without the caller's JIUZHU_* settings);
+/// it must succeed. Returns standard output.
+pub fn jiuzhu(dir: &Path, args: &[&str]) -> String {
+    let output = Command::new(BINARY)
+        .current_dir(dir)
+        .env_remove("JIUZHU_DATA_KEY")
+        .env_remove("JIUZHU_DATABASE")
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap()
+}
+
+/// A running `jiuzhu serve`, killed when dropped.
+pub struct Server {
+    pub child: Child,
+    /// `http://127.0.0.1:PORT`.
+    pub base: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `jiuzhu serve` on `database` and a free port; its standard error
+/// goes to `log` (or nowhere).
+pub fn serve(dir: &Path, database: &str, log: Option<std::fs::File>) -> Server {
+    let mut child = Command::new(BINARY)
+        .current_dir(dir)
+        .env_remove("JIUZHU_DATA_KEY")
+        .args(["serve", "--listen", "127.0.0.1:0", "--database", database])
+        .stdout(Stdio::piped())
+        .stderr(log.map_or_else(Stdio::null, Stdio::from))
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let base = line
+        .split_whitespace()
+        .find(|word| word.starts_with("http://"))
+        .unwrap_or_else(|| panic!("no address in {line:?}"))
+        .to_owned();
+    Server { child, base }
+}
+
+/// Kills the server at once (SIGKILL), as a crash would.
+pub fn kill(server: &mut Server) {
+    server.child.kill().unwrap();
+    server.child.wait().unwrap();
+}
