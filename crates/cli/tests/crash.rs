@@ -13,7 +13,7 @@ use sqlx::{Connection as _, Row as _};
 
 mod common;
 
-use common::{jiuzhu, kill, serve};
+use common::{generated_invoices, jiuzhu, kill, load_policy_and_spells, serve};
 
 /// The request body of an invoice.
 fn body(invoice: &Invoice) -> serde_json::Value {
@@ -40,30 +40,8 @@ async fn killing_the_server_under_load_loses_no_acknowledged_settlement() {
         ],
     );
     let database = format!("sqlite://{}", path.join("jiuzhu.db").display());
-    jiuzhu(
-        path,
-        &["policy", "load", "data/policy.toml", "--database", &database],
-    );
-    jiuzhu(
-        path,
-        &[
-            "import",
-            "spells",
-            "data/spells.csv",
-            "--source",
-            "民政",
-            "--database",
-            &database,
-        ],
-    );
-    let policy = jiuzhu_formats::read_policy_file(&path.join("data/policy.toml"), "policy.toml").unwrap();
-    let known: Vec<String> = policy
-        .visit_types()
-        .iter()
-        .map(|(name, _)| name.clone())
-        .collect();
-    let mut invoices =
-        jiuzhu_formats::read_invoices_file(&path.join("data/invoices.csv"), "invoices.csv", &known).unwrap();
+    load_policy_and_spells(path, &database, "data/policy.toml", "data/spells.csv");
+    let (_, mut invoices) = generated_invoices(path);
     // One bill per number: the second report of a bill would only be refused.
     let mut seen = std::collections::BTreeSet::new();
     invoices.retain(|invoice| seen.insert(invoice.invoice_no.to_string()));

@@ -7,7 +7,7 @@ use sqlx::Connection as _;
 
 mod common;
 
-use common::{jiuzhu, repository, serve};
+use common::{jiuzhu, load_policy_and_spells, repository, serve};
 
 /// A bill of the fixture's DB recipient (outpatient cap 3,000 yuan in 2024,
 /// 70%): 100 yuan of base, under number `number`.
@@ -66,19 +66,7 @@ async fn two_servers_on_one_postgresql_never_pass_a_cap_nor_decide_a_bill_twice(
         .join("crates/cli/tests/data/small/spells.csv")
         .display()
         .to_string();
-    jiuzhu(path, &["policy", "load", &policy, "--database", &database]);
-    jiuzhu(
-        path,
-        &[
-            "import",
-            "spells",
-            &spells,
-            "--source",
-            "民政",
-            "--database",
-            &database,
-        ],
-    );
+    load_policy_and_spells(path, &database, &policy, &spells);
     let created = jiuzhu(
         path,
         &["apikey", "create", "--hospital", "H001", "--database", &database],

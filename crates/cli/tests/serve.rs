@@ -8,7 +8,7 @@ use jiuzhu_core::{Batch, Invoice};
 
 mod common;
 
-use common::{jiuzhu, repository, serve};
+use common::{generated_invoices, jiuzhu, load_policy_and_spells, repository, serve};
 
 /// The request body of an invoice.
 fn body(invoice: &Invoice) -> serde_json::Value {
@@ -57,31 +57,9 @@ async fn a_generated_scenario_through_the_api_agrees_with_simulate() {
         ],
     );
     let database = format!("sqlite://{}", path.join("jiuzhu.db").display());
-    jiuzhu(
-        path,
-        &["policy", "load", "data/policy.toml", "--database", &database],
-    );
-    jiuzhu(
-        path,
-        &[
-            "import",
-            "spells",
-            "data/spells.csv",
-            "--source",
-            "民政",
-            "--database",
-            &database,
-        ],
-    );
+    load_policy_and_spells(path, &database, "data/policy.toml", "data/spells.csv");
 
-    let policy = jiuzhu_formats::read_policy_file(&path.join("data/policy.toml"), "policy.toml").unwrap();
-    let known: Vec<String> = policy
-        .visit_types()
-        .iter()
-        .map(|(name, _)| name.clone())
-        .collect();
-    let invoices =
-        jiuzhu_formats::read_invoices_file(&path.join("data/invoices.csv"), "invoices.csv", &known).unwrap();
+    let (known, invoices) = generated_invoices(path);
     let records =
         jiuzhu_formats::read_batch_invoices_file(&path.join("data/invoices.csv"), "i", &known, &|_| {})
             .unwrap();
@@ -179,19 +157,7 @@ async fn no_response_or_log_line_holds_a_full_resident_id() {
         .join("crates/cli/tests/data/small/spells.csv")
         .display()
         .to_string();
-    jiuzhu(path, &["policy", "load", &policy, "--database", &database]);
-    jiuzhu(
-        path,
-        &[
-            "import",
-            "spells",
-            &spells,
-            "--source",
-            "民政",
-            "--database",
-            &database,
-        ],
-    );
+    load_policy_and_spells(path, &database, &policy, &spells);
     let created = jiuzhu(
         path,
         &["apikey", "create", "--hospital", "H001", "--database", &database],

@@ -74,3 +74,35 @@ pub fn kill(server: &mut Server) {
     server.child.kill().unwrap();
     server.child.wait().unwrap();
 }
+
+/// Stores a policy and a department's spells in `database`, as a bureau
+/// does before it serves.
+pub fn load_policy_and_spells(dir: &Path, database: &str, policy: &str, spells: &str) {
+    jiuzhu(dir, &["policy", "load", policy, "--database", database]);
+    jiuzhu(
+        dir,
+        &[
+            "import",
+            "spells",
+            spells,
+            "--source",
+            "民政",
+            "--database",
+            database,
+        ],
+    );
+}
+
+/// The visit types of `data/policy.toml` and the invoices of
+/// `data/invoices.csv`, as `jiuzhu gen` wrote them under `dir`.
+pub fn generated_invoices(dir: &Path) -> (Vec<String>, Vec<jiuzhu_core::Invoice>) {
+    let policy = jiuzhu_formats::read_policy_file(&dir.join("data/policy.toml"), "policy.toml").unwrap();
+    let known: Vec<String> = policy
+        .visit_types()
+        .iter()
+        .map(|(name, _)| name.clone())
+        .collect();
+    let invoices =
+        jiuzhu_formats::read_invoices_file(&dir.join("data/invoices.csv"), "invoices.csv", &known).unwrap();
+    (known, invoices)
+}
