@@ -3,6 +3,7 @@
 //! microseconds; bucket bounds and sums are written as decimal seconds from
 //! those integers.
 
+use jiuzhu_store::WriteStats;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -74,14 +75,26 @@ impl Metrics {
     }
 
     /// Everything, in Prometheus' text exposition format (0.0.4).
-    pub(crate) fn render(&self) -> String {
+    pub(crate) fn render(&self, writes: WriteStats) -> String {
         let mut text = String::new();
         // Writing to a String cannot fail.
-        let _ = self.write(&mut text);
+        let _ = self.write(&mut text, writes);
         text
     }
 
-    fn write(&self, text: &mut String) -> std::fmt::Result {
+    fn write(&self, text: &mut String, writes: WriteStats) -> std::fmt::Result {
+        writeln!(
+            text,
+            "# HELP jiuzhu_write_transactions_total Durable transactions committed by the store's writer."
+        )?;
+        writeln!(text, "# TYPE jiuzhu_write_transactions_total counter")?;
+        writeln!(text, "jiuzhu_write_transactions_total {}", writes.transactions)?;
+        writeln!(
+            text,
+            "# HELP jiuzhu_writes_total Settlements and reversals written by the store's writer (several share a transaction under load)."
+        )?;
+        writeln!(text, "# TYPE jiuzhu_writes_total counter")?;
+        writeln!(text, "jiuzhu_writes_total {}", writes.writes)?;
         writeln!(
             text,
             "# HELP jiuzhu_settlements_total Settlements decided, by outcome."
@@ -187,7 +200,7 @@ mod tests {
         metrics.observe_settlement(Duration::from_micros(800));
         metrics.observe_settlement(Duration::from_millis(30));
         metrics.observe_settlement(Duration::from_secs(60));
-        let text = metrics.render();
+        let text = metrics.render(WriteStats::default());
         assert!(text.contains("jiuzhu_settlement_seconds_bucket{le=\"0.001\"} 1\n"));
         assert!(text.contains("jiuzhu_settlement_seconds_bucket{le=\"0.025\"} 1\n"));
         assert!(text.contains("jiuzhu_settlement_seconds_bucket{le=\"0.05\"} 2\n"));

@@ -443,6 +443,10 @@ async fn the_metrics_count_what_was_settled_refused_and_replayed() {
         "jiuzhu_reversals_total 1",
         "jiuzhu_settlement_seconds_bucket{le=\"+Inf\"} 4",
         "jiuzhu_settlement_seconds_count 4",
+        // One after the other: each its own transaction; the replay and
+        // the refusal wrote nothing.
+        "jiuzhu_write_transactions_total 4",
+        "jiuzhu_writes_total 3",
     ] {
         assert!(text.lines().any(|got| got == line), "{line} is not in:\n{text}");
     }

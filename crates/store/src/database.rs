@@ -7,6 +7,7 @@
 //! so that a write and its audit entry are committed together or not at
 //! all.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -17,6 +18,7 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 use thiserror::Error;
+use tokio::sync::{mpsc, oneshot};
 
 use crate::audit::{verify_chain, ChainBreak, ChainSummary};
 use crate::crypto::{ApiKey, ApiKeyHash, CryptoError, DataKeys, Purpose};
@@ -37,6 +39,10 @@ pub enum StoreError {
     StoredPolicy(String),
     #[error("stored data is damaged: {0}")]
     Damaged(String),
+    #[error("the write was not committed: {0}")]
+    NotCommitted(String),
+    #[error("the store's writer has stopped")]
+    WriterStopped,
 }
 
 /// Why a settlement or reversal was refused; nothing was stored.
@@ -112,7 +118,10 @@ pub struct Store {
     backend: Backend,
     keys: DataKeys,
     /// The policy in force, parsed once per stored version.
-    policy: Arc<Mutex<Option<PolicyInForce>>>,
+    policy: PolicyCache,
+    /// The writer task that batches settlements and reversals.
+    writer: mpsc::Sender<WriteJob>,
+    write_counts: Arc<WriteCounts>,
 }
 
 #[derive(Debug, Clone)]
@@ -150,11 +159,31 @@ impl Store {
             let scheme = url.split("://").next().unwrap_or_default();
             return Err(StoreError::UnknownDatabase(format!("{scheme}://…")));
         };
+        let policy = PolicyCache::default();
+        let (writer, queue) = mpsc::channel(WRITE_QUEUE);
+        let write_counts = Arc::new(WriteCounts::default());
+        tokio::spawn(run_writer(
+            backend.clone(),
+            policy.clone(),
+            write_counts.clone(),
+            queue,
+        ));
         Ok(Store {
             backend,
             keys,
-            policy: Arc::new(Mutex::new(None)),
+            policy,
+            writer,
+            write_counts,
         })
+    }
+
+    /// How many transactions the writer committed, and how many writes
+    /// they held: concurrent settlements share one durable commit.
+    pub fn write_stats(&self) -> WriteStats {
+        WriteStats {
+            transactions: self.write_counts.transactions.load(Ordering::Relaxed),
+            writes: self.write_counts.writes.load(Ordering::Relaxed),
+        }
     }
 
     /// Which backend this is: `sqlite` or `postgres`.
@@ -190,26 +219,14 @@ impl Store {
         let Some(id) = latest else {
             return Ok(None);
         };
-        if let Some((cached, policy)) = self.cached_policy() {
-            if cached == id {
-                return Ok(Some((id, policy)));
-            }
+        if let Some(cached) = self.policy.get(id) {
+            return Ok(Some(cached));
         }
         let source = match &self.backend {
             Backend::Sqlite(pool) => sqlite::policy_source(pool, id).await?,
             Backend::Postgres(pool) => postgres::policy_source(pool, id).await?,
         };
-        let policy = jiuzhu_formats::parse_policy("stored policy", &source)
-            .map_err(|problems| StoreError::StoredPolicy(problems.to_string()))?;
-        let policy = Arc::new(policy);
-        if let Ok(mut cache) = self.policy.lock() {
-            *cache = Some((id, policy.clone()));
-        }
-        Ok(Some((id, policy)))
-    }
-
-    fn cached_policy(&self) -> Option<(i64, Arc<Policy>)> {
-        self.policy.lock().ok().and_then(|cache| cache.clone())
+        self.policy.parse(id, &source).map(Some)
     }
 
     /// Stores spells reported by `source` (the simple path: each spell not
@@ -267,24 +284,25 @@ impl Store {
                 caller: hospital.to_owned(),
             });
         }
-        let (policy_id, policy) = self.policy_in_force().await?.ok_or(SettleError::NoPolicy)?;
-        if policy.pool_of_visit_type(&invoice.visit_type).is_none() {
-            return Err(SettleError::UnknownVisitType(invoice.visit_type.clone()));
-        }
-        let person = self.person_row(invoice.person)?;
-        let request = SettleRequest {
-            invoice,
-            person,
+        let request = Box::new(SettleRequest {
+            invoice: invoice.clone(),
+            person: self.person_row(invoice.person)?,
             digest: jiuzhu_formats::json::canonical_request_digest(invoice),
-            policy_id,
-            policy: &policy,
-            actor,
+            actor: actor.to_owned(),
             at: now_text(),
-        };
-        match &self.backend {
-            Backend::Sqlite(pool) => sqlite::settle(pool, &request).await,
-            Backend::Postgres(pool) => postgres::settle(pool, &request).await,
-        }
+        });
+        self.write(|reply| WriteJob::Settle { request, reply }).await
+    }
+
+    /// Hands one write to the writer task and waits for its answer, which
+    /// comes once the write is durable (or refused).
+    async fn write(&self, job: impl FnOnce(oneshot::Sender<Answer>) -> WriteJob) -> Answer {
+        let (reply, answer) = oneshot::channel();
+        self.writer
+            .send(job(reply))
+            .await
+            .map_err(|_| StoreError::WriterStopped)?;
+        answer.await.map_err(|_| StoreError::WriterStopped)?
     }
 
     /// The settlement of `invoice_no`, if `hospital` settled it.
@@ -308,13 +326,13 @@ impl Store {
         invoice_no: &InvoiceNo,
         actor: &str,
     ) -> Result<Settled, SettleError> {
-        let at = now_text();
-        match &self.backend {
-            Backend::Sqlite(pool) => sqlite::reverse(pool, hospital, invoice_no.as_str(), actor, &at).await,
-            Backend::Postgres(pool) => {
-                postgres::reverse(pool, hospital, invoice_no.as_str(), actor, &at).await
-            }
-        }
+        let request = ReverseRequest {
+            hospital: hospital.to_owned(),
+            invoice_no: invoice_no.as_str().to_owned(),
+            actor: actor.to_owned(),
+            at: now_text(),
+        };
+        self.write(|reply| WriteJob::Reverse { request, reply }).await
     }
 
     /// Walks the audit chain from the first entry.
@@ -363,15 +381,129 @@ struct PersonRow {
     masked: String,
 }
 
-/// Everything a settlement transaction needs, prepared outside it.
-struct SettleRequest<'a> {
-    invoice: &'a Invoice,
+/// Everything a settlement needs, prepared before it joins a batch.
+struct SettleRequest {
+    invoice: Invoice,
     person: PersonRow,
     digest: [u8; 32],
-    policy_id: i64,
-    policy: &'a Policy,
-    actor: &'a str,
+    actor: String,
     at: String,
+}
+
+/// A reversal, prepared before it joins a batch.
+struct ReverseRequest {
+    hospital: String,
+    invoice_no: String,
+    actor: String,
+    at: String,
+}
+
+type Answer = Result<Settled, SettleError>;
+
+/// One write for the writer task, with where its answer goes.
+enum WriteJob {
+    Settle {
+        request: Box<SettleRequest>,
+        reply: oneshot::Sender<Answer>,
+    },
+    Reverse {
+        request: ReverseRequest,
+        reply: oneshot::Sender<Answer>,
+    },
+}
+
+impl WriteJob {
+    fn answer(self, answer: Answer) {
+        let reply = match self {
+            WriteJob::Settle { reply, .. } | WriteJob::Reverse { reply, .. } => reply,
+        };
+        // The caller may have gone (a timed-out request): the write stands,
+        // and the same request sent again is answered from the store.
+        let _ = reply.send(answer);
+    }
+}
+
+/// What the writer task has committed since the store was opened.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WriteStats {
+    /// Transactions committed (each one durable flush).
+    pub transactions: u64,
+    /// Settlements and reversals written in them (refusals and replays
+    /// excluded).
+    pub writes: u64,
+}
+
+#[derive(Debug, Default)]
+struct WriteCounts {
+    transactions: AtomicU64,
+    writes: AtomicU64,
+}
+
+/// The most jobs one transaction takes.
+const MAX_BATCH: usize = 256;
+/// Jobs waiting beyond this make callers wait to queue.
+const WRITE_QUEUE: usize = 4096;
+
+/// Group commit: the writer task takes every write waiting when the last
+/// commit ends, runs each in its own savepoint of one transaction, commits
+/// once (one durable flush for all of them), and only then answers. Under
+/// load the batches grow by themselves; alone, a write is a batch of one.
+async fn run_writer(
+    backend: Backend,
+    cache: PolicyCache,
+    counts: Arc<WriteCounts>,
+    mut queue: mpsc::Receiver<WriteJob>,
+) {
+    let mut jobs = Vec::with_capacity(MAX_BATCH);
+    while queue.recv_many(&mut jobs, MAX_BATCH).await > 0 {
+        let mut answers = Vec::with_capacity(jobs.len());
+        let written = match &backend {
+            Backend::Sqlite(pool) => sqlite::write_batch(pool, &cache, &jobs, &mut answers).await,
+            Backend::Postgres(pool) => postgres::write_batch(pool, &cache, &jobs, &mut answers).await,
+        };
+        let failure = written.err().map(|error| error.to_string());
+        if failure.is_none() {
+            let writes = answers
+                .iter()
+                .filter(|answer| matches!(answer, Ok(settled) if !settled.replayed))
+                .count() as u64;
+            counts.transactions.fetch_add(1, Ordering::Relaxed);
+            counts.writes.fetch_add(writes, Ordering::Relaxed);
+        }
+        let mut answers = answers.into_iter();
+        for job in jobs.drain(..) {
+            let answer = match (answers.next(), &failure) {
+                // A refusal stored nothing, committed or not.
+                (Some(Err(refusal)), _) => Err(refusal),
+                (Some(Ok(settled)), None) => Ok(settled),
+                (_, Some(reason)) => Err(StoreError::NotCommitted(reason.clone()).into()),
+                (None, None) => Err(StoreError::NotCommitted("the batch ended early".to_owned()).into()),
+            };
+            job.answer(answer);
+        }
+    }
+}
+
+/// The policy in force, parsed once per stored version and shared by the
+/// readers and the writer.
+#[derive(Debug, Clone, Default)]
+struct PolicyCache(Arc<Mutex<Option<PolicyInForce>>>);
+
+impl PolicyCache {
+    fn get(&self, id: i64) -> Option<PolicyInForce> {
+        let cache = self.0.lock().ok()?;
+        cache.as_ref().filter(|(cached, _)| *cached == id).cloned()
+    }
+
+    fn parse(&self, id: i64, source: &str) -> Result<PolicyInForce, StoreError> {
+        let policy = jiuzhu_formats::parse_policy("stored policy", source)
+            .map_err(|problems| StoreError::StoredPolicy(problems.to_string()))?;
+        let parsed = (id, Arc::new(policy));
+        if let Ok(mut cache) = self.0.lock() {
+            *cache = Some(parsed.clone());
+        }
+        Ok(parsed)
+    }
 }
 
 fn sha256(bytes: &[u8]) -> Vec<u8> {
@@ -408,13 +540,13 @@ fn hash_array(bytes: Vec<u8>, what: &str) -> Result<[u8; 32], StoreError> {
 macro_rules! backend {
     ($module:ident, $Pool:ty, $Db:ty, $begin:expr, $serialise:expr) => {
         mod $module {
-            use jiuzhu_core::{Counters, Date, Fen, Invoice, ResidentId, Spell};
+            use jiuzhu_core::{Counters, Date, Fen, Invoice, Policy, ResidentId, Spell};
             use jiuzhu_formats::json::SettlementResponse;
             use sqlx::Row as _;
 
             use super::{
-                hash_array, now_text, PersonRow, PolicyLoad, SettleError, SettleRequest, Settled, SpellImport,
-                StoreError,
+                hash_array, now_text, PersonRow, PolicyCache, PolicyInForce, PolicyLoad, ReverseRequest, SettleError,
+                SettleRequest, Settled, SpellImport, StoreError, WriteJob,
             };
             use crate::audit::{AuditEntry, GENESIS};
             use crate::crypto::ApiKeyHash;
@@ -720,31 +852,88 @@ macro_rules! backend {
                 Ok((response, reversed))
             }
 
-            pub(super) async fn settle(pool: &Pool, request: &SettleRequest<'_>) -> Result<Settled, SettleError> {
-                let invoice: &Invoice = request.invoice;
-                let invoice_no = invoice.invoice_no.as_str();
+            /// Writes a batch in one transaction: each job in its own
+            /// savepoint (a refused or failed job leaves no trace), one
+            /// commit for all. An `Err` means nothing was committed.
+            pub(super) async fn write_batch(
+                pool: &Pool,
+                cache: &PolicyCache,
+                jobs: &[WriteJob],
+                answers: &mut Vec<Result<Settled, SettleError>>,
+            ) -> Result<(), StoreError> {
                 let mut tx = pool.begin_with($begin).await?;
                 sqlx::raw_sql($serialise).execute(&mut *tx).await?;
+                let policy = policy_in(&mut tx, cache).await?;
+                for job in jobs {
+                    let mut savepoint = sqlx::Acquire::begin(&mut tx).await?;
+                    let answer = match job {
+                        WriteJob::Settle { request, .. } => settle_in(&mut savepoint, request, policy.as_ref()).await,
+                        WriteJob::Reverse { request, .. } => reverse_in(&mut savepoint, request).await,
+                    };
+                    if answer.is_ok() {
+                        savepoint.commit().await?;
+                    } else {
+                        savepoint.rollback().await?;
+                    }
+                    answers.push(answer);
+                }
+                tx.commit().await?;
+                Ok(())
+            }
+
+            /// The policy in force as the transaction sees it.
+            async fn policy_in(
+                tx: &mut sqlx::Transaction<'_, $Db>,
+                cache: &PolicyCache,
+            ) -> Result<Option<PolicyInForce>, StoreError> {
+                let row = sqlx::query("SELECT id FROM policies ORDER BY id DESC LIMIT 1")
+                    .fetch_optional(&mut **tx)
+                    .await?;
+                let Some(row) = row else {
+                    return Ok(None);
+                };
+                let id: i64 = row.try_get("id")?;
+                if let Some(cached) = cache.get(id) {
+                    return Ok(Some(cached));
+                }
+                let row = sqlx::query("SELECT source FROM policies WHERE id = $1").bind(id).fetch_one(&mut **tx).await?;
+                let source: String = row.try_get("source")?;
+                cache.parse(id, &source).map(Some)
+            }
+
+            /// Settles one invoice inside the batch's transaction `tx`, under
+            /// the policy in force `policy`.
+            async fn settle_in(
+                tx: &mut sqlx::Transaction<'_, $Db>,
+                request: &SettleRequest,
+                policy: Option<&PolicyInForce>,
+            ) -> Result<Settled, SettleError> {
+                let invoice: &Invoice = &request.invoice;
+                let invoice_no = invoice.invoice_no.as_str();
                 let existing = sqlx::query("SELECT request_digest FROM invoices WHERE invoice_no = $1")
                     .bind(invoice_no)
-                    .fetch_optional(&mut *tx)
+                    .fetch_optional(&mut **tx)
                     .await?;
                 if let Some(row) = existing {
                     let digest: Vec<u8> = row.try_get("request_digest")?;
                     if digest != request.digest {
                         return Err(SettleError::Conflict(invoice_no.to_owned()));
                     }
-                    let (response, reversed) = stored_answer(&mut tx, invoice_no).await?;
+                    let (response, reversed) = stored_answer(tx, invoice_no).await?;
                     return Ok(Settled { response, replayed: true, reversed });
                 }
-                ensure_person(&mut tx, &request.person).await?;
-                let spells = person_spells(&mut tx, &request.person.key, invoice.person).await?;
-                let policy = request.policy;
+                let (policy_id, policy) = policy.ok_or(SettleError::NoPolicy)?;
+                let policy: &Policy = policy;
+                if policy.pool_of_visit_type(&invoice.visit_type).is_none() {
+                    return Err(SettleError::UnknownVisitType(invoice.visit_type.clone()));
+                }
+                ensure_person(tx, &request.person).await?;
+                let spells = person_spells(tx, &request.person.key, invoice.person).await?;
                 let year = invoice.service_date.year();
                 let stored = sqlx::query("SELECT pool, deductible_used, granted FROM counters WHERE person_key = $1 AND year = $2")
                     .bind(&request.person.key)
                     .bind(i64::from(year))
-                    .fetch_all(&mut *tx)
+                    .fetch_all(&mut **tx)
                     .await?;
                 let mut deductible_used = vec![Fen::ZERO; policy.pool_names().len()];
                 let mut granted = vec![Fen::ZERO; policy.pool_names().len()];
@@ -788,7 +977,7 @@ macro_rules! backend {
                 .bind(amounts.out_of_scope_self_pay().fen())
                 .bind(request.digest.to_vec())
                 .bind(&request.at)
-                .execute(&mut *tx)
+                .execute(&mut **tx)
                 .await?;
                 let category = decision.category.map(|category| policy.category(category).code.clone());
                 let pool_name = decision.pool.map(|pool| policy.pool_name(pool).to_owned());
@@ -800,7 +989,7 @@ macro_rules! backend {
                 )
                 .bind(invoice_no)
                 .bind(&request.person.key)
-                .bind(request.policy_id)
+                .bind(*policy_id)
                 .bind(i64::from(year))
                 .bind(decision.outcome.as_str())
                 .bind(&category)
@@ -812,8 +1001,8 @@ macro_rules! backend {
                 .bind(decision.amount.fen())
                 .bind(&response_text)
                 .bind(&request.at)
-                .bind(request.actor)
-                .execute(&mut *tx)
+                .bind(&request.actor)
+                .execute(&mut **tx)
                 .await?;
                 if let (true, Some(pool), Some(pool_name)) = (decision.outcome.counts(), decision.pool, &pool_name) {
                     sqlx::query(
@@ -826,7 +1015,7 @@ macro_rules! backend {
                     .bind(pool_name)
                     .bind(counters.deductible_used(pool).fen())
                     .bind(counters.granted(pool).fen())
-                    .execute(&mut *tx)
+                    .execute(&mut **tx)
                     .await?;
                 }
                 let details = format!(
@@ -835,10 +1024,9 @@ macro_rules! backend {
                     json_string(&request.person.masked),
                     json_string(decision.outcome.as_str()),
                     decision.amount,
-                    request.policy_id
+                    policy_id
                 );
-                audit(&mut tx, request.actor, "settlement.decide", &format!("invoice {invoice_no}"), details).await?;
-                tx.commit().await?;
+                audit(tx, &request.actor, "settlement.decide", &format!("invoice {invoice_no}"), details).await?;
                 Ok(Settled { response, replayed: false, reversed: false })
             }
 
@@ -864,15 +1052,13 @@ macro_rules! backend {
                 Ok(Some(Settled { response, replayed: true, reversed }))
             }
 
-            pub(super) async fn reverse(
-                pool: &Pool,
-                hospital: &str,
-                invoice_no: &str,
-                actor: &str,
-                at: &str,
+            /// Reverses one settlement inside the batch's transaction `tx`.
+            async fn reverse_in(
+                tx: &mut sqlx::Transaction<'_, $Db>,
+                request: &ReverseRequest,
             ) -> Result<Settled, SettleError> {
-                let mut tx = pool.begin_with($begin).await?;
-                sqlx::raw_sql($serialise).execute(&mut *tx).await?;
+                let ReverseRequest { hospital, invoice_no, actor, at } = request;
+                let (hospital, invoice_no, actor, at) = (hospital.as_str(), invoice_no.as_str(), actor.as_str(), at.as_str());
                 let row = sqlx::query(
                     "SELECT i.hospital, d.person_key, d.policy_id, d.year, d.outcome, d.category, d.pool, \
                      d.policy_version, d.base, d.deductible_applied, d.eligible, d.amount, d.response \
@@ -880,7 +1066,7 @@ macro_rules! backend {
                      WHERE i.invoice_no = $1",
                 )
                 .bind(invoice_no)
-                .fetch_optional(&mut *tx)
+                .fetch_optional(&mut **tx)
                 .await?;
                 let Some(row) = row else {
                     return Err(SettleError::NotFound(invoice_no.to_owned()));
@@ -891,7 +1077,7 @@ macro_rules! backend {
                 }
                 let already = sqlx::query("SELECT id FROM decisions WHERE invoice_no = $1 AND kind = 'reversal'")
                     .bind(invoice_no)
-                    .fetch_optional(&mut *tx)
+                    .fetch_optional(&mut **tx)
                     .await?;
                 if already.is_some() {
                     return Err(SettleError::AlreadyReversed(invoice_no.to_owned()));
@@ -914,7 +1100,7 @@ macro_rules! backend {
                         .bind(&person_key)
                         .bind(year)
                         .bind(pool_name)
-                        .execute(&mut *tx)
+                        .execute(&mut **tx)
                         .await?;
                     }
                 }
@@ -928,7 +1114,7 @@ macro_rules! backend {
                 .bind(invoice_no)
                 .bind(at)
                 .bind(actor)
-                .execute(&mut *tx)
+                .execute(&mut **tx)
                 .await?;
                 let details = format!(
                     "{{\"hospital\":{},\"amount_returned\":\"{}\",\"deductible_returned\":\"{}\"}}",
@@ -936,8 +1122,7 @@ macro_rules! backend {
                     Fen::from_fen(amount),
                     Fen::from_fen(deductible_applied)
                 );
-                audit(&mut tx, actor, "settlement.reverse", &format!("invoice {invoice_no}"), details).await?;
-                tx.commit().await?;
+                audit(tx, actor, "settlement.reverse", &format!("invoice {invoice_no}"), details).await?;
                 let response = serde_json::from_str(&response_text)
                     .map_err(|error| StoreError::Damaged(format!("a stored answer: {error}")))?;
                 Ok(Settled { response, replayed: false, reversed: true })

@@ -342,12 +342,22 @@ async fn concurrent_settlements_never_pass_a_cap_and_one_bill_is_decided_once() 
                 async move { store.settle("H001", &bill, "H001").await },
             ));
         }
+        let before = store.write_stats();
         let mut granted = 0i64;
         for task in tasks {
             let settled = task.await.unwrap().unwrap();
             granted += Fen::parse_yuan(&settled.response.amount).unwrap().fen();
         }
         assert_eq!(granted, 300_000);
+        // Group commit: the 100 settlements were written, in fewer
+        // transactions than settlements.
+        let after = store.write_stats();
+        assert_eq!(after.writes - before.writes, 100, "{}", database.url());
+        assert!(
+            after.transactions - before.transactions < 100,
+            "{}: {before:?} → {after:?}",
+            database.url()
+        );
         assert_eq!(
             store.counters(template.person, 2024).await.unwrap(),
             vec![("outpatient".to_owned(), 0, 300_000)]
