@@ -390,6 +390,29 @@ struct SettleRequest {
     at: String,
 }
 
+/// A settlement decided in a batch, waiting to be written.
+struct Decided<'a> {
+    request: &'a SettleRequest,
+    year: i64,
+    policy_id: i64,
+    category: Option<String>,
+    pool: Option<String>,
+    version: Option<String>,
+    decision: jiuzhu_core::Decision,
+    response: SettlementResponse,
+    response_text: String,
+    /// The counter it moved: pool, deductible used and granted after it.
+    counted: Option<(String, i64, i64)>,
+}
+
+/// An audit entry before it is chained.
+struct AuditRecord {
+    actor: String,
+    action: &'static str,
+    subject: String,
+    details: String,
+}
+
 /// A reversal, prepared before it joins a batch.
 struct ReverseRequest {
     hospital: String,
@@ -456,32 +479,65 @@ async fn run_writer(
 ) {
     let mut jobs = Vec::with_capacity(MAX_BATCH);
     while queue.recv_many(&mut jobs, MAX_BATCH).await > 0 {
-        let mut answers = Vec::with_capacity(jobs.len());
-        let written = match &backend {
-            Backend::Sqlite(pool) => sqlite::write_batch(pool, &cache, &jobs, &mut answers).await,
-            Backend::Postgres(pool) => postgres::write_batch(pool, &cache, &jobs, &mut answers).await,
-        };
-        let failure = written.err().map(|error| error.to_string());
-        if failure.is_none() {
-            let writes = answers
-                .iter()
-                .filter(|answer| matches!(answer, Ok(settled) if !settled.replayed))
-                .count() as u64;
-            counts.transactions.fetch_add(1, Ordering::Relaxed);
-            counts.writes.fetch_add(writes, Ordering::Relaxed);
-        }
-        let mut answers = answers.into_iter();
-        for job in jobs.drain(..) {
-            let answer = match (answers.next(), &failure) {
-                // A refusal stored nothing, committed or not.
-                (Some(Err(refusal)), _) => Err(refusal),
-                (Some(Ok(settled)), None) => Ok(settled),
-                (_, Some(reason)) => Err(StoreError::NotCommitted(reason.clone()).into()),
-                (None, None) => Err(StoreError::NotCommitted("the batch ended early".to_owned()).into()),
-            };
-            job.answer(answer);
+        match write_batch(&backend, &cache, &counts, &jobs).await {
+            Ok(answers) => {
+                for (job, answer) in jobs.drain(..).zip(answers) {
+                    job.answer(answer);
+                }
+            }
+            // When a batch fails, each of its jobs is tried alone, so that
+            // one write the database refuses fails only itself.
+            Err(failure) if jobs.len() > 1 => {
+                tracing_failure(&failure);
+                for job in jobs.drain(..) {
+                    let answer =
+                        match write_batch(&backend, &cache, &counts, std::slice::from_ref(&job)).await {
+                            Ok(mut answers) => answers.pop().unwrap_or_else(|| Err(failure_of("no answer"))),
+                            Err(error) => Err(failure_of(&error.to_string())),
+                        };
+                    job.answer(answer);
+                }
+            }
+            Err(failure) => {
+                for job in jobs.drain(..) {
+                    job.answer(Err(failure_of(&failure.to_string())));
+                }
+            }
         }
     }
+}
+
+fn failure_of(reason: &str) -> SettleError {
+    SettleError::Store(StoreError::NotCommitted(reason.to_owned()))
+}
+
+/// A failed batch is not yet anyone's answer: it is logged, and its jobs
+/// are retried one by one.
+fn tracing_failure(failure: &StoreError) {
+    tracing::error!(%failure, "a batch of writes failed; its writes are retried one at a time");
+}
+
+/// Writes `jobs` in one transaction: one answer per job, or `Err` when
+/// nothing was committed.
+async fn write_batch(
+    backend: &Backend,
+    cache: &PolicyCache,
+    counts: &WriteCounts,
+    jobs: &[WriteJob],
+) -> Result<Vec<Answer>, StoreError> {
+    let mut answers = Vec::with_capacity(jobs.len());
+    match backend {
+        Backend::Sqlite(pool) => sqlite::write_batch(pool, cache, jobs, &mut answers).await?,
+        Backend::Postgres(pool) => postgres::write_batch(pool, cache, jobs, &mut answers).await?,
+    }
+    debug_assert_eq!(answers.len(), jobs.len(), "one answer per job");
+    let writes = answers
+        .iter()
+        .filter(|answer| matches!(answer, Ok(settled) if !settled.replayed))
+        .count() as u64;
+    counts.transactions.fetch_add(1, Ordering::Relaxed);
+    counts.writes.fetch_add(writes, Ordering::Relaxed);
+    Ok(answers)
 }
 
 /// The policy in force, parsed once per stored version and shared by the
@@ -540,12 +596,14 @@ fn hash_array(bytes: Vec<u8>, what: &str) -> Result<[u8; 32], StoreError> {
 macro_rules! backend {
     ($module:ident, $Pool:ty, $Db:ty, $begin:expr, $serialise:expr) => {
         mod $module {
+            use std::collections::{BTreeMap, HashMap};
+
             use jiuzhu_core::{Counters, Date, Fen, Invoice, Policy, ResidentId, Spell};
             use jiuzhu_formats::json::SettlementResponse;
-            use sqlx::Row as _;
+            use sqlx::{QueryBuilder, Row as _};
 
             use super::{
-                hash_array, now_text, PersonRow, PolicyCache, PolicyInForce, PolicyLoad, ReverseRequest, SettleError,
+                hash_array, now_text, AuditRecord, Decided, PersonRow, PolicyCache, PolicyInForce, PolicyLoad, ReverseRequest, SettleError,
                 SettleRequest, Settled, SpellImport, StoreError, WriteJob,
             };
             use crate::audit::{AuditEntry, GENESIS};
@@ -774,39 +832,6 @@ macro_rules! backend {
                 })
             }
 
-            /// The person's current spells (those not superseded).
-            async fn person_spells(
-                tx: &mut sqlx::Transaction<'_, $Db>,
-                key: &[u8],
-                person: ResidentId,
-            ) -> Result<Vec<Spell>, StoreError> {
-                let rows = sqlx::query(
-                    "SELECT category, valid_from, valid_to, source FROM spells \
-                     WHERE person_key = $1 AND superseded_by IS NULL ORDER BY id",
-                )
-                .bind(key)
-                .fetch_all(&mut **tx)
-                .await?;
-                let mut spells = Vec::with_capacity(rows.len());
-                for row in rows {
-                    let damaged = |what: &str| StoreError::Damaged(format!("a stored spell has a bad {what}"));
-                    let valid_from: String = row.try_get("valid_from")?;
-                    let valid_to: Option<String> = row.try_get("valid_to")?;
-                    let valid_from = Date::parse(&valid_from).map_err(|_| damaged("valid_from"))?;
-                    let valid_to = match valid_to {
-                        Some(text) => Some(Date::parse(&text).map_err(|_| damaged("valid_to"))?),
-                        None => None,
-                    };
-                    let category: String = row.try_get("category")?;
-                    let source: String = row.try_get("source")?;
-                    spells.push(
-                        Spell::new(person, category, valid_from, valid_to, Some(source))
-                            .map_err(|_| damaged("period"))?,
-                    );
-                }
-                Ok(spells)
-            }
-
             pub(super) async fn counter_rows(
                 pool: &Pool,
                 key: &[u8],
@@ -852,9 +877,11 @@ macro_rules! backend {
                 Ok((response, reversed))
             }
 
-            /// Writes a batch in one transaction: each job in its own
-            /// savepoint (a refused or failed job leaves no trace), one
-            /// commit for all. An `Err` means nothing was committed.
+            /// Writes a batch in one transaction and one commit. Runs of
+            /// settlements are read, decided in memory in arrival order and
+            /// written with a few multi-row statements; a reversal is
+            /// written where it stands, between runs. A refusal writes
+            /// nothing. An `Err` means nothing was committed.
             pub(super) async fn write_batch(
                 pool: &Pool,
                 cache: &PolicyCache,
@@ -864,21 +891,353 @@ macro_rules! backend {
                 let mut tx = pool.begin_with($begin).await?;
                 sqlx::raw_sql($serialise).execute(&mut *tx).await?;
                 let policy = policy_in(&mut tx, cache).await?;
+                let mut run: Vec<&SettleRequest> = Vec::new();
                 for job in jobs {
-                    let mut savepoint = sqlx::Acquire::begin(&mut tx).await?;
-                    let answer = match job {
-                        WriteJob::Settle { request, .. } => settle_in(&mut savepoint, request, policy.as_ref()).await,
-                        WriteJob::Reverse { request, .. } => reverse_in(&mut savepoint, request).await,
-                    };
-                    if answer.is_ok() {
-                        savepoint.commit().await?;
-                    } else {
-                        savepoint.rollback().await?;
+                    match job {
+                        WriteJob::Settle { request, .. } => run.push(request),
+                        WriteJob::Reverse { request, .. } => {
+                            settle_run(&mut tx, policy.as_ref(), &run, answers).await?;
+                            run.clear();
+                            answers.push(reverse_in(&mut tx, request).await);
+                        }
                     }
-                    answers.push(answer);
                 }
+                settle_run(&mut tx, policy.as_ref(), &run, answers).await?;
                 tx.commit().await?;
                 Ok(())
+            }
+
+            /// Settles a run of invoices in `tx`, in order, as if one after
+            /// the other: what an earlier one granted counts for a later
+            /// one of the same person and year.
+            async fn settle_run(
+                tx: &mut sqlx::Transaction<'_, $Db>,
+                policy: Option<&PolicyInForce>,
+                run: &[&SettleRequest],
+                answers: &mut Vec<Result<Settled, SettleError>>,
+            ) -> Result<(), StoreError> {
+                if run.is_empty() {
+                    return Ok(());
+                }
+                // What the store already holds for these invoices and persons.
+                let mut query = QueryBuilder::<$Db>::new("SELECT invoice_no, request_digest FROM invoices WHERE invoice_no IN (");
+                let mut list = query.separated(", ");
+                for request in run {
+                    list.push_bind(request.invoice.invoice_no.as_str().to_owned());
+                }
+                query.push(")");
+                let mut stored_digests: HashMap<String, Vec<u8>> = HashMap::new();
+                for row in query.build().persistent(false).fetch_all(&mut **tx).await? {
+                    stored_digests.insert(row.try_get("invoice_no")?, row.try_get("request_digest")?);
+                }
+                let mut persons: HashMap<&[u8], ResidentId> = HashMap::new();
+                for request in run {
+                    persons.insert(&request.person.key, request.invoice.person);
+                }
+                let mut spells: HashMap<Vec<u8>, Vec<Spell>> = HashMap::new();
+                let mut query = QueryBuilder::<$Db>::new(
+                    "SELECT person_key, category, valid_from, valid_to, source FROM spells \
+                     WHERE superseded_by IS NULL AND person_key IN (",
+                );
+                let mut list = query.separated(", ");
+                for key in persons.keys() {
+                    list.push_bind(key.to_vec());
+                }
+                query.push(") ORDER BY id");
+                for row in query.build().persistent(false).fetch_all(&mut **tx).await? {
+                    let key: Vec<u8> = row.try_get("person_key")?;
+                    let Some(person) = persons.get(key.as_slice()) else {
+                        continue;
+                    };
+                    let spell = spell_of(&row, *person)?;
+                    spells.entry(key).or_default().push(spell);
+                }
+                let mut stored_counters: HashMap<(Vec<u8>, i64), Vec<(String, i64, i64)>> = HashMap::new();
+                let mut query = QueryBuilder::<$Db>::new(
+                    "SELECT person_key, year, pool, deductible_used, granted FROM counters WHERE person_key IN (",
+                );
+                let mut list = query.separated(", ");
+                for key in persons.keys() {
+                    list.push_bind(key.to_vec());
+                }
+                query.push(")");
+                for row in query.build().persistent(false).fetch_all(&mut **tx).await? {
+                    let key: Vec<u8> = row.try_get("person_key")?;
+                    let year: i64 = row.try_get("year")?;
+                    stored_counters.entry((key, year)).or_default().push((
+                        row.try_get("pool")?,
+                        row.try_get("deductible_used")?,
+                        row.try_get("granted")?,
+                    ));
+                }
+
+                // Decide each in order, in memory.
+                let mut counters: HashMap<(Vec<u8>, i64), Counters> = HashMap::new();
+                let mut decided: HashMap<&str, (&[u8; 32], usize)> = HashMap::new();
+                let mut rows: Vec<Decided<'_>> = Vec::new();
+                for request in run {
+                    let invoice: &Invoice = &request.invoice;
+                    let invoice_no = invoice.invoice_no.as_str();
+                    if let Some((digest, index)) = decided.get(invoice_no) {
+                        answers.push(if **digest == request.digest {
+                            Ok(Settled { response: rows[*index].response.clone(), replayed: true, reversed: false })
+                        } else {
+                            Err(SettleError::Conflict(invoice_no.to_owned()))
+                        });
+                        continue;
+                    }
+                    if let Some(digest) = stored_digests.get(invoice_no) {
+                        answers.push(if *digest == request.digest {
+                            let (response, reversed) = stored_answer(tx, invoice_no).await?;
+                            Ok(Settled { response, replayed: true, reversed })
+                        } else {
+                            Err(SettleError::Conflict(invoice_no.to_owned()))
+                        });
+                        continue;
+                    }
+                    let Some((policy_id, policy)) = policy else {
+                        answers.push(Err(SettleError::NoPolicy));
+                        continue;
+                    };
+                    let policy: &Policy = policy;
+                    let year = i64::from(invoice.service_date.year());
+                    let key = (request.person.key.clone(), year);
+                    let person_counters = counters.entry(key.clone()).or_insert_with(|| {
+                        counters_of(policy, stored_counters.get(&key).map(Vec::as_slice).unwrap_or_default())
+                    });
+                    let person_spells = spells.get(&request.person.key).map(Vec::as_slice).unwrap_or_default();
+                    let Some(decision) = jiuzhu_core::decide_invoice(policy, person_spells, invoice, person_counters)
+                    else {
+                        answers.push(Err(SettleError::UnknownVisitType(invoice.visit_type.clone())));
+                        continue;
+                    };
+                    let response = SettlementResponse::new(invoice, &decision, policy);
+                    let response_text = serde_json::to_string(&response)
+                        .map_err(|error| StoreError::Damaged(format!("an answer would not serialise: {error}")))?;
+                    let counted = match (decision.outcome.counts(), decision.pool) {
+                        (true, Some(pool)) => Some((
+                            policy.pool_name(pool).to_owned(),
+                            person_counters.deductible_used(pool).fen(),
+                            person_counters.granted(pool).fen(),
+                        )),
+                        _ => None,
+                    };
+                    decided.insert(invoice_no, (&request.digest, rows.len()));
+                    answers.push(Ok(Settled { response: response.clone(), replayed: false, reversed: false }));
+                    rows.push(Decided {
+                        request,
+                        year,
+                        policy_id: *policy_id,
+                        category: decision.category.map(|category| policy.category(category).code.clone()),
+                        pool: decision.pool.map(|pool| policy.pool_name(pool).to_owned()),
+                        version: decision.version.map(|version| policy.version(version).effective_from.to_string()),
+                        decision,
+                        response,
+                        response_text,
+                        counted,
+                    });
+                }
+                write_decided(tx, &rows).await
+            }
+
+            /// Writes what a run decided: persons, invoices, decisions,
+            /// counters and audit entries, each table in one statement.
+            async fn write_decided(tx: &mut sqlx::Transaction<'_, $Db>, rows: &[Decided<'_>]) -> Result<(), StoreError> {
+                if rows.is_empty() {
+                    return Ok(());
+                }
+                let now = now_text();
+                let mut query = QueryBuilder::<$Db>::new(
+                    "INSERT INTO persons (person_key, resident_id_encrypted, resident_id_masked, created_at) ",
+                );
+                query.push_values(rows, |mut values, row| {
+                    let person = &row.request.person;
+                    values
+                        .push_bind(person.key.clone())
+                        .push_bind(person.encrypted.clone())
+                        .push_bind(person.masked.clone())
+                        .push_bind(now.clone());
+                });
+                query.push(" ON CONFLICT (person_key) DO NOTHING");
+                query.build().persistent(false).execute(&mut **tx).await?;
+
+                let mut query = QueryBuilder::<$Db>::new(
+                    "INSERT INTO invoices (invoice_no, person_key, hospital, visit_type, service_date, settled_at, \
+                     settled_unix_seconds, settled_attoseconds, settled_finer_digits, total, fund_paid, \
+                     in_scope_self_pay, out_of_scope_self_pay, request_digest, channel, received_at) ",
+                );
+                query.push_values(rows, |mut values, row| {
+                    let request = row.request;
+                    let invoice = &request.invoice;
+                    let amounts = &invoice.amounts;
+                    let settled_at = &invoice.settled_at;
+                    values
+                        .push_bind(invoice.invoice_no.as_str().to_owned())
+                        .push_bind(request.person.key.clone())
+                        .push_bind(invoice.hospital.as_str().to_owned())
+                        .push_bind(invoice.visit_type.clone())
+                        .push_bind(invoice.service_date.to_string())
+                        .push_bind(settled_at.to_string())
+                        .push_bind(settled_at.unix_seconds())
+                        .push_bind(settled_at.attoseconds() as i64)
+                        .push_bind(settled_at.finer_digits().map(str::to_owned))
+                        .push_bind(amounts.total().fen())
+                        .push_bind(amounts.fund_paid().fen())
+                        .push_bind(amounts.in_scope_self_pay().fen())
+                        .push_bind(amounts.out_of_scope_self_pay().fen())
+                        .push_bind(request.digest.to_vec())
+                        .push("'realtime'")
+                        .push_bind(request.at.clone());
+                });
+                query.build().persistent(false).execute(&mut **tx).await?;
+
+                let mut query = QueryBuilder::<$Db>::new(
+                    "INSERT INTO decisions (invoice_no, person_key, kind, policy_id, year, outcome, category, pool, \
+                     policy_version, base, deductible_applied, eligible, amount, response, decided_at, decided_by) ",
+                );
+                query.push_values(rows, |mut values, row| {
+                    let decision = &row.decision;
+                    values
+                        .push_bind(row.request.invoice.invoice_no.as_str().to_owned())
+                        .push_bind(row.request.person.key.clone())
+                        .push("'decision'")
+                        .push_bind(row.policy_id)
+                        .push_bind(row.year)
+                        .push_bind(decision.outcome.as_str())
+                        .push_bind(row.category.clone())
+                        .push_bind(row.pool.clone())
+                        .push_bind(row.version.clone())
+                        .push_bind(decision.base.fen())
+                        .push_bind(decision.deductible_applied.fen())
+                        .push_bind(decision.eligible.fen())
+                        .push_bind(decision.amount.fen())
+                        .push_bind(row.response_text.clone())
+                        .push_bind(row.request.at.clone())
+                        .push_bind(row.request.actor.clone());
+                });
+                query.build().persistent(false).execute(&mut **tx).await?;
+
+                // Each counter once, with its last value.
+                let mut last: BTreeMap<(&[u8], i64, &str), (i64, i64)> = BTreeMap::new();
+                for row in rows {
+                    if let Some((pool, used, granted)) = &row.counted {
+                        last.insert((&row.request.person.key, row.year, pool), (*used, *granted));
+                    }
+                }
+                if !last.is_empty() {
+                    let mut query = QueryBuilder::<$Db>::new(
+                        "INSERT INTO counters (person_key, year, pool, deductible_used, granted) ",
+                    );
+                    query.push_values(&last, |mut values, ((key, year, pool), (used, granted))| {
+                        values
+                            .push_bind(key.to_vec())
+                            .push_bind(*year)
+                            .push_bind((*pool).to_owned())
+                            .push_bind(*used)
+                            .push_bind(*granted);
+                    });
+                    query.push(
+                        " ON CONFLICT (person_key, year, pool) DO UPDATE SET \
+                         deductible_used = excluded.deductible_used, granted = excluded.granted",
+                    );
+                    query.build().persistent(false).execute(&mut **tx).await?;
+                }
+
+                let entries: Vec<AuditRecord> = rows
+                    .iter()
+                    .map(|row| {
+                        let invoice = &row.request.invoice;
+                        AuditRecord {
+                            actor: row.request.actor.clone(),
+                            action: "settlement.decide",
+                            subject: format!("invoice {}", invoice.invoice_no),
+                            details: format!(
+                                "{{\"hospital\":{},\"person\":{},\"outcome\":{},\"amount\":\"{}\",\"policy_id\":{}}}",
+                                json_string(invoice.hospital.as_str()),
+                                json_string(&row.request.person.masked),
+                                json_string(row.decision.outcome.as_str()),
+                                row.decision.amount,
+                                row.policy_id
+                            ),
+                        }
+                    })
+                    .collect();
+                audit_many(tx, &entries).await
+            }
+
+            /// Appends audit entries in order, chained from the last one
+            /// stored, in one statement.
+            async fn audit_many(tx: &mut sqlx::Transaction<'_, $Db>, records: &[AuditRecord]) -> Result<(), StoreError> {
+                let last = sqlx::query("SELECT sequence, hash FROM audit_log ORDER BY sequence DESC LIMIT 1")
+                    .fetch_optional(&mut **tx)
+                    .await?;
+                let (mut sequence, mut previous) = match last {
+                    Some(row) => {
+                        let sequence: i64 = row.try_get("sequence")?;
+                        (sequence, hash_array(row.try_get("hash")?, "an audit hash")?)
+                    }
+                    None => (0, GENESIS),
+                };
+                let at = now_text();
+                let mut chained = Vec::with_capacity(records.len());
+                for record in records {
+                    sequence += 1;
+                    let entry = AuditEntry {
+                        sequence: sequence as u64,
+                        at: at.clone(),
+                        actor: record.actor.clone(),
+                        action: record.action.to_owned(),
+                        subject: record.subject.clone(),
+                        details: record.details.clone(),
+                    };
+                    previous = entry.hash(&previous);
+                    chained.push((entry, previous));
+                }
+                let mut query = QueryBuilder::<$Db>::new(
+                    "INSERT INTO audit_log (sequence, at, actor, action, subject, details, hash) ",
+                );
+                query.push_values(&chained, |mut values, (entry, hash)| {
+                    values
+                        .push_bind(entry.sequence as i64)
+                        .push_bind(entry.at.clone())
+                        .push_bind(entry.actor.clone())
+                        .push_bind(entry.action.clone())
+                        .push_bind(entry.subject.clone())
+                        .push_bind(entry.details.clone())
+                        .push_bind(hash.to_vec());
+                });
+                query.build().persistent(false).execute(&mut **tx).await?;
+                Ok(())
+            }
+
+            /// The counters of a person-year as stored, in the policy's pools.
+            fn counters_of(policy: &Policy, stored: &[(String, i64, i64)]) -> Counters {
+                let mut deductible_used = vec![Fen::ZERO; policy.pool_names().len()];
+                let mut granted = vec![Fen::ZERO; policy.pool_names().len()];
+                let mut granted_total = 0i64;
+                for (pool_name, used, amount) in stored {
+                    granted_total += amount;
+                    if let Some(index) = policy.pool_names().iter().position(|name| name == pool_name) {
+                        deductible_used[index] = Fen::from_fen(*used);
+                        granted[index] = Fen::from_fen(*amount);
+                    }
+                }
+                Counters::from_parts(deductible_used, granted, Fen::from_fen(granted_total))
+            }
+
+            /// A stored spell row as a spell of `person`.
+            fn spell_of(row: &<$Db as sqlx::Database>::Row, person: ResidentId) -> Result<Spell, StoreError> {
+                let damaged = |what: &str| StoreError::Damaged(format!("a stored spell has a bad {what}"));
+                let valid_from: String = row.try_get("valid_from")?;
+                let valid_to: Option<String> = row.try_get("valid_to")?;
+                let valid_from = Date::parse(&valid_from).map_err(|_| damaged("valid_from"))?;
+                let valid_to = match valid_to {
+                    Some(text) => Some(Date::parse(&text).map_err(|_| damaged("valid_to"))?),
+                    None => None,
+                };
+                let category: String = row.try_get("category")?;
+                let source: String = row.try_get("source")?;
+                Spell::new(person, category, valid_from, valid_to, Some(source)).map_err(|_| damaged("period"))
             }
 
             /// The policy in force as the transaction sees it.
@@ -899,135 +1258,6 @@ macro_rules! backend {
                 let row = sqlx::query("SELECT source FROM policies WHERE id = $1").bind(id).fetch_one(&mut **tx).await?;
                 let source: String = row.try_get("source")?;
                 cache.parse(id, &source).map(Some)
-            }
-
-            /// Settles one invoice inside the batch's transaction `tx`, under
-            /// the policy in force `policy`.
-            async fn settle_in(
-                tx: &mut sqlx::Transaction<'_, $Db>,
-                request: &SettleRequest,
-                policy: Option<&PolicyInForce>,
-            ) -> Result<Settled, SettleError> {
-                let invoice: &Invoice = &request.invoice;
-                let invoice_no = invoice.invoice_no.as_str();
-                let existing = sqlx::query("SELECT request_digest FROM invoices WHERE invoice_no = $1")
-                    .bind(invoice_no)
-                    .fetch_optional(&mut **tx)
-                    .await?;
-                if let Some(row) = existing {
-                    let digest: Vec<u8> = row.try_get("request_digest")?;
-                    if digest != request.digest {
-                        return Err(SettleError::Conflict(invoice_no.to_owned()));
-                    }
-                    let (response, reversed) = stored_answer(tx, invoice_no).await?;
-                    return Ok(Settled { response, replayed: true, reversed });
-                }
-                let (policy_id, policy) = policy.ok_or(SettleError::NoPolicy)?;
-                let policy: &Policy = policy;
-                if policy.pool_of_visit_type(&invoice.visit_type).is_none() {
-                    return Err(SettleError::UnknownVisitType(invoice.visit_type.clone()));
-                }
-                ensure_person(tx, &request.person).await?;
-                let spells = person_spells(tx, &request.person.key, invoice.person).await?;
-                let year = invoice.service_date.year();
-                let stored = sqlx::query("SELECT pool, deductible_used, granted FROM counters WHERE person_key = $1 AND year = $2")
-                    .bind(&request.person.key)
-                    .bind(i64::from(year))
-                    .fetch_all(&mut **tx)
-                    .await?;
-                let mut deductible_used = vec![Fen::ZERO; policy.pool_names().len()];
-                let mut granted = vec![Fen::ZERO; policy.pool_names().len()];
-                let mut granted_total = 0i64;
-                for row in stored {
-                    let pool_name: String = row.try_get("pool")?;
-                    let used: i64 = row.try_get("deductible_used")?;
-                    let amount: i64 = row.try_get("granted")?;
-                    granted_total += amount;
-                    if let Some(index) = policy.pool_names().iter().position(|name| *name == pool_name) {
-                        deductible_used[index] = Fen::from_fen(used);
-                        granted[index] = Fen::from_fen(amount);
-                    }
-                }
-                let mut counters = Counters::from_parts(deductible_used, granted, Fen::from_fen(granted_total));
-                let decision = jiuzhu_core::decide_invoice(policy, &spells, invoice, &mut counters)
-                    .ok_or_else(|| SettleError::UnknownVisitType(invoice.visit_type.clone()))?;
-                let response = SettlementResponse::new(invoice, &decision, policy);
-                let response_text = serde_json::to_string(&response)
-                    .map_err(|error| StoreError::Damaged(format!("an answer would not serialise: {error}")))?;
-                let amounts = &invoice.amounts;
-                let settled_at = &invoice.settled_at;
-                sqlx::query(
-                    "INSERT INTO invoices (invoice_no, person_key, hospital, visit_type, service_date, settled_at, \
-                     settled_unix_seconds, settled_attoseconds, settled_finer_digits, total, fund_paid, \
-                     in_scope_self_pay, out_of_scope_self_pay, request_digest, channel, received_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, 'realtime', $15)",
-                )
-                .bind(invoice_no)
-                .bind(&request.person.key)
-                .bind(invoice.hospital.as_str())
-                .bind(&invoice.visit_type)
-                .bind(invoice.service_date.to_string())
-                .bind(settled_at.to_string())
-                .bind(settled_at.unix_seconds())
-                .bind(settled_at.attoseconds() as i64)
-                .bind(settled_at.finer_digits())
-                .bind(amounts.total().fen())
-                .bind(amounts.fund_paid().fen())
-                .bind(amounts.in_scope_self_pay().fen())
-                .bind(amounts.out_of_scope_self_pay().fen())
-                .bind(request.digest.to_vec())
-                .bind(&request.at)
-                .execute(&mut **tx)
-                .await?;
-                let category = decision.category.map(|category| policy.category(category).code.clone());
-                let pool_name = decision.pool.map(|pool| policy.pool_name(pool).to_owned());
-                let version = decision.version.map(|version| policy.version(version).effective_from.to_string());
-                sqlx::query(
-                    "INSERT INTO decisions (invoice_no, person_key, kind, policy_id, year, outcome, category, pool, \
-                     policy_version, base, deductible_applied, eligible, amount, response, decided_at, decided_by) \
-                     VALUES ($1, $2, 'decision', $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
-                )
-                .bind(invoice_no)
-                .bind(&request.person.key)
-                .bind(*policy_id)
-                .bind(i64::from(year))
-                .bind(decision.outcome.as_str())
-                .bind(&category)
-                .bind(&pool_name)
-                .bind(&version)
-                .bind(decision.base.fen())
-                .bind(decision.deductible_applied.fen())
-                .bind(decision.eligible.fen())
-                .bind(decision.amount.fen())
-                .bind(&response_text)
-                .bind(&request.at)
-                .bind(&request.actor)
-                .execute(&mut **tx)
-                .await?;
-                if let (true, Some(pool), Some(pool_name)) = (decision.outcome.counts(), decision.pool, &pool_name) {
-                    sqlx::query(
-                        "INSERT INTO counters (person_key, year, pool, deductible_used, granted) VALUES ($1, $2, $3, $4, $5) \
-                         ON CONFLICT (person_key, year, pool) DO UPDATE SET \
-                         deductible_used = excluded.deductible_used, granted = excluded.granted",
-                    )
-                    .bind(&request.person.key)
-                    .bind(i64::from(year))
-                    .bind(pool_name)
-                    .bind(counters.deductible_used(pool).fen())
-                    .bind(counters.granted(pool).fen())
-                    .execute(&mut **tx)
-                    .await?;
-                }
-                let details = format!(
-                    "{{\"hospital\":{},\"person\":{},\"outcome\":{},\"amount\":\"{}\",\"policy_id\":{}}}",
-                    json_string(invoice.hospital.as_str()),
-                    json_string(&request.person.masked),
-                    json_string(decision.outcome.as_str()),
-                    decision.amount,
-                    policy_id
-                );
-                audit(tx, &request.actor, "settlement.decide", &format!("invoice {invoice_no}"), details).await?;
-                Ok(Settled { response, replayed: false, reversed: false })
             }
 
             pub(super) async fn settlement(

@@ -409,3 +409,75 @@ async fn no_full_resident_id_is_stored_in_the_sqlite_file() {
     let masked = b"110105********0017";
     assert!(bytes.windows(masked.len()).any(|window| window == masked));
 }
+
+#[tokio::test]
+async fn a_write_the_database_refuses_fails_alone_and_its_batch_still_lands() {
+    for database in fresh_databases("refused").await {
+        let (store, _) = prepared(&database).await;
+        // The database itself refuses one invoice number, as a constraint
+        // the store did not foresee would.
+        match &database {
+            Fresh::Sqlite { .. } => {
+                database
+                    .execute(
+                        "CREATE TRIGGER refuse_poison BEFORE INSERT ON invoices \
+                         WHEN NEW.invoice_no = 'POISON' BEGIN SELECT RAISE(ABORT, 'refused'); END",
+                    )
+                    .await
+            }
+            Fresh::Postgres { .. } => {
+                database
+                    .execute(
+                        "CREATE FUNCTION refuse_poison() RETURNS trigger LANGUAGE plpgsql AS $$ \
+                         BEGIN IF NEW.invoice_no = 'POISON' THEN RAISE EXCEPTION 'refused'; END IF; \
+                         RETURN NEW; END $$; \
+                         CREATE TRIGGER refuse_poison BEFORE INSERT ON invoices \
+                         FOR EACH ROW EXECUTE FUNCTION refuse_poison()",
+                    )
+                    .await
+            }
+        }
+        let store = Arc::new(store);
+        let template = invoice("INV002");
+        let mut tasks = Vec::new();
+        for n in 0..60 {
+            let store = store.clone();
+            let mut bill = template.clone();
+            let number = if n == 30 {
+                "POISON".to_owned()
+            } else {
+                format!("P{n:03}")
+            };
+            bill.invoice_no = InvoiceNo::parse(&number).unwrap();
+            bill.amounts = jiuzhu_core::BillAmounts::new(
+                Fen::from_fen(10_000),
+                Fen::ZERO,
+                Fen::from_fen(10_000),
+                Fen::ZERO,
+            )
+            .unwrap();
+            tasks.push(tokio::spawn(async move {
+                (number, store.settle("H001", &bill, "H001").await)
+            }));
+        }
+        let mut granted = 0i64;
+        for task in tasks {
+            let (number, answer) = task.await.unwrap();
+            match answer {
+                Ok(settled) => {
+                    assert_ne!(number, "POISON");
+                    granted += Fen::parse_yuan(&settled.response.amount).unwrap().fen();
+                }
+                Err(error) => assert_eq!(number, "POISON", "{}: {error}", database.url()),
+            }
+        }
+        // 59 bills of 100 yuan at 70% would be 4,130 yuan: capped at 3,000.
+        assert_eq!(granted, 300_000, "{}", database.url());
+        assert_eq!(
+            store.counters(template.person, 2024).await.unwrap(),
+            vec![("outpatient".to_owned(), 0, 300_000)]
+        );
+        assert!(store.verify_audit().await.unwrap().is_ok());
+        database.drop_database().await;
+    }
+}
