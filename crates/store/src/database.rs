@@ -7,8 +7,10 @@
 //! so that a write and its audit entry are committed together or not at
 //! all.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use jiuzhu_core::{Date, Invoice, InvoiceNo, Policy, ResidentId, Spell};
@@ -122,7 +124,17 @@ pub struct Store {
     /// The writer task that batches settlements and reversals.
     writer: mpsc::Sender<WriteJob>,
     write_counts: Arc<WriteCounts>,
+    /// API keys found lately, by hash: the hospital and when it was read.
+    known_keys: Arc<Mutex<KnownKeys>>,
 }
+
+type KnownKeys = HashMap<[u8; 32], (String, Instant)>;
+
+/// How long a known API key is taken as valid without a look-up: a revoked
+/// key stops working within this time.
+pub const KNOWN_KEY_SECONDS: u64 = 30;
+/// Keys remembered at most (a hospital system uses one or a few).
+const KNOWN_KEYS_KEPT: usize = 10_000;
 
 #[derive(Debug, Clone)]
 enum Backend {
@@ -174,6 +186,7 @@ impl Store {
             policy,
             writer,
             write_counts,
+            known_keys: Arc::default(),
         })
     }
 
@@ -258,13 +271,29 @@ impl Store {
         Ok(key)
     }
 
-    /// The hospital an API key belongs to, if the key is known and not revoked.
+    /// The hospital an API key belongs to, if the key is known and not
+    /// revoked. A known key is remembered for [`KNOWN_KEY_SECONDS`]; an
+    /// unknown one is looked up every time.
     pub async fn hospital_for_key(&self, key: &str) -> Result<Option<String>, StoreError> {
         let hash = ApiKeyHash::of(key);
-        match &self.backend {
-            Backend::Sqlite(pool) => sqlite::hospital_for_key(pool, &hash).await,
-            Backend::Postgres(pool) => postgres::hospital_for_key(pool, &hash).await,
+        if let Ok(known) = self.known_keys.lock() {
+            if let Some((hospital, since)) = known.get(hash.as_bytes()) {
+                if since.elapsed().as_secs() < KNOWN_KEY_SECONDS {
+                    return Ok(Some(hospital.clone()));
+                }
+            }
         }
+        let hospital = match &self.backend {
+            Backend::Sqlite(pool) => sqlite::hospital_for_key(pool, &hash).await?,
+            Backend::Postgres(pool) => postgres::hospital_for_key(pool, &hash).await?,
+        };
+        if let (Some(hospital), Ok(mut known)) = (&hospital, self.known_keys.lock()) {
+            if known.len() >= KNOWN_KEYS_KEPT {
+                known.clear();
+            }
+            known.insert(*hash.as_bytes(), (hospital.clone(), Instant::now()));
+        }
+        Ok(hospital)
     }
 
     /// Real-time settlement of one invoice for `hospital`: in one

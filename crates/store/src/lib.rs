@@ -20,4 +20,6 @@ pub mod database;
 
 pub use audit::{verify_chain, AuditEntry, BreakReason, ChainBreak, ChainSummary, GENESIS};
 pub use crypto::{ApiKey, ApiKeyHash, CryptoError, DataKeys, KeyTextError, Purpose};
-pub use database::{PolicyLoad, SettleError, Settled, SpellImport, Store, StoreError, WriteStats};
+pub use database::{
+    PolicyLoad, SettleError, Settled, SpellImport, Store, StoreError, WriteStats, KNOWN_KEY_SECONDS,
+};
