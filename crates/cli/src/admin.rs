@@ -6,7 +6,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{anyhow, Context as _};
-use jiuzhu_store::Store;
+use jiuzhu_formats::Problem;
+use jiuzhu_store::{SpellFile, SpellImport, Store, StoreError};
 
 use crate::config::SettingsArgs;
 
@@ -28,10 +29,14 @@ pub enum PolicyCommand {
 
 #[derive(Debug, clap::Subcommand)]
 pub enum ImportCommand {
-    /// Store the spells of a spells.csv reported by a department.
+    /// Import a department's spells.csv: each spell is stored as new,
+    /// as a new version of a stored one (changed or ended), or found
+    /// unchanged; persons whose past changed are marked for recomputation.
+    /// The same file from the same source imported again changes nothing.
     Spells {
         file: PathBuf,
-        /// The department that reported them (民政, 残联, …).
+        /// The department that sent the file (民政, 残联, …): the source of
+        /// every row whose `source` column is empty.
         #[arg(long)]
         source: String,
         #[command(flatten)]
@@ -151,22 +156,82 @@ pub fn import(command: &ImportCommand) -> ExitCode {
                     "no policy is stored yet: run `jiuzhu policy load FILE` first"
                 ));
             };
-            let spells = match jiuzhu_formats::read_spells_file(file, &name, Some(&policy)) {
-                Ok(spells) => spells,
+            let bytes = match std::fs::read(file) {
+                Ok(bytes) => bytes,
+                Err(error) => {
+                    eprintln!(
+                        "{}",
+                        Problem::whole_file(&name, format!("cannot be opened: {error}"))
+                    );
+                    eprintln!("Nothing was imported.");
+                    return Ok(ExitCode::from(BAD_INPUT));
+                }
+            };
+            let rows = match jiuzhu_formats::read_spell_rows(&name, &bytes, Some(&policy)) {
+                Ok(rows) => rows,
                 Err(problems) => {
                     eprint!("{problems}");
                     eprintln!("Nothing was imported.");
                     return Ok(ExitCode::from(BAD_INPUT));
                 }
             };
-            let report = store.import_spells(&spells, source, &operator()).await?;
-            println!(
-                "{}: {} spells added, {} already stored; {} new recipients.",
-                name, report.added, report.unchanged, report.new_persons
-            );
+            let spell_file = SpellFile::new(source, &name, &bytes, &rows);
+            let report = match store.import_spells(&spell_file, &operator()).await {
+                Ok(report) => report,
+                Err(StoreError::Refused(problems)) => {
+                    eprint!("{problems}");
+                    eprintln!("Nothing was imported.");
+                    return Ok(ExitCode::from(BAD_INPUT));
+                }
+                Err(error) => return Err(error).context("cannot store the spells"),
+            };
+            println!("{}", import_report(&name, source, &report));
             Ok(ExitCode::SUCCESS)
         })
     })())
+}
+
+/// The report of an import in plain words.
+fn import_report(name: &str, source: &str, report: &SpellImport) -> String {
+    if let Some(earlier) = &report.already_imported {
+        return format!(
+            "{name} from {source}: already imported on {} by {}: nothing changed.",
+            plain_time(&earlier.imported_at),
+            earlier.imported_by
+        );
+    }
+    let duplicates = if report.duplicates > 0 {
+        format!(
+            ", {} counted once",
+            count(report.duplicates, "duplicate row", "duplicate rows")
+        )
+    } else {
+        String::new()
+    };
+    format!(
+        "{name} from {source}: {}; {} added, {} changed, {} unchanged{duplicates}; \
+         {}, {} changed, {} ended; {} marked for recomputation.",
+        count(report.rows, "row", "rows"),
+        report.added,
+        report.changed,
+        report.unchanged,
+        count(report.new_persons, "new recipient", "new recipients"),
+        report.changed_persons,
+        report.ended_persons,
+        report.marked
+    )
+}
+
+fn count(n: u64, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
+/// `2025-01-02T03:04:05.678Z` as `2025-01-02 03:04:05 UTC`.
+fn plain_time(at: &str) -> String {
+    match (at.get(..10), at.get(11..19)) {
+        (Some(date), Some(time)) if at.ends_with('Z') => format!("{date} {time} UTC"),
+        _ => at.to_owned(),
+    }
 }
 
 pub fn apikey(command: &ApiKeyCommand) -> ExitCode {

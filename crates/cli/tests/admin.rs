@@ -75,13 +75,20 @@ fn a_bureau_loads_a_policy_imports_spells_and_creates_a_key() {
     assert!(again.contains("nothing changed"), "{again}");
     let spells = fixture("crates/cli/tests/data/small/spells.csv");
     let imported = bureau.ok(&["import", "spells", &spells, "--source", "民政"]);
-    assert!(
-        imported.contains("5 spells added, 0 already stored; 4 new recipients"),
-        "{imported}"
+    assert_eq!(
+        imported,
+        format!(
+            "{spells} from 民政: 5 rows; 5 added, 0 changed, 0 unchanged; \
+             4 new recipients, 0 changed, 0 ended; 4 marked for recomputation.\n"
+        )
     );
     let imported = bureau.ok(&["import", "spells", &spells, "--source", "民政"]);
     assert!(
-        imported.contains("0 spells added, 5 already stored; 0 new recipients"),
+        imported.starts_with(&format!("{spells} from 民政: already imported on 20")),
+        "{imported}"
+    );
+    assert!(
+        imported.contains(" UTC by cli:") && imported.ends_with(": nothing changed.\n"),
         "{imported}"
     );
     let created = bureau.ok(&["apikey", "create", "--hospital", "H001"]);
@@ -91,9 +98,81 @@ fn a_bureau_loads_a_policy_imports_spells_and_creates_a_key() {
     assert_ne!(other.lines().last().unwrap(), key);
     let verified = bureau.ok(&["audit", "verify"]);
     assert!(
-        verified.contains("The audit chain is whole: 5 entries"),
+        verified.contains("The audit chain is whole: 4 entries"),
         "{verified}"
     );
+}
+
+/// A bureau with the example policy and the small fixture's spells.
+fn bureau_with_spells() -> Bureau {
+    let bureau = Bureau::new();
+    bureau.ok(&["policy", "load", &fixture("fixtures/example-policy.toml")]);
+    let spells = fixture("crates/cli/tests/data/small/spells.csv");
+    bureau.ok(&["import", "spells", &spells, "--source", "民政"]);
+    bureau
+}
+
+#[test]
+fn a_changed_file_is_reported_in_plain_words() {
+    let bureau = bureau_with_spells();
+    std::fs::write(
+        bureau.dir.path().join("changed.csv"),
+        "person_id,category,valid_from,valid_to\n\
+         110105196001010017,DB,2023-01-01,2024-03-31\n\
+         110105196001010033,DB,2024-05-01,\n\
+         110105196001010033,DB,2024-05-01,\n\
+         110105196001010041,TK,2024-01-01,\n",
+    )
+    .unwrap();
+    let imported = bureau.ok(&["import", "spells", "changed.csv", "--source", "民政"]);
+    assert_eq!(
+        imported,
+        "changed.csv from 民政: 4 rows; 1 added, 1 changed, 1 unchanged, 1 duplicate row counted once; \
+         1 new recipient, 1 changed, 1 ended; 2 marked for recomputation.\n"
+    );
+    let again = bureau.ok(&["import", "spells", "changed.csv", "--source", "民政"]);
+    assert!(again.ends_with(": nothing changed.\n"), "{again}");
+}
+
+#[test]
+fn overlapping_rows_are_refused_naming_both_lines_and_nothing_is_stored() {
+    let bureau = bureau_with_spells();
+    let before = bureau.ok(&["audit", "verify"]);
+    std::fs::write(
+        bureau.dir.path().join("bad.csv"),
+        "person_id,category,valid_from,valid_to\n\
+         110105196001010033,DB,2024-01-01,2024-06-30\n\
+         110105196001010033,DB,2024-06-30,\n",
+    )
+    .unwrap();
+    let database = bureau.database();
+    let output = bureau.run(&[
+        "import",
+        "spells",
+        "bad.csv",
+        "--source",
+        "民政",
+        "--database",
+        &database,
+    ]);
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.starts_with("bad.csv:3: valid_from: "), "{stderr}");
+    assert!(stderr.contains("on line 2"), "{stderr}");
+    assert!(stderr.ends_with("Nothing was imported.\n"), "{stderr}");
+    assert!(output.stdout.is_empty());
+    assert_eq!(bureau.ok(&["audit", "verify"]), before);
+    let missing = bureau.run(&[
+        "import",
+        "spells",
+        "nope.csv",
+        "--source",
+        "民政",
+        "--database",
+        &database,
+    ]);
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&missing.stderr).starts_with("nope.csv: cannot be opened: "));
 }
 
 #[test]

@@ -88,9 +88,17 @@ impl Layout {
 pub(crate) struct Record<'a> {
     text: &'a [u8],
     bounds: &'a [(usize, usize)],
+    /// The line the record starts on.
+    line: u64,
 }
 
 impl<'a> Record<'a> {
+    /// The line the record starts on (1 is the header's, when the file
+    /// has no blank lines before it).
+    pub fn line(&self) -> u64 {
+        self.line
+    }
+
     /// The field at `index`; empty when there is none.
     pub fn get(&self, index: usize) -> &'a [u8] {
         match self.bounds.get(index) {
@@ -1034,7 +1042,8 @@ fn parse_piece<F: CsvFormat>(
         // The fast path: no quotes, so a record is a line and a field is
         // what lies between commas.
         split_plain(text, &mut bounds, |bounds, line| {
-            reader.record(&mut output, Record { text, bounds }, first_line + line, None);
+            let line = first_line + line;
+            reader.record(&mut output, Record { text, bounds, line }, line, None);
         });
     } else {
         let mut scratch = Vec::new();
@@ -1051,6 +1060,7 @@ fn parse_piece<F: CsvFormat>(
                 Record {
                     text: &scratch,
                     bounds: &bounds,
+                    line: record_line,
                 },
                 record_line,
                 scanned.issue,

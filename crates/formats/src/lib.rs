@@ -15,6 +15,6 @@ pub use invoices::{
 };
 pub use policy_toml::{parse_policy, read_policy_file};
 pub use problem::{Problem, Problems, MAX_PROBLEMS_REPORTED};
-pub use spells::{read_spells, read_spells_file};
+pub use spells::{read_spell_rows, read_spells, read_spells_file, SpellRow};
 pub mod results;
 pub use results::{write_results, RESULTS_HEADER};

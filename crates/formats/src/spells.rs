@@ -51,8 +51,47 @@ pub fn read_spells(file: &str, bytes: &[u8], policy: Option<&Policy>) -> Result<
     csv_input::read_slice(file, bytes, &SpellsFormat { policy }, csv_input::PIECE_BYTES)
 }
 
+/// A spell with the line of the file it was read from, so that a problem
+/// found later (two rows that overlap) can name its place.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpellRow {
+    pub line: u64,
+    pub spell: Spell,
+}
+
+/// Like [`read_spells`], each spell with its line.
+pub fn read_spell_rows(file: &str, bytes: &[u8], policy: Option<&Policy>) -> Result<Vec<SpellRow>, Problems> {
+    csv_input::read_slice(
+        file,
+        bytes,
+        &Numbered(SpellsFormat { policy }),
+        csv_input::PIECE_BYTES,
+    )
+}
+
 struct SpellsFormat<'p> {
     policy: Option<&'p Policy>,
+}
+
+/// A format whose rows carry their line.
+struct Numbered<F>(F);
+
+impl<F: CsvFormat<Row = Spell>> CsvFormat for Numbered<F> {
+    type Row = SpellRow;
+    const COLUMNS: &'static [Column] = F::COLUMNS;
+
+    fn read_row(
+        &self,
+        layout: &Layout,
+        record: &Record<'_>,
+        problems: &mut RowProblems<'_>,
+    ) -> Option<SpellRow> {
+        let spell = self.0.read_row(layout, record, problems)?;
+        Some(SpellRow {
+            line: record.line(),
+            spell,
+        })
+    }
 }
 
 impl CsvFormat for SpellsFormat<'_> {
@@ -454,6 +493,21 @@ mod tests {
             .map(|index| index + 2)
             .collect();
         assert_eq!(lines, expected);
+    }
+
+    #[test]
+    fn each_spell_row_carries_the_line_it_starts_on() {
+        let input = format!(
+            "person_id,category,valid_from,source\n\n{ID},DB,2024-01-01,\"民政,\n局\"\n{OTHER_ID},TK,2024-01-02,\n"
+        );
+        let rows = read_spell_rows("spells.csv", input.as_bytes(), Some(&policy())).unwrap();
+        let lines: Vec<u64> = rows.iter().map(|row| row.line).collect();
+        assert_eq!(lines, vec![3, 5]);
+        assert_eq!(rows[1].spell.category(), "TK");
+        let plain =
+            format!("person_id,category,valid_from\n{ID},DB,2024-01-01\n\n{OTHER_ID},TK,2024-01-02\n");
+        let rows = read_spell_rows("spells.csv", plain.as_bytes(), None).unwrap();
+        assert_eq!(rows.iter().map(|row| row.line).collect::<Vec<_>>(), vec![2, 4]);
     }
 
     #[test]

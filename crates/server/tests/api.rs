@@ -6,9 +6,9 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::Path;
 
-use jiuzhu_formats::{parse_policy, read_spells};
+use jiuzhu_formats::{parse_policy, read_spell_rows};
 use jiuzhu_server::{served_routes, Application, ServerSettings};
-use jiuzhu_store::{DataKeys, Store};
+use jiuzhu_store::{DataKeys, SpellFile, Store};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
@@ -68,8 +68,10 @@ async fn spawn_app_with(setup: Setup) -> TestApp {
     if setup.load_policy {
         store.load_policy(&read(POLICY), &policy, "admin").await.unwrap();
     }
-    let spells = read_spells(SPELLS, read(SPELLS).as_bytes(), Some(&policy)).unwrap();
-    store.import_spells(&spells, "民政", "admin").await.unwrap();
+    let bytes = read(SPELLS);
+    let rows = read_spell_rows(SPELLS, bytes.as_bytes(), Some(&policy)).unwrap();
+    let file = SpellFile::new("民政", SPELLS, bytes.as_bytes(), &rows);
+    store.import_spells(&file, "admin").await.unwrap();
     let mut keys = BTreeMap::new();
     for hospital in ["H001", "H002", "H003", CITY_HOSPITAL] {
         let key = store.create_api_key(hospital, "admin").await.unwrap();

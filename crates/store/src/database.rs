@@ -6,6 +6,14 @@
 //! Every write runs in one transaction that also appends its audit entry,
 //! so that a write and its audit entry are committed together or not at
 //! all.
+//!
+//! Spells are history, not state: an import never updates a spell but to
+//! set `superseded_by` on the version a newer one replaces, records itself
+//! in `imports` (source, file name, digest, who, when, its report) and
+//! marks persons whose past changed in `recompute_marks`. The matching rule
+//! and the report are decided in memory by [`crate::spell_history`] from
+//! the current spells read inside the import's transaction; the same file
+//! from the same source is found by its digest before anything is written.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -13,8 +21,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use jiuzhu_core::{Date, Invoice, InvoiceNo, Policy, ResidentId, Spell};
+use jiuzhu_core::{Date, Invoice, InvoiceNo, Policy, ResidentId};
 use jiuzhu_formats::json::SettlementResponse;
+use jiuzhu_formats::Problems;
 use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
@@ -24,10 +33,17 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::audit::{verify_chain, ChainBreak, ChainSummary};
 use crate::crypto::{ApiKey, ApiKeyHash, CryptoError, DataKeys, Purpose};
+use crate::spell_history::{self, PendingRecomputation, SpellFile, SpellImport, StoredSpell};
 
 /// The migrations of each backend, in order, embedded in the binary.
-const SQLITE_MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../migrations/sqlite/0001_init.sql"))];
-const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../migrations/postgres/0001_init.sql"))];
+const SQLITE_MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("../migrations/sqlite/0001_init.sql")),
+    (2, include_str!("../migrations/sqlite/0002_spell_history.sql")),
+];
+const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("../migrations/postgres/0001_init.sql")),
+    (2, include_str!("../migrations/postgres/0002_spell_history.sql")),
+];
 
 #[derive(Debug, Error)]
 pub enum StoreError {
@@ -45,6 +61,10 @@ pub enum StoreError {
     NotCommitted(String),
     #[error("the store's writer has stopped")]
     WriterStopped,
+    /// The input breaks a rule only the whole of it shows (two rows of a
+    /// spells file that overlap): every problem, naming its place.
+    #[error("the file is refused; nothing was stored:\n{0}")]
+    Refused(Problems),
 }
 
 /// Why a settlement or reversal was refused; nothing was stored.
@@ -88,15 +108,6 @@ pub struct PolicyLoad {
     pub id: i64,
     /// False when the same file was loaded before: nothing changed.
     pub fresh: bool,
-}
-
-/// What importing spells did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct SpellImport {
-    pub added: u64,
-    pub unchanged: u64,
-    /// Persons whose first spell this was (救助新增).
-    pub new_persons: u64,
 }
 
 /// A settlement as answered.
@@ -242,21 +253,65 @@ impl Store {
         self.policy.parse(id, &source).map(Some)
     }
 
-    /// Stores spells reported by `source` (the simple path: each spell not
-    /// already stored is added).
-    pub async fn import_spells(
-        &self,
-        spells: &[Spell],
-        source: &str,
-        actor: &str,
-    ) -> Result<SpellImport, StoreError> {
-        let rows = spells
-            .iter()
-            .map(|spell| self.person_row(spell.person()).map(|person| (person, spell)))
-            .collect::<Result<Vec<_>, _>>()?;
+    /// Imports a department's file of spells as new versions of the stored
+    /// spells, in one transaction with its record in `imports` and one
+    /// audit entry (see [`crate::spell_history`] for the rule):
+    ///
+    /// - each distinct spell of the file is compared with the person's
+    ///   current spells of the same category and source (a row's own
+    ///   `source`, or the file's): identical dates, **unchanged**; else
+    ///   every current one that overlaps it or has the same `valid_from` is
+    ///   superseded by it, **changed** (and **ended** when it closes an open
+    ///   spell or ends one earlier); else **added**;
+    /// - a person who had no spell before is a new recipient;
+    /// - a person with a stored spell starting on or before today (for a
+    ///   change, the earlier of the old and new starts) is marked for
+    ///   recomputation from that date;
+    /// - two rows of the file for one person, category and source that
+    ///   overlap refuse it whole ([`StoreError::Refused`], naming both
+    ///   lines); identical rows are counted once;
+    /// - the same file (same source and digest) imported again changes
+    ///   nothing at all and reports the earlier import.
+    pub async fn import_spells(&self, file: &SpellFile<'_>, actor: &str) -> Result<SpellImport, StoreError> {
+        let (incoming, duplicates) = spell_history::distinct_spells(file).map_err(StoreError::Refused)?;
+        let mut persons: HashMap<ResidentId, PersonRow> = HashMap::new();
+        for spell in &incoming {
+            if let std::collections::hash_map::Entry::Vacant(entry) = persons.entry(spell.person) {
+                entry.insert(self.person_row(spell.person)?);
+            }
+        }
+        let import = SpellImportJob {
+            file,
+            incoming: &incoming,
+            duplicates,
+            persons: &persons,
+            today: today_in_china()?,
+            actor,
+        };
         match &self.backend {
-            Backend::Sqlite(pool) => sqlite::import_spells(pool, &rows, source, actor).await,
-            Backend::Postgres(pool) => postgres::import_spells(pool, &rows, source, actor).await,
+            Backend::Sqlite(pool) => sqlite::import_spells(pool, &import).await,
+            Backend::Postgres(pool) => postgres::import_spells(pool, &import).await,
+        }
+    }
+
+    /// The persons marked for recomputation and not yet cleared, each once
+    /// with the earliest date that may be affected; by date, then person.
+    pub async fn pending_recomputations(&self) -> Result<Vec<PendingRecomputation>, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(pool) => sqlite::pending_recomputations(pool).await,
+            Backend::Postgres(pool) => postgres::pending_recomputations(pool).await,
+        }
+    }
+
+    /// Every version of a person's spells, current and superseded, in the
+    /// order they were stored, with the import that brought each.
+    pub async fn spell_history(&self, person: ResidentId) -> Result<Vec<StoredSpell>, StoreError> {
+        let key = self
+            .keys
+            .blind_index(Purpose::ResidentId, person.to_string().as_bytes());
+        match &self.backend {
+            Backend::Sqlite(pool) => sqlite::spell_history(pool, &key).await,
+            Backend::Postgres(pool) => postgres::spell_history(pool, &key).await,
         }
     }
 
@@ -408,6 +463,16 @@ struct PersonRow {
     key: Vec<u8>,
     encrypted: Vec<u8>,
     masked: String,
+}
+
+/// An import of spells, checked and prepared before its transaction.
+struct SpellImportJob<'j> {
+    file: &'j SpellFile<'j>,
+    incoming: &'j [spell_history::Incoming<'j>],
+    duplicates: u64,
+    persons: &'j HashMap<ResidentId, PersonRow>,
+    today: Date,
+    actor: &'j str,
 }
 
 /// Everything a settlement needs, prepared before it joins a batch.
@@ -613,6 +678,40 @@ fn now_text() -> String {
     )
 }
 
+/// Persons looked up in one statement.
+const KEYS_PER_STATEMENT: usize = 1000;
+/// Rows inserted in one statement (at most 7 parameters each: well within
+/// both backends' limits).
+const ROWS_PER_STATEMENT: usize = 1000;
+
+/// What an import of spells did, as JSON: kept with the import and in its
+/// audit entry.
+fn report_json(report: &SpellImport) -> serde_json::Value {
+    serde_json::json!({
+        "rows": report.rows,
+        "added": report.added,
+        "changed": report.changed,
+        "unchanged": report.unchanged,
+        "duplicates": report.duplicates,
+        "new_persons": report.new_persons,
+        "changed_persons": report.changed_persons,
+        "ended_persons": report.ended_persons,
+        "marked": report.marked,
+    })
+}
+
+/// Today in China (UTC+8), where the bureaus work: the day before which a
+/// changed spell may have changed decisions already taken.
+fn today_in_china() -> Result<Date, StoreError> {
+    const CHINA_OFFSET_SECONDS: u64 = 8 * 3600;
+    let since = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+    let days = (since.as_secs() + CHINA_OFFSET_SECONDS) / 86_400;
+    i32::try_from(days)
+        .ok()
+        .and_then(Date::from_days_since_epoch)
+        .ok_or_else(|| StoreError::NotCommitted("the system clock reads a day after 9999-12-31".to_owned()))
+}
+
 fn hash_array(bytes: Vec<u8>, what: &str) -> Result<[u8; 32], StoreError> {
     bytes
         .try_into()
@@ -625,18 +724,22 @@ fn hash_array(bytes: Vec<u8>, what: &str) -> Result<[u8; 32], StoreError> {
 macro_rules! backend {
     ($module:ident, $Pool:ty, $Db:ty, $begin:expr, $serialise:expr) => {
         mod $module {
-            use std::collections::{BTreeMap, HashMap};
+            use std::collections::{BTreeMap, HashMap, HashSet};
 
             use jiuzhu_core::{Counters, Date, Fen, Invoice, Policy, ResidentId, Spell};
             use jiuzhu_formats::json::SettlementResponse;
             use sqlx::{QueryBuilder, Row as _};
 
             use super::{
-                hash_array, now_text, AuditRecord, Decided, PersonRow, PolicyCache, PolicyInForce, PolicyLoad, ReverseRequest, SettleError,
-                SettleRequest, Settled, SpellImport, StoreError, WriteJob,
+                hash_array, now_text, report_json, AuditRecord, Decided, PersonRow, PolicyCache, PolicyInForce,
+                PolicyLoad, ReverseRequest, SettleError, SettleRequest, Settled, SpellImportJob, StoreError, WriteJob,
+                KEYS_PER_STATEMENT, ROWS_PER_STATEMENT,
             };
             use crate::audit::{AuditEntry, GENESIS};
             use crate::crypto::ApiKeyHash;
+            use crate::spell_history::{
+                self, AlreadyImported, Current, Incoming, PendingRecomputation, SpellImport, StoredSpell,
+            };
 
             type Pool = $Pool;
 
@@ -709,24 +812,6 @@ macro_rules! backend {
                 Ok(())
             }
 
-            /// Inserts the person if new; true when new.
-            async fn ensure_person(
-                tx: &mut sqlx::Transaction<'_, $Db>,
-                person: &PersonRow,
-            ) -> Result<bool, StoreError> {
-                let inserted = sqlx::query(
-                    "INSERT INTO persons (person_key, resident_id_encrypted, resident_id_masked, created_at) \
-                     VALUES ($1, $2, $3, $4) ON CONFLICT (person_key) DO NOTHING",
-                )
-                .bind(&person.key)
-                .bind(&person.encrypted)
-                .bind(&person.masked)
-                .bind(now_text())
-                .execute(&mut **tx)
-                .await?;
-                Ok(inserted.rows_affected() == 1)
-            }
-
             pub(super) async fn load_policy(
                 pool: &Pool,
                 digest: &[u8],
@@ -776,58 +861,267 @@ macro_rules! backend {
 
             pub(super) async fn import_spells(
                 pool: &Pool,
-                rows: &[(PersonRow, &Spell)],
-                source: &str,
-                actor: &str,
+                job: &SpellImportJob<'_>,
             ) -> Result<SpellImport, StoreError> {
+                let file = job.file;
+                let rows = file.rows.len() as u64;
                 let mut tx = pool.begin_with($begin).await?;
                 sqlx::raw_sql($serialise).execute(&mut *tx).await?;
-                let mut report = SpellImport::default();
-                let at = now_text();
-                for (person, spell) in rows {
-                    if ensure_person(&mut tx, person).await? {
-                        report.new_persons += 1;
+                let earlier = sqlx::query(
+                    "SELECT id, file_name, imported_at, imported_by FROM imports \
+                     WHERE kind = 'spells' AND source = $1 AND digest = $2",
+                )
+                .bind(file.source)
+                .bind(file.digest.to_vec())
+                .fetch_optional(&mut *tx)
+                .await?;
+                if let Some(row) = earlier {
+                    // Nothing is written: the transaction ends unused.
+                    let already = AlreadyImported {
+                        import_id: row.try_get("id")?,
+                        file_name: row.try_get("file_name")?,
+                        imported_at: row.try_get("imported_at")?,
+                        imported_by: row.try_get("imported_by")?,
+                    };
+                    let already_imported = Some(already);
+                    let report = SpellImport { rows, already_imported, ..SpellImport::default() };
+                    return Ok(report);
+                }
+
+                // The current spells of the file's persons.
+                let by_key: HashMap<&[u8], ResidentId> =
+                    job.persons.iter().map(|(person, row)| (row.key.as_slice(), *person)).collect();
+                let keys: Vec<&[u8]> = by_key.keys().copied().collect();
+                let mut current: HashMap<ResidentId, Vec<Current>> = HashMap::new();
+                for chunk in keys.chunks(KEYS_PER_STATEMENT) {
+                    let mut query = QueryBuilder::<$Db>::new(
+                        "SELECT id, person_key, category, source, valid_from, valid_to FROM spells \
+                         WHERE superseded_by IS NULL AND person_key IN (",
+                    );
+                    let mut list = query.separated(", ");
+                    for key in chunk {
+                        list.push_bind(key.to_vec());
                     }
-                    let valid_to = spell.valid_to().map(|date| date.to_string());
-                    let same = sqlx::query(
-                        "SELECT id FROM spells WHERE person_key = $1 AND category = $2 AND valid_from = $3 \
-                         AND valid_to IS NOT DISTINCT FROM $4 AND source = $5 AND superseded_by IS NULL",
-                    )
-                    .bind(&person.key)
-                    .bind(spell.category())
-                    .bind(spell.valid_from().to_string())
-                    .bind(&valid_to)
-                    .bind(source)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-                    if same.is_some() {
-                        report.unchanged += 1;
+                    query.push(") ORDER BY id");
+                    for row in query.build().persistent(false).fetch_all(&mut *tx).await? {
+                        let key: Vec<u8> = row.try_get("person_key")?;
+                        let Some(person) = by_key.get(key.as_slice()) else {
+                            continue;
+                        };
+                        let spell = spell_of(&row, *person)?;
+                        current.entry(*person).or_default().push(Current {
+                            id: row.try_get("id")?,
+                            category: spell.category().to_owned(),
+                            source: row.try_get("source")?,
+                            valid_from: spell.valid_from(),
+                            valid_to: spell.valid_to(),
+                        });
+                    }
+                }
+
+                let plan = spell_history::plan(job.incoming, &current, job.today);
+                let at = now_text();
+                let mut report = plan.report;
+                report.rows = rows;
+                report.duplicates = job.duplicates;
+                let counts = report_json(&report);
+                let row = sqlx::query(
+                    "INSERT INTO imports \
+                     (kind, source, file_name, digest, rows, imported_at, imported_by, report) \
+                     VALUES ('spells', $1, $2, $3, $4, $5, $6, $7) RETURNING id",
+                )
+                .bind(file.source)
+                .bind(file.file_name)
+                .bind(file.digest.to_vec())
+                .bind(rows as i64)
+                .bind(&at)
+                .bind(job.actor)
+                .bind(counts.to_string())
+                .fetch_one(&mut *tx)
+                .await?;
+                let import_id: i64 = row.try_get("id")?;
+                report.import_id = Some(import_id);
+
+                // Persons with a spell to store, if not stored yet.
+                let mut stored_persons: Vec<&PersonRow> = Vec::new();
+                let mut seen: HashSet<ResidentId> = HashSet::new();
+                for (spell, _) in &plan.stored {
+                    if seen.insert(spell.person) {
+                        stored_persons.push(&job.persons[&spell.person]);
+                    }
+                }
+                for chunk in stored_persons.chunks(ROWS_PER_STATEMENT) {
+                    let mut query = QueryBuilder::<$Db>::new(
+                        "INSERT INTO persons (person_key, resident_id_encrypted, resident_id_masked, created_at) ",
+                    );
+                    query.push_values(chunk, |mut values, person| {
+                        values
+                            .push_bind(person.key.clone())
+                            .push_bind(person.encrypted.clone())
+                            .push_bind(person.masked.clone())
+                            .push_bind(at.clone());
+                    });
+                    query.push(" ON CONFLICT (person_key) DO NOTHING");
+                    query.build().persistent(false).execute(&mut *tx).await?;
+                }
+
+                // The spells, in file order: runs of added spells together,
+                // each change alone (its new id goes to what it supersedes).
+                let mut run: Vec<&Incoming<'_>> = Vec::new();
+                for (spell, supersedes) in &plan.stored {
+                    if supersedes.is_empty() {
+                        run.push(spell);
+                        if run.len() == ROWS_PER_STATEMENT {
+                            insert_spells(&mut tx, &run, job.persons, import_id, &at).await?;
+                            run.clear();
+                        }
                         continue;
                     }
-                    sqlx::query(
-                        "INSERT INTO spells (person_key, category, valid_from, valid_to, source, recorded_at) \
-                         VALUES ($1, $2, $3, $4, $5, $6)",
+                    insert_spells(&mut tx, &run, job.persons, import_id, &at).await?;
+                    run.clear();
+                    let row = sqlx::query(
+                        "INSERT INTO spells \
+                         (person_key, category, valid_from, valid_to, source, recorded_at, import_id) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
                     )
-                    .bind(&person.key)
-                    .bind(spell.category())
-                    .bind(spell.valid_from().to_string())
-                    .bind(&valid_to)
-                    .bind(source)
+                    .bind(&job.persons[&spell.person].key)
+                    .bind(spell.category)
+                    .bind(spell.valid_from.to_string())
+                    .bind(spell.valid_to.map(|date| date.to_string()))
+                    .bind(spell.source)
                     .bind(&at)
-                    .execute(&mut *tx)
+                    .bind(import_id)
+                    .fetch_one(&mut *tx)
                     .await?;
-                    report.added += 1;
+                    let id: i64 = row.try_get("id")?;
+                    for old in supersedes {
+                        let updated = sqlx::query(
+                            "UPDATE spells SET superseded_by = $1 WHERE id = $2 AND superseded_by IS NULL",
+                        )
+                        .bind(id)
+                        .bind(old)
+                        .execute(&mut *tx)
+                        .await?;
+                        if updated.rows_affected() != 1 {
+                            return Err(StoreError::Damaged(format!("spell {old} was superseded twice")));
+                        }
+                    }
                 }
-                let details = format!(
-                    "{{\"source\":{},\"added\":{},\"unchanged\":{},\"new_persons\":{}}}",
-                    json_string(source),
-                    report.added,
-                    report.unchanged,
-                    report.new_persons
-                );
-                audit(&mut tx, actor, "spells.import", &format!("source {source}"), details).await?;
+                insert_spells(&mut tx, &run, job.persons, import_id, &at).await?;
+
+                for chunk in plan.marks.chunks(ROWS_PER_STATEMENT) {
+                    let mut query = QueryBuilder::<$Db>::new(
+                        "INSERT INTO recompute_marks (person_key, since, import_id, marked_at) ",
+                    );
+                    query.push_values(chunk, |mut values, (person, since)| {
+                        values
+                            .push_bind(job.persons[person].key.clone())
+                            .push_bind(since.to_string())
+                            .push_bind(import_id)
+                            .push_bind(at.clone());
+                    });
+                    query.build().persistent(false).execute(&mut *tx).await?;
+                }
+
+                let mut details = counts;
+                details["import_id"] = import_id.into();
+                details["source"] = file.source.into();
+                details["file"] = file.file_name.into();
+                let digest: String = file.digest.iter().map(|byte| format!("{byte:02x}")).collect();
+                details["digest"] = digest.into();
+                let subject = format!("import {import_id}");
+                audit(&mut tx, job.actor, "spells.import", &subject, details.to_string()).await?;
                 tx.commit().await?;
                 Ok(report)
+            }
+
+            /// Inserts added spells (superseding nothing) in one statement.
+            async fn insert_spells(
+                tx: &mut sqlx::Transaction<'_, $Db>,
+                spells: &[&Incoming<'_>],
+                persons: &HashMap<ResidentId, PersonRow>,
+                import_id: i64,
+                at: &str,
+            ) -> Result<(), StoreError> {
+                if spells.is_empty() {
+                    return Ok(());
+                }
+                let mut query = QueryBuilder::<$Db>::new(
+                    "INSERT INTO spells \
+                     (person_key, category, valid_from, valid_to, source, recorded_at, import_id) ",
+                );
+                query.push_values(spells, |mut values, spell| {
+                    values
+                        .push_bind(persons[&spell.person].key.clone())
+                        .push_bind(spell.category.to_owned())
+                        .push_bind(spell.valid_from.to_string())
+                        .push_bind(spell.valid_to.map(|date| date.to_string()))
+                        .push_bind(spell.source.to_owned())
+                        .push_bind(at.to_owned())
+                        .push_bind(import_id);
+                });
+                query.build().persistent(false).execute(&mut **tx).await?;
+                Ok(())
+            }
+
+            pub(super) async fn pending_recomputations(
+                pool: &Pool,
+            ) -> Result<Vec<PendingRecomputation>, StoreError> {
+                let rows = sqlx::query(
+                    "SELECT m.person_key, p.resident_id_masked, MIN(m.since) AS since \
+                     FROM recompute_marks m JOIN persons p ON p.person_key = m.person_key \
+                     WHERE m.cleared_at IS NULL GROUP BY m.person_key, p.resident_id_masked \
+                     ORDER BY since, m.person_key",
+                )
+                .fetch_all(pool)
+                .await?;
+                rows.into_iter()
+                    .map(|row| {
+                        let since: String = row.try_get("since")?;
+                        let bad = || StoreError::Damaged(format!("a recomputation mark's date {since:?}"));
+                        Ok(PendingRecomputation {
+                            person_key: row.try_get("person_key")?,
+                            masked_id: row.try_get("resident_id_masked")?,
+                            since: Date::parse(&since).map_err(|_| bad())?,
+                        })
+                    })
+                    .collect()
+            }
+
+            pub(super) async fn spell_history(
+                pool: &Pool,
+                key: &[u8],
+            ) -> Result<Vec<StoredSpell>, StoreError> {
+                let rows = sqlx::query(
+                    "SELECT s.id, s.category, s.valid_from, s.valid_to, s.source, s.recorded_at, \
+                     s.superseded_by, s.import_id, i.file_name \
+                     FROM spells s LEFT JOIN imports i ON i.id = s.import_id \
+                     WHERE s.person_key = $1 ORDER BY s.id",
+                )
+                .bind(key)
+                .fetch_all(pool)
+                .await?;
+                let damaged = |what: &str| StoreError::Damaged(format!("a stored spell has a bad {what}"));
+                rows.into_iter()
+                    .map(|row| {
+                        let valid_from: String = row.try_get("valid_from")?;
+                        let valid_to: Option<String> = row.try_get("valid_to")?;
+                        Ok(StoredSpell {
+                            id: row.try_get("id")?,
+                            category: row.try_get("category")?,
+                            valid_from: Date::parse(&valid_from).map_err(|_| damaged("valid_from"))?,
+                            valid_to: match valid_to {
+                                Some(text) => Some(Date::parse(&text).map_err(|_| damaged("valid_to"))?),
+                                None => None,
+                            },
+                            source: row.try_get("source")?,
+                            recorded_at: row.try_get("recorded_at")?,
+                            superseded_by: row.try_get("superseded_by")?,
+                            import_id: row.try_get("import_id")?,
+                            file_name: row.try_get("file_name")?,
+                        })
+                    })
+                    .collect()
             }
 
             pub(super) async fn create_api_key(

@@ -13,13 +13,16 @@
 //! - [`audit`]: the audit log's hash chain, `hash = SHA-256(previous hash ‖
 //!   entry)`, and [`verify_chain`], which names the first entry that was
 //!   changed or removed (`jiuzhu audit verify`).
+//! - [`spell_history`]: how a department's file of spells becomes new
+//!   versions of the stored spells (never updated in place), the import's
+//!   report (救助新增) and the marks for recomputation.
 
 pub mod audit;
 pub mod crypto;
 pub mod database;
+pub mod spell_history;
 
 pub use audit::{verify_chain, AuditEntry, BreakReason, ChainBreak, ChainSummary, GENESIS};
 pub use crypto::{ApiKey, ApiKeyHash, CryptoError, DataKeys, KeyTextError, Purpose};
-pub use database::{
-    PolicyLoad, SettleError, Settled, SpellImport, Store, StoreError, WriteStats, KNOWN_KEY_SECONDS,
-};
+pub use database::{PolicyLoad, SettleError, Settled, Store, StoreError, WriteStats, KNOWN_KEY_SECONDS};
+pub use spell_history::{AlreadyImported, PendingRecomputation, SpellFile, SpellImport, StoredSpell};

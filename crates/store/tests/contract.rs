@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use jiuzhu_core::{Batch, Fen, Invoice, InvoiceNo, Outcome, Policy, SpellBook};
-use jiuzhu_formats::{parse_policy, read_batch_invoices, read_invoices, read_spells};
-use jiuzhu_store::{DataKeys, SettleError, Store};
+use jiuzhu_formats::{parse_policy, read_batch_invoices, read_invoices, read_spell_rows, read_spells};
+use jiuzhu_store::{DataKeys, SettleError, SpellFile, SpellImport, Store, StoreError};
 use sqlx::Connection as _;
 
 fn repository() -> PathBuf {
@@ -45,10 +45,15 @@ impl Fresh {
         }
     }
 
-    async fn execute(&self, sql: &'static str) {
+    async fn execute(&self, sql: &str) {
+        let sql = sqlx::AssertSqlSafe(sql.to_owned());
         match self {
             Fresh::Sqlite { url, .. } => {
-                let mut connection = sqlx::SqliteConnection::connect(url).await.unwrap();
+                let options = url
+                    .parse::<sqlx::sqlite::SqliteConnectOptions>()
+                    .unwrap()
+                    .create_if_missing(true);
+                let mut connection = sqlx::SqliteConnection::connect_with(&options).await.unwrap();
                 sqlx::raw_sql(sql).execute(&mut connection).await.unwrap();
             }
             Fresh::Postgres { url, .. } => {
@@ -56,6 +61,114 @@ impl Fresh {
                 sqlx::raw_sql(sql).execute(&mut connection).await.unwrap();
             }
         }
+    }
+
+    /// One number that `sql` selects.
+    async fn number(&self, sql: &'static str) -> i64 {
+        match self {
+            Fresh::Sqlite { url, .. } => {
+                let mut connection = sqlx::SqliteConnection::connect(url).await.unwrap();
+                sqlx::query_scalar(sql).fetch_one(&mut connection).await.unwrap()
+            }
+            Fresh::Postgres { url, .. } => {
+                let mut connection = sqlx::PgConnection::connect(url).await.unwrap();
+                sqlx::query_scalar(sql).fetch_one(&mut connection).await.unwrap()
+            }
+        }
+    }
+
+    /// Every row of every table as text, table by table in name order,
+    /// rows by primary key (on PostgreSQL, with where each sequence
+    /// stands): equal dumps mean equal databases.
+    async fn dump(&self) -> String {
+        let mut dump = String::new();
+        match self {
+            Fresh::Sqlite { url, .. } => {
+                let mut connection = sqlx::SqliteConnection::connect(url).await.unwrap();
+                let tables: Vec<String> = sqlx::query_scalar(
+                    "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name",
+                )
+                .fetch_all(&mut connection)
+                .await
+                .unwrap();
+                for table in tables {
+                    let columns: Vec<(String, i64)> =
+                        sqlx::query_as("SELECT name, pk FROM pragma_table_info($1) ORDER BY cid")
+                            .bind(&table)
+                            .fetch_all(&mut connection)
+                            .await
+                            .unwrap();
+                    let mut key: Vec<&(String, i64)> = columns.iter().filter(|(_, pk)| *pk > 0).collect();
+                    key.sort_by_key(|(_, pk)| *pk);
+                    let order = if key.is_empty() {
+                        "rowid".to_owned()
+                    } else {
+                        key.iter()
+                            .map(|(name, _)| format!("\"{name}\""))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    };
+                    let fields = columns
+                        .iter()
+                        .map(|(name, _)| format!("quote(\"{name}\")"))
+                        .collect::<Vec<_>>()
+                        .join(" || ',' || ");
+                    let sql = format!("SELECT {fields} FROM \"{table}\" ORDER BY {order}");
+                    let rows: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+                        .fetch_all(&mut connection)
+                        .await
+                        .unwrap();
+                    dump.push_str(&format!("{table}\n"));
+                    for row in rows {
+                        dump.push_str(&format!("  {row}\n"));
+                    }
+                }
+            }
+            Fresh::Postgres { url, .. } => {
+                let mut connection = sqlx::PgConnection::connect(url).await.unwrap();
+                let tables: Vec<String> = sqlx::query_scalar(
+                    "SELECT table_name::text FROM information_schema.tables \
+                     WHERE table_schema = 'public' AND table_type = 'BASE TABLE' ORDER BY table_name",
+                )
+                .fetch_all(&mut connection)
+                .await
+                .unwrap();
+                for table in tables {
+                    let key: Vec<String> = sqlx::query_scalar(
+                        "SELECT a.attname::text FROM pg_index i \
+                         JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey) \
+                         WHERE i.indrelid = $1::text::regclass AND i.indisprimary \
+                         ORDER BY array_position(i.indkey::int2[], a.attnum)",
+                    )
+                    .bind(&table)
+                    .fetch_all(&mut connection)
+                    .await
+                    .unwrap();
+                    assert!(!key.is_empty(), "table {table} has no primary key");
+                    let order = key
+                        .iter()
+                        .map(|name| format!("t.\"{name}\""))
+                        .collect::<Vec<_>>()
+                        .join(", ");
+                    let sql = format!("SELECT row_to_json(t)::text FROM \"{table}\" t ORDER BY {order}");
+                    let rows: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+                        .fetch_all(&mut connection)
+                        .await
+                        .unwrap();
+                    dump.push_str(&format!("{table}\n"));
+                    for row in rows {
+                        dump.push_str(&format!("  {row}\n"));
+                    }
+                }
+                let sequences: Vec<(String, Option<i64>)> =
+                    sqlx::query_as("SELECT sequencename::text, last_value FROM pg_sequences ORDER BY 1")
+                        .fetch_all(&mut connection)
+                        .await
+                        .unwrap();
+                dump.push_str(&format!("sequences {sequences:?}\n"));
+            }
+        }
+        dump
     }
 
     async fn drop_database(self) {
@@ -106,9 +219,8 @@ fn keys() -> DataKeys {
     DataKeys::from_bytes([7; 32], [9; 32])
 }
 
-/// A store with the example policy, the small fixture's spells and an API
-/// key for each hospital of the fixture.
-async fn prepared(database: &Fresh) -> (Store, BTreeMap<String, String>) {
+/// A store with the example policy and nothing else.
+async fn with_policy(database: &Fresh) -> Store {
     let store = Store::open(database.url(), keys(), 8).await.unwrap();
     let policy = parse_policy(POLICY, &read(POLICY)).unwrap();
     assert!(
@@ -118,8 +230,22 @@ async fn prepared(database: &Fresh) -> (Store, BTreeMap<String, String>) {
             .unwrap()
             .fresh
     );
-    let spells = read_spells(SPELLS, read(SPELLS).as_bytes(), Some(&policy)).unwrap();
-    let imported = store.import_spells(&spells, "民政", "admin").await.unwrap();
+    store
+}
+
+/// Imports `text` as the spells file `name` sent by `source`.
+async fn import(store: &Store, name: &str, source: &str, text: &str) -> Result<SpellImport, StoreError> {
+    let policy = parse_policy(POLICY, &read(POLICY)).unwrap();
+    let rows = read_spell_rows(name, text.as_bytes(), Some(&policy)).unwrap();
+    let file = SpellFile::new(source, name, text.as_bytes(), &rows);
+    store.import_spells(&file, "admin").await
+}
+
+/// A store with the example policy, the small fixture's spells and an API
+/// key for each hospital of the fixture.
+async fn prepared(database: &Fresh) -> (Store, BTreeMap<String, String>) {
+    let store = with_policy(database).await;
+    let imported = import(&store, SPELLS, "民政", &read(SPELLS)).await.unwrap();
     assert_eq!((imported.added, imported.new_persons), (5, 4));
     let mut keys = BTreeMap::new();
     for hospital in ["H001", "H002", "H003", "市第一人民医院"] {
@@ -308,12 +434,8 @@ async fn loading_the_same_policy_again_changes_nothing() {
         let policy: Policy = parse_policy(POLICY, &read(POLICY)).unwrap();
         let again = store.load_policy(&read(POLICY), &policy, "admin").await.unwrap();
         assert!(!again.fresh);
-        let spells = read_spells(SPELLS, read(SPELLS).as_bytes(), Some(&policy)).unwrap();
-        let imported = store.import_spells(&spells, "民政", "admin").await.unwrap();
-        assert_eq!(
-            (imported.added, imported.unchanged, imported.new_persons),
-            (0, 5, 0)
-        );
+        let imported = import(&store, SPELLS, "民政", &read(SPELLS)).await.unwrap();
+        assert!(imported.already_imported.is_some());
         database.drop_database().await;
     }
 }
@@ -478,6 +600,282 @@ async fn a_write_the_database_refuses_fails_alone_and_its_batch_still_lands() {
             vec![("outpatient".to_owned(), 0, 300_000)]
         );
         assert!(store.verify_audit().await.unwrap().is_ok());
+        database.drop_database().await;
+    }
+}
+
+const ENDED_EARLIER: &str =
+    "person_id,category,valid_from,valid_to\n110105196001010017,DB,2023-01-01,2024-03-31\n";
+
+#[tokio::test]
+async fn importing_the_same_file_again_changes_no_row_of_any_table() {
+    for database in fresh_databases("reimport").await {
+        let (store, _) = prepared(&database).await;
+        let before = database.dump().await;
+        assert!(before.contains("imports\n  "), "{before}");
+        for name in [SPELLS, "renamed.csv"] {
+            let again = import(&store, name, "民政", &read(SPELLS)).await.unwrap();
+            let earlier = again.already_imported.clone().unwrap();
+            assert_eq!(
+                (earlier.file_name.as_str(), earlier.imported_by.as_str()),
+                (SPELLS, "admin")
+            );
+            assert_eq!(earlier.imported_at.len(), "2025-01-01T00:00:00.000Z".len());
+            assert_eq!(
+                again,
+                SpellImport {
+                    rows: 5,
+                    already_imported: Some(earlier),
+                    ..SpellImport::default()
+                }
+            );
+            assert_eq!(database.dump().await, before, "{}", database.url());
+        }
+        // The same bytes from another department are another import: its
+        // rows name their source, so nothing is new.
+        let other = import(&store, SPELLS, "残联", &read(SPELLS)).await.unwrap();
+        assert_eq!(
+            (other.unchanged, other.added, other.already_imported),
+            (5, 0, None)
+        );
+        assert_ne!(database.dump().await, before);
+        assert!(store.verify_audit().await.unwrap().is_ok());
+        database.drop_database().await;
+    }
+}
+
+#[tokio::test]
+async fn an_end_date_set_later_supersedes_the_open_spell_and_history_keeps_both() {
+    for database in fresh_databases("ended").await {
+        let (store, _) = prepared(&database).await;
+        let person = invoice("INV002").person;
+        let first_import = store.spell_history(person).await.unwrap()[0].import_id.unwrap();
+        let report = import(&store, "ended.csv", "民政", ENDED_EARLIER).await.unwrap();
+        assert_eq!((report.changed, report.added, report.unchanged), (1, 0, 0));
+        assert_eq!(
+            (
+                report.new_persons,
+                report.changed_persons,
+                report.ended_persons,
+                report.marked
+            ),
+            (0, 1, 1, 1)
+        );
+        let history = store.spell_history(person).await.unwrap();
+        assert_eq!(history.len(), 2, "{history:?}");
+        let (old, new) = (&history[0], &history[1]);
+        assert_eq!(old.superseded_by, Some(new.id));
+        assert_eq!(old.valid_to, None);
+        assert_eq!(
+            (old.import_id, old.file_name.as_deref(), old.source.as_str()),
+            (Some(first_import), Some(SPELLS), "民政")
+        );
+        assert_eq!(new.superseded_by, None);
+        assert_eq!(
+            new.valid_to.map(|date| date.to_string()).as_deref(),
+            Some("2024-03-31")
+        );
+        assert_eq!(
+            (new.import_id, new.file_name.as_deref(), new.source.as_str()),
+            (report.import_id, Some("ended.csv"), "民政")
+        );
+        // The import and its audit entry say what happened.
+        let audit = store.verify_audit().await.unwrap().unwrap();
+        assert_eq!(
+            database
+                .number("SELECT COUNT(*) FROM audit_log WHERE action = 'spells.import'")
+                .await,
+            2
+        );
+        assert!(audit.entries >= 3);
+        database.drop_database().await;
+    }
+}
+
+#[tokio::test]
+async fn settlement_after_a_change_uses_only_the_current_spells() {
+    for database in fresh_databases("current").await {
+        let (store, _) = prepared(&database).await;
+        import(&store, "ended.csv", "民政", ENDED_EARLIER).await.unwrap();
+        // Served on 2024-04-01, after the spell now ends.
+        let after = store.settle("H001", &invoice("INV002"), "H001").await.unwrap();
+        assert_eq!(after.response.outcome(), Some(Outcome::NotEligible));
+        assert_eq!(after.response.amount, "0.00");
+        // Served on 2024-03-01, while it still held.
+        let before = store.settle("H001", &invoice("INV001"), "H001").await.unwrap();
+        assert_eq!(before.response.outcome(), Some(Outcome::Assisted));
+        assert_eq!(before.response.category.as_deref(), Some("DB"));
+        database.drop_database().await;
+    }
+}
+
+#[tokio::test]
+async fn a_corrected_start_supersedes_the_old_version_and_marks_from_the_earlier_start() {
+    for database in fresh_databases("corrected").await {
+        let (store, _) = prepared(&database).await;
+        let marks_before = database.number("SELECT COUNT(*) FROM recompute_marks").await;
+        let text = "person_id,category,valid_from,valid_to\n\
+                    110105196001010041,TK,2024-03-01,\n\
+                    110105196001010025,ZCX,2024-01-01,2025-06-30\n";
+        let report = import(&store, "corrected.csv", "民政", text).await.unwrap();
+        assert_eq!((report.changed, report.added, report.unchanged), (2, 0, 0));
+        // A later start and a later end: changed, but nothing ended.
+        assert_eq!(
+            (report.changed_persons, report.ended_persons, report.marked),
+            (2, 0, 2)
+        );
+        let person = jiuzhu_core::ResidentId::parse("110105196001010041").unwrap();
+        let history = store.spell_history(person).await.unwrap();
+        assert_eq!(history.len(), 2);
+        assert_eq!(history[0].superseded_by, Some(history[1].id));
+        assert_eq!(history[1].valid_from.to_string(), "2024-03-01");
+        assert_eq!(
+            database.number("SELECT COUNT(*) FROM recompute_marks").await,
+            marks_before + 2
+        );
+        assert_eq!(
+            database
+                .number(
+                    "SELECT COUNT(*) FROM recompute_marks m JOIN imports i ON i.id = m.import_id \
+                     WHERE i.file_name = 'corrected.csv' AND m.since = '2024-01-01'"
+                )
+                .await,
+            2
+        );
+        // Back to the first version: a change again, against the current one.
+        let text = "person_id,category,valid_from,valid_to\n110105196001010041,TK,2024-01-01,\n";
+        let report = import(&store, "back.csv", "民政", text).await.unwrap();
+        assert_eq!((report.changed, report.unchanged), (1, 0));
+        let history = store.spell_history(person).await.unwrap();
+        assert_eq!(history.len(), 3);
+        assert_eq!(history[1].superseded_by, Some(history[2].id));
+        assert_eq!(history[2].superseded_by, None);
+        database.drop_database().await;
+    }
+}
+
+#[tokio::test]
+async fn a_person_without_any_spell_before_is_a_new_recipient() {
+    for database in fresh_databases("newperson").await {
+        let (store, _) = prepared(&database).await;
+        // INV005's person holds no spell: the bill makes them a person of
+        // the store, not a recipient.
+        let bill = invoice("INV005");
+        let settled = store.settle("H002", &bill, "H002").await.unwrap();
+        assert_eq!(settled.response.outcome(), Some(Outcome::NotEligible));
+        let text = "person_id,category,valid_from,valid_to\n\
+                    110105196001010033,DB,2999-01-01,\n\
+                    110105196001010017,ZC,2999-01-01,\n";
+        let report = import(&store, "new.csv", "残联", text).await.unwrap();
+        assert_eq!((report.added, report.new_persons), (2, 1));
+        assert_eq!((report.changed_persons, report.ended_persons), (0, 0));
+        // Spells that start in the future change no decision taken.
+        assert_eq!(report.marked, 0);
+        let history = store.spell_history(bill.person).await.unwrap();
+        assert_eq!(history.len(), 1);
+        assert_eq!(history[0].source, "残联");
+        database.drop_database().await;
+    }
+}
+
+#[tokio::test]
+async fn a_retroactive_spell_marks_its_person_for_recomputation_from_its_start() {
+    for database in fresh_databases("marks").await {
+        let store = with_policy(&database).await;
+        assert!(store.pending_recomputations().await.unwrap().is_empty());
+        let text = "person_id,category,valid_from,valid_to\n\
+                    110105196001010033,DB,2024-03-01,\n\
+                    110105196001010041,TK,2999-01-01,\n";
+        let report = import(&store, "a.csv", "民政", text).await.unwrap();
+        assert_eq!((report.added, report.new_persons, report.marked), (2, 2, 1));
+        let pending = store.pending_recomputations().await.unwrap();
+        assert_eq!(pending.len(), 1);
+        assert_eq!(pending[0].masked_id, "110105********0033");
+        assert_eq!(pending[0].since.to_string(), "2024-03-01");
+        // One mark per person and import, from the earliest date: a new
+        // category from 2024-01-15 and an unchanged spell.
+        let text = "person_id,category,valid_from,valid_to\n\
+                    110105196001010033,DB,2024-03-01,\n\
+                    110105196001010033,TK,2024-01-15,2024-02-29\n\
+                    110105196001010033,ZC,2024-02-01,\n\
+                    110105196001010041,TK,2998-01-01,\n";
+        let report = import(&store, "b.csv", "民政", text).await.unwrap();
+        assert_eq!(
+            (report.added, report.changed, report.unchanged, report.marked),
+            (2, 1, 1, 1)
+        );
+        assert_eq!(
+            database
+                .number("SELECT COUNT(*) FROM recompute_marks WHERE since = '2024-01-15'")
+                .await,
+            1
+        );
+        assert_eq!(database.number("SELECT COUNT(*) FROM recompute_marks").await, 2);
+        let pending = store.pending_recomputations().await.unwrap();
+        assert_eq!(pending.len(), 1, "{pending:?}");
+        assert_eq!(pending[0].since.to_string(), "2024-01-15");
+        database.drop_database().await;
+    }
+}
+
+#[tokio::test]
+async fn overlapping_rows_of_one_file_refuse_it_whole_naming_both_lines() {
+    for database in fresh_databases("overlap").await {
+        let (store, _) = prepared(&database).await;
+        let before = database.dump().await;
+        let text = "person_id,category,valid_from,valid_to\n\
+                    110105196001010033,DB,2024-01-01,2024-06-30\n\
+                    110105196001010041,TK,2024-01-01,\n\
+                    \n\
+                    110105196001010033,DB,2024-06-01,\n";
+        let Err(StoreError::Refused(problems)) = import(&store, "bad.csv", "民政", text).await else {
+            panic!("an overlapping file was taken");
+        };
+        let message = problems.to_string();
+        assert_eq!(problems.total(), 1, "{message}");
+        assert!(message.starts_with("bad.csv:5: valid_from: "), "{message}");
+        assert!(message.contains("on line 2"), "{message}");
+        assert!(!message.contains("110105196001010033"), "{message}");
+        assert_eq!(database.dump().await, before, "{}", database.url());
+        // Identical rows are one spell, not a problem.
+        let text = "person_id,category,valid_from,valid_to\n\
+                    110105196001010033,DB,2024-01-01,2024-06-30\n\
+                    110105196001010033,DB,2024-01-01,2024-06-30\n";
+        let report = import(&store, "twice.csv", "民政", text).await.unwrap();
+        assert_eq!((report.rows, report.added, report.duplicates), (2, 1, 1));
+        database.drop_database().await;
+    }
+}
+
+#[tokio::test]
+async fn a_database_from_before_spell_history_is_brought_up_to_date_and_keeps_its_spells() {
+    for database in fresh_databases("upgrade").await {
+        let (init, key) = match &database {
+            Fresh::Sqlite { .. } => (include_str!("../migrations/sqlite/0001_init.sql"), "X'00'"),
+            Fresh::Postgres { .. } => (
+                include_str!("../migrations/postgres/0001_init.sql"),
+                "'\\x00'::bytea",
+            ),
+        };
+        database.execute(init).await;
+        let rows = format!(
+            "CREATE TABLE schema_migrations (version BIGINT PRIMARY KEY, applied_at TEXT NOT NULL); \
+             INSERT INTO schema_migrations VALUES (1, '2024-01-01T00:00:00Z'); \
+             INSERT INTO persons VALUES ({key}, {key}, '110105********0000', '2024-01-01T00:00:00Z'); \
+             INSERT INTO spells (person_key, category, valid_from, source, recorded_at) \
+             VALUES ({key}, 'DB', '2024-01-01', '民政', '2024-01-01T00:00:00Z')"
+        );
+        database.execute(&rows).await;
+        let store = with_policy(&database).await;
+        assert_eq!(database.number("SELECT COUNT(*) FROM schema_migrations").await, 2);
+        let report = import(&store, SPELLS, "民政", &read(SPELLS)).await.unwrap();
+        assert_eq!((report.added, report.new_persons), (5, 4));
+        assert_eq!(
+            database
+                .number("SELECT COUNT(*) FROM spells WHERE import_id IS NULL AND superseded_by IS NULL")
+                .await,
+            1
+        );
         database.drop_database().await;
     }
 }
