@@ -20,6 +20,7 @@
 pub mod audit;
 pub mod crypto;
 pub mod database;
+pub mod notify;
 pub mod spell_history;
 
 pub use audit::{verify_chain, AuditEntry, BreakReason, ChainBreak, ChainSummary, GENESIS};

@@ -1,0 +1,216 @@
+//! Notifications: each automatic assistance and each new recipient gets a
+//! message in plain Chinese. They are written to an outbox table in the
+//! same transaction as what they announce, so none is lost; a dispatcher
+//! hands them to a [`Sender`] and marks them sent. A sender is told each
+//! notification's id, so that it can refuse a repeat: the built-in
+//! [`LogFileSender`] does, and so none is sent twice even when the process
+//! stops between sending and marking.
+
+use std::collections::HashSet;
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use serde::{Deserialize, Serialize};
+
+/// What a notification announces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NotificationKind {
+    /// A bill was assisted without an application (免申即享).
+    Assisted,
+    /// A person became a recipient (救助新增).
+    NewRecipient,
+}
+
+impl NotificationKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NotificationKind::Assisted => "assisted",
+            NotificationKind::NewRecipient => "new_recipient",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<NotificationKind> {
+        match text {
+            "assisted" => Some(NotificationKind::Assisted),
+            "new_recipient" => Some(NotificationKind::NewRecipient),
+            _ => None,
+        }
+    }
+}
+
+/// One notification of the outbox, as a sender gets it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Notification {
+    /// The outbox id: the same notification always has the same id.
+    pub id: i64,
+    pub kind: NotificationKind,
+    /// The person, masked: a sender looks the full ID up if it must.
+    pub person: String,
+    /// The message, in plain Chinese.
+    pub text: String,
+    /// When it was written to the outbox.
+    pub created_at: String,
+}
+
+/// The message for a bill assisted automatically: what was paid, for which
+/// bill, where to see it.
+pub fn assisted_text(hospital: &str, invoice_no: &str, service_date: &str, amount_yuan: &str) -> String {
+    format!(
+        "您{service_date}在{hospital}就医的费用（票据号 {invoice_no}）已获医疗救助 {amount_yuan} 元，\
+         无需申请，已直接减免或将发放给您。可在“已救助发票查询”中查看每一笔的计算明细。"
+    )
+}
+
+/// The message for a new recipient: which category, from when, and that
+/// nothing needs to be done.
+pub fn new_recipient_text(category: &str, valid_from: &str) -> String {
+    format!(
+        "您已自{valid_from}起纳入医疗救助对象（{category}）。今后就医时，医保报销后的个人负担部分\
+         将按政策自动救助，无需申请。可在“救助进度”和“已救助发票查询”中查看。"
+    )
+}
+
+/// Where notifications go: SMS gateway, a government-service app, a log.
+pub trait Sender: Send + Sync {
+    /// Sends one notification. Sending the same `id` again must not reach
+    /// the person twice: a sender that cannot tell must say so.
+    fn send(&self, notification: &Notification) -> Result<(), String>;
+}
+
+/// The built-in sender: one JSON line per notification, appended to a log
+/// file and flushed to disk before it counts as sent. An id already in the
+/// file is not written again.
+#[derive(Debug)]
+pub struct LogFileSender {
+    path: PathBuf,
+    state: Mutex<LogState>,
+}
+
+#[derive(Debug)]
+struct LogState {
+    file: File,
+    sent: HashSet<i64>,
+}
+
+impl LogFileSender {
+    /// Opens (or creates) the log and reads which ids it already holds.
+    pub fn open(path: &Path) -> std::io::Result<LogFileSender> {
+        let mut sent = HashSet::new();
+        if let Ok(existing) = File::open(path) {
+            for line in BufReader::new(existing).lines() {
+                let line = line?;
+                // A line cut short by a crash is no notification.
+                if let Ok(notification) = serde_json::from_str::<Notification>(&line) {
+                    sent.insert(notification.id);
+                }
+            }
+        }
+        let file = OpenOptions::new().create(true).append(true).open(path)?;
+        Ok(LogFileSender {
+            path: path.to_owned(),
+            state: Mutex::new(LogState { file, sent }),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Sender for LogFileSender {
+    fn send(&self, notification: &Notification) -> Result<(), String> {
+        let mut state = self
+            .state
+            .lock()
+            .map_err(|_| "the notification log is unusable after an earlier failure".to_owned())?;
+        if state.sent.contains(&notification.id) {
+            return Ok(());
+        }
+        let mut line = serde_json::to_string(notification).map_err(|error| error.to_string())?;
+        line.push('\n');
+        // A cut line from an earlier crash is ended first, so that this one
+        // starts on a line of its own.
+        let write = |file: &mut File| -> std::io::Result<()> {
+            if file.metadata()?.len() > 0 {
+                let mut last = [0u8; 1];
+                let mut reader = File::open(&self.path)?;
+                reader.seek(SeekFrom::End(-1))?;
+                reader.read_exact(&mut last)?;
+                if last[0] != b'\n' {
+                    file.write_all(b"\n")?;
+                }
+            }
+            file.write_all(line.as_bytes())?;
+            file.sync_data()
+        };
+        write(&mut state.file).map_err(|error| format!("{}: {error}", self.path.display()))?;
+        state.sent.insert(notification.id);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn notification(id: i64) -> Notification {
+        Notification {
+            id,
+            kind: NotificationKind::Assisted,
+            person: "110105********0017".to_owned(),
+            text: assisted_text("H001", "INV001", "2024-03-01", "1750.00"),
+            created_at: "2024-03-05T10:00:00.000Z".to_owned(),
+        }
+    }
+
+    #[test]
+    fn the_texts_say_what_where_and_that_nothing_is_needed() {
+        let text = assisted_text("市第一人民医院", "INV001", "2024-03-01", "1750.00");
+        for part in [
+            "市第一人民医院",
+            "INV001",
+            "2024-03-01",
+            "1750.00 元",
+            "无需申请",
+            "已救助发票查询",
+        ] {
+            assert!(text.contains(part), "{part} is not in {text}");
+        }
+        let text = new_recipient_text("低保", "2024-01-01");
+        for part in ["低保", "2024-01-01", "无需申请"] {
+            assert!(text.contains(part), "{part} is not in {text}");
+        }
+    }
+
+    #[test]
+    fn the_log_sender_writes_each_id_once_even_after_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("notifications.log");
+        let sender = LogFileSender::open(&path).unwrap();
+        sender.send(&notification(1)).unwrap();
+        sender.send(&notification(2)).unwrap();
+        sender.send(&notification(1)).unwrap();
+        drop(sender);
+        // A crash left half a line; a restart sends 2 and 3 again.
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap()
+            .write_all(b"{\"id\":3,\"ki")
+            .unwrap();
+        let sender = LogFileSender::open(&path).unwrap();
+        sender.send(&notification(2)).unwrap();
+        sender.send(&notification(3)).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let ids: Vec<i64> = text
+            .lines()
+            .filter_map(|line| serde_json::from_str::<Notification>(line).ok())
+            .map(|notification| notification.id)
+            .collect();
+        assert_eq!(ids, vec![1, 2, 3]);
+        assert!(text.ends_with('\n'));
+    }
+}
