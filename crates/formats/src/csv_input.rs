@@ -147,27 +147,6 @@ enum PassEnd<Row> {
     NotGb18030(u64),
 }
 
-/// Reads a CSV file of one format from disk in bounded chunks.
-pub(crate) fn read_path<F: CsvFormat>(
-    path: &std::path::Path,
-    file: &str,
-    format: &F,
-    progress: &(dyn Fn(u64) + Sync),
-) -> Result<Vec<F::Row>, Problems> {
-    let mut source = std::fs::File::open(path)
-        .map_err(|error| Problem::whole_file(file, format!("cannot be opened: {error}")))?;
-    let size = source.metadata().map(|metadata| metadata.len()).ok();
-    read_stream(
-        file,
-        &mut source,
-        size,
-        format,
-        CHUNK_BYTES,
-        PIECE_BYTES,
-        progress,
-    )
-}
-
 /// Reads a CSV file from any seekable source, `chunk_bytes` at a time.
 pub(crate) fn read_stream<F: CsvFormat, R: Read + Seek + Send>(
     file: &str,

@@ -10,6 +10,7 @@ use jiuzhu_core::{
 };
 
 use crate::csv_input::{self, text, Column, CsvFormat, Layout, Record, RowProblems};
+use crate::input::{self, ReadOptions};
 use crate::problem::{Problem, Problems};
 
 const INVOICE_NO: usize = 0;
@@ -66,17 +67,28 @@ const COLUMNS: &[Column] = &[
     },
 ];
 
-/// Reads and checks an invoices file from disk; every visit type must be
-/// one of `known_visit_types`. Either every invoice, or every problem found.
+/// Reads and checks an invoices file from disk, larger than
+/// [`crate::DEFAULT_MAX_INPUT_BYTES`] refused; every visit type must be one
+/// of `known_visit_types`. Either every invoice, or every problem found.
 pub fn read_invoices_file(
     path: &Path,
     file: &str,
     known_visit_types: &[String],
 ) -> Result<Vec<Invoice>, Problems> {
+    read_invoices_file_with(path, file, known_visit_types, &ReadOptions::default())
+}
+
+/// [`read_invoices_file`] with other options.
+pub fn read_invoices_file_with(
+    path: &Path,
+    file: &str,
+    known_visit_types: &[String],
+    options: &ReadOptions,
+) -> Result<Vec<Invoice>, Problems> {
     let format = InvoicesFormat {
         checks: Checks::new(file, known_visit_types)?,
     };
-    csv_input::read_path(path, file, &format, &|_| {})
+    input::read_path(path, file, &format, Some(options.max_bytes), &|_| {})
 }
 
 /// Reads and checks an invoices file held in memory.
@@ -96,7 +108,8 @@ pub fn read_invoices(
 /// memory bounded by the records and a fixed read buffer. `position` is the
 /// record's 0-based index in the file (header and blank lines not counted);
 /// `visit_type` indexes `known_visit_types`. `progress` is called now and
-/// then with the bytes consumed since its last call.
+/// then with the bytes consumed since its last call. No size limit
+/// applies: the file is streamed.
 pub fn read_batch_invoices_file(
     path: &Path,
     file: &str,
@@ -106,7 +119,7 @@ pub fn read_batch_invoices_file(
     let format = BatchFormat {
         checks: Checks::new(file, known_visit_types)?,
     };
-    csv_input::read_path(path, file, &format, progress)
+    input::read_path(path, file, &format, None, progress)
 }
 
 /// Checks an invoices file from disk when there is no valid policy: every
@@ -120,7 +133,7 @@ pub fn check_invoices_file_without_policy(
     let format = BatchFormat {
         checks: Checks { visit_types: None },
     };
-    match csv_input::read_path(path, file, &format, progress) {
+    match input::read_path(path, file, &format, None, progress) {
         Ok(_) => Problems::new(),
         Err(problems) => problems,
     }

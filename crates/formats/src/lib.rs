@@ -3,18 +3,20 @@
 //! its file, line and column.
 
 mod csv_input;
+mod input;
 pub mod invoices;
 pub mod json;
 pub mod policy_toml;
 pub mod problem;
 pub mod spells;
 
+pub use input::{check_input_size, ReadOptions, DEFAULT_MAX_INPUT_BYTES};
 pub use invoices::{
     check_invoices_file_without_policy, read_batch_invoices, read_batch_invoices_file, read_invoices,
-    read_invoices_file,
+    read_invoices_file, read_invoices_file_with,
 };
 pub use policy_toml::{parse_policy, read_policy_file};
 pub use problem::{Problem, Problems, MAX_PROBLEMS_REPORTED};
-pub use spells::{read_spells, read_spells_file};
+pub use spells::{read_spells, read_spells_file, read_spells_file_with};
 pub mod results;
 pub use results::{write_results, RESULTS_HEADER};

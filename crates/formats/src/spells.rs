@@ -6,6 +6,7 @@ use std::path::Path;
 use jiuzhu_core::{Date, Policy, ResidentId, Spell, SpellError};
 
 use crate::csv_input::{self, text, Column, CsvFormat, Layout, Record, RowProblems};
+use crate::input::{self, ReadOptions};
 use crate::problem::Problems;
 
 const PERSON_ID: usize = 0;
@@ -40,10 +41,27 @@ const COLUMNS: &[Column] = &[
 /// The most category codes a message lists.
 const CODES_LISTED: usize = 20;
 
-/// Reads and checks a spells file from disk. With a policy, every category
+/// Reads and checks a spells file from disk, larger than
+/// [`crate::DEFAULT_MAX_INPUT_BYTES`] refused. With a policy, every category
 /// must be one of its codes. Either every spell, or every problem found.
 pub fn read_spells_file(path: &Path, file: &str, policy: Option<&Policy>) -> Result<Vec<Spell>, Problems> {
-    csv_input::read_path(path, file, &SpellsFormat { policy }, &|_| {})
+    read_spells_file_with(path, file, policy, &ReadOptions::default())
+}
+
+/// [`read_spells_file`] with other options.
+pub fn read_spells_file_with(
+    path: &Path,
+    file: &str,
+    policy: Option<&Policy>,
+    options: &ReadOptions,
+) -> Result<Vec<Spell>, Problems> {
+    input::read_path(
+        path,
+        file,
+        &SpellsFormat { policy },
+        Some(options.max_bytes),
+        &|_| {},
+    )
 }
 
 /// Reads and checks a spells file held in memory; `file` names it in problems.
