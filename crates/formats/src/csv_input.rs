@@ -21,6 +21,7 @@ use encoding_rs::{DecoderResult, GB18030};
 use memchr::{memchr, memchr2, memchr_iter, memrchr2};
 use rayon::prelude::*;
 
+use crate::partitioned::RejectedRow;
 use crate::problem::{Problem, Problems, MAX_PROBLEMS_REPORTED};
 
 /// How much of a file is read at a time; also the longest record a file
@@ -39,6 +40,25 @@ const ABSENT: usize = usize::MAX;
 pub(crate) struct Column {
     pub name: &'static str,
     pub required: bool,
+}
+
+/// Whether a bad record refuses the whole file, or is set aside with its
+/// reasons while the good ones are kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Mode {
+    Strict,
+    Lenient,
+}
+
+/// What a read found: the header's names, the good rows (with their lines
+/// when lenient) and, when lenient, the rejected records.
+#[derive(Debug)]
+pub(crate) struct Outcome<Row> {
+    pub header: Vec<String>,
+    pub rows: Vec<Row>,
+    /// The line of each row; only when lenient.
+    pub lines: Vec<u64>,
+    pub rejected: Vec<RejectedRow>,
 }
 
 /// One kind of CSV file: its columns and how a record becomes a row.
@@ -140,7 +160,7 @@ enum TextEncoding {
 
 /// How one pass over a file ended.
 enum PassEnd<Row> {
-    Done(Result<Vec<Row>, Problems>),
+    Done(Result<Outcome<Row>, Problems>),
     /// Not UTF-8: the line of the first bad byte.
     NotUtf8(u64),
     /// Not GB18030 either: the line of the first bad byte.
@@ -148,6 +168,7 @@ enum PassEnd<Row> {
 }
 
 /// Reads a CSV file from any seekable source, `chunk_bytes` at a time.
+#[cfg(test)]
 pub(crate) fn read_stream<F: CsvFormat, R: Read + Seek + Send>(
     file: &str,
     source: &mut R,
@@ -157,6 +178,21 @@ pub(crate) fn read_stream<F: CsvFormat, R: Read + Seek + Send>(
     piece_bytes: usize,
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<Vec<F::Row>, Problems> {
+    let sizes = (chunk_bytes, piece_bytes);
+    read_stream_in(file, source, size, format, Mode::Strict, sizes, progress).map(|outcome| outcome.rows)
+}
+
+/// Reads a CSV file from any seekable source, in chunks and pieces of
+/// `(chunk_bytes, piece_bytes)`.
+pub(crate) fn read_stream_in<F: CsvFormat, R: Read + Seek + Send>(
+    file: &str,
+    source: &mut R,
+    size: Option<u64>,
+    format: &F,
+    mode: Mode,
+    (chunk_bytes, piece_bytes): (usize, usize),
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<Outcome<F::Row>, Problems> {
     // Progress is reported once per byte even when a second pass (GBK)
     // reads the file again.
     let reported = std::sync::atomic::AtomicU64::new(0);
@@ -174,7 +210,7 @@ pub(crate) fn read_stream<F: CsvFormat, R: Read + Seek + Send>(
             source,
             size,
             format,
-            encoding,
+            (encoding, mode),
             chunk_bytes,
             piece_bytes,
             &mut |bytes| {
@@ -198,17 +234,29 @@ pub(crate) fn read_stream<F: CsvFormat, R: Read + Seek + Send>(
 }
 
 /// Reads a CSV file held in memory.
+#[cfg(test)]
 pub(crate) fn read_slice<F: CsvFormat>(
     file: &str,
     bytes: &[u8],
     format: &F,
     piece_bytes: usize,
 ) -> Result<Vec<F::Row>, Problems> {
+    read_slice_in(file, bytes, format, Mode::Strict, piece_bytes).map(|outcome| outcome.rows)
+}
+
+/// Reads a CSV file held in memory.
+pub(crate) fn read_slice_in<F: CsvFormat>(
+    file: &str,
+    bytes: &[u8],
+    format: &F,
+    mode: Mode,
+    piece_bytes: usize,
+) -> Result<Outcome<F::Row>, Problems> {
     let pass = |encoding: TextEncoding| -> PassEnd<F::Row> {
         if let Some(problem) = sniff(file, bytes, F::COLUMNS) {
             return PassEnd::Done(Err(problem.into()));
         }
-        let mut processor = Processor::new(file, format, encoding, piece_bytes);
+        let mut processor = Processor::new(file, format, (encoding, mode), piece_bytes);
         let mut accumulator = Accumulator::new(file, Some(bytes.len() as u64));
         let plan = match processor.plan(bytes, true) {
             Ok(plan) => plan,
@@ -219,7 +267,7 @@ pub(crate) fn read_slice<F: CsvFormat>(
         if let Some(end) = accumulator.merge::<F>(parsed) {
             return end;
         }
-        PassEnd::Done(accumulator.finish::<F>(processor.has_header()))
+        PassEnd::Done(accumulator.finish::<F>(processor.layout.take()))
     };
     match pass(TextEncoding::Utf8) {
         PassEnd::Done(result) => result,
@@ -257,7 +305,7 @@ fn stream_pass<F: CsvFormat, R: Read + Send>(
     source: &mut R,
     size: Option<u64>,
     format: &F,
-    encoding: TextEncoding,
+    (encoding, mode): (TextEncoding, Mode),
     chunk_bytes: usize,
     piece_bytes: usize,
     consumed: &mut dyn FnMut(u64),
@@ -276,7 +324,7 @@ fn stream_pass<F: CsvFormat, R: Read + Send>(
         return Ok(PassEnd::Done(Err(problem.into())));
     }
     let mut eof = filled < current.len();
-    let mut processor = Processor::new(file, format, encoding, piece_bytes);
+    let mut processor = Processor::new(file, format, (encoding, mode), piece_bytes);
     let mut accumulator = Accumulator::new(file, size);
     // The previous chunk's pieces, parsed but not merged yet.
     let mut pending: Vec<PieceOutput<F::Row>> = Vec::new();
@@ -293,7 +341,7 @@ fn stream_pass<F: CsvFormat, R: Read + Send>(
             accumulator
                 .problems
                 .push(too_long(file, processor.line, data, capacity));
-            return Ok(PassEnd::Done(accumulator.finish::<F>(processor.has_header())));
+            return Ok(PassEnd::Done(accumulator.finish::<F>(processor.layout.take())));
         }
         let leftover = filled - plan.cut;
         if !eof {
@@ -334,7 +382,7 @@ fn stream_pass<F: CsvFormat, R: Read + Send>(
     if let Some(end) = accumulator.merge::<F>(pending) {
         return Ok(end);
     }
-    Ok(PassEnd::Done(accumulator.finish::<F>(processor.has_header())))
+    Ok(PassEnd::Done(accumulator.finish::<F>(processor.layout.take())))
 }
 
 fn too_long(file: &str, line: u64, data: &[u8], capacity: usize) -> Problem {
@@ -464,6 +512,7 @@ struct Processor<'a, F: CsvFormat> {
     file: &'a str,
     format: &'a F,
     encoding: TextEncoding,
+    mode: Mode,
     piece_bytes: usize,
     at_file_start: bool,
     layout: Option<Layout>,
@@ -479,20 +528,17 @@ enum HeaderProgress {
 }
 
 impl<'a, F: CsvFormat> Processor<'a, F> {
-    fn new(file: &'a str, format: &'a F, encoding: TextEncoding, piece_bytes: usize) -> Self {
+    fn new(file: &'a str, format: &'a F, (encoding, mode): (TextEncoding, Mode), piece_bytes: usize) -> Self {
         Processor {
             file,
             format,
             encoding,
+            mode,
             piece_bytes: piece_bytes.max(1),
             at_file_start: true,
             layout: None,
             line: 1,
         }
-    }
-
-    fn has_header(&self) -> bool {
-        self.layout.is_some()
     }
 
     /// Takes the header if it is still to come, then splits the records of
@@ -601,6 +647,7 @@ impl<'a, F: CsvFormat> Processor<'a, F> {
             format: self.format,
             layout,
             encoding: self.encoding,
+            mode: self.mode,
         };
         plan.pieces
             .par_iter()
@@ -624,6 +671,8 @@ struct Accumulator<'a, Row> {
     file: &'a str,
     size: Option<u64>,
     rows: Vec<Row>,
+    lines: Vec<u64>,
+    rejected: Vec<RejectedRow>,
     /// Row buffers of the pieces, kept from chunk to chunk: allocating
     /// them anew each time costs page faults.
     spare: Vec<Vec<Row>>,
@@ -638,6 +687,8 @@ impl<'a, Row> Accumulator<'a, Row> {
             file,
             size,
             rows: Vec::new(),
+            lines: Vec::new(),
+            rejected: Vec::new(),
             spare: Vec::new(),
             records: 0,
             problems: Problems::new(),
@@ -687,11 +738,15 @@ impl<'a, Row> Accumulator<'a, Row> {
                     F::place(&mut row, self.rows.len() as u64);
                     self.rows.push(row);
                 }
+                self.lines.extend(output.lines);
+                self.rejected.extend(output.rejected);
             } else {
                 rows.clear();
                 if self.rows.capacity() > 0 {
                     self.rows = Vec::new();
                 }
+                self.lines = Vec::new();
+                self.rejected = Vec::new();
             }
             self.spare.push(rows);
         }
@@ -713,8 +768,8 @@ impl<'a, Row> Accumulator<'a, Row> {
             .reserve(usize::try_from(estimate).unwrap_or(0).min(1 << 31));
     }
 
-    fn finish<F: CsvFormat<Row = Row>>(mut self, has_header: bool) -> Result<Vec<Row>, Problems> {
-        if !has_header && self.problems.is_empty() {
+    fn finish<F: CsvFormat<Row = Row>>(mut self, layout: Option<Layout>) -> Result<Outcome<Row>, Problems> {
+        if layout.is_none() && self.problems.is_empty() {
             self.problems.push(Problem::whole_file(
                 self.file,
                 format!(
@@ -725,7 +780,12 @@ impl<'a, Row> Accumulator<'a, Row> {
         }
         self.problems.into_result()?;
         self.rows.shrink_to_fit();
-        Ok(self.rows)
+        Ok(Outcome {
+            header: layout.map(|layout| layout.names).unwrap_or_default(),
+            rows: self.rows,
+            lines: self.lines,
+            rejected: self.rejected,
+        })
     }
 }
 
@@ -916,6 +976,7 @@ struct PieceContext<'a, F: CsvFormat> {
     format: &'a F,
     layout: &'a Layout,
     encoding: TextEncoding,
+    mode: Mode,
 }
 
 enum Failure {
@@ -928,6 +989,11 @@ struct PieceOutput<Row> {
     /// The piece's length in bytes.
     bytes: usize,
     rows: Vec<Row>,
+    /// The line of each row; only when lenient.
+    lines: Vec<u64>,
+    /// Only when lenient.
+    rejected: Vec<RejectedRow>,
+    /// Only problems that refuse the file: when strict, any.
     problems: Problems,
     records: u64,
     failure: Option<Failure>,
@@ -965,6 +1031,8 @@ fn parse_piece<F: CsvFormat>(
     let mut output = PieceOutput {
         bytes: raw.len(),
         rows,
+        lines: Vec::new(),
+        rejected: Vec::new(),
         problems: Problems::new(),
         records: 0,
         failure: None,
@@ -1148,7 +1216,16 @@ struct PieceReader<'a, F: CsvFormat> {
     row_problems: RowProblems<'a>,
 }
 
+/// Why a record whose fields are all there gives no row.
+enum RowFailure {
+    /// Problems, in `RowProblems::found`, in the order of the fields.
+    Problems,
+    /// None found, yet no row: should not happen.
+    Unread,
+}
+
 impl<F: CsvFormat> PieceReader<'_, F> {
+    /// Checks one record starting on `line`.
     fn record(
         &mut self,
         output: &mut PieceOutput<F::Row>,
@@ -1156,51 +1233,124 @@ impl<F: CsvFormat> PieceReader<'_, F> {
         line: u64,
         issue: Option<QuoteIssue>,
     ) {
+        output.records += 1;
+        match self.context.mode {
+            Mode::Strict => self.strict_record(output, &record, line, issue),
+            Mode::Lenient => self.lenient_record(output, &record, line, issue),
+        }
+    }
+
+    fn strict_record(
+        &mut self,
+        output: &mut PieceOutput<F::Row>,
+        record: &Record<'_>,
+        line: u64,
+        issue: Option<QuoteIssue>,
+    ) {
         let context = self.context;
         let file = context.file;
-        output.records += 1;
         if let Some(issue) = issue {
             self.fail(output);
             output.report(|| quote_problem(file, line, issue, &context.layout.names));
             return;
         }
-        let expected = context.layout.field_count();
-        if record.bounds.len() != expected {
+        if let Some(found) = self.wrong_field_count(record) {
             self.fail(output);
-            let found = record.bounds.len();
-            output.report(|| {
-                Problem::at_line(
-                    file,
-                    line,
-                    format!("has {found} fields but the header has {expected} columns (a comma too many or too few?)"),
-                )
-            });
+            output.report(|| self.field_count_problem(line, found));
             return;
         }
-        self.row_problems.found.clear();
-        self.row_problems.quiet = output.problems.kept().len() >= MAX_PROBLEMS_REPORTED;
-        let row = context
-            .format
-            .read_row(context.layout, &record, &mut self.row_problems);
-        if self.row_problems.found.is_empty() {
-            match row {
-                Some(row) => {
-                    if self.keep_rows {
-                        output.rows.push(row);
-                    }
-                }
-                None => {
-                    self.fail(output);
-                    output.report(|| Problem::at_line(file, line, "could not be read"));
+        let quiet = output.problems.kept().len() >= MAX_PROBLEMS_REPORTED;
+        match self.check_fields(record, quiet) {
+            Ok(row) => {
+                if self.keep_rows {
+                    output.rows.push(row);
                 }
             }
-            return;
+            Err(RowFailure::Unread) => {
+                self.fail(output);
+                output.report(|| Problem::at_line(file, line, "could not be read"));
+            }
+            Err(RowFailure::Problems) => {
+                self.fail(output);
+                for (_, column, message) in self.row_problems.found.drain(..) {
+                    output.report(|| Problem::at(file, line, column, message));
+                }
+            }
         }
-        self.fail(output);
-        self.row_problems.found.sort_by_key(|&(field, _, _)| field);
-        for (_, column, message) in self.row_problems.found.drain(..) {
-            output.report(|| Problem::at(file, line, column, message));
+    }
+
+    /// Keeps a good row with its line, or sets the record aside with every
+    /// reason it was refused.
+    fn lenient_record(
+        &mut self,
+        output: &mut PieceOutput<F::Row>,
+        record: &Record<'_>,
+        line: u64,
+        issue: Option<QuoteIssue>,
+    ) {
+        let context = self.context;
+        let file = context.file;
+        let mut problems = Vec::new();
+        if let Some(issue) = issue {
+            problems.push(quote_problem(file, line, issue, &context.layout.names));
+        } else if let Some(found) = self.wrong_field_count(record) {
+            problems.push(self.field_count_problem(line, found));
+        } else {
+            match self.check_fields(record, false) {
+                Ok(row) => {
+                    output.rows.push(row);
+                    output.lines.push(line);
+                    return;
+                }
+                Err(RowFailure::Unread) => problems.push(Problem::at_line(file, line, "could not be read")),
+                Err(RowFailure::Problems) => problems.extend(
+                    self.row_problems
+                        .found
+                        .drain(..)
+                        .map(|(_, column, message)| Problem::at(file, line, column, message)),
+                ),
+            }
         }
+        let fields = (0..record.bounds.len())
+            .map(|index| text(record.get(index)).into_owned())
+            .collect();
+        output.rejected.push(RejectedRow {
+            line,
+            fields,
+            problems,
+        });
+    }
+
+    /// For a record with more or fewer fields than the header names, how
+    /// many it has.
+    fn wrong_field_count(&self, record: &Record<'_>) -> Option<usize> {
+        let found = record.bounds.len();
+        (found != self.context.layout.field_count()).then_some(found)
+    }
+
+    fn field_count_problem(&self, line: u64, found: usize) -> Problem {
+        let expected = self.context.layout.field_count();
+        Problem::at_line(
+            self.context.file,
+            line,
+            format!(
+                "has {found} fields but the header has {expected} columns (a comma too many or too few?)"
+            ),
+        )
+    }
+
+    /// Checks the fields of a record with as many as the header.
+    fn check_fields(&mut self, record: &Record<'_>, quiet: bool) -> Result<F::Row, RowFailure> {
+        let context = self.context;
+        let found = &mut self.row_problems;
+        found.found.clear();
+        found.quiet = quiet;
+        let row = context.format.read_row(context.layout, record, found);
+        if !found.found.is_empty() {
+            found.found.sort_by_key(|&(field, _, _)| field);
+            return Err(RowFailure::Problems);
+        }
+        row.ok_or(RowFailure::Unread)
     }
 
     /// After a problem the file is refused: its rows are no longer kept.

@@ -1,10 +1,10 @@
-//! Where the readers of files on disk start: a file larger than the limit
-//! is refused before it is read.
+//! Where the readers of row files start: a file on disk larger than the
+//! limit is refused before it is read.
 
 use std::fs::File;
 use std::path::Path;
 
-use crate::csv_input::{self, CsvFormat};
+use crate::csv_input::{self, CsvFormat, Mode, Outcome};
 use crate::problem::{Problem, Problems};
 
 /// The largest input file the readers of files on disk take by default:
@@ -69,30 +69,34 @@ fn human_bytes(bytes: u64) -> String {
     format!("{bytes} bytes")
 }
 
-/// Reads a CSV file from disk in bounded chunks. With `max_bytes`, a
-/// larger file is refused before it is read.
+/// Reads a CSV file held in memory.
+pub(crate) fn read_bytes<F: CsvFormat>(
+    file: &str,
+    bytes: &[u8],
+    format: &F,
+    mode: Mode,
+) -> Result<Outcome<F::Row>, Problems> {
+    csv_input::read_slice_in(file, bytes, format, mode, csv_input::PIECE_BYTES)
+}
+
+/// Reads a CSV file from disk in bounded chunks.
+/// With `max_bytes`, a larger file is refused before it is read.
 pub(crate) fn read_path<F: CsvFormat>(
     path: &Path,
     file: &str,
     format: &F,
+    mode: Mode,
     max_bytes: Option<u64>,
     progress: &(dyn Fn(u64) + Sync),
-) -> Result<Vec<F::Row>, Problems> {
+) -> Result<Outcome<F::Row>, Problems> {
     let mut source =
         File::open(path).map_err(|error| Problem::whole_file(file, format!("cannot be opened: {error}")))?;
     let size = source.metadata().map(|metadata| metadata.len()).ok();
     if let (Some(size), Some(max_bytes)) = (size, max_bytes) {
         check_input_size(file, size, max_bytes)?;
     }
-    csv_input::read_stream(
-        file,
-        &mut source,
-        size,
-        format,
-        csv_input::CHUNK_BYTES,
-        csv_input::PIECE_BYTES,
-        progress,
-    )
+    let sizes = (csv_input::CHUNK_BYTES, csv_input::PIECE_BYTES);
+    csv_input::read_stream_in(file, &mut source, size, format, mode, sizes, progress)
 }
 
 #[cfg(test)]

@@ -9,8 +9,9 @@ use jiuzhu_core::{
     BatchInvoice, BillAmounts, Date, Fen, Hospital, Invoice, InvoiceNo, ResidentId, Timestamp,
 };
 
-use crate::csv_input::{self, text, Column, CsvFormat, Layout, Record, RowProblems};
+use crate::csv_input::{text, Column, CsvFormat, Layout, Mode, Record, RowProblems};
 use crate::input::{self, ReadOptions};
+use crate::partitioned::Partitioned;
 use crate::problem::{Problem, Problems};
 
 const INVOICE_NO: usize = 0;
@@ -88,7 +89,15 @@ pub fn read_invoices_file_with(
     let format = InvoicesFormat {
         checks: Checks::new(file, known_visit_types)?,
     };
-    input::read_path(path, file, &format, Some(options.max_bytes), &|_| {})
+    input::read_path(
+        path,
+        file,
+        &format,
+        Mode::Strict,
+        Some(options.max_bytes),
+        &|_| {},
+    )
+    .map(|outcome| outcome.rows)
 }
 
 /// Reads and checks an invoices file held in memory.
@@ -100,7 +109,43 @@ pub fn read_invoices(
     let format = InvoicesFormat {
         checks: Checks::new(file, known_visit_types)?,
     };
-    csv_input::read_slice(file, bytes, &format, csv_input::PIECE_BYTES)
+    input::read_bytes(file, bytes, &format, Mode::Strict).map(|outcome| outcome.rows)
+}
+
+/// Reads an invoices file held in memory leniently: every good invoice
+/// with its line, and every bad record with its fields and all its
+/// problems. Only problems with the whole file (unreadable, empty, not
+/// text, a required column missing from the header) are an `Err`.
+pub fn read_invoices_partitioned(
+    file: &str,
+    bytes: &[u8],
+    known_visit_types: &[String],
+) -> Result<Partitioned<Invoice>, Problems> {
+    let format = InvoicesFormat {
+        checks: Checks::new(file, known_visit_types)?,
+    };
+    input::read_bytes(file, bytes, &format, Mode::Lenient).map(Partitioned::from_outcome)
+}
+
+/// [`read_invoices_partitioned`] over a file on disk.
+pub fn read_invoices_partitioned_file(
+    path: &Path,
+    file: &str,
+    known_visit_types: &[String],
+    options: &ReadOptions,
+) -> Result<Partitioned<Invoice>, Problems> {
+    let format = InvoicesFormat {
+        checks: Checks::new(file, known_visit_types)?,
+    };
+    input::read_path(
+        path,
+        file,
+        &format,
+        Mode::Lenient,
+        Some(options.max_bytes),
+        &|_| {},
+    )
+    .map(Partitioned::from_outcome)
 }
 
 /// Reads and checks an invoices file from disk into compact records, with
@@ -119,7 +164,7 @@ pub fn read_batch_invoices_file(
     let format = BatchFormat {
         checks: Checks::new(file, known_visit_types)?,
     };
-    input::read_path(path, file, &format, None, progress)
+    input::read_path(path, file, &format, Mode::Strict, None, progress).map(|outcome| outcome.rows)
 }
 
 /// Checks an invoices file from disk when there is no valid policy: every
@@ -133,7 +178,7 @@ pub fn check_invoices_file_without_policy(
     let format = BatchFormat {
         checks: Checks { visit_types: None },
     };
-    match input::read_path(path, file, &format, None, progress) {
+    match input::read_path(path, file, &format, Mode::Strict, None, progress) {
         Ok(_) => Problems::new(),
         Err(problems) => problems,
     }
@@ -148,7 +193,7 @@ pub fn read_batch_invoices(
     let format = BatchFormat {
         checks: Checks::new(file, known_visit_types)?,
     };
-    csv_input::read_slice(file, bytes, &format, csv_input::PIECE_BYTES)
+    input::read_bytes(file, bytes, &format, Mode::Strict).map(|outcome| outcome.rows)
 }
 
 /// The checks of one invoice record, shared by both readers.
@@ -629,7 +674,7 @@ mod tests {
             checks: Checks::new("invoices.csv", &visit_types).unwrap(),
         };
         let mut source = std::fs::File::open(&path).unwrap();
-        let chunked = csv_input::read_stream(
+        let chunked = crate::csv_input::read_stream(
             "invoices.csv",
             &mut source,
             None,
@@ -669,7 +714,7 @@ mod tests {
         };
         let mut cursor = std::io::Cursor::new(&bytes);
         let problems =
-            csv_input::read_stream("i.csv", &mut cursor, None, &format, 256 << 10, 16 << 10, &|_| {})
+            crate::csv_input::read_stream("i.csv", &mut cursor, None, &format, 256 << 10, 16 << 10, &|_| {})
                 .unwrap_err();
         assert_eq!(
             problems.to_string(),

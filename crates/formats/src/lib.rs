@@ -6,6 +6,7 @@ mod csv_input;
 mod input;
 pub mod invoices;
 pub mod json;
+pub mod partitioned;
 pub mod policy_toml;
 pub mod problem;
 pub mod spells;
@@ -13,10 +14,14 @@ pub mod spells;
 pub use input::{check_input_size, ReadOptions, DEFAULT_MAX_INPUT_BYTES};
 pub use invoices::{
     check_invoices_file_without_policy, read_batch_invoices, read_batch_invoices_file, read_invoices,
-    read_invoices_file, read_invoices_file_with,
+    read_invoices_file, read_invoices_file_with, read_invoices_partitioned, read_invoices_partitioned_file,
 };
+pub use partitioned::{write_rejected_csv, GoodRow, Partitioned, RejectedRow};
 pub use policy_toml::{parse_policy, read_policy_file};
 pub use problem::{Problem, Problems, MAX_PROBLEMS_REPORTED};
-pub use spells::{read_spells, read_spells_file, read_spells_file_with};
+pub use spells::{
+    read_spells, read_spells_file, read_spells_file_with, read_spells_partitioned,
+    read_spells_partitioned_file,
+};
 pub mod results;
 pub use results::{write_results, RESULTS_HEADER};

@@ -3,8 +3,8 @@
 use std::time::{Duration, Instant};
 
 use jiuzhu_formats::{
-    read_invoices_file, read_invoices_file_with, read_spells_file, read_spells_file_with, ReadOptions,
-    DEFAULT_MAX_INPUT_BYTES,
+    read_invoices_file, read_invoices_partitioned_file, read_spells_file, read_spells_file_with,
+    read_spells_partitioned_file, ReadOptions, DEFAULT_MAX_INPUT_BYTES,
 };
 
 #[test]
@@ -32,7 +32,11 @@ fn a_file_over_the_default_limit_is_refused_at_once_with_its_size() {
     let options = ReadOptions::default();
     assert_eq!(options.max_bytes, DEFAULT_MAX_INPUT_BYTES);
     assert_eq!(
-        read_invoices_file_with(&path, "huge.csv", &known, &options).unwrap_err(),
+        read_spells_partitioned_file(&path, "huge.csv", None, &options).unwrap_err(),
+        problems
+    );
+    assert_eq!(
+        read_invoices_partitioned_file(&path, "huge.csv", &known, &options).unwrap_err(),
         problems
     );
     assert!(
