@@ -40,6 +40,24 @@ const ABSENT: usize = usize::MAX;
 pub(crate) struct Column {
     pub name: &'static str,
     pub required: bool,
+    /// What it holds: how a spreadsheet cell becomes its text.
+    pub kind: CellKind,
+}
+
+/// What a column holds, for turning a spreadsheet cell into the text a CSV
+/// field would hold (CSV fields are text already).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CellKind {
+    /// Free text; a number is taken as the text Excel would show.
+    Text,
+    /// An identifier: text only, since a number loses digits in Excel.
+    Identifier,
+    /// A date: `YYYY-MM-DD` text or a date cell without a time of day.
+    Date,
+    /// A timestamp with an offset: text only.
+    Timestamp,
+    /// Yuan: text or a number.
+    Money,
 }
 
 /// Whether a bad record refuses the whole file, or is set aside with its
@@ -59,6 +77,14 @@ pub(crate) struct Outcome<Row> {
     /// The line of each row; only when lenient.
     pub lines: Vec<u64>,
     pub rejected: Vec<RejectedRow>,
+}
+
+/// A problem with one cell of a sheet found before its text is checked:
+/// `column` indexes the format's columns.
+#[derive(Debug)]
+pub(crate) struct CellProblem {
+    pub column: usize,
+    pub message: String,
 }
 
 /// One kind of CSV file: its columns and how a record becomes a row.
@@ -101,6 +127,11 @@ impl Layout {
     fn field_count(&self) -> usize {
         self.names.len()
     }
+
+    /// The header's names, by field index.
+    pub fn names(&self) -> &[String] {
+        &self.names
+    }
 }
 
 /// One record's fields, as text (UTF-8, decoded if the file was GBK).
@@ -111,6 +142,11 @@ pub(crate) struct Record<'a> {
 }
 
 impl<'a> Record<'a> {
+    /// A record of fields `bounds` within `text`.
+    pub fn new(text: &'a [u8], bounds: &'a [(usize, usize)]) -> Record<'a> {
+        Record { text, bounds }
+    }
+
     /// The field at `index`; empty when there is none.
     pub fn get(&self, index: usize) -> &'a [u8] {
         match self.bounds.get(index) {
@@ -432,13 +468,6 @@ fn sniff(file: &str, start: &[u8], columns: &[Column]) -> Option<Problem> {
             file,
             1,
             "is UTF-16 text, not UTF-8 or GBK: save the file as CSV in UTF-8",
-        ));
-    }
-    if start.starts_with(b"PK\x03\x04") {
-        return Some(Problem::at_line(
-            file,
-            1,
-            "is a ZIP archive (an XLSX workbook?), not CSV text: save the sheet as CSV in UTF-8",
         ));
     }
     let head = &start[..start.len().min(SNIFF_BYTES)];
@@ -790,7 +819,12 @@ impl<'a, Row> Accumulator<'a, Row> {
 }
 
 /// Matches the header's names to the known columns.
-fn match_header(file: &str, line: u64, names: Vec<String>, columns: &[Column]) -> Result<Layout, Problems> {
+pub(crate) fn match_header(
+    file: &str,
+    line: u64,
+    names: Vec<String>,
+    columns: &[Column],
+) -> Result<Layout, Problems> {
     let mut fields = vec![ABSENT; columns.len()];
     let mut problems = Problems::new();
     for (index, name) in names.iter().enumerate() {
@@ -1081,7 +1115,7 @@ fn parse_piece<F: CsvFormat>(
         // The fast path: no quotes, so a record is a line and a field is
         // what lies between commas.
         split_plain(text, &mut bounds, |bounds, line| {
-            reader.record(&mut output, Record { text, bounds }, first_line + line, None);
+            reader.record(&mut output, Record { text, bounds }, first_line + line, None, &[]);
         });
     } else {
         let mut scratch = Vec::new();
@@ -1101,6 +1135,7 @@ fn parse_piece<F: CsvFormat>(
                 },
                 record_line,
                 scanned.issue,
+                &[],
             );
         }
     }
@@ -1225,18 +1260,20 @@ enum RowFailure {
 }
 
 impl<F: CsvFormat> PieceReader<'_, F> {
-    /// Checks one record starting on `line`.
+    /// Checks one record starting on `line`; `cells` are problems a sheet's
+    /// cells had before they became text.
     fn record(
         &mut self,
         output: &mut PieceOutput<F::Row>,
         record: Record<'_>,
         line: u64,
         issue: Option<QuoteIssue>,
+        cells: &[CellProblem],
     ) {
         output.records += 1;
         match self.context.mode {
-            Mode::Strict => self.strict_record(output, &record, line, issue),
-            Mode::Lenient => self.lenient_record(output, &record, line, issue),
+            Mode::Strict => self.strict_record(output, &record, line, issue, cells),
+            Mode::Lenient => self.lenient_record(output, &record, line, issue, cells),
         }
     }
 
@@ -1246,6 +1283,7 @@ impl<F: CsvFormat> PieceReader<'_, F> {
         record: &Record<'_>,
         line: u64,
         issue: Option<QuoteIssue>,
+        cells: &[CellProblem],
     ) {
         let context = self.context;
         let file = context.file;
@@ -1260,7 +1298,7 @@ impl<F: CsvFormat> PieceReader<'_, F> {
             return;
         }
         let quiet = output.problems.kept().len() >= MAX_PROBLEMS_REPORTED;
-        match self.check_fields(record, quiet) {
+        match self.check_fields(record, cells, quiet) {
             Ok(row) => {
                 if self.keep_rows {
                     output.rows.push(row);
@@ -1287,6 +1325,7 @@ impl<F: CsvFormat> PieceReader<'_, F> {
         record: &Record<'_>,
         line: u64,
         issue: Option<QuoteIssue>,
+        cells: &[CellProblem],
     ) {
         let context = self.context;
         let file = context.file;
@@ -1296,7 +1335,7 @@ impl<F: CsvFormat> PieceReader<'_, F> {
         } else if let Some(found) = self.wrong_field_count(record) {
             problems.push(self.field_count_problem(line, found));
         } else {
-            match self.check_fields(record, false) {
+            match self.check_fields(record, cells, false) {
                 Ok(row) => {
                     output.rows.push(row);
                     output.lines.push(line);
@@ -1339,13 +1378,32 @@ impl<F: CsvFormat> PieceReader<'_, F> {
         )
     }
 
-    /// Checks the fields of a record with as many as the header.
-    fn check_fields(&mut self, record: &Record<'_>, quiet: bool) -> Result<F::Row, RowFailure> {
+    /// Checks the fields of a record with as many as the header. A problem
+    /// a cell had replaces what the check says of the same column.
+    fn check_fields(
+        &mut self,
+        record: &Record<'_>,
+        cells: &[CellProblem],
+        quiet: bool,
+    ) -> Result<F::Row, RowFailure> {
         let context = self.context;
         let found = &mut self.row_problems;
         found.found.clear();
         found.quiet = quiet;
+        for cell in cells {
+            found.add(cell.column, || cell.message.clone());
+        }
         let row = context.format.read_row(context.layout, record, found);
+        if !cells.is_empty() {
+            let layout = context.layout;
+            let mut index = 0;
+            found.found.retain(|&(field, _, _)| {
+                let keep =
+                    index < cells.len() || !cells.iter().any(|cell| layout.field(cell.column) == field);
+                index += 1;
+                keep
+            });
+        }
         if !found.found.is_empty() {
             found.found.sort_by_key(|&(field, _, _)| field);
             return Err(RowFailure::Problems);
@@ -1360,6 +1418,57 @@ impl<F: CsvFormat> PieceReader<'_, F> {
             output.rows.clear();
         }
     }
+}
+
+/// Checks records that do not come from CSV text (the rows of a sheet),
+/// with the same checks as CSV records, one after another. `produce` calls
+/// its argument with each record, the line it is on and the problems its
+/// cells had; it may end the read early with problems of the whole file.
+pub(crate) fn check_records<F: CsvFormat>(
+    file: &str,
+    format: &F,
+    layout: Layout,
+    mode: Mode,
+    produce: impl FnOnce(&mut dyn FnMut(&Record<'_>, u64, &[CellProblem])) -> Result<(), Problems>,
+) -> Result<Outcome<F::Row>, Problems> {
+    let context = PieceContext {
+        file,
+        format,
+        layout: &layout,
+        encoding: TextEncoding::Utf8,
+        mode,
+    };
+    let mut reader = PieceReader {
+        context: &context,
+        keep_rows: true,
+        row_problems: RowProblems {
+            layout: &layout,
+            columns: F::COLUMNS,
+            found: Vec::new(),
+            quiet: false,
+        },
+    };
+    let mut output = PieceOutput {
+        bytes: 0,
+        rows: Vec::new(),
+        lines: Vec::new(),
+        rejected: Vec::new(),
+        problems: Problems::new(),
+        records: 0,
+        failure: None,
+    };
+    produce(&mut |record, line, cells| {
+        let record = Record {
+            text: record.text,
+            bounds: record.bounds,
+        };
+        reader.record(&mut output, record, line, None, cells);
+    })?;
+    let mut accumulator = Accumulator::new(file, None);
+    if let Some(PassEnd::Done(Err(problems))) = accumulator.merge::<F>(vec![output]) {
+        return Err(problems);
+    }
+    accumulator.finish::<F>(Some(layout))
 }
 
 /// A double quote where RFC 4180 does not allow one.
@@ -1531,14 +1640,17 @@ pub(crate) mod tests {
         Column {
             name: "a",
             required: true,
+            kind: CellKind::Text,
         },
         Column {
             name: "b",
             required: true,
+            kind: CellKind::Text,
         },
         Column {
             name: "c",
             required: false,
+            kind: CellKind::Text,
         },
     ];
 

@@ -1,11 +1,14 @@
-//! Where the readers of row files start: a file on disk larger than the
-//! limit is refused before it is read.
+//! Where the readers of row files start: a file is an XLSX workbook when
+//! it starts as a ZIP archive does, and CSV text otherwise; a file on disk
+//! larger than the limit is refused before it is read.
 
 use std::fs::File;
+use std::io::{BufReader, Read, Seek, SeekFrom};
 use std::path::Path;
 
 use crate::csv_input::{self, CsvFormat, Mode, Outcome};
 use crate::problem::{Problem, Problems};
+use crate::xlsx_input;
 
 /// The largest input file the readers of files on disk take by default:
 /// 1 GiB.
@@ -69,17 +72,21 @@ fn human_bytes(bytes: u64) -> String {
     format!("{bytes} bytes")
 }
 
-/// Reads a CSV file held in memory.
+/// Reads a file held in memory: a workbook or CSV text.
 pub(crate) fn read_bytes<F: CsvFormat>(
     file: &str,
     bytes: &[u8],
     format: &F,
     mode: Mode,
 ) -> Result<Outcome<F::Row>, Problems> {
-    csv_input::read_slice_in(file, bytes, format, mode, csv_input::PIECE_BYTES)
+    if xlsx_input::is_zip(bytes) {
+        xlsx_input::read_workbook(file, std::io::Cursor::new(bytes), format, mode)
+    } else {
+        csv_input::read_slice_in(file, bytes, format, mode, csv_input::PIECE_BYTES)
+    }
 }
 
-/// Reads a CSV file from disk in bounded chunks.
+/// Reads a file from disk: a workbook, or CSV text in bounded chunks.
 /// With `max_bytes`, a larger file is refused before it is read.
 pub(crate) fn read_path<F: CsvFormat>(
     path: &Path,
@@ -95,8 +102,31 @@ pub(crate) fn read_path<F: CsvFormat>(
     if let (Some(size), Some(max_bytes)) = (size, max_bytes) {
         check_input_size(file, size, max_bytes)?;
     }
+    let unreadable = |error: std::io::Error| Problem::whole_file(file, format!("cannot be read: {error}"));
+    let mut start = [0u8; 4];
+    let started = read_start(&mut source, &mut start).map_err(unreadable)?;
+    source.seek(SeekFrom::Start(0)).map_err(unreadable)?;
+    if xlsx_input::is_zip(&start[..started]) {
+        let outcome = xlsx_input::read_workbook(file, BufReader::new(source), format, mode);
+        progress(size.unwrap_or(0));
+        return outcome;
+    }
     let sizes = (csv_input::CHUNK_BYTES, csv_input::PIECE_BYTES);
     csv_input::read_stream_in(file, &mut source, size, format, mode, sizes, progress)
+}
+
+/// Reads up to `buffer.len()` bytes; fewer only at the end of the file.
+fn read_start(source: &mut File, buffer: &mut [u8]) -> std::io::Result<usize> {
+    let mut filled = 0;
+    while filled < buffer.len() {
+        match source.read(&mut buffer[filled..]) {
+            Ok(0) => break,
+            Ok(read) => filled += read,
+            Err(error) if error.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(error) => return Err(error),
+        }
+    }
+    Ok(filled)
 }
 
 #[cfg(test)]

@@ -9,7 +9,7 @@ use jiuzhu_core::{
     BatchInvoice, BillAmounts, Date, Fen, Hospital, Invoice, InvoiceNo, ResidentId, Timestamp,
 };
 
-use crate::csv_input::{text, Column, CsvFormat, Layout, Mode, Record, RowProblems};
+use crate::csv_input::{text, CellKind, Column, CsvFormat, Layout, Mode, Record, RowProblems};
 use crate::input::{self, ReadOptions};
 use crate::partitioned::Partitioned;
 use crate::problem::{Problem, Problems};
@@ -29,47 +29,58 @@ const COLUMNS: &[Column] = &[
     Column {
         name: "invoice_no",
         required: true,
+        kind: CellKind::Identifier,
     },
     Column {
         name: "person_id",
         required: true,
+        kind: CellKind::Identifier,
     },
     Column {
         name: "hospital",
         required: true,
+        kind: CellKind::Text,
     },
     Column {
         name: "visit_type",
         required: true,
+        kind: CellKind::Text,
     },
     Column {
         name: "service_date",
         required: true,
+        kind: CellKind::Date,
     },
     Column {
         name: "settled_at",
         required: true,
+        kind: CellKind::Timestamp,
     },
     Column {
         name: "total",
         required: true,
+        kind: CellKind::Money,
     },
     Column {
         name: "fund_paid",
         required: true,
+        kind: CellKind::Money,
     },
     Column {
         name: "in_scope_self_pay",
         required: true,
+        kind: CellKind::Money,
     },
     Column {
         name: "out_of_scope_self_pay",
         required: true,
+        kind: CellKind::Money,
     },
 ];
 
-/// Reads and checks an invoices file from disk, larger than
-/// [`crate::DEFAULT_MAX_INPUT_BYTES`] refused; every visit type must be one
+/// Reads and checks an invoices file from disk: CSV (UTF-8 or GBK) or an
+/// XLSX workbook (its first sheet), larger than
+/// [`crate::DEFAULT_MAX_INPUT_BYTES`] refused. Every visit type must be one
 /// of `known_visit_types`. Either every invoice, or every problem found.
 pub fn read_invoices_file(
     path: &Path,
@@ -100,7 +111,7 @@ pub fn read_invoices_file_with(
     .map(|outcome| outcome.rows)
 }
 
-/// Reads and checks an invoices file held in memory.
+/// Reads and checks an invoices file held in memory (CSV or XLSX).
 pub fn read_invoices(
     file: &str,
     bytes: &[u8],
@@ -153,8 +164,8 @@ pub fn read_invoices_partitioned_file(
 /// memory bounded by the records and a fixed read buffer. `position` is the
 /// record's 0-based index in the file (header and blank lines not counted);
 /// `visit_type` indexes `known_visit_types`. `progress` is called now and
-/// then with the bytes consumed since its last call. No size limit
-/// applies: the file is streamed.
+/// then with the bytes consumed since its last call. An XLSX workbook is
+/// read too; no size limit applies, as the file is streamed.
 pub fn read_batch_invoices_file(
     path: &Path,
     file: &str,

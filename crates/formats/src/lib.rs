@@ -10,6 +10,7 @@ pub mod partitioned;
 pub mod policy_toml;
 pub mod problem;
 pub mod spells;
+mod xlsx_input;
 
 pub use input::{check_input_size, ReadOptions, DEFAULT_MAX_INPUT_BYTES};
 pub use invoices::{
@@ -23,5 +24,6 @@ pub use spells::{
     read_spells, read_spells_file, read_spells_file_with, read_spells_partitioned,
     read_spells_partitioned_file,
 };
+pub use xlsx_input::MAX_WORKBOOK_UNPACKED_BYTES;
 pub mod results;
 pub use results::{write_results, RESULTS_HEADER};

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use jiuzhu_core::{Date, Policy, ResidentId, Spell, SpellError};
 
-use crate::csv_input::{text, Column, CsvFormat, Layout, Mode, Record, RowProblems};
+use crate::csv_input::{text, CellKind, Column, CsvFormat, Layout, Mode, Record, RowProblems};
 use crate::input::{self, ReadOptions};
 use crate::partitioned::Partitioned;
 use crate::problem::Problems;
@@ -20,31 +20,37 @@ const COLUMNS: &[Column] = &[
     Column {
         name: "person_id",
         required: true,
+        kind: CellKind::Identifier,
     },
     Column {
         name: "category",
         required: true,
+        kind: CellKind::Text,
     },
     Column {
         name: "valid_from",
         required: true,
+        kind: CellKind::Date,
     },
     Column {
         name: "valid_to",
         required: false,
+        kind: CellKind::Date,
     },
     Column {
         name: "source",
         required: false,
+        kind: CellKind::Text,
     },
 ];
 
 /// The most category codes a message lists.
 const CODES_LISTED: usize = 20;
 
-/// Reads and checks a spells file from disk, larger than
-/// [`crate::DEFAULT_MAX_INPUT_BYTES`] refused. With a policy, every category
-/// must be one of its codes. Either every spell, or every problem found.
+/// Reads and checks a spells file from disk: CSV (UTF-8 or GBK) or an XLSX
+/// workbook (its first sheet), larger than [`crate::DEFAULT_MAX_INPUT_BYTES`]
+/// refused. With a policy, every category must be one of its codes. Either
+/// every spell, or every problem found.
 pub fn read_spells_file(path: &Path, file: &str, policy: Option<&Policy>) -> Result<Vec<Spell>, Problems> {
     read_spells_file_with(path, file, policy, &ReadOptions::default())
 }
@@ -68,7 +74,8 @@ pub fn read_spells_file_with(
     .map(|outcome| outcome.rows)
 }
 
-/// Reads and checks a spells file held in memory; `file` names it in problems.
+/// Reads and checks a spells file held in memory (CSV or XLSX); `file`
+/// names it in problems.
 pub fn read_spells(file: &str, bytes: &[u8], policy: Option<&Policy>) -> Result<Vec<Spell>, Problems> {
     input::read_bytes(file, bytes, &SpellsFormat { policy }, Mode::Strict).map(|outcome| outcome.rows)
 }

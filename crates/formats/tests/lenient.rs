@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{messages, policy, visit_types};
+use common::{messages, policy, text_sheet, visit_types, workbook, Cell};
 use jiuzhu_core::{Date, ResidentId, Spell};
 use jiuzhu_formats::{
     read_invoices, read_invoices_partitioned, read_invoices_partitioned_file, read_spells,
@@ -146,6 +146,55 @@ fn a_file_with_bad_rows_of_every_kind_yields_the_good_rows_and_every_reason() {
         .flat_map(|rejected| rejected.problems.clone())
         .collect();
     assert_eq!(strict.kept(), lenient.as_slice());
+}
+
+#[test]
+fn a_workbook_is_read_leniently_alike() {
+    let policy = policy();
+    let csv = mixed_spells().replace("\"乡村振兴,二组\"", "乡村振兴");
+    let from_csv = read_spells_partitioned("spells", csv.as_bytes(), Some(&policy)).unwrap();
+    let from_xlsx = read_spells_partitioned("spells", &workbook(&text_sheet(&csv)), Some(&policy)).unwrap();
+    assert_eq!(from_xlsx.header, from_csv.header);
+    // A sheet has no record with too few fields: the row of three cells
+    // on line 10 is a spell with neither end nor source.
+    let mut good = from_csv.good.clone();
+    good.insert(
+        2,
+        GoodRow {
+            line: 10,
+            row: spell(ID, "DB", "2024-01-01", None, None),
+        },
+    );
+    assert_eq!(from_xlsx.good, good);
+    assert_eq!(from_xlsx.rejected, from_csv.rejected[..5]);
+}
+
+#[test]
+fn a_cell_that_stands_for_no_value_is_rejected_with_what_it_showed() {
+    let sheet = vec![
+        common::text_row("person_id,category,valid_from"),
+        vec![
+            Cell::Number(440_524_188_001_010_014.0),
+            Cell::Bool(false),
+            Cell::DateTime(2024, 3, 5, 8, 0, 0),
+        ],
+        vec![Cell::Text(ID), Cell::Text("DB"), Cell::Date(2024, 3, 5)],
+    ];
+    let read = read_spells_partitioned("s.xlsx", &workbook(&sheet), None).unwrap();
+    assert_eq!(read.good.len(), 1);
+    assert_eq!(read.good[0].line, 3);
+    assert_eq!(read.rejected.len(), 1);
+    let rejected = &read.rejected[0];
+    assert_eq!(
+        rejected.fields,
+        strings(&["440524188001010000", "FALSE", "2024-03-05 08:00:00"])
+    );
+    let columns: Vec<&str> = rejected
+        .problems
+        .iter()
+        .map(|problem| problem.column.as_deref().unwrap())
+        .collect();
+    assert_eq!(columns, vec!["person_id", "category", "valid_from"]);
 }
 
 #[test]

@@ -1,8 +1,10 @@
-//! Helpers shared by the integration tests.
+//! Helpers shared by the integration tests: a policy, and workbooks written
+//! cell by cell.
 
 #![allow(dead_code)]
 
 use jiuzhu_core::Policy;
+use rust_xlsxwriter::{ExcelDateTime, Format, Workbook};
 
 pub const POLICY: &str = r#"
 name = "Test policy"
@@ -27,6 +29,90 @@ pub fn policy() -> Policy {
 
 pub fn visit_types() -> Vec<String> {
     vec!["outpatient".into(), "chronic".into(), "inpatient".into()]
+}
+
+/// One cell of a test sheet.
+#[derive(Debug, Clone, Copy)]
+pub enum Cell<'a> {
+    Text(&'a str),
+    Number(f64),
+    /// A date cell, formatted `yyyy-mm-dd`.
+    Date(u16, u8, u8),
+    /// A date cell with a time of day.
+    DateTime(u16, u8, u8, u16, u8, u8),
+    Bool(bool),
+    /// A cell with a format and no value.
+    Blank,
+    /// Nothing written.
+    Empty,
+}
+
+/// A workbook whose first sheet holds `rows` (row 1 first); `Empty` cells
+/// and empty rows are not written. Later sheets hold `others`.
+pub fn workbook_with_sheets(rows: &[Vec<Cell<'_>>], others: &[&[&str]]) -> Vec<u8> {
+    let mut workbook = Workbook::new();
+    let date_format = Format::new().set_num_format("yyyy-mm-dd");
+    let date_time_format = Format::new().set_num_format("yyyy-mm-dd hh:mm:ss");
+    let sheet = workbook.add_worksheet();
+    for (row, cells) in rows.iter().enumerate() {
+        for (column, cell) in cells.iter().enumerate() {
+            let (row, column) = (row as u32, column as u16);
+            match *cell {
+                Cell::Text(text) => {
+                    sheet.write_string(row, column, text).unwrap();
+                }
+                Cell::Number(number) => {
+                    sheet.write_number(row, column, number).unwrap();
+                }
+                Cell::Date(year, month, day) => {
+                    let date = ExcelDateTime::from_ymd(year, month, day).unwrap();
+                    sheet
+                        .write_datetime_with_format(row, column, &date, &date_format)
+                        .unwrap();
+                }
+                Cell::DateTime(year, month, day, hour, minute, second) => {
+                    let date = ExcelDateTime::from_ymd(year, month, day)
+                        .unwrap()
+                        .and_hms(hour, minute, second)
+                        .unwrap();
+                    sheet
+                        .write_datetime_with_format(row, column, &date, &date_time_format)
+                        .unwrap();
+                }
+                Cell::Bool(value) => {
+                    sheet.write_boolean(row, column, value).unwrap();
+                }
+                Cell::Blank => {
+                    sheet.write_blank(row, column, &date_format).unwrap();
+                }
+                Cell::Empty => {}
+            }
+        }
+    }
+    for other in others {
+        let sheet = workbook.add_worksheet();
+        for (row, text) in other.iter().enumerate() {
+            sheet.write_string(row as u32, 0, *text).unwrap();
+        }
+    }
+    workbook.save_to_buffer().unwrap()
+}
+
+pub fn workbook(rows: &[Vec<Cell<'_>>]) -> Vec<u8> {
+    workbook_with_sheets(rows, &[])
+}
+
+/// A CSV line's fields as text cells.
+pub fn text_row(line: &str) -> Vec<Cell<'_>> {
+    if line.is_empty() {
+        return Vec::new();
+    }
+    line.split(',').map(Cell::Text).collect()
+}
+
+/// CSV text (without quoting) as a sheet of text cells.
+pub fn text_sheet(csv: &str) -> Vec<Vec<Cell<'_>>> {
+    csv.lines().map(text_row).collect()
 }
 
 pub fn messages(problems: &jiuzhu_formats::Problems) -> Vec<String> {
