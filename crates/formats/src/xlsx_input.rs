@@ -38,15 +38,19 @@ pub(crate) fn read_workbook<F: CsvFormat, R: Read + Seek>(
     format: &F,
     mode: Mode,
 ) -> Result<Outcome<F::Row>, Problems> {
-    check_unpacked_size(file, &mut source)?;
-    let mut workbook = Xlsx::new(source).map_err(|error| not_a_workbook(file, &error))?;
+    guarded(file, || check_unpacked_size(file, &mut source))?;
+    let mut workbook = guarded(file, || {
+        Xlsx::new(source).map_err(|error| not_a_workbook(file, &error))
+    })?;
     let is_1904 = workbook.has_1904_epoch();
     let Some(sheet) = workbook.sheet_names().into_iter().next() else {
         return Err(Problem::whole_file(file, "is a workbook without any sheet").into());
     };
-    let mut cells = workbook
-        .worksheet_cells_reader(&sheet)
-        .map_err(|error| sheet_problem(file, &sheet, &error))?;
+    let mut cells = guarded(file, || {
+        workbook
+            .worksheet_cells_reader(&sheet)
+            .map_err(|error| sheet_problem(file, &sheet, &error))
+    })?;
     let mut rows = SheetRows::default();
 
     // The header: the first row that is not blank.
@@ -140,6 +144,19 @@ fn not_a_workbook(file: &str, error: &dyn std::fmt::Display) -> Problem {
              in UTF-8"
         ),
     )
+}
+
+/// Runs `read`, a call into the ZIP or XLSX readers, turning a panic in
+/// them (a bug of theirs, met on a malformed file: calamine 0.38 computes
+/// cell positions with arithmetic that overflows on absurd references) into
+/// a problem with the file.
+fn guarded<T>(file: &str, read: impl FnOnce() -> Result<T, Problem>) -> Result<T, Problem> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(read)).unwrap_or_else(|_| {
+        Err(Problem::whole_file(
+            file,
+            "is a malformed workbook the XLSX reader fails on: save it again in Excel, or as CSV in UTF-8",
+        ))
+    })
 }
 
 fn sheet_problem(file: &str, sheet: &str, error: &dyn std::fmt::Display) -> Problem {
@@ -247,9 +264,11 @@ impl<'a> SheetRows<'a> {
             row.cells.push((column, cell));
         }
         while !self.done {
-            let Some(cell) = cells
-                .next_cell()
-                .map_err(|error| sheet_problem(file, sheet, &error))?
+            let Some(cell) = guarded(file, || {
+                cells
+                    .next_cell()
+                    .map_err(|error| sheet_problem(file, sheet, &error))
+            })?
             else {
                 self.done = true;
                 break;

@@ -396,6 +396,68 @@ fn a_workbook_is_read_from_disk_by_its_content_whatever_its_name() {
     );
 }
 
+const HEADER_ROW: &str = r#"<row r="1"><c r="A1" t="inlineStr"><is><t>person_id</t></is></c><c r="B1" t="inlineStr"><is><t>category</t></is></c><c r="C1" t="inlineStr"><is><t>valid_from</t></is></c></row>"#;
+
+#[test]
+fn a_sheet_written_by_hand_is_read() {
+    let rows = format!(
+        r#"{HEADER_ROW}<row r="3"><c r="A3" t="inlineStr"><is><t>{ID}</t></is></c><c r="B3" t="str"><f>"D"&amp;"B"</f><v>DB</v></c><c r="C3" t="inlineStr"><is><t>2024-01-01</t></is></c></row>"#
+    );
+    let bytes = common::workbook_from_sheet_xml(&common::sheet_xml("A1:C3", &rows));
+    let read = read_spells_partitioned("s.xlsx", &bytes, None).unwrap();
+    assert_eq!(read.good.len(), 1);
+    assert_eq!(read.good[0].line, 3);
+}
+
+/// Found by fuzzing: calamine 0.38 overflows computing the position of a
+/// cell reference with too many letters, or the size of a dimension that
+/// ends before it starts (a panic where overflow checks are on).
+#[test]
+fn a_cell_reference_or_dimension_no_sheet_has_is_refused_not_a_panic() {
+    let long_column = format!(
+        r#"{HEADER_ROW}<row r="2"><c r="A{}1" t="inlineStr"><is><t>x</t></is></c></row>"#,
+        "t".repeat(40)
+    );
+    let problems = read_spells(
+        "s.xlsx",
+        &common::workbook_from_sheet_xml(&common::sheet_xml("A1:E5", &long_column)),
+        None,
+    )
+    .unwrap_err();
+    assert_eq!(problems.total(), 1);
+    assert!(problems.kept()[0].line.is_none(), "{problems}");
+    let backwards = common::sheet_xml("C3:A1", HEADER_ROW);
+    assert!(read_spells("s.xlsx", &common::workbook_from_sheet_xml(&backwards), None).is_err());
+}
+
+#[test]
+fn cells_out_of_order_or_beyond_the_last_column_are_refused() {
+    let out_of_order = format!(
+        r#"{HEADER_ROW}<row r="3"><c r="A3" t="inlineStr"><is><t>x</t></is></c></row><row r="2"><c r="A2" t="inlineStr"><is><t>y</t></is></c></row>"#
+    );
+    let problems = read_spells(
+        "s.xlsx",
+        &common::workbook_from_sheet_xml(&common::sheet_xml("A1:C3", &out_of_order)),
+        None,
+    )
+    .unwrap_err();
+    assert_eq!(
+        messages(&problems),
+        vec!["s.xlsx:2: its first sheet (\"Sheet1\") lists its rows out of order: save it again in Excel"]
+    );
+    let far = format!(r#"{HEADER_ROW}<row r="2"><c r="XFE2"><v>1</v></c></row>"#);
+    let problems = read_spells(
+        "s.xlsx",
+        &common::workbook_from_sheet_xml(&common::sheet_xml("A1:C3", &far)),
+        None,
+    )
+    .unwrap_err();
+    assert_eq!(
+        messages(&problems),
+        vec!["s.xlsx:2: has a cell beyond the last column of a sheet (XFD): column 16385"]
+    );
+}
+
 /// Cell texts, good and bad, with no comma, quote or line break (so that
 /// the same text is a CSV field as it is).
 const SPELL_TEXTS: &[&[&str]] = &[
