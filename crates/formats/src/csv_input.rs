@@ -16,12 +16,13 @@
 
 use std::borrow::Cow;
 use std::io::{self, Read, Seek, SeekFrom};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use encoding_rs::{DecoderResult, GB18030};
 use memchr::{memchr, memchr2, memchr_iter, memrchr2};
 use rayon::prelude::*;
 
-use crate::partitioned::RejectedRow;
+use crate::partitioned::{RejectedRow, MAX_REJECTED_BYTES};
 use crate::problem::{Problem, Problems, MAX_PROBLEMS_REPORTED};
 
 /// How much of a file is read at a time; also the longest record a file
@@ -547,6 +548,10 @@ struct Processor<'a, F: CsvFormat> {
     layout: Option<Layout>,
     /// The line of the next byte to come.
     line: u64,
+    /// The estimated memory of the records rejected so far in this pass,
+    /// across the pieces parsed in parallel: past [`MAX_REJECTED_BYTES`],
+    /// rejected records are no longer kept.
+    rejected_bytes: AtomicU64,
 }
 
 enum HeaderProgress {
@@ -567,6 +572,7 @@ impl<'a, F: CsvFormat> Processor<'a, F> {
             at_file_start: true,
             layout: None,
             line: 1,
+            rejected_bytes: AtomicU64::new(0),
         }
     }
 
@@ -677,6 +683,7 @@ impl<'a, F: CsvFormat> Processor<'a, F> {
             layout,
             encoding: self.encoding,
             mode: self.mode,
+            rejected_bytes: &self.rejected_bytes,
         };
         plan.pieces
             .par_iter()
@@ -702,6 +709,8 @@ struct Accumulator<'a, Row> {
     rows: Vec<Row>,
     lines: Vec<u64>,
     rejected: Vec<RejectedRow>,
+    /// The estimated memory of every rejected record, kept or not.
+    rejected_bytes: u64,
     /// Row buffers of the pieces, kept from chunk to chunk: allocating
     /// them anew each time costs page faults.
     spare: Vec<Vec<Row>>,
@@ -718,6 +727,7 @@ impl<'a, Row> Accumulator<'a, Row> {
             rows: Vec::new(),
             lines: Vec::new(),
             rejected: Vec::new(),
+            rejected_bytes: 0,
             spare: Vec::new(),
             records: 0,
             problems: Problems::new(),
@@ -758,6 +768,21 @@ impl<'a, Row> Accumulator<'a, Row> {
                 ));
             }
             self.problems.extend(output.problems);
+            let rejected_before = self.rejected_bytes;
+            self.rejected_bytes += output.rejected_bytes;
+            if rejected_before <= MAX_REJECTED_BYTES && self.rejected_bytes > MAX_REJECTED_BYTES {
+                self.problems.push(Problem::whole_file(
+                    self.file,
+                    format!(
+                        "has too many bad records to set aside (they would take more than {} MiB): correct \
+                         what is wrong with most of them first; reading the file strictly lists the first \
+                         problems",
+                        MAX_REJECTED_BYTES >> 20
+                    ),
+                ));
+            } else if self.problems.is_empty() {
+                self.rejected.extend(output.rejected);
+            }
             let mut rows = output.rows;
             if self.problems.is_empty() {
                 if !self.reserved {
@@ -768,7 +793,6 @@ impl<'a, Row> Accumulator<'a, Row> {
                     self.rows.push(row);
                 }
                 self.lines.extend(output.lines);
-                self.rejected.extend(output.rejected);
             } else {
                 rows.clear();
                 if self.rows.capacity() > 0 {
@@ -1011,6 +1035,8 @@ struct PieceContext<'a, F: CsvFormat> {
     layout: &'a Layout,
     encoding: TextEncoding,
     mode: Mode,
+    /// Shared by the pieces of a pass: see [`Processor::rejected_bytes`].
+    rejected_bytes: &'a AtomicU64,
 }
 
 enum Failure {
@@ -1027,6 +1053,8 @@ struct PieceOutput<Row> {
     lines: Vec<u64>,
     /// Only when lenient.
     rejected: Vec<RejectedRow>,
+    /// The estimated memory of the records rejected, kept or not.
+    rejected_bytes: u64,
     /// Only problems that refuse the file: when strict, any.
     problems: Problems,
     records: u64,
@@ -1067,6 +1095,7 @@ fn parse_piece<F: CsvFormat>(
         rows,
         lines: Vec::new(),
         rejected: Vec::new(),
+        rejected_bytes: 0,
         problems: Problems::new(),
         records: 0,
         failure: None,
@@ -1099,6 +1128,7 @@ fn parse_piece<F: CsvFormat>(
     };
     let mut reader = PieceReader {
         context,
+        sheet_rows: false,
         keep_rows,
         row_problems: RowProblems {
             layout: context.layout,
@@ -1247,6 +1277,9 @@ impl PlainSplit {
 
 struct PieceReader<'a, F: CsvFormat> {
     context: &'a PieceContext<'a, F>,
+    /// The records are rows of a sheet: one may end before the header
+    /// does (what follows its last cell is empty).
+    sheet_rows: bool,
     keep_rows: bool,
     row_problems: RowProblems<'a>,
 }
@@ -1329,13 +1362,16 @@ impl<F: CsvFormat> PieceReader<'_, F> {
     ) {
         let context = self.context;
         let file = context.file;
+        // Past the budget, bad records are only counted (and the file will
+        // be refused): their problems are not built.
+        let full = context.rejected_bytes.load(Ordering::Relaxed) > MAX_REJECTED_BYTES;
         let mut problems = Vec::new();
         if let Some(issue) = issue {
             problems.push(quote_problem(file, line, issue, &context.layout.names));
         } else if let Some(found) = self.wrong_field_count(record) {
             problems.push(self.field_count_problem(line, found));
         } else {
-            match self.check_fields(record, cells, false) {
+            match self.check_fields(record, cells, full) {
                 Ok(row) => {
                     output.rows.push(row);
                     output.lines.push(line);
@@ -1349,6 +1385,12 @@ impl<F: CsvFormat> PieceReader<'_, F> {
                         .map(|(_, column, message)| Problem::at(file, line, column, message)),
                 ),
             }
+        }
+        let bytes = rejected_estimate(file, record, problems.len());
+        output.rejected_bytes += bytes;
+        let before = context.rejected_bytes.fetch_add(bytes, Ordering::Relaxed);
+        if full || before + bytes > MAX_REJECTED_BYTES {
+            return;
         }
         let fields = (0..record.bounds.len())
             .map(|index| text(record.get(index)).into_owned())
@@ -1364,7 +1406,13 @@ impl<F: CsvFormat> PieceReader<'_, F> {
     /// many it has.
     fn wrong_field_count(&self, record: &Record<'_>) -> Option<usize> {
         let found = record.bounds.len();
-        (found != self.context.layout.field_count()).then_some(found)
+        let expected = self.context.layout.field_count();
+        let wrong = if self.sheet_rows {
+            found > expected
+        } else {
+            found != expected
+        };
+        wrong.then_some(found)
     }
 
     fn field_count_problem(&self, line: u64, found: usize) -> Problem {
@@ -1420,6 +1468,20 @@ impl<F: CsvFormat> PieceReader<'_, F> {
     }
 }
 
+/// The memory a rejected record takes, estimated from what it holds (the
+/// same whatever the record is read with): its fields, and a problem's
+/// text as 128 bytes.
+fn rejected_estimate(file: &str, record: &Record<'_>, problems: usize) -> u64 {
+    let fields = record.bounds.len() * std::mem::size_of::<String>()
+        + record
+            .bounds
+            .iter()
+            .map(|&(start, end)| end.saturating_sub(start))
+            .sum::<usize>();
+    let problems = problems * (std::mem::size_of::<Problem>() + file.len() + 128);
+    (std::mem::size_of::<RejectedRow>() + fields + problems) as u64
+}
+
 /// Checks records that do not come from CSV text (the rows of a sheet),
 /// with the same checks as CSV records, one after another. `produce` calls
 /// its argument with each record, the line it is on and the problems its
@@ -1431,15 +1493,18 @@ pub(crate) fn check_records<F: CsvFormat>(
     mode: Mode,
     produce: impl FnOnce(&mut dyn FnMut(&Record<'_>, u64, &[CellProblem])) -> Result<(), Problems>,
 ) -> Result<Outcome<F::Row>, Problems> {
+    let rejected_bytes = AtomicU64::new(0);
     let context = PieceContext {
         file,
         format,
         layout: &layout,
         encoding: TextEncoding::Utf8,
         mode,
+        rejected_bytes: &rejected_bytes,
     };
     let mut reader = PieceReader {
         context: &context,
+        sheet_rows: true,
         keep_rows: true,
         row_problems: RowProblems {
             layout: &layout,
@@ -1453,6 +1518,7 @@ pub(crate) fn check_records<F: CsvFormat>(
         rows: Vec::new(),
         lines: Vec::new(),
         rejected: Vec::new(),
+        rejected_bytes: 0,
         problems: Problems::new(),
         records: 0,
         failure: None,
@@ -1790,6 +1856,33 @@ pub(crate) mod tests {
                     expected
                 );
             }
+        }
+    }
+
+    #[test]
+    fn a_lenient_read_with_more_bad_records_than_memory_allows_is_refused_whatever_the_chunks() {
+        // Rows of 300 empty fields: each takes some 7 kB once set aside,
+        // for 300 bytes of the file.
+        let columns: Vec<String> = (0..300).map(|index| format!("x{index}")).collect();
+        let header = format!("a,b,c,{}\n", columns[3..].join(","));
+        let bad = format!("bad{}\n", ",".repeat(299));
+        let rows = (MAX_REJECTED_BYTES / 7000) as usize;
+        let input = header + &bad.repeat(rows);
+        let whole =
+            read_slice_in("t.csv", input.as_bytes(), &Fields, Mode::Lenient, PIECE_BYTES).unwrap_err();
+        assert_eq!(whole.total(), 1);
+        assert!(
+            whole.kept()[0]
+                .message
+                .starts_with("has too many bad records to set aside (they would take more than 256 MiB)"),
+            "{whole}"
+        );
+        for (chunk_bytes, piece_bytes) in [(1 << 20, 64 << 10), (4 << 20, 1 << 20)] {
+            let mut cursor = io::Cursor::new(input.as_bytes());
+            let sizes = (chunk_bytes, piece_bytes);
+            let streamed = read_stream_in("t.csv", &mut cursor, None, &Fields, Mode::Lenient, sizes, &|_| {})
+                .unwrap_err();
+            assert_eq!(streamed, whole);
         }
     }
 

@@ -17,7 +17,7 @@ pub use invoices::{
     check_invoices_file_without_policy, read_batch_invoices, read_batch_invoices_file, read_invoices,
     read_invoices_file, read_invoices_file_with, read_invoices_partitioned, read_invoices_partitioned_file,
 };
-pub use partitioned::{write_rejected_csv, GoodRow, Partitioned, RejectedRow};
+pub use partitioned::{write_rejected_csv, GoodRow, Partitioned, RejectedRow, MAX_REJECTED_BYTES};
 pub use policy_toml::{parse_policy, read_policy_file};
 pub use problem::{Problem, Problems, MAX_PROBLEMS_REPORTED};
 pub use spells::{

@@ -8,6 +8,13 @@ use crate::csv_input::Outcome;
 use crate::problem::Problem;
 use crate::results::csv_field;
 
+/// The most memory the rejected records of one lenient read may take, as
+/// estimated from their fields and problems: a file with more is refused
+/// as a whole, since keeping them all would take memory without bound
+/// (rows of many empty fields take far more than their bytes in the file).
+/// Some hundreds of thousands of typical records fit.
+pub const MAX_REJECTED_BYTES: u64 = 256 << 20;
+
 /// A row that passed every check, with the line (sheet row) it starts on.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GoodRow<T> {
@@ -16,8 +23,9 @@ pub struct GoodRow<T> {
 }
 
 /// A record that was refused: the line (sheet row) it starts on, its fields
-/// as text in the order of the header (as many as the record had), and
-/// every problem found in it, in the order of its columns.
+/// as text in the order of the header (as many as the record had; a sheet
+/// row's end at its last cell), and every problem found in it, in the order
+/// of its columns.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RejectedRow {
     pub line: u64,

@@ -86,37 +86,50 @@ pub(crate) fn read_workbook<F: CsvFormat, R: Read + Seek>(
 
     let produce = |check: &mut dyn FnMut(&Record<'_>, u64, &[CellProblem])| -> Result<(), Problems> {
         let mut text = String::new();
-        let mut bounds = Vec::with_capacity(width);
+        let mut bounds = Vec::new();
         let mut problems = Vec::new();
-        // Per field, the index of its cell in the row.
-        let mut cell_of_field: Vec<Option<usize>> = vec![None; width];
+        // The row's cells under the header, by column; the last of two in
+        // one place wins.
+        let mut placed: Vec<(u32, usize)> = Vec::new();
         while let Some(row) = rows.next(file, &sheet, &mut cells)? {
             if row.is_blank(width as u32) {
                 continue;
             }
+            placed.clear();
+            placed.extend(
+                row.cells
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, (column, _))| (*column as usize) < width)
+                    .map(|(index, (column, _))| (*column, index)),
+            );
+            placed.sort_by_key(|&(column, _)| column);
             text.clear();
             bounds.clear();
             problems.clear();
-            cell_of_field.fill(None);
-            for (index, (column, _)) in row.cells.iter().enumerate() {
-                if let Some(slot) = cell_of_field.get_mut(*column as usize) {
-                    *slot = Some(index);
-                }
-            }
-            for (field, kind) in kinds.iter().enumerate() {
+            // The record ends at the row's last cell, so that a row costs
+            // what its cells do, however wide the header.
+            let mut next = placed.iter().peekable();
+            let end = placed.last().map_or(0, |&(column, _)| column as usize + 1);
+            for (field, kind) in kinds.iter().enumerate().take(end) {
                 let start = text.len();
-                if let Some(index) = cell_of_field[field] {
-                    match cell_text(&row.cells[index].1, kind.map(|(_, kind)| kind), is_1904) {
-                        Ok(shown) => text.push_str(&shown),
-                        Err((shown, message)) => {
-                            text.push_str(&shown);
-                            if let Some((column, _)) = kind {
-                                problems.push(CellProblem {
-                                    column: *column,
-                                    message,
-                                });
-                            }
-                        }
+                let mut cell = None;
+                while let Some(&&(column, index)) = next.peek() {
+                    if column as usize != field {
+                        break;
+                    }
+                    cell = Some(&row.cells[index].1);
+                    next.next();
+                }
+                if let Some(cell) = cell {
+                    let kind = kind.map(|(_, kind)| kind);
+                    let (shown, problem) = match cell_text(cell, kind, is_1904) {
+                        Ok(shown) => (shown, None),
+                        Err((shown, message)) => (shown, Some(message)),
+                    };
+                    text.push_str(&shown);
+                    if let (Some(message), Some((column, _))) = (problem, kinds[field]) {
+                        problems.push(CellProblem { column, message });
                     }
                 }
                 bounds.push((start, text.len()));

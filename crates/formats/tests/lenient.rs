@@ -166,7 +166,18 @@ fn a_workbook_is_read_leniently_alike() {
         },
     );
     assert_eq!(from_xlsx.good, good);
-    assert_eq!(from_xlsx.rejected, from_csv.rejected[..5]);
+    // The same rejected rows, each ending at its last cell.
+    let mut rejected = from_csv.rejected[..5].to_vec();
+    for row in &mut rejected {
+        while row.fields.last().is_some_and(String::is_empty) {
+            row.fields.pop();
+        }
+    }
+    assert_eq!(from_xlsx.rejected, rejected);
+    assert_eq!(
+        from_xlsx.rejected[0].fields,
+        strings(&["110105194912310021", "DB", "2024-01-01"])
+    );
 }
 
 #[test]

@@ -458,6 +458,37 @@ fn cells_out_of_order_or_beyond_the_last_column_are_refused() {
     );
 }
 
+#[test]
+fn a_row_under_a_wide_header_costs_what_its_cells_do() {
+    // Known columns first, a note in the last column of the sheet; then
+    // rows with one bad cell at the start.
+    let header = format!(
+        r#"{}<c r="XFD1" t="inlineStr"><is><t>note</t></is></c></row>"#,
+        HEADER_ROW.trim_end_matches("</row>")
+    );
+    let mut rows = header;
+    for row in 2..2002 {
+        rows.push_str(&format!(
+            r#"<row r="{row}"><c r="A{row}" t="inlineStr"><is><t>x</t></is></c></row>"#
+        ));
+    }
+    rows.push_str(r#"<row r="2002"><c r="XFD2002" t="inlineStr"><is><t>a note</t></is></c></row>"#);
+    let bytes = common::workbook_from_sheet_xml(&common::sheet_xml("A1:XFD2002", &rows));
+    let started = std::time::Instant::now();
+    let read = read_spells_partitioned("s.xlsx", &bytes, None).unwrap();
+    assert_eq!(read.header.len(), 16_384);
+    assert_eq!(read.rejected.len(), 2001);
+    assert_eq!(read.rejected[0].fields, vec!["x".to_owned()]);
+    assert_eq!(read.rejected[0].problems.len(), 3);
+    // The row with only a note holds every field up to it.
+    assert_eq!(read.rejected[2000].fields.len(), 16_384);
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "took {:?}",
+        started.elapsed()
+    );
+}
+
 /// Cell texts, good and bad, with no comma, quote or line break (so that
 /// the same text is a CSV field as it is).
 const SPELL_TEXTS: &[&[&str]] = &[
