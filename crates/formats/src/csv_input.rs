@@ -16,11 +16,13 @@
 
 use std::borrow::Cow;
 use std::io::{self, Read, Seek, SeekFrom};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use encoding_rs::{DecoderResult, GB18030};
 use memchr::{memchr, memchr2, memchr_iter, memrchr2};
 use rayon::prelude::*;
 
+use crate::partitioned::{RejectedRow, MAX_REJECTED_BYTES};
 use crate::problem::{Problem, Problems, MAX_PROBLEMS_REPORTED};
 
 /// How much of a file is read at a time; also the longest record a file
@@ -39,6 +41,51 @@ const ABSENT: usize = usize::MAX;
 pub(crate) struct Column {
     pub name: &'static str,
     pub required: bool,
+    /// What it holds: how a spreadsheet cell becomes its text.
+    pub kind: CellKind,
+}
+
+/// What a column holds, for turning a spreadsheet cell into the text a CSV
+/// field would hold (CSV fields are text already).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CellKind {
+    /// Free text; a number is taken as the text Excel would show.
+    Text,
+    /// An identifier: text only, since a number loses digits in Excel.
+    Identifier,
+    /// A date: `YYYY-MM-DD` text or a date cell without a time of day.
+    Date,
+    /// A timestamp with an offset: text only.
+    Timestamp,
+    /// Yuan: text or a number.
+    Money,
+}
+
+/// Whether a bad record refuses the whole file, or is set aside with its
+/// reasons while the good ones are kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Mode {
+    Strict,
+    Lenient,
+}
+
+/// What a read found: the header's names, the good rows (with their lines
+/// when lenient) and, when lenient, the rejected records.
+#[derive(Debug)]
+pub(crate) struct Outcome<Row> {
+    pub header: Vec<String>,
+    pub rows: Vec<Row>,
+    /// The line of each row; only when lenient.
+    pub lines: Vec<u64>,
+    pub rejected: Vec<RejectedRow>,
+}
+
+/// A problem with one cell of a sheet found before its text is checked:
+/// `column` indexes the format's columns.
+#[derive(Debug)]
+pub(crate) struct CellProblem {
+    pub column: usize,
+    pub message: String,
 }
 
 /// One kind of CSV file: its columns and how a record becomes a row.
@@ -81,6 +128,11 @@ impl Layout {
     fn field_count(&self) -> usize {
         self.names.len()
     }
+
+    /// The header's names, by field index.
+    pub fn names(&self) -> &[String] {
+        &self.names
+    }
 }
 
 /// One record's fields, as text (UTF-8, decoded if the file was GBK).
@@ -93,6 +145,11 @@ pub(crate) struct Record<'a> {
 }
 
 impl<'a> Record<'a> {
+    /// A record of fields `bounds` within `text`, starting on `line`.
+    pub fn new(text: &'a [u8], bounds: &'a [(usize, usize)], line: u64) -> Record<'a> {
+        Record { text, bounds, line }
+    }
+
     /// The line the record starts on (1 is the header's, when the file
     /// has no blank lines before it).
     pub fn line(&self) -> u64 {
@@ -148,35 +205,15 @@ enum TextEncoding {
 
 /// How one pass over a file ended.
 enum PassEnd<Row> {
-    Done(Result<Vec<Row>, Problems>),
+    Done(Result<Outcome<Row>, Problems>),
     /// Not UTF-8: the line of the first bad byte.
     NotUtf8(u64),
     /// Not GB18030 either: the line of the first bad byte.
     NotGb18030(u64),
 }
 
-/// Reads a CSV file of one format from disk in bounded chunks.
-pub(crate) fn read_path<F: CsvFormat>(
-    path: &std::path::Path,
-    file: &str,
-    format: &F,
-    progress: &(dyn Fn(u64) + Sync),
-) -> Result<Vec<F::Row>, Problems> {
-    let mut source = std::fs::File::open(path)
-        .map_err(|error| Problem::whole_file(file, format!("cannot be opened: {error}")))?;
-    let size = source.metadata().map(|metadata| metadata.len()).ok();
-    read_stream(
-        file,
-        &mut source,
-        size,
-        format,
-        CHUNK_BYTES,
-        PIECE_BYTES,
-        progress,
-    )
-}
-
 /// Reads a CSV file from any seekable source, `chunk_bytes` at a time.
+#[cfg(test)]
 pub(crate) fn read_stream<F: CsvFormat, R: Read + Seek + Send>(
     file: &str,
     source: &mut R,
@@ -186,6 +223,21 @@ pub(crate) fn read_stream<F: CsvFormat, R: Read + Seek + Send>(
     piece_bytes: usize,
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<Vec<F::Row>, Problems> {
+    let sizes = (chunk_bytes, piece_bytes);
+    read_stream_in(file, source, size, format, Mode::Strict, sizes, progress).map(|outcome| outcome.rows)
+}
+
+/// Reads a CSV file from any seekable source, in chunks and pieces of
+/// `(chunk_bytes, piece_bytes)`.
+pub(crate) fn read_stream_in<F: CsvFormat, R: Read + Seek + Send>(
+    file: &str,
+    source: &mut R,
+    size: Option<u64>,
+    format: &F,
+    mode: Mode,
+    (chunk_bytes, piece_bytes): (usize, usize),
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<Outcome<F::Row>, Problems> {
     // Progress is reported once per byte even when a second pass (GBK)
     // reads the file again.
     let reported = std::sync::atomic::AtomicU64::new(0);
@@ -203,7 +255,7 @@ pub(crate) fn read_stream<F: CsvFormat, R: Read + Seek + Send>(
             source,
             size,
             format,
-            encoding,
+            (encoding, mode),
             chunk_bytes,
             piece_bytes,
             &mut |bytes| {
@@ -227,17 +279,29 @@ pub(crate) fn read_stream<F: CsvFormat, R: Read + Seek + Send>(
 }
 
 /// Reads a CSV file held in memory.
+#[cfg(test)]
 pub(crate) fn read_slice<F: CsvFormat>(
     file: &str,
     bytes: &[u8],
     format: &F,
     piece_bytes: usize,
 ) -> Result<Vec<F::Row>, Problems> {
+    read_slice_in(file, bytes, format, Mode::Strict, piece_bytes).map(|outcome| outcome.rows)
+}
+
+/// Reads a CSV file held in memory.
+pub(crate) fn read_slice_in<F: CsvFormat>(
+    file: &str,
+    bytes: &[u8],
+    format: &F,
+    mode: Mode,
+    piece_bytes: usize,
+) -> Result<Outcome<F::Row>, Problems> {
     let pass = |encoding: TextEncoding| -> PassEnd<F::Row> {
         if let Some(problem) = sniff(file, bytes, F::COLUMNS) {
             return PassEnd::Done(Err(problem.into()));
         }
-        let mut processor = Processor::new(file, format, encoding, piece_bytes);
+        let mut processor = Processor::new(file, format, (encoding, mode), piece_bytes);
         let mut accumulator = Accumulator::new(file, Some(bytes.len() as u64));
         let plan = match processor.plan(bytes, true) {
             Ok(plan) => plan,
@@ -248,7 +312,7 @@ pub(crate) fn read_slice<F: CsvFormat>(
         if let Some(end) = accumulator.merge::<F>(parsed) {
             return end;
         }
-        PassEnd::Done(accumulator.finish::<F>(processor.has_header()))
+        PassEnd::Done(accumulator.finish::<F>(processor.layout.take()))
     };
     match pass(TextEncoding::Utf8) {
         PassEnd::Done(result) => result,
@@ -286,7 +350,7 @@ fn stream_pass<F: CsvFormat, R: Read + Send>(
     source: &mut R,
     size: Option<u64>,
     format: &F,
-    encoding: TextEncoding,
+    (encoding, mode): (TextEncoding, Mode),
     chunk_bytes: usize,
     piece_bytes: usize,
     consumed: &mut dyn FnMut(u64),
@@ -305,7 +369,7 @@ fn stream_pass<F: CsvFormat, R: Read + Send>(
         return Ok(PassEnd::Done(Err(problem.into())));
     }
     let mut eof = filled < current.len();
-    let mut processor = Processor::new(file, format, encoding, piece_bytes);
+    let mut processor = Processor::new(file, format, (encoding, mode), piece_bytes);
     let mut accumulator = Accumulator::new(file, size);
     // The previous chunk's pieces, parsed but not merged yet.
     let mut pending: Vec<PieceOutput<F::Row>> = Vec::new();
@@ -322,7 +386,7 @@ fn stream_pass<F: CsvFormat, R: Read + Send>(
             accumulator
                 .problems
                 .push(too_long(file, processor.line, data, capacity));
-            return Ok(PassEnd::Done(accumulator.finish::<F>(processor.has_header())));
+            return Ok(PassEnd::Done(accumulator.finish::<F>(processor.layout.take())));
         }
         let leftover = filled - plan.cut;
         if !eof {
@@ -363,7 +427,7 @@ fn stream_pass<F: CsvFormat, R: Read + Send>(
     if let Some(end) = accumulator.merge::<F>(pending) {
         return Ok(end);
     }
-    Ok(PassEnd::Done(accumulator.finish::<F>(processor.has_header())))
+    Ok(PassEnd::Done(accumulator.finish::<F>(processor.layout.take())))
 }
 
 fn too_long(file: &str, line: u64, data: &[u8], capacity: usize) -> Problem {
@@ -413,13 +477,6 @@ fn sniff(file: &str, start: &[u8], columns: &[Column]) -> Option<Problem> {
             file,
             1,
             "is UTF-16 text, not UTF-8 or GBK: save the file as CSV in UTF-8",
-        ));
-    }
-    if start.starts_with(b"PK\x03\x04") {
-        return Some(Problem::at_line(
-            file,
-            1,
-            "is a ZIP archive (an XLSX workbook?), not CSV text: save the sheet as CSV in UTF-8",
         ));
     }
     let head = &start[..start.len().min(SNIFF_BYTES)];
@@ -493,11 +550,16 @@ struct Processor<'a, F: CsvFormat> {
     file: &'a str,
     format: &'a F,
     encoding: TextEncoding,
+    mode: Mode,
     piece_bytes: usize,
     at_file_start: bool,
     layout: Option<Layout>,
     /// The line of the next byte to come.
     line: u64,
+    /// The estimated memory of the records rejected so far in this pass,
+    /// across the pieces parsed in parallel: past [`MAX_REJECTED_BYTES`],
+    /// rejected records are no longer kept.
+    rejected_bytes: AtomicU64,
 }
 
 enum HeaderProgress {
@@ -508,20 +570,18 @@ enum HeaderProgress {
 }
 
 impl<'a, F: CsvFormat> Processor<'a, F> {
-    fn new(file: &'a str, format: &'a F, encoding: TextEncoding, piece_bytes: usize) -> Self {
+    fn new(file: &'a str, format: &'a F, (encoding, mode): (TextEncoding, Mode), piece_bytes: usize) -> Self {
         Processor {
             file,
             format,
             encoding,
+            mode,
             piece_bytes: piece_bytes.max(1),
             at_file_start: true,
             layout: None,
             line: 1,
+            rejected_bytes: AtomicU64::new(0),
         }
-    }
-
-    fn has_header(&self) -> bool {
-        self.layout.is_some()
     }
 
     /// Takes the header if it is still to come, then splits the records of
@@ -630,6 +690,8 @@ impl<'a, F: CsvFormat> Processor<'a, F> {
             format: self.format,
             layout,
             encoding: self.encoding,
+            mode: self.mode,
+            rejected_bytes: &self.rejected_bytes,
         };
         plan.pieces
             .par_iter()
@@ -653,6 +715,10 @@ struct Accumulator<'a, Row> {
     file: &'a str,
     size: Option<u64>,
     rows: Vec<Row>,
+    lines: Vec<u64>,
+    rejected: Vec<RejectedRow>,
+    /// The estimated memory of every rejected record, kept or not.
+    rejected_bytes: u64,
     /// Row buffers of the pieces, kept from chunk to chunk: allocating
     /// them anew each time costs page faults.
     spare: Vec<Vec<Row>>,
@@ -667,6 +733,9 @@ impl<'a, Row> Accumulator<'a, Row> {
             file,
             size,
             rows: Vec::new(),
+            lines: Vec::new(),
+            rejected: Vec::new(),
+            rejected_bytes: 0,
             spare: Vec::new(),
             records: 0,
             problems: Problems::new(),
@@ -707,6 +776,21 @@ impl<'a, Row> Accumulator<'a, Row> {
                 ));
             }
             self.problems.extend(output.problems);
+            let rejected_before = self.rejected_bytes;
+            self.rejected_bytes += output.rejected_bytes;
+            if rejected_before <= MAX_REJECTED_BYTES && self.rejected_bytes > MAX_REJECTED_BYTES {
+                self.problems.push(Problem::whole_file(
+                    self.file,
+                    format!(
+                        "has too many bad records to set aside (they would take more than {} MiB): correct \
+                         what is wrong with most of them first; reading the file strictly lists the first \
+                         problems",
+                        MAX_REJECTED_BYTES >> 20
+                    ),
+                ));
+            } else if self.problems.is_empty() {
+                self.rejected.extend(output.rejected);
+            }
             let mut rows = output.rows;
             if self.problems.is_empty() {
                 if !self.reserved {
@@ -716,11 +800,14 @@ impl<'a, Row> Accumulator<'a, Row> {
                     F::place(&mut row, self.rows.len() as u64);
                     self.rows.push(row);
                 }
+                self.lines.extend(output.lines);
             } else {
                 rows.clear();
                 if self.rows.capacity() > 0 {
                     self.rows = Vec::new();
                 }
+                self.lines = Vec::new();
+                self.rejected = Vec::new();
             }
             self.spare.push(rows);
         }
@@ -742,8 +829,8 @@ impl<'a, Row> Accumulator<'a, Row> {
             .reserve(usize::try_from(estimate).unwrap_or(0).min(1 << 31));
     }
 
-    fn finish<F: CsvFormat<Row = Row>>(mut self, has_header: bool) -> Result<Vec<Row>, Problems> {
-        if !has_header && self.problems.is_empty() {
+    fn finish<F: CsvFormat<Row = Row>>(mut self, layout: Option<Layout>) -> Result<Outcome<Row>, Problems> {
+        if layout.is_none() && self.problems.is_empty() {
             self.problems.push(Problem::whole_file(
                 self.file,
                 format!(
@@ -754,12 +841,22 @@ impl<'a, Row> Accumulator<'a, Row> {
         }
         self.problems.into_result()?;
         self.rows.shrink_to_fit();
-        Ok(self.rows)
+        Ok(Outcome {
+            header: layout.map(|layout| layout.names).unwrap_or_default(),
+            rows: self.rows,
+            lines: self.lines,
+            rejected: self.rejected,
+        })
     }
 }
 
 /// Matches the header's names to the known columns.
-fn match_header(file: &str, line: u64, names: Vec<String>, columns: &[Column]) -> Result<Layout, Problems> {
+pub(crate) fn match_header(
+    file: &str,
+    line: u64,
+    names: Vec<String>,
+    columns: &[Column],
+) -> Result<Layout, Problems> {
     let mut fields = vec![ABSENT; columns.len()];
     let mut problems = Problems::new();
     for (index, name) in names.iter().enumerate() {
@@ -945,6 +1042,9 @@ struct PieceContext<'a, F: CsvFormat> {
     format: &'a F,
     layout: &'a Layout,
     encoding: TextEncoding,
+    mode: Mode,
+    /// Shared by the pieces of a pass: see [`Processor::rejected_bytes`].
+    rejected_bytes: &'a AtomicU64,
 }
 
 enum Failure {
@@ -957,6 +1057,13 @@ struct PieceOutput<Row> {
     /// The piece's length in bytes.
     bytes: usize,
     rows: Vec<Row>,
+    /// The line of each row; only when lenient.
+    lines: Vec<u64>,
+    /// Only when lenient.
+    rejected: Vec<RejectedRow>,
+    /// The estimated memory of the records rejected, kept or not.
+    rejected_bytes: u64,
+    /// Only problems that refuse the file: when strict, any.
     problems: Problems,
     records: u64,
     failure: Option<Failure>,
@@ -994,6 +1101,9 @@ fn parse_piece<F: CsvFormat>(
     let mut output = PieceOutput {
         bytes: raw.len(),
         rows,
+        lines: Vec::new(),
+        rejected: Vec::new(),
+        rejected_bytes: 0,
         problems: Problems::new(),
         records: 0,
         failure: None,
@@ -1026,6 +1136,7 @@ fn parse_piece<F: CsvFormat>(
     };
     let mut reader = PieceReader {
         context,
+        sheet_rows: false,
         keep_rows,
         row_problems: RowProblems {
             layout: context.layout,
@@ -1043,7 +1154,7 @@ fn parse_piece<F: CsvFormat>(
         // what lies between commas.
         split_plain(text, &mut bounds, |bounds, line| {
             let line = first_line + line;
-            reader.record(&mut output, Record { text, bounds, line }, line, None);
+            reader.record(&mut output, Record { text, bounds, line }, line, None, &[]);
         });
     } else {
         let mut scratch = Vec::new();
@@ -1064,6 +1175,7 @@ fn parse_piece<F: CsvFormat>(
                 },
                 record_line,
                 scanned.issue,
+                &[],
             );
         }
     }
@@ -1175,63 +1287,186 @@ impl PlainSplit {
 
 struct PieceReader<'a, F: CsvFormat> {
     context: &'a PieceContext<'a, F>,
+    /// The records are rows of a sheet: one may end before the header
+    /// does (what follows its last cell is empty).
+    sheet_rows: bool,
     keep_rows: bool,
     row_problems: RowProblems<'a>,
 }
 
+/// Why a record whose fields are all there gives no row.
+enum RowFailure {
+    /// Problems, in `RowProblems::found`, in the order of the fields.
+    Problems,
+    /// None found, yet no row: should not happen.
+    Unread,
+}
+
 impl<F: CsvFormat> PieceReader<'_, F> {
+    /// Checks one record starting on `line`; `cells` are problems a sheet's
+    /// cells had before they became text.
     fn record(
         &mut self,
         output: &mut PieceOutput<F::Row>,
         record: Record<'_>,
         line: u64,
         issue: Option<QuoteIssue>,
+        cells: &[CellProblem],
+    ) {
+        output.records += 1;
+        match self.context.mode {
+            Mode::Strict => self.strict_record(output, &record, line, issue, cells),
+            Mode::Lenient => self.lenient_record(output, &record, line, issue, cells),
+        }
+    }
+
+    fn strict_record(
+        &mut self,
+        output: &mut PieceOutput<F::Row>,
+        record: &Record<'_>,
+        line: u64,
+        issue: Option<QuoteIssue>,
+        cells: &[CellProblem],
     ) {
         let context = self.context;
         let file = context.file;
-        output.records += 1;
         if let Some(issue) = issue {
             self.fail(output);
             output.report(|| quote_problem(file, line, issue, &context.layout.names));
             return;
         }
-        let expected = context.layout.field_count();
-        if record.bounds.len() != expected {
+        if let Some(found) = self.wrong_field_count(record) {
             self.fail(output);
-            let found = record.bounds.len();
-            output.report(|| {
-                Problem::at_line(
-                    file,
-                    line,
-                    format!("has {found} fields but the header has {expected} columns (a comma too many or too few?)"),
-                )
-            });
+            output.report(|| self.field_count_problem(line, found));
             return;
         }
-        self.row_problems.found.clear();
-        self.row_problems.quiet = output.problems.kept().len() >= MAX_PROBLEMS_REPORTED;
-        let row = context
-            .format
-            .read_row(context.layout, &record, &mut self.row_problems);
-        if self.row_problems.found.is_empty() {
-            match row {
-                Some(row) => {
-                    if self.keep_rows {
-                        output.rows.push(row);
-                    }
-                }
-                None => {
-                    self.fail(output);
-                    output.report(|| Problem::at_line(file, line, "could not be read"));
+        let quiet = output.problems.kept().len() >= MAX_PROBLEMS_REPORTED;
+        match self.check_fields(record, cells, quiet) {
+            Ok(row) => {
+                if self.keep_rows {
+                    output.rows.push(row);
                 }
             }
+            Err(RowFailure::Unread) => {
+                self.fail(output);
+                output.report(|| Problem::at_line(file, line, "could not be read"));
+            }
+            Err(RowFailure::Problems) => {
+                self.fail(output);
+                for (_, column, message) in self.row_problems.found.drain(..) {
+                    output.report(|| Problem::at(file, line, column, message));
+                }
+            }
+        }
+    }
+
+    /// Keeps a good row with its line, or sets the record aside with every
+    /// reason it was refused.
+    fn lenient_record(
+        &mut self,
+        output: &mut PieceOutput<F::Row>,
+        record: &Record<'_>,
+        line: u64,
+        issue: Option<QuoteIssue>,
+        cells: &[CellProblem],
+    ) {
+        let context = self.context;
+        let file = context.file;
+        // Past the budget, bad records are only counted (and the file will
+        // be refused): their problems are not built.
+        let full = context.rejected_bytes.load(Ordering::Relaxed) > MAX_REJECTED_BYTES;
+        let mut problems = Vec::new();
+        if let Some(issue) = issue {
+            problems.push(quote_problem(file, line, issue, &context.layout.names));
+        } else if let Some(found) = self.wrong_field_count(record) {
+            problems.push(self.field_count_problem(line, found));
+        } else {
+            match self.check_fields(record, cells, full) {
+                Ok(row) => {
+                    output.rows.push(row);
+                    output.lines.push(line);
+                    return;
+                }
+                Err(RowFailure::Unread) => problems.push(Problem::at_line(file, line, "could not be read")),
+                Err(RowFailure::Problems) => problems.extend(
+                    self.row_problems
+                        .found
+                        .drain(..)
+                        .map(|(_, column, message)| Problem::at(file, line, column, message)),
+                ),
+            }
+        }
+        let bytes = rejected_estimate(file, record, problems.len());
+        output.rejected_bytes += bytes;
+        let before = context.rejected_bytes.fetch_add(bytes, Ordering::Relaxed);
+        if full || before + bytes > MAX_REJECTED_BYTES {
             return;
         }
-        self.fail(output);
-        self.row_problems.found.sort_by_key(|&(field, _, _)| field);
-        for (_, column, message) in self.row_problems.found.drain(..) {
-            output.report(|| Problem::at(file, line, column, message));
+        let fields = (0..record.bounds.len())
+            .map(|index| text(record.get(index)).into_owned())
+            .collect();
+        output.rejected.push(RejectedRow {
+            line,
+            fields,
+            problems,
+        });
+    }
+
+    /// For a record with more or fewer fields than the header names, how
+    /// many it has.
+    fn wrong_field_count(&self, record: &Record<'_>) -> Option<usize> {
+        let found = record.bounds.len();
+        let expected = self.context.layout.field_count();
+        let wrong = if self.sheet_rows {
+            found > expected
+        } else {
+            found != expected
+        };
+        wrong.then_some(found)
+    }
+
+    fn field_count_problem(&self, line: u64, found: usize) -> Problem {
+        let expected = self.context.layout.field_count();
+        Problem::at_line(
+            self.context.file,
+            line,
+            format!(
+                "has {found} fields but the header has {expected} columns (a comma too many or too few?)"
+            ),
+        )
+    }
+
+    /// Checks the fields of a record with as many as the header. A problem
+    /// a cell had replaces what the check says of the same column.
+    fn check_fields(
+        &mut self,
+        record: &Record<'_>,
+        cells: &[CellProblem],
+        quiet: bool,
+    ) -> Result<F::Row, RowFailure> {
+        let context = self.context;
+        let found = &mut self.row_problems;
+        found.found.clear();
+        found.quiet = quiet;
+        for cell in cells {
+            found.add(cell.column, || cell.message.clone());
         }
+        let row = context.format.read_row(context.layout, record, found);
+        if !cells.is_empty() {
+            let layout = context.layout;
+            let mut index = 0;
+            found.found.retain(|&(field, _, _)| {
+                let keep =
+                    index < cells.len() || !cells.iter().any(|cell| layout.field(cell.column) == field);
+                index += 1;
+                keep
+            });
+        }
+        if !found.found.is_empty() {
+            found.found.sort_by_key(|&(field, _, _)| field);
+            return Err(RowFailure::Problems);
+        }
+        row.ok_or(RowFailure::Unread)
     }
 
     /// After a problem the file is refused: its rows are no longer kept.
@@ -1241,6 +1476,76 @@ impl<F: CsvFormat> PieceReader<'_, F> {
             output.rows.clear();
         }
     }
+}
+
+/// The memory a rejected record takes, estimated from what it holds (the
+/// same whatever the record is read with): its fields, and a problem's
+/// text as 128 bytes.
+fn rejected_estimate(file: &str, record: &Record<'_>, problems: usize) -> u64 {
+    let fields = record.bounds.len() * std::mem::size_of::<String>()
+        + record
+            .bounds
+            .iter()
+            .map(|&(start, end)| end.saturating_sub(start))
+            .sum::<usize>();
+    let problems = problems * (std::mem::size_of::<Problem>() + file.len() + 128);
+    (std::mem::size_of::<RejectedRow>() + fields + problems) as u64
+}
+
+/// Checks records that do not come from CSV text (the rows of a sheet),
+/// with the same checks as CSV records, one after another. `produce` calls
+/// its argument with each record, the line it is on and the problems its
+/// cells had; it may end the read early with problems of the whole file.
+pub(crate) fn check_records<F: CsvFormat>(
+    file: &str,
+    format: &F,
+    layout: Layout,
+    mode: Mode,
+    produce: impl FnOnce(&mut dyn FnMut(&Record<'_>, u64, &[CellProblem])) -> Result<(), Problems>,
+) -> Result<Outcome<F::Row>, Problems> {
+    let rejected_bytes = AtomicU64::new(0);
+    let context = PieceContext {
+        file,
+        format,
+        layout: &layout,
+        encoding: TextEncoding::Utf8,
+        mode,
+        rejected_bytes: &rejected_bytes,
+    };
+    let mut reader = PieceReader {
+        context: &context,
+        sheet_rows: true,
+        keep_rows: true,
+        row_problems: RowProblems {
+            layout: &layout,
+            columns: F::COLUMNS,
+            found: Vec::new(),
+            quiet: false,
+        },
+    };
+    let mut output = PieceOutput {
+        bytes: 0,
+        rows: Vec::new(),
+        lines: Vec::new(),
+        rejected: Vec::new(),
+        rejected_bytes: 0,
+        problems: Problems::new(),
+        records: 0,
+        failure: None,
+    };
+    produce(&mut |record, line, cells| {
+        let record = Record {
+            text: record.text,
+            bounds: record.bounds,
+            line,
+        };
+        reader.record(&mut output, record, line, None, cells);
+    })?;
+    let mut accumulator = Accumulator::new(file, None);
+    if let Some(PassEnd::Done(Err(problems))) = accumulator.merge::<F>(vec![output]) {
+        return Err(problems);
+    }
+    accumulator.finish::<F>(Some(layout))
 }
 
 /// A double quote where RFC 4180 does not allow one.
@@ -1412,14 +1717,17 @@ pub(crate) mod tests {
         Column {
             name: "a",
             required: true,
+            kind: CellKind::Text,
         },
         Column {
             name: "b",
             required: true,
+            kind: CellKind::Text,
         },
         Column {
             name: "c",
             required: false,
+            kind: CellKind::Text,
         },
     ];
 
@@ -1559,6 +1867,33 @@ pub(crate) mod tests {
                     expected
                 );
             }
+        }
+    }
+
+    #[test]
+    fn a_lenient_read_with_more_bad_records_than_memory_allows_is_refused_whatever_the_chunks() {
+        // Rows of 300 empty fields: each takes some 7 kB once set aside,
+        // for 300 bytes of the file.
+        let columns: Vec<String> = (0..300).map(|index| format!("x{index}")).collect();
+        let header = format!("a,b,c,{}\n", columns[3..].join(","));
+        let bad = format!("bad{}\n", ",".repeat(299));
+        let rows = (MAX_REJECTED_BYTES / 7000) as usize;
+        let input = header + &bad.repeat(rows);
+        let whole =
+            read_slice_in("t.csv", input.as_bytes(), &Fields, Mode::Lenient, PIECE_BYTES).unwrap_err();
+        assert_eq!(whole.total(), 1);
+        assert!(
+            whole.kept()[0]
+                .message
+                .starts_with("has too many bad records to set aside (they would take more than 256 MiB)"),
+            "{whole}"
+        );
+        for (chunk_bytes, piece_bytes) in [(1 << 20, 64 << 10), (4 << 20, 1 << 20)] {
+            let mut cursor = io::Cursor::new(input.as_bytes());
+            let sizes = (chunk_bytes, piece_bytes);
+            let streamed = read_stream_in("t.csv", &mut cursor, None, &Fields, Mode::Lenient, sizes, &|_| {})
+                .unwrap_err();
+            assert_eq!(streamed, whole);
         }
     }
 

@@ -9,7 +9,9 @@ use jiuzhu_core::{
     BatchInvoice, BillAmounts, Date, Fen, Hospital, Invoice, InvoiceNo, ResidentId, Timestamp,
 };
 
-use crate::csv_input::{self, text, Column, CsvFormat, Layout, Record, RowProblems};
+use crate::csv_input::{text, CellKind, Column, CsvFormat, Layout, Mode, Record, RowProblems};
+use crate::input::{self, ReadOptions};
+use crate::partitioned::Partitioned;
 use crate::problem::{Problem, Problems};
 
 const INVOICE_NO: usize = 0;
@@ -27,59 +29,89 @@ const COLUMNS: &[Column] = &[
     Column {
         name: "invoice_no",
         required: true,
+        kind: CellKind::Identifier,
     },
     Column {
         name: "person_id",
         required: true,
+        kind: CellKind::Identifier,
     },
     Column {
         name: "hospital",
         required: true,
+        kind: CellKind::Text,
     },
     Column {
         name: "visit_type",
         required: true,
+        kind: CellKind::Text,
     },
     Column {
         name: "service_date",
         required: true,
+        kind: CellKind::Date,
     },
     Column {
         name: "settled_at",
         required: true,
+        kind: CellKind::Timestamp,
     },
     Column {
         name: "total",
         required: true,
+        kind: CellKind::Money,
     },
     Column {
         name: "fund_paid",
         required: true,
+        kind: CellKind::Money,
     },
     Column {
         name: "in_scope_self_pay",
         required: true,
+        kind: CellKind::Money,
     },
     Column {
         name: "out_of_scope_self_pay",
         required: true,
+        kind: CellKind::Money,
     },
 ];
 
-/// Reads and checks an invoices file from disk; every visit type must be
-/// one of `known_visit_types`. Either every invoice, or every problem found.
+/// Reads and checks an invoices file from disk: CSV (UTF-8 or GBK) or an
+/// XLSX workbook (its first sheet), larger than
+/// [`crate::DEFAULT_MAX_INPUT_BYTES`] refused. Every visit type must be one
+/// of `known_visit_types`. Either every invoice, or every problem found.
 pub fn read_invoices_file(
     path: &Path,
     file: &str,
     known_visit_types: &[String],
 ) -> Result<Vec<Invoice>, Problems> {
+    read_invoices_file_with(path, file, known_visit_types, &ReadOptions::default())
+}
+
+/// [`read_invoices_file`] with other options.
+pub fn read_invoices_file_with(
+    path: &Path,
+    file: &str,
+    known_visit_types: &[String],
+    options: &ReadOptions,
+) -> Result<Vec<Invoice>, Problems> {
     let format = InvoicesFormat {
         checks: Checks::new(file, known_visit_types)?,
     };
-    csv_input::read_path(path, file, &format, &|_| {})
+    input::read_path(
+        path,
+        file,
+        &format,
+        Mode::Strict,
+        Some(options.max_bytes),
+        &|_| {},
+    )
+    .map(|outcome| outcome.rows)
 }
 
-/// Reads and checks an invoices file held in memory.
+/// Reads and checks an invoices file held in memory (CSV or XLSX).
 pub fn read_invoices(
     file: &str,
     bytes: &[u8],
@@ -88,7 +120,43 @@ pub fn read_invoices(
     let format = InvoicesFormat {
         checks: Checks::new(file, known_visit_types)?,
     };
-    csv_input::read_slice(file, bytes, &format, csv_input::PIECE_BYTES)
+    input::read_bytes(file, bytes, &format, Mode::Strict).map(|outcome| outcome.rows)
+}
+
+/// Reads an invoices file held in memory leniently: every good invoice
+/// with its line, and every bad record with its fields and all its
+/// problems. Only problems with the whole file (unreadable, empty, not
+/// text, a required column missing from the header) are an `Err`.
+pub fn read_invoices_partitioned(
+    file: &str,
+    bytes: &[u8],
+    known_visit_types: &[String],
+) -> Result<Partitioned<Invoice>, Problems> {
+    let format = InvoicesFormat {
+        checks: Checks::new(file, known_visit_types)?,
+    };
+    input::read_bytes(file, bytes, &format, Mode::Lenient).map(Partitioned::from_outcome)
+}
+
+/// [`read_invoices_partitioned`] over a file on disk.
+pub fn read_invoices_partitioned_file(
+    path: &Path,
+    file: &str,
+    known_visit_types: &[String],
+    options: &ReadOptions,
+) -> Result<Partitioned<Invoice>, Problems> {
+    let format = InvoicesFormat {
+        checks: Checks::new(file, known_visit_types)?,
+    };
+    input::read_path(
+        path,
+        file,
+        &format,
+        Mode::Lenient,
+        Some(options.max_bytes),
+        &|_| {},
+    )
+    .map(Partitioned::from_outcome)
 }
 
 /// Reads and checks an invoices file from disk into compact records, with
@@ -96,7 +164,8 @@ pub fn read_invoices(
 /// memory bounded by the records and a fixed read buffer. `position` is the
 /// record's 0-based index in the file (header and blank lines not counted);
 /// `visit_type` indexes `known_visit_types`. `progress` is called now and
-/// then with the bytes consumed since its last call.
+/// then with the bytes consumed since its last call. An XLSX workbook is
+/// read too; no size limit applies, as the file is streamed.
 pub fn read_batch_invoices_file(
     path: &Path,
     file: &str,
@@ -106,7 +175,7 @@ pub fn read_batch_invoices_file(
     let format = BatchFormat {
         checks: Checks::new(file, known_visit_types)?,
     };
-    csv_input::read_path(path, file, &format, progress)
+    input::read_path(path, file, &format, Mode::Strict, None, progress).map(|outcome| outcome.rows)
 }
 
 /// Checks an invoices file from disk when there is no valid policy: every
@@ -120,7 +189,7 @@ pub fn check_invoices_file_without_policy(
     let format = BatchFormat {
         checks: Checks { visit_types: None },
     };
-    match csv_input::read_path(path, file, &format, progress) {
+    match input::read_path(path, file, &format, Mode::Strict, None, progress) {
         Ok(_) => Problems::new(),
         Err(problems) => problems,
     }
@@ -135,7 +204,7 @@ pub fn read_batch_invoices(
     let format = BatchFormat {
         checks: Checks::new(file, known_visit_types)?,
     };
-    csv_input::read_slice(file, bytes, &format, csv_input::PIECE_BYTES)
+    input::read_bytes(file, bytes, &format, Mode::Strict).map(|outcome| outcome.rows)
 }
 
 /// The checks of one invoice record, shared by both readers.
@@ -616,7 +685,7 @@ mod tests {
             checks: Checks::new("invoices.csv", &visit_types).unwrap(),
         };
         let mut source = std::fs::File::open(&path).unwrap();
-        let chunked = csv_input::read_stream(
+        let chunked = crate::csv_input::read_stream(
             "invoices.csv",
             &mut source,
             None,
@@ -656,7 +725,7 @@ mod tests {
         };
         let mut cursor = std::io::Cursor::new(&bytes);
         let problems =
-            csv_input::read_stream("i.csv", &mut cursor, None, &format, 256 << 10, 16 << 10, &|_| {})
+            crate::csv_input::read_stream("i.csv", &mut cursor, None, &format, 256 << 10, 16 << 10, &|_| {})
                 .unwrap_err();
         assert_eq!(
             problems.to_string(),

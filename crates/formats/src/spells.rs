@@ -5,7 +5,9 @@ use std::path::Path;
 
 use jiuzhu_core::{Date, Policy, ResidentId, Spell, SpellError};
 
-use crate::csv_input::{self, text, Column, CsvFormat, Layout, Record, RowProblems};
+use crate::csv_input::{text, CellKind, Column, CsvFormat, Layout, Mode, Record, RowProblems};
+use crate::input::{self, ReadOptions};
+use crate::partitioned::Partitioned;
 use crate::problem::Problems;
 
 const PERSON_ID: usize = 0;
@@ -18,37 +20,95 @@ const COLUMNS: &[Column] = &[
     Column {
         name: "person_id",
         required: true,
+        kind: CellKind::Identifier,
     },
     Column {
         name: "category",
         required: true,
+        kind: CellKind::Text,
     },
     Column {
         name: "valid_from",
         required: true,
+        kind: CellKind::Date,
     },
     Column {
         name: "valid_to",
         required: false,
+        kind: CellKind::Date,
     },
     Column {
         name: "source",
         required: false,
+        kind: CellKind::Text,
     },
 ];
 
 /// The most category codes a message lists.
 const CODES_LISTED: usize = 20;
 
-/// Reads and checks a spells file from disk. With a policy, every category
-/// must be one of its codes. Either every spell, or every problem found.
+/// Reads and checks a spells file from disk: CSV (UTF-8 or GBK) or an XLSX
+/// workbook (its first sheet), larger than [`crate::DEFAULT_MAX_INPUT_BYTES`]
+/// refused. With a policy, every category must be one of its codes. Either
+/// every spell, or every problem found.
 pub fn read_spells_file(path: &Path, file: &str, policy: Option<&Policy>) -> Result<Vec<Spell>, Problems> {
-    csv_input::read_path(path, file, &SpellsFormat { policy }, &|_| {})
+    read_spells_file_with(path, file, policy, &ReadOptions::default())
 }
 
-/// Reads and checks a spells file held in memory; `file` names it in problems.
+/// [`read_spells_file`] with other options.
+pub fn read_spells_file_with(
+    path: &Path,
+    file: &str,
+    policy: Option<&Policy>,
+    options: &ReadOptions,
+) -> Result<Vec<Spell>, Problems> {
+    let format = SpellsFormat { policy };
+    input::read_path(
+        path,
+        file,
+        &format,
+        Mode::Strict,
+        Some(options.max_bytes),
+        &|_| {},
+    )
+    .map(|outcome| outcome.rows)
+}
+
+/// Reads and checks a spells file held in memory (CSV or XLSX); `file`
+/// names it in problems.
 pub fn read_spells(file: &str, bytes: &[u8], policy: Option<&Policy>) -> Result<Vec<Spell>, Problems> {
-    csv_input::read_slice(file, bytes, &SpellsFormat { policy }, csv_input::PIECE_BYTES)
+    input::read_bytes(file, bytes, &SpellsFormat { policy }, Mode::Strict).map(|outcome| outcome.rows)
+}
+
+/// Reads a spells file held in memory leniently: every good spell with its
+/// line, and every bad record with its fields and all its problems. Only
+/// problems with the whole file (unreadable, empty, not text, a required
+/// column missing from the header) are an `Err`.
+pub fn read_spells_partitioned(
+    file: &str,
+    bytes: &[u8],
+    policy: Option<&Policy>,
+) -> Result<Partitioned<Spell>, Problems> {
+    input::read_bytes(file, bytes, &SpellsFormat { policy }, Mode::Lenient).map(Partitioned::from_outcome)
+}
+
+/// [`read_spells_partitioned`] over a file on disk.
+pub fn read_spells_partitioned_file(
+    path: &Path,
+    file: &str,
+    policy: Option<&Policy>,
+    options: &ReadOptions,
+) -> Result<Partitioned<Spell>, Problems> {
+    let format = SpellsFormat { policy };
+    input::read_path(
+        path,
+        file,
+        &format,
+        Mode::Lenient,
+        Some(options.max_bytes),
+        &|_| {},
+    )
+    .map(Partitioned::from_outcome)
 }
 
 /// A spell with the line of the file it was read from, so that a problem
@@ -61,12 +121,8 @@ pub struct SpellRow {
 
 /// Like [`read_spells`], each spell with its line.
 pub fn read_spell_rows(file: &str, bytes: &[u8], policy: Option<&Policy>) -> Result<Vec<SpellRow>, Problems> {
-    csv_input::read_slice(
-        file,
-        bytes,
-        &Numbered(SpellsFormat { policy }),
-        csv_input::PIECE_BYTES,
-    )
+    input::read_bytes(file, bytes, &Numbered(SpellsFormat { policy }), Mode::Strict)
+        .map(|outcome| outcome.rows)
 }
 
 struct SpellsFormat<'p> {
@@ -481,8 +537,8 @@ mod tests {
         }
         let mut cursor = std::io::Cursor::new(input.as_bytes());
         let format = SpellsFormat { policy: None };
-        let problems =
-            csv_input::read_stream("s.csv", &mut cursor, None, &format, 4096, 512, &|_| {}).unwrap_err();
+        let problems = crate::csv_input::read_stream("s.csv", &mut cursor, None, &format, 4096, 512, &|_| {})
+            .unwrap_err();
         let lines: Vec<u64> = problems
             .kept()
             .iter()

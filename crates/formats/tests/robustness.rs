@@ -1,7 +1,10 @@
 //! Whatever bytes arrive, the readers answer: rows or problems, never a
 //! panic, and the full and the batch invoice readers always agree.
 
-use jiuzhu_formats::{parse_policy, read_batch_invoices, read_invoices, read_spells, Problems};
+use jiuzhu_formats::{
+    parse_policy, read_batch_invoices, read_invoices, read_invoices_partitioned, read_spells,
+    read_spells_partitioned, Problem, Problems,
+};
 use proptest::prelude::*;
 
 const INVOICES: &str = "invoice_no,person_id,hospital,visit_type,service_date,settled_at,total,fund_paid,in_scope_self_pay,out_of_scope_self_pay
@@ -83,7 +86,30 @@ proptest! {
         let _ = read_invoices("invoices.csv", &bytes, &visit_types());
         let _ = read_batch_invoices("invoices.csv", &bytes, &visit_types());
         let _ = read_spells("spells.csv", &bytes, None);
+        let _ = read_spells_partitioned("spells.csv", &bytes, None);
         let _ = parse_policy("policy.toml", &String::from_utf8_lossy(&bytes));
+    }
+
+    #[test]
+    fn the_lenient_reader_keeps_what_the_strict_one_accepts_and_sets_aside_what_it_refuses(
+        bytes in mutated(INVOICES)
+    ) {
+        let strict = read_invoices("invoices.csv", &bytes, &visit_types());
+        let lenient = read_invoices_partitioned("invoices.csv", &bytes, &visit_types());
+        match (strict, lenient) {
+            (Ok(rows), Ok(lenient)) => {
+                prop_assert!(lenient.rejected.is_empty());
+                prop_assert_eq!(lenient.into_rows(), rows);
+            }
+            (Err(problems), Ok(lenient)) => {
+                prop_assert!(!lenient.rejected.is_empty());
+                let reasons: Vec<Problem> =
+                    lenient.rejected.iter().flat_map(|rejected| rejected.problems.clone()).collect();
+                prop_assert_eq!(problems.kept(), reasons.as_slice());
+            }
+            (Err(strict), Err(lenient)) => prop_assert_eq!(strict, lenient),
+            (Ok(_), Err(lenient)) => prop_assert!(false, "only the lenient reader refuses: {}", lenient),
+        }
     }
 
     #[test]
