@@ -60,6 +60,9 @@ pub(crate) trait CsvFormat: Sync {
 
     /// Tells a row its 0-based position among the file's records.
     fn place(_row: &mut Self::Row, _position: u64) {}
+
+    /// Tells a row the 1-based line its record starts on.
+    fn at_line(_row: &mut Self::Row, _line: u64) {}
 }
 
 /// The header of one file: which field holds each known column.
@@ -1205,8 +1208,9 @@ impl<F: CsvFormat> PieceReader<'_, F> {
             .read_row(context.layout, &record, &mut self.row_problems);
         if self.row_problems.found.is_empty() {
             match row {
-                Some(row) => {
+                Some(mut row) => {
                     if self.keep_rows {
+                        F::at_line(&mut row, line);
                         output.rows.push(row);
                     }
                 }

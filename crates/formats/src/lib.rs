@@ -10,8 +10,8 @@ pub mod problem;
 pub mod spells;
 
 pub use invoices::{
-    check_invoices_file_without_policy, read_batch_invoices, read_batch_invoices_file, read_invoices,
-    read_invoices_file,
+    check_invoices_file_without_policy, read_batch_invoices, read_batch_invoices_file, read_invoice_records,
+    read_invoice_records_file, read_invoices, read_invoices_file, InvoiceRecord,
 };
 pub use policy_toml::{parse_policy, read_policy_file};
 pub use problem::{Problem, Problems, MAX_PROBLEMS_REPORTED};
