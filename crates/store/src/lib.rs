@@ -13,6 +13,11 @@
 //! - [`audit`]: the audit log's hash chain, `hash = SHA-256(previous hash ‖
 //!   entry)`, and [`verify_chain`], which names the first entry that was
 //!   changed or removed (`jiuzhu audit verify`).
+//! - [`database`]: the [`Store`] itself. Real-time settlements go through
+//!   one writer task with group commit; the insurance feed
+//!   ([`Store::import_invoices`], 免申即享) decides its bills in canonical
+//!   order through the same decision path, in chunks of one transaction
+//!   each.
 
 pub mod audit;
 pub mod crypto;
@@ -21,5 +26,7 @@ pub mod database;
 pub use audit::{verify_chain, AuditEntry, BreakReason, ChainBreak, ChainSummary, GENESIS};
 pub use crypto::{ApiKey, ApiKeyHash, CryptoError, DataKeys, KeyTextError, Purpose};
 pub use database::{
-    PolicyLoad, SettleError, Settled, SpellImport, Store, StoreError, WriteStats, KNOWN_KEY_SECONDS,
+    decision_row_line, DecisionRow, FeedDuplicate, FeedError, FeedOptions, FeedReport, PolicyLoad,
+    SettleError, Settled, SpellImport, Store, StoreError, WriteStats, FEED_CHUNK_INVOICES, KNOWN_KEY_SECONDS,
+    MAX_FEED_CHUNK_INVOICES,
 };
