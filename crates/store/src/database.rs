@@ -34,6 +34,12 @@ pub use feed::{
 const SQLITE_MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../migrations/sqlite/0001_init.sql"))];
 const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../migrations/postgres/0001_init.sql"))];
 
+/// The pages SQLite keeps in memory per connection, in KiB (SQLite's
+/// default is 2,000 KiB): a settlement or an import chunk touches pages all
+/// over the indexes keyed by invoice number and by person, and re-reading
+/// them from the file costs more than the memory.
+pub const SQLITE_CACHE_KIB: u32 = 64 * 1024;
+
 #[derive(Debug, Error)]
 pub enum StoreError {
     #[error("the database URL must start with sqlite:// or postgres:// (got {0})")]
@@ -158,7 +164,8 @@ impl Store {
                 .journal_mode(SqliteJournalMode::Wal)
                 .synchronous(SqliteSynchronous::Full)
                 .foreign_keys(true)
-                .busy_timeout(std::time::Duration::from_secs(30));
+                .busy_timeout(std::time::Duration::from_secs(30))
+                .pragma("cache_size", format!("-{SQLITE_CACHE_KIB}"));
             let pool = SqlitePoolOptions::new()
                 .max_connections(pool_size.max(1))
                 .connect_with(options)

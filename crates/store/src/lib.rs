@@ -28,5 +28,5 @@ pub use crypto::{ApiKey, ApiKeyHash, CryptoError, DataKeys, KeyTextError, Purpos
 pub use database::{
     decision_row_line, DecisionRow, FeedDuplicate, FeedError, FeedOptions, FeedReport, PolicyLoad,
     SettleError, Settled, SpellImport, Store, StoreError, WriteStats, FEED_CHUNK_INVOICES, KNOWN_KEY_SECONDS,
-    MAX_FEED_CHUNK_INVOICES,
+    MAX_FEED_CHUNK_INVOICES, SQLITE_CACHE_KIB,
 };
