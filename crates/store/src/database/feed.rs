@@ -92,7 +92,7 @@ pub struct FeedReport {
     /// Bills the store held already, the same (decided in real time or by
     /// an earlier feed): not decided again.
     pub already_decided: u64,
-    /// Lines repeating a bill of this file, in canonical order.
+    /// Lines repeating a bill of this file, in the order of their lines.
     pub duplicates: Vec<FeedDuplicate>,
     /// Transactions committed.
     pub transactions: u64,
@@ -219,6 +219,7 @@ impl Store {
             }
         }
         drop(first);
+        report.duplicates.sort_by_key(|duplicate| duplicate.line);
 
         // Bills the store holds already.
         let mut stored_same = vec![false; invoices.len()];
