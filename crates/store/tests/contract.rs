@@ -819,3 +819,30 @@ async fn a_conflict_refuses_the_whole_feed_names_every_line_and_stores_nothing()
         database.drop_database().await;
     }
 }
+
+#[tokio::test]
+async fn a_visit_type_the_policy_in_force_does_not_map_refuses_the_feed() {
+    for database in fresh_databases("feed_visit").await {
+        let (store, _) = prepared(&database).await;
+        let feed = format!(
+            "{FEED_HEADER}\
+             F001,110105196001010017,H009,outpatient,2024-06-01,2024-06-02T10:00:00+08:00,100,0,100,0\n\
+             F002,110105196001010017,H009,dental,2024-06-01,2024-06-02T10:00:00+08:00,100,0,100,0\n"
+        );
+        let known = ["outpatient".to_owned(), "dental".to_owned()];
+        let records = read_invoice_records("feed.csv", feed.as_bytes(), &known).unwrap();
+        let refused = store
+            .import_invoices("feed.csv", records, "admin", FeedOptions::default(), &|_| {})
+            .await;
+        let Err(FeedError::Refused(problems)) = refused else {
+            panic!("the feed was not refused: {refused:?}");
+        };
+        assert_eq!(
+            problems.to_string(),
+            "feed.csv:3: visit_type: \"dental\" is not a key of the [pools] of the policy in force \
+             (stored version 1)\n"
+        );
+        assert!(stored_decisions(&database).await.is_empty());
+        database.drop_database().await;
+    }
+}
