@@ -148,6 +148,15 @@ impl Store {
         let Some((policy_id, policy)) = self.policy_in_force().await? else {
             return Err(FeedError::NoPolicy);
         };
+        if u32::try_from(records.len()).is_err() {
+            return Err(FeedError::Refused(
+                Problem::whole_file(
+                    file,
+                    format!("has more than {} records: split it into smaller files", u32::MAX),
+                )
+                .into(),
+            ));
+        }
         let mut report = FeedReport {
             rows: records.len() as u64,
             ..FeedReport::default()
