@@ -1,8 +1,9 @@
 //! Administration of a store: `jiuzhu policy load`, `jiuzhu import spells`,
-//! `jiuzhu apikey create`, `jiuzhu audit verify`. Each takes the settings
+//! `jiuzhu import invoices` (in [`crate::feed`]), `jiuzhu apikey create`,
+//! `jiuzhu audit verify`. Each takes the settings
 //! flags (`--database`, `--config`) like `serve`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{anyhow, Context as _};
@@ -12,7 +13,7 @@ use jiuzhu_store::{SpellFile, SpellImport, Store, StoreError};
 use crate::config::SettingsArgs;
 
 /// Exit status for input that breaks the formats, as `simulate` uses.
-const BAD_INPUT: u8 = 2;
+pub const BAD_INPUT: u8 = 2;
 /// Exit status of `audit verify` when the chain is broken.
 const CHAIN_BROKEN: u8 = 3;
 
@@ -39,6 +40,19 @@ pub enum ImportCommand {
         /// every row whose `source` column is empty.
         #[arg(long)]
         source: String,
+        #[command(flatten)]
+        settings: SettingsArgs,
+    },
+    /// Decide and store the bills of the insurance feed (免申即享): an
+    /// invoices.csv of bills settled without real-time assistance. The file
+    /// is checked whole first; a conflict or a bad row refuses it and
+    /// nothing is stored.
+    Invoices {
+        file: PathBuf,
+        /// Bills decided and written per transaction (at most 2048).
+        #[arg(long, value_name = "N", default_value_t = jiuzhu_store::FEED_CHUNK_INVOICES as u64,
+              value_parser = clap::value_parser!(u64).range(1..=jiuzhu_store::MAX_FEED_CHUNK_INVOICES as u64))]
+        chunk: u64,
         #[command(flatten)]
         settings: SettingsArgs,
     },
@@ -89,7 +103,7 @@ pub async fn open_store_with(settings: &crate::settings::Settings) -> anyhow::Re
         .with_context(|| format!("cannot open the database {}", settings.database))
 }
 
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -142,11 +156,26 @@ pub fn policy(command: &PolicyCommand) -> ExitCode {
 }
 
 pub fn import(command: &ImportCommand) -> ExitCode {
-    let ImportCommand::Spells {
-        file,
-        source,
-        settings,
-    } = command;
+    match command {
+        ImportCommand::Spells {
+            file,
+            source,
+            settings,
+        } => import_spells(file, source, settings),
+        ImportCommand::Invoices {
+            file,
+            chunk,
+            settings,
+        } => finish(crate::feed::import_invoices(
+            file,
+            usize::try_from(*chunk).unwrap_or(jiuzhu_store::FEED_CHUNK_INVOICES),
+            settings,
+            &operator(),
+        )),
+    }
+}
+
+fn import_spells(file: &Path, source: &str, settings: &SettingsArgs) -> ExitCode {
     finish((|| {
         let name = file.display().to_string();
         runtime()?.block_on(async {

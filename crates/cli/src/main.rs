@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 
 mod admin;
 mod config;
+mod feed;
 mod gen;
 mod serve;
 mod settings;

@@ -357,7 +357,7 @@ fn stage_spinner(message: &'static str) -> ProgressBar {
 }
 
 /// Digits grouped by thousands: `1,234,567`.
-fn grouped(value: u64) -> String {
+pub(crate) fn grouped(value: u64) -> String {
     let digits = value.to_string();
     let mut out = String::with_capacity(digits.len() + digits.len() / 3);
     for (index, digit) in digits.chars().enumerate() {
@@ -370,7 +370,7 @@ fn grouped(value: u64) -> String {
 }
 
 /// Yuan with thousands separators: `1,234,567.89`.
-fn money(fen: Fen) -> String {
+pub(crate) fn money(fen: Fen) -> String {
     let sign = if fen.is_negative() { "-" } else { "" };
     let magnitude = fen.fen().unsigned_abs();
     format!("{sign}{}.{:02}", grouped(magnitude / 100), magnitude % 100)

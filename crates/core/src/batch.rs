@@ -15,7 +15,39 @@ use crate::engine::{decide, Claim, Counters, Decision, Outcome, SpellBook};
 use crate::ids::{InvoiceNo, ResidentId};
 use crate::money::Fen;
 use crate::policy::{CategoryId, Policy, PoolId, VersionId};
+use crate::records::Invoice;
 use crate::time::{Date, Timestamp};
+
+/// The canonical order of two invoices (`calculation.md`, "Order"), each
+/// given as `(settled_at, invoice_no, position in the input)`: by
+/// `settled_at` as an instant, then `invoice_no` bytes, then position.
+/// Every path that decides many invoices sorts with this.
+pub fn canonical_cmp(
+    a: (&Timestamp, &InvoiceNo, u32),
+    b: (&Timestamp, &InvoiceNo, u32),
+) -> std::cmp::Ordering {
+    a.0.cmp(b.0).then_with(|| a.1.cmp(b.1)).then(a.2.cmp(&b.2))
+}
+
+/// The positions of `invoices` (their indexes) in canonical order, as
+/// [`Batch::new`] sorts.
+///
+/// # Panics
+///
+/// If there are more than `u32::MAX` invoices (positions are `u32`, as in
+/// [`BatchInvoice`]).
+pub fn canonical_order(invoices: &[Invoice]) -> Vec<u32> {
+    let count = u32::try_from(invoices.len()).expect("at most u32::MAX invoices");
+    let mut order: Vec<u32> = (0..count).collect();
+    order.par_sort_unstable_by(|&a, &b| {
+        let (first, second) = (&invoices[a as usize], &invoices[b as usize]);
+        canonical_cmp(
+            (&first.settled_at, &first.invoice_no, a),
+            (&second.settled_at, &second.invoice_no, b),
+        )
+    });
+    order
+}
 
 /// One invoice as the batch engine holds it: what the calculation needs,
 /// nothing more (hospital and the bill's other amounts are checked by the
@@ -94,10 +126,10 @@ impl Batch {
     /// number an earlier one already had.
     pub fn new(mut invoices: Vec<BatchInvoice>, visit_types: Vec<String>) -> Batch {
         invoices.par_sort_unstable_by(|a, b| {
-            a.settled_at
-                .cmp(&b.settled_at)
-                .then_with(|| a.invoice_no.cmp(&b.invoice_no))
-                .then(a.position.cmp(&b.position))
+            canonical_cmp(
+                (&a.settled_at, &a.invoice_no, a.position),
+                (&b.settled_at, &b.invoice_no, b.position),
+            )
         });
         let duplicate = mark_duplicates(&invoices);
         Batch {

@@ -12,7 +12,10 @@ pub mod policy;
 pub mod records;
 pub mod time;
 
-pub use batch::{Batch, BatchInvoice, BatchRun, CompactDecision, Summary, SummaryRow, UnknownVisitType};
+pub use batch::{
+    canonical_cmp, canonical_order, Batch, BatchInvoice, BatchRun, CompactDecision, Summary, SummaryRow,
+    UnknownVisitType,
+};
 pub use engine::{
     category_on, decide, decide_invoice, Claim, Counters, Decision, Outcome, SpellBook, UnknownCategory,
 };

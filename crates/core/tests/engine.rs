@@ -1,8 +1,9 @@
 //! The engine, step by step, as `calculation.md` says.
 
 use jiuzhu_core::{
-    BasisPoints, Batch, BatchInvoice, BatchRun, CategoryDraft, Date, Fen, InvoiceNo, Outcome, Policy,
-    PolicyDraft, PoolRule, ResidentId, RuleDraft, Spell, SpellBook, Timestamp, VersionDraft,
+    canonical_order, BasisPoints, Batch, BatchInvoice, BatchRun, BillAmounts, CategoryDraft, Date, Fen,
+    Hospital, Invoice, InvoiceNo, Outcome, Policy, PolicyDraft, PoolRule, ResidentId, RuleDraft, Spell,
+    SpellBook, Timestamp, VersionDraft,
 };
 
 fn date(text: &str) -> Date {
@@ -654,4 +655,48 @@ fn the_summary_counts_people_invoices_and_totals_per_category_and_pool() {
     assert_eq!(summary.count(Outcome::NotEligible), 1);
     assert_eq!(summary.people_assisted, 2);
     assert_eq!(summary.amount_total, yuan("65"));
+}
+
+#[test]
+fn full_invoices_are_put_in_the_same_canonical_order_as_a_batch() {
+    // Same instant written with two offsets, a tie on the instant broken by
+    // the number, and a tie on both broken by the position.
+    let bills = [
+        ("B", "2024-03-01T10:00:00+08:00"),
+        ("A", "2024-03-01T02:00:00Z"),
+        ("A", "2024-02-29T10:00:00+08:00"),
+        ("C", "2024-03-01T09:59:59.999+08:00"),
+        ("A", "2024-03-01T02:00:00Z"),
+    ];
+    let invoices: Vec<Invoice> = bills
+        .iter()
+        .map(|(no, settled)| Invoice {
+            invoice_no: InvoiceNo::parse(no).unwrap(),
+            person: person(1),
+            hospital: Hospital::parse("H001").unwrap(),
+            visit_type: "outpatient".into(),
+            service_date: date("2024-02-29"),
+            settled_at: Timestamp::parse(settled).unwrap(),
+            amounts: BillAmounts::new(yuan("1"), Fen::ZERO, yuan("1"), Fen::ZERO).unwrap(),
+        })
+        .collect();
+    let order = canonical_order(&invoices);
+    assert_eq!(order, vec![2, 3, 1, 4, 0]);
+    let records = invoices
+        .iter()
+        .enumerate()
+        .map(|(position, invoice)| BatchInvoice {
+            settled_at: invoice.settled_at.clone(),
+            invoice_no: invoice.invoice_no.clone(),
+            person: invoice.person,
+            base: yuan("1"),
+            out_of_scope_self_pay: Fen::ZERO,
+            service_date: invoice.service_date,
+            position: position as u32,
+            visit_type: 0,
+        })
+        .collect();
+    let batch = Batch::new(records, vec!["outpatient".into()]);
+    let batch_order: Vec<u32> = batch.invoices().iter().map(|invoice| invoice.position).collect();
+    assert_eq!(order, batch_order);
 }

@@ -107,6 +107,9 @@ pub(crate) trait CsvFormat: Sync {
 
     /// Tells a row its 0-based position among the file's records.
     fn place(_row: &mut Self::Row, _position: u64) {}
+
+    /// Tells a row the 1-based line its record starts on.
+    fn at_line(_row: &mut Self::Row, _line: u64) {}
 }
 
 /// The header of one file: which field holds each known column.
@@ -1342,8 +1345,9 @@ impl<F: CsvFormat> PieceReader<'_, F> {
         }
         let quiet = output.problems.kept().len() >= MAX_PROBLEMS_REPORTED;
         match self.check_fields(record, cells, quiet) {
-            Ok(row) => {
+            Ok(mut row) => {
                 if self.keep_rows {
+                    F::at_line(&mut row, line);
                     output.rows.push(row);
                 }
             }

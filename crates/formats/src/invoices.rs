@@ -111,6 +111,46 @@ pub fn read_invoices_file_with(
     .map(|outcome| outcome.rows)
 }
 
+/// An invoice with the line of the file its record starts on, for the
+/// importers' reports (`FILE:LINE: …`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvoiceRecord {
+    /// 1-based; blank lines and line breaks inside quotes are counted.
+    pub line: u64,
+    pub invoice: Invoice,
+}
+
+/// [`read_invoices_file`], each invoice with its line, in file order.
+/// `progress` is called now and then with the bytes consumed since its
+/// last call.
+pub fn read_invoice_records_file(
+    path: &Path,
+    file: &str,
+    known_visit_types: &[String],
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<Vec<InvoiceRecord>, Problems> {
+    let format = RecordsFormat {
+        full: InvoicesFormat {
+            checks: Checks::new(file, known_visit_types)?,
+        },
+    };
+    input::read_path(path, file, &format, Mode::Strict, None, progress).map(|outcome| outcome.rows)
+}
+
+/// [`read_invoice_records_file`] over a file held in memory.
+pub fn read_invoice_records(
+    file: &str,
+    bytes: &[u8],
+    known_visit_types: &[String],
+) -> Result<Vec<InvoiceRecord>, Problems> {
+    let format = RecordsFormat {
+        full: InvoicesFormat {
+            checks: Checks::new(file, known_visit_types)?,
+        },
+    };
+    input::read_bytes(file, bytes, &format, Mode::Strict).map(|outcome| outcome.rows)
+}
+
 /// Reads and checks an invoices file held in memory (CSV or XLSX).
 pub fn read_invoices(
     file: &str,
@@ -367,6 +407,29 @@ impl CsvFormat for InvoicesFormat<'_> {
     }
 }
 
+struct RecordsFormat<'v> {
+    full: InvoicesFormat<'v>,
+}
+
+impl CsvFormat for RecordsFormat<'_> {
+    type Row = InvoiceRecord;
+    const COLUMNS: &'static [Column] = COLUMNS;
+
+    fn read_row(
+        &self,
+        layout: &Layout,
+        record: &Record<'_>,
+        problems: &mut RowProblems<'_>,
+    ) -> Option<InvoiceRecord> {
+        let invoice = self.full.read_row(layout, record, problems)?;
+        Some(InvoiceRecord { line: 0, invoice })
+    }
+
+    fn at_line(row: &mut InvoiceRecord, line: u64) {
+        row.line = line;
+    }
+}
+
 struct BatchFormat<'v> {
     checks: Checks<'v>,
 }
@@ -451,6 +514,36 @@ mod tests {
         assert_eq!(batch[0].visit_type, 2);
         assert_eq!(batch[0].base, Fen::from_fen(30_050));
         assert_eq!(batch[0].position, 0);
+    }
+
+    #[test]
+    fn records_carry_the_line_they_start_on() {
+        let input = format!(
+            "{HEADER},note\n\n{GOOD},\"two\nlines\"\n{},\n",
+            GOOD.replace("INV-001", "INV-002")
+        );
+        let records = read_invoice_records("invoices.csv", input.as_bytes(), &visit_types()).unwrap();
+        let lines: Vec<(u64, &str)> = records
+            .iter()
+            .map(|record| (record.line, record.invoice.invoice_no.as_str()))
+            .collect();
+        assert_eq!(lines, vec![(3, "INV-001"), (5, "INV-002")]);
+        let full = read_invoices("invoices.csv", input.as_bytes(), &visit_types()).unwrap();
+        assert_eq!(
+            full,
+            records
+                .into_iter()
+                .map(|record| record.invoice)
+                .collect::<Vec<_>>()
+        );
+        let directory = tempfile::tempdir().unwrap();
+        let path = directory.path().join("invoices.csv");
+        std::fs::write(&path, &input).unwrap();
+        let from_file = read_invoice_records_file(&path, "invoices.csv", &visit_types(), &|_| {}).unwrap();
+        assert_eq!(
+            from_file.iter().map(|record| record.line).collect::<Vec<_>>(),
+            vec![3, 5]
+        );
     }
 
     #[test]

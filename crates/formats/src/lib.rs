@@ -14,8 +14,9 @@ mod xlsx_input;
 
 pub use input::{check_input_size, ReadOptions, DEFAULT_MAX_INPUT_BYTES};
 pub use invoices::{
-    check_invoices_file_without_policy, read_batch_invoices, read_batch_invoices_file, read_invoices,
-    read_invoices_file, read_invoices_file_with, read_invoices_partitioned, read_invoices_partitioned_file,
+    check_invoices_file_without_policy, read_batch_invoices, read_batch_invoices_file, read_invoice_records,
+    read_invoice_records_file, read_invoices, read_invoices_file, read_invoices_file_with,
+    read_invoices_partitioned, read_invoices_partitioned_file, InvoiceRecord,
 };
 pub use partitioned::{write_rejected_csv, GoodRow, Partitioned, RejectedRow, MAX_REJECTED_BYTES};
 pub use policy_toml::{parse_policy, read_policy_file};

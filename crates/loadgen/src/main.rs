@@ -5,7 +5,9 @@
 //!   settlement-sized write (five rows, about 1 KB), done one after another;
 //! - `load`: generated invoices posted to `POST /api/v1/settlements`, each
 //!   once, by a fixed number of workers (closed loop) or at a fixed rate
-//!   (open loop), with every latency kept in integer microseconds.
+//!   (open loop), with every latency kept in integer microseconds;
+//! - `bulk-baseline` (for `bench/import.sh`): the rows an insurance feed
+//!   import wrote, copied with plain durable multi-row inserts ([`bulk`]).
 //!
 //! Numbers are integers throughout: the workspace denies float arithmetic.
 
@@ -21,10 +23,12 @@ use clap::{Parser, Subcommand};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
 use sqlx::{ConnectOptions as _, Connection as _};
 
+mod bulk;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "jiuzhu-loadgen",
-    about = "Load generator and SQLite baseline for bench/settle.sh"
+    about = "Load generator and SQLite baselines for bench/settle.sh and bench/import.sh"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -37,6 +41,9 @@ enum Command {
     Baseline(BaselineArgs),
     /// Posts generated invoices to running servers and reports throughput and latency.
     Load(LoadArgs),
+    /// Copies an imported feed's invoice and decision rows to a fresh SQLite
+    /// file with plain durable multi-row inserts, and reports rows per second.
+    BulkBaseline(bulk::BulkArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -94,6 +101,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Baseline(args) => baseline(&args).await,
             Command::Load(args) => load(&args).await,
+            Command::BulkBaseline(args) => bulk::bulk_baseline(&args).await,
         }
     });
     match result {

@@ -6,9 +6,9 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::Path;
 
-use jiuzhu_formats::{parse_policy, read_spell_rows};
+use jiuzhu_formats::{parse_policy, read_invoice_records, read_spell_rows};
 use jiuzhu_server::{served_routes, Application, ServerSettings};
-use jiuzhu_store::{DataKeys, SpellFile, Store};
+use jiuzhu_store::{DataKeys, FeedOptions, SpellFile, Store};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
@@ -43,6 +43,8 @@ struct TestApp {
 struct Setup {
     max_body_bytes: usize,
     load_policy: bool,
+    /// An insurance feed (invoices CSV) imported before the server starts.
+    feed: Option<&'static str>,
 }
 
 impl Default for Setup {
@@ -50,6 +52,7 @@ impl Default for Setup {
         Setup {
             max_body_bytes: 64 * 1024,
             load_policy: true,
+            feed: None,
         }
     }
 }
@@ -76,6 +79,18 @@ async fn spawn_app_with(setup: Setup) -> TestApp {
     for hospital in ["H001", "H002", "H003", CITY_HOSPITAL] {
         let key = store.create_api_key(hospital, "admin").await.unwrap();
         keys.insert(hospital.to_owned(), key.into_string());
+    }
+    if let Some(feed) = setup.feed {
+        let known: Vec<String> = policy
+            .visit_types()
+            .iter()
+            .map(|(name, _)| name.clone())
+            .collect();
+        let records = read_invoice_records(feed, read(feed).as_bytes(), &known).unwrap();
+        store
+            .import_invoices(feed, records, "admin", FeedOptions::default(), &|_| {})
+            .await
+            .unwrap();
     }
     let settings = ServerSettings {
         listen: SocketAddr::from(([127, 0, 0, 1], 0)),
@@ -358,6 +373,43 @@ async fn a_hospital_reads_back_its_own_settlement_and_not_another_hospitals() {
     assert_error_body(&never, StatusCode::NOT_FOUND, "not_found");
     let invalid = app.read_back(CITY_HOSPITAL, "no%20such").await;
     assert_error_body(&invalid, StatusCode::NOT_FOUND, "not_found");
+}
+
+#[tokio::test]
+async fn a_bill_from_the_insurance_feed_reads_back_replays_and_reverses_as_a_real_time_one() {
+    let app = spawn_app_with(Setup {
+        feed: Some("crates/cli/tests/data/small/invoices.csv"),
+        ..Setup::default()
+    })
+    .await;
+    let own = app.read_back(CITY_HOSPITAL, "INV003").await;
+    assert_eq!(own.status, StatusCode::OK, "{}", own.text);
+    let own = own.json();
+    assert_eq!(own["invoice_no"], "INV003");
+    assert_eq!(own["outcome"], "assisted");
+    assert_eq!(own["amount"], "350.00");
+    assert_eq!(own["reversed"], false);
+    assert_error_body(
+        &app.read_back("H001", "INV003").await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    );
+    // The hospital sends the same bill at its counter afterwards: the
+    // feed's answer, not a second decision.
+    let again = app.settle(CITY_HOSPITAL, &inv003()).await;
+    assert_eq!(again.status, StatusCode::OK, "{}", again.text);
+    assert_eq!(again.replayed(), Some("true"));
+    assert_eq!(again.json()["explanation"], own["explanation"]);
+    let reversed = app.reverse(CITY_HOSPITAL, "INV003").await;
+    assert_eq!(reversed.status, StatusCode::OK, "{}", reversed.text);
+    assert_eq!(
+        app.read_back(CITY_HOSPITAL, "INV003").await.json()["reversed"],
+        true
+    );
+    // A not-eligible bill of the feed reads back too.
+    let not_eligible = app.read_back("H002", "INV005").await.json();
+    assert_eq!(not_eligible["outcome"], "not_eligible");
+    assert_eq!(not_eligible["amount"], "0.00");
 }
 
 #[tokio::test]

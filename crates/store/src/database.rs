@@ -21,7 +21,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use jiuzhu_core::{Date, Invoice, InvoiceNo, Policy, ResidentId};
+use jiuzhu_core::{Date, Fen, Invoice, InvoiceNo, Outcome, Policy, ResidentId};
 use jiuzhu_formats::json::SettlementResponse;
 use jiuzhu_formats::Problems;
 use sqlx::postgres::{PgPool, PgPoolOptions};
@@ -35,6 +35,11 @@ use crate::audit::{verify_chain, ChainBreak, ChainSummary};
 use crate::crypto::{ApiKey, ApiKeyHash, CryptoError, DataKeys, Purpose};
 use crate::spell_history::{self, PendingRecomputation, SpellFile, SpellImport, StoredSpell};
 
+mod feed;
+pub use feed::{
+    FeedDuplicate, FeedError, FeedOptions, FeedReport, FEED_CHUNK_INVOICES, MAX_FEED_CHUNK_INVOICES,
+};
+
 /// The migrations of each backend, in order, embedded in the binary.
 const SQLITE_MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../migrations/sqlite/0001_init.sql")),
@@ -44,6 +49,12 @@ const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../migrations/postgres/0001_init.sql")),
     (2, include_str!("../migrations/postgres/0002_spell_history.sql")),
 ];
+
+/// The pages SQLite keeps in memory per connection, in KiB (SQLite's
+/// default is 2,000 KiB): a settlement or an import chunk touches pages all
+/// over the indexes keyed by invoice number and by person, and re-reading
+/// them from the file costs more than the memory.
+pub const SQLITE_CACHE_KIB: u32 = 64 * 1024;
 
 #[derive(Debug, Error)]
 pub enum StoreError {
@@ -164,7 +175,8 @@ impl Store {
                 .journal_mode(SqliteJournalMode::Wal)
                 .synchronous(SqliteSynchronous::Full)
                 .foreign_keys(true)
-                .busy_timeout(std::time::Duration::from_secs(30));
+                .busy_timeout(std::time::Duration::from_secs(30))
+                .pragma("cache_size", format!("-{SQLITE_CACHE_KIB}"));
             let pool = SqlitePoolOptions::new()
                 .max_connections(pool_size.max(1))
                 .connect_with(options)
@@ -374,6 +386,7 @@ impl Store {
             digest: jiuzhu_formats::json::canonical_request_digest(invoice),
             actor: actor.to_owned(),
             at: now_text(),
+            channel: Channel::Realtime,
         });
         self.write(|reply| WriteJob::Settle { request, reply }).await
     }
@@ -475,13 +488,305 @@ struct SpellImportJob<'j> {
     actor: &'j str,
 }
 
+/// The way a bill came in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Channel {
+    /// At the hospital counter, through the settlement API.
+    Realtime,
+    /// In the insurance feed (免申即享), after the fact.
+    Feed,
+}
+
+impl Channel {
+    /// As stored in `invoices.channel`.
+    fn as_str(self) -> &'static str {
+        match self {
+            Channel::Realtime => "realtime",
+            Channel::Feed => "feed",
+        }
+    }
+}
+
 /// Everything a settlement needs, prepared before it joins a batch.
 struct SettleRequest {
     invoice: Invoice,
     person: PersonRow,
     digest: [u8; 32],
+    /// Who decided it, as stored in `decisions.decided_by`.
     actor: String,
     at: String,
+    channel: Channel,
+}
+
+impl SettleRequest {
+    /// Whether this request is the bill stored under its number: in real
+    /// time, the same body (the canonical request's digest); in the feed,
+    /// the same bill ([`BillContent`]), whichever channel stored it.
+    fn same_as(&self, stored: &StoredBill) -> bool {
+        match self.channel {
+            Channel::Realtime => stored.digest.as_slice() == self.digest.as_slice(),
+            Channel::Feed => stored.content == BillContent::of(&self.invoice, &self.person.key),
+        }
+    }
+
+    /// [`SettleRequest::same_as`] for an earlier request of the same run.
+    fn same_as_request(&self, earlier: &SettleRequest) -> bool {
+        match self.channel {
+            Channel::Realtime => self.digest == earlier.digest,
+            Channel::Feed => {
+                BillContent::of(&self.invoice, &self.person.key)
+                    == BillContent::of(&earlier.invoice, &earlier.person.key)
+            }
+        }
+    }
+}
+
+/// What makes two reports under one invoice number the same bill: every
+/// field but `settled_at`. A bill the hospital settled in real time and the
+/// insurance feed reports again (or two channels of the feed report) may
+/// carry different settlement times; it is still one bill, decided once.
+/// Any other field that differs makes it a conflict.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct BillContent {
+    person_key: Vec<u8>,
+    hospital: String,
+    visit_type: String,
+    service_date: String,
+    /// total, fund_paid, in_scope_self_pay, out_of_scope_self_pay, in fen.
+    amounts: [i64; 4],
+}
+
+const AMOUNT_COLUMNS: [&str; 4] = ["total", "fund_paid", "in_scope_self_pay", "out_of_scope_self_pay"];
+
+impl BillContent {
+    fn of(invoice: &Invoice, person_key: &[u8]) -> BillContent {
+        let amounts = &invoice.amounts;
+        BillContent {
+            person_key: person_key.to_vec(),
+            hospital: invoice.hospital.as_str().to_owned(),
+            visit_type: invoice.visit_type.clone(),
+            service_date: invoice.service_date.to_string(),
+            amounts: [
+                amounts.total().fen(),
+                amounts.fund_paid().fen(),
+                amounts.in_scope_self_pay().fen(),
+                amounts.out_of_scope_self_pay().fen(),
+            ],
+        }
+    }
+
+    /// What differs, in plain words: `total 120.00 here, 100.00 {there}`.
+    /// Resident IDs are not shown, only that they differ.
+    fn differences(&self, other: &BillContent, there: &str) -> String {
+        let mut parts = Vec::new();
+        if self.person_key != other.person_key {
+            parts.push(format!("person_id differs from the one {there}"));
+        }
+        let mut text = |column: &str, here: &str, them: &str| {
+            if here != them {
+                parts.push(format!(
+                    "{column} {} here, {} {there}",
+                    json_string(here),
+                    json_string(them)
+                ));
+            }
+        };
+        text("hospital", &self.hospital, &other.hospital);
+        text("visit_type", &self.visit_type, &other.visit_type);
+        text("service_date", &self.service_date, &other.service_date);
+        for ((column, here), them) in AMOUNT_COLUMNS.iter().zip(self.amounts).zip(other.amounts) {
+            if here != them {
+                parts.push(format!(
+                    "{column} {} here, {} {there}",
+                    Fen::from_fen(here),
+                    Fen::from_fen(them)
+                ));
+            }
+        }
+        parts.join("; ")
+    }
+}
+
+/// An invoice as stored: the digest of its request and its bill.
+#[derive(Debug)]
+struct StoredBill {
+    digest: Vec<u8>,
+    content: BillContent,
+}
+
+/// Invoice numbers looked up in one statement.
+const STORED_LOOKUP: usize = 2048;
+
+/// What became of one request of a run.
+enum RunAnswer {
+    /// Decided now: its place among the rows the run writes.
+    Decided(usize),
+    /// An earlier request of the run was the same: its row.
+    Repeated(usize),
+    /// Stored before, the same: nothing changes.
+    Stored,
+    /// Stored before (or earlier in the run) with another body or bill.
+    Conflict,
+    NoPolicy,
+    UnknownVisitType,
+}
+
+/// What became of one bill of a feed chunk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FeedAnswer {
+    Decided { outcome: Outcome, amount: Fen },
+    AlreadyDecided,
+    Conflict,
+    NoPolicy,
+    UnknownVisitType,
+}
+
+/// Which chunk of which file, for the chunk's audit entry.
+struct ChunkLabel<'a> {
+    file: &'a str,
+    /// 1-based.
+    chunk: usize,
+    chunks: usize,
+    actor: &'a str,
+}
+
+/// The audit entry of one real-time decision.
+fn decision_audit(row: &Decided<'_>) -> AuditRecord {
+    let invoice = &row.request.invoice;
+    AuditRecord {
+        actor: row.request.actor.clone(),
+        action: "settlement.decide",
+        subject: format!("invoice {}", invoice.invoice_no),
+        details: format!(
+            "{{\"hospital\":{},\"person\":{},\"outcome\":{},\"amount\":\"{}\",\"policy_id\":{}}}",
+            json_string(invoice.hospital.as_str()),
+            json_string(&row.request.person.masked),
+            json_string(row.decision.outcome.as_str()),
+            row.decision.amount,
+            row.policy_id
+        ),
+    }
+}
+
+/// The one audit entry of a feed chunk: how many bills it decided, by
+/// outcome, the amount, its first and last invoice number (canonical
+/// order), and `decisions_sha256`, the SHA-256 of its decision rows as
+/// [`decision_rows_text`] writes them.
+fn chunk_audit(rows: &[Decided<'_>], label: &ChunkLabel<'_>) -> AuditRecord {
+    let mut counts = [0u64; 5];
+    let mut amount = 0i64;
+    for row in rows {
+        if let Some(index) = Outcome::ALL
+            .iter()
+            .position(|outcome| *outcome == row.decision.outcome)
+        {
+            counts[index] += 1;
+        }
+        amount += row.decision.amount.fen();
+    }
+    let outcomes: Vec<String> = Outcome::ALL
+        .iter()
+        .zip(counts)
+        .filter(|(outcome, _)| **outcome != Outcome::Duplicate)
+        .map(|(outcome, count)| format!("{}:{count}", json_string(outcome.as_str())))
+        .collect();
+    let first = rows
+        .first()
+        .map_or("", |row| row.request.invoice.invoice_no.as_str());
+    let last = rows
+        .last()
+        .map_or("", |row| row.request.invoice.invoice_no.as_str());
+    let digest: String = sha256(decision_rows_text(rows).as_bytes())
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect();
+    AuditRecord {
+        actor: label.actor.to_owned(),
+        action: "feed.decide",
+        subject: format!("invoices {first}..{last}"),
+        details: format!(
+            "{{\"file\":{},\"chunk\":{},\"chunks\":{},\"decided\":{},\"outcomes\":{{{}}},\"amount\":\"{}\",\
+             \"first\":{},\"last\":{},\"policy_id\":{},\"decisions_sha256\":\"{digest}\"}}",
+            json_string(label.file),
+            label.chunk,
+            label.chunks,
+            rows.len(),
+            outcomes.join(","),
+            Fen::from_fen(amount),
+            json_string(first),
+            json_string(last),
+            rows.first().map_or(0, |row| row.policy_id),
+        ),
+    }
+}
+
+/// The decision rows of a feed chunk as the text its audit entry hashes:
+/// one line per row, in the order written, each a JSON array of
+/// `invoice_no`, `person_key` (hex), `year`, `outcome`, `category`, `pool`,
+/// `policy_version` (null when empty), `base`, `deductible_applied`,
+/// `eligible`, `amount` (integer fen) and `policy_id`, ending in a line
+/// feed. Anyone can recompute it from the `decisions` table.
+pub fn decision_row_line(row: &DecisionRow) -> String {
+    let optional = |text: &Option<String>| text.as_deref().map_or_else(|| "null".to_owned(), json_string);
+    let key: String = row.person_key.iter().map(|byte| format!("{byte:02x}")).collect();
+    format!(
+        "[{},\"{key}\",{},{},{},{},{},{},{},{},{},{}]\n",
+        json_string(&row.invoice_no),
+        row.year,
+        json_string(&row.outcome),
+        optional(&row.category),
+        optional(&row.pool),
+        optional(&row.policy_version),
+        row.base,
+        row.deductible_applied,
+        row.eligible,
+        row.amount,
+        row.policy_id
+    )
+}
+
+/// One row of the `decisions` table, as [`decision_row_line`] reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DecisionRow {
+    pub invoice_no: String,
+    pub person_key: Vec<u8>,
+    pub year: i64,
+    pub outcome: String,
+    pub category: Option<String>,
+    pub pool: Option<String>,
+    pub policy_version: Option<String>,
+    pub base: i64,
+    pub deductible_applied: i64,
+    pub eligible: i64,
+    pub amount: i64,
+    pub policy_id: i64,
+}
+
+fn decision_rows_text(rows: &[Decided<'_>]) -> String {
+    let mut text = String::with_capacity(rows.len() * 160);
+    for row in rows {
+        let decision = &row.decision;
+        text.push_str(&decision_row_line(&DecisionRow {
+            invoice_no: row.request.invoice.invoice_no.to_string(),
+            person_key: row.request.person.key.clone(),
+            year: row.year,
+            outcome: decision.outcome.as_str().to_owned(),
+            category: row.category.clone(),
+            pool: row.pool.clone(),
+            policy_version: row.version.clone(),
+            base: decision.base.fen(),
+            deductible_applied: decision.deductible_applied.fen(),
+            eligible: decision.eligible.fen(),
+            amount: decision.amount.fen(),
+            policy_id: row.policy_id,
+        }));
+    }
+    text
+}
+
+/// A JSON string literal.
+fn json_string(text: &str) -> String {
+    serde_json::Value::String(text.to_owned()).to_string()
 }
 
 /// A settlement decided in a batch, waiting to be written.
@@ -731,9 +1036,10 @@ macro_rules! backend {
             use sqlx::{QueryBuilder, Row as _};
 
             use super::{
-                hash_array, now_text, report_json, AuditRecord, Decided, PersonRow, PolicyCache, PolicyInForce,
-                PolicyLoad, ReverseRequest, SettleError, SettleRequest, Settled, SpellImportJob, StoreError, WriteJob,
-                KEYS_PER_STATEMENT, ROWS_PER_STATEMENT,
+                chunk_audit, decision_audit, hash_array, json_string, now_text, report_json, AuditRecord, BillContent,
+                ChunkLabel, Decided, FeedAnswer, PersonRow, PolicyCache, PolicyInForce, PolicyLoad, ReverseRequest,
+                RunAnswer, SettleError, SettleRequest, Settled, SpellImportJob, StoreError, StoredBill, WriteJob,
+                KEYS_PER_STATEMENT, ROWS_PER_STATEMENT, STORED_LOOKUP,
             };
             use crate::audit::{AuditEntry, GENESIS};
             use crate::crypto::ApiKeyHash;
@@ -1242,17 +1548,133 @@ macro_rules! backend {
                 if run.is_empty() {
                     return Ok(());
                 }
-                // What the store already holds for these invoices and persons.
-                let mut query = QueryBuilder::<$Db>::new("SELECT invoice_no, request_digest FROM invoices WHERE invoice_no IN (");
+                let (rows, outcomes) = decide_run(tx, policy, run).await?;
+                for (request, outcome) in run.iter().zip(outcomes) {
+                    let invoice = &request.invoice;
+                    answers.push(match outcome {
+                        RunAnswer::Decided(index) => {
+                            Ok(Settled { response: rows[index].response.clone(), replayed: false, reversed: false })
+                        }
+                        RunAnswer::Repeated(index) => {
+                            Ok(Settled { response: rows[index].response.clone(), replayed: true, reversed: false })
+                        }
+                        RunAnswer::Stored => {
+                            let (response, reversed) = stored_answer(tx, invoice.invoice_no.as_str()).await?;
+                            Ok(Settled { response, replayed: true, reversed })
+                        }
+                        RunAnswer::Conflict => Err(SettleError::Conflict(invoice.invoice_no.to_string())),
+                        RunAnswer::NoPolicy => Err(SettleError::NoPolicy),
+                        RunAnswer::UnknownVisitType => Err(SettleError::UnknownVisitType(invoice.visit_type.clone())),
+                    });
+                }
+                let entries: Vec<AuditRecord> = rows.iter().map(decision_audit).collect();
+                write_decided(tx, &rows, &entries).await
+            }
+
+            /// Decides a chunk of the insurance feed in one transaction of
+            /// its own: the same reading, deciding and writing as a run of
+            /// real-time settlements, but one audit entry for the chunk.
+            pub(super) async fn import_chunk(
+                pool: &Pool,
+                cache: &PolicyCache,
+                requests: &[SettleRequest],
+                label: &ChunkLabel<'_>,
+            ) -> Result<Vec<FeedAnswer>, StoreError> {
+                let mut tx = pool.begin_with($begin).await?;
+                sqlx::raw_sql($serialise).execute(&mut *tx).await?;
+                let policy = policy_in(&mut tx, cache).await?;
+                let run: Vec<&SettleRequest> = requests.iter().collect();
+                let (rows, outcomes) = decide_run(&mut tx, policy.as_ref(), &run).await?;
+                let answers = outcomes
+                    .into_iter()
+                    .map(|outcome| match outcome {
+                        RunAnswer::Decided(index) => {
+                            let decision = &rows[index].decision;
+                            FeedAnswer::Decided { outcome: decision.outcome, amount: decision.amount }
+                        }
+                        RunAnswer::Stored | RunAnswer::Repeated(_) => FeedAnswer::AlreadyDecided,
+                        RunAnswer::Conflict => FeedAnswer::Conflict,
+                        RunAnswer::NoPolicy => FeedAnswer::NoPolicy,
+                        RunAnswer::UnknownVisitType => FeedAnswer::UnknownVisitType,
+                    })
+                    .collect();
+                if !rows.is_empty() {
+                    let entry = chunk_audit(&rows, label);
+                    write_decided(&mut tx, &rows, std::slice::from_ref(&entry)).await?;
+                }
+                tx.commit().await?;
+                Ok(answers)
+            }
+
+            /// What the store holds under some invoice numbers, read outside
+            /// any write (the feed's check before it writes anything).
+            pub(super) async fn stored_bills_of(
+                pool: &Pool,
+                numbers: &[&str],
+            ) -> Result<HashMap<String, StoredBill>, StoreError> {
+                let mut connection = pool.acquire().await?;
+                let mut stored = HashMap::new();
+                for part in numbers.chunks(STORED_LOOKUP) {
+                    stored.extend(stored_bills(&mut connection, part.iter().copied()).await?);
+                }
+                Ok(stored)
+            }
+
+            /// What the store holds under these invoice numbers.
+            async fn stored_bills<'n>(
+                connection: &mut <$Db as sqlx::Database>::Connection,
+                numbers: impl Iterator<Item = &'n str>,
+            ) -> Result<HashMap<String, StoredBill>, StoreError> {
+                let mut query = QueryBuilder::<$Db>::new(
+                    "SELECT invoice_no, request_digest, person_key, hospital, visit_type, service_date, total, \
+                     fund_paid, in_scope_self_pay, out_of_scope_self_pay FROM invoices WHERE invoice_no IN (",
+                );
                 let mut list = query.separated(", ");
-                for request in run {
-                    list.push_bind(request.invoice.invoice_no.as_str().to_owned());
+                let mut any = false;
+                for number in numbers {
+                    list.push_bind(number.to_owned());
+                    any = true;
                 }
                 query.push(")");
-                let mut stored_digests: HashMap<String, Vec<u8>> = HashMap::new();
-                for row in query.build().persistent(false).fetch_all(&mut **tx).await? {
-                    stored_digests.insert(row.try_get("invoice_no")?, row.try_get("request_digest")?);
+                let mut stored = HashMap::new();
+                if !any {
+                    return Ok(stored);
                 }
+                for row in query.build().persistent(false).fetch_all(&mut *connection).await? {
+                    let content = BillContent {
+                        person_key: row.try_get("person_key")?,
+                        hospital: row.try_get("hospital")?,
+                        visit_type: row.try_get("visit_type")?,
+                        service_date: row.try_get("service_date")?,
+                        amounts: [
+                            row.try_get("total")?,
+                            row.try_get("fund_paid")?,
+                            row.try_get("in_scope_self_pay")?,
+                            row.try_get("out_of_scope_self_pay")?,
+                        ],
+                    };
+                    stored.insert(row.try_get("invoice_no")?, StoredBill { digest: row.try_get("request_digest")?, content });
+                }
+                Ok(stored)
+            }
+
+            /// Reads what a run needs (stored bills, spells, counters) and
+            /// decides each request in order, in memory. Returns the rows
+            /// to write and what became of each request. Whether a request
+            /// is the same as one stored before is the channel's rule
+            /// ([`SettleRequest::same_as`]).
+            async fn decide_run<'r>(
+                tx: &mut sqlx::Transaction<'_, $Db>,
+                policy: Option<&PolicyInForce>,
+                run: &[&'r SettleRequest],
+            ) -> Result<(Vec<Decided<'r>>, Vec<RunAnswer>), StoreError> {
+                let mut rows: Vec<Decided<'r>> = Vec::new();
+                let mut outcomes = Vec::with_capacity(run.len());
+                if run.is_empty() {
+                    return Ok((rows, outcomes));
+                }
+                // What the store already holds for these invoices and persons.
+                let stored = stored_bills(&mut **tx, run.iter().map(|request| request.invoice.invoice_no.as_str())).await?;
                 let mut persons: HashMap<&[u8], ResidentId> = HashMap::new();
                 for request in run {
                     persons.insert(&request.person.key, request.invoice.person);
@@ -1296,30 +1718,24 @@ macro_rules! backend {
 
                 // Decide each in order, in memory.
                 let mut counters: HashMap<(Vec<u8>, i64), Counters> = HashMap::new();
-                let mut decided: HashMap<&str, (&[u8; 32], usize)> = HashMap::new();
-                let mut rows: Vec<Decided<'_>> = Vec::new();
+                let mut decided: HashMap<&str, usize> = HashMap::new();
                 for request in run {
                     let invoice: &Invoice = &request.invoice;
                     let invoice_no = invoice.invoice_no.as_str();
-                    if let Some((digest, index)) = decided.get(invoice_no) {
-                        answers.push(if **digest == request.digest {
-                            Ok(Settled { response: rows[*index].response.clone(), replayed: true, reversed: false })
+                    if let Some(index) = decided.get(invoice_no) {
+                        outcomes.push(if request.same_as_request(rows[*index].request) {
+                            RunAnswer::Repeated(*index)
                         } else {
-                            Err(SettleError::Conflict(invoice_no.to_owned()))
+                            RunAnswer::Conflict
                         });
                         continue;
                     }
-                    if let Some(digest) = stored_digests.get(invoice_no) {
-                        answers.push(if *digest == request.digest {
-                            let (response, reversed) = stored_answer(tx, invoice_no).await?;
-                            Ok(Settled { response, replayed: true, reversed })
-                        } else {
-                            Err(SettleError::Conflict(invoice_no.to_owned()))
-                        });
+                    if let Some(bill) = stored.get(invoice_no) {
+                        outcomes.push(if request.same_as(bill) { RunAnswer::Stored } else { RunAnswer::Conflict });
                         continue;
                     }
                     let Some((policy_id, policy)) = policy else {
-                        answers.push(Err(SettleError::NoPolicy));
+                        outcomes.push(RunAnswer::NoPolicy);
                         continue;
                     };
                     let policy: &Policy = policy;
@@ -1331,7 +1747,7 @@ macro_rules! backend {
                     let person_spells = spells.get(&request.person.key).map(Vec::as_slice).unwrap_or_default();
                     let Some(decision) = jiuzhu_core::decide_invoice(policy, person_spells, invoice, person_counters)
                     else {
-                        answers.push(Err(SettleError::UnknownVisitType(invoice.visit_type.clone())));
+                        outcomes.push(RunAnswer::UnknownVisitType);
                         continue;
                     };
                     let response = SettlementResponse::new(invoice, &decision, policy);
@@ -1345,8 +1761,8 @@ macro_rules! backend {
                         )),
                         _ => None,
                     };
-                    decided.insert(invoice_no, (&request.digest, rows.len()));
-                    answers.push(Ok(Settled { response: response.clone(), replayed: false, reversed: false }));
+                    decided.insert(invoice_no, rows.len());
+                    outcomes.push(RunAnswer::Decided(rows.len()));
                     rows.push(Decided {
                         request,
                         year,
@@ -1360,12 +1776,16 @@ macro_rules! backend {
                         counted,
                     });
                 }
-                write_decided(tx, &rows).await
+                Ok((rows, outcomes))
             }
 
             /// Writes what a run decided: persons, invoices, decisions,
             /// counters and audit entries, each table in one statement.
-            async fn write_decided(tx: &mut sqlx::Transaction<'_, $Db>, rows: &[Decided<'_>]) -> Result<(), StoreError> {
+            async fn write_decided(
+                tx: &mut sqlx::Transaction<'_, $Db>,
+                rows: &[Decided<'_>],
+                audit_entries: &[AuditRecord],
+            ) -> Result<(), StoreError> {
                 if rows.is_empty() {
                     return Ok(());
                 }
@@ -1409,7 +1829,7 @@ macro_rules! backend {
                         .push_bind(amounts.in_scope_self_pay().fen())
                         .push_bind(amounts.out_of_scope_self_pay().fen())
                         .push_bind(request.digest.to_vec())
-                        .push("'realtime'")
+                        .push_bind(request.channel.as_str())
                         .push_bind(request.at.clone());
                 });
                 query.build().persistent(false).execute(&mut **tx).await?;
@@ -1466,26 +1886,7 @@ macro_rules! backend {
                     query.build().persistent(false).execute(&mut **tx).await?;
                 }
 
-                let entries: Vec<AuditRecord> = rows
-                    .iter()
-                    .map(|row| {
-                        let invoice = &row.request.invoice;
-                        AuditRecord {
-                            actor: row.request.actor.clone(),
-                            action: "settlement.decide",
-                            subject: format!("invoice {}", invoice.invoice_no),
-                            details: format!(
-                                "{{\"hospital\":{},\"person\":{},\"outcome\":{},\"amount\":\"{}\",\"policy_id\":{}}}",
-                                json_string(invoice.hospital.as_str()),
-                                json_string(&row.request.person.masked),
-                                json_string(row.decision.outcome.as_str()),
-                                row.decision.amount,
-                                row.policy_id
-                            ),
-                        }
-                    })
-                    .collect();
-                audit_many(tx, &entries).await
+                audit_many(tx, audit_entries).await
             }
 
             /// Appends audit entries in order, chained from the last one
@@ -1701,11 +2102,6 @@ macro_rules! backend {
                         Ok((entry, hash_array(row.try_get("hash")?, "an audit hash")?))
                     })
                     .collect()
-            }
-
-            /// A JSON string literal.
-            fn json_string(text: &str) -> String {
-                serde_json::Value::String(text.to_owned()).to_string()
             }
         }
     };

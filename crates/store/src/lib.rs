@@ -16,6 +16,11 @@
 //! - [`spell_history`]: how a department's file of spells becomes new
 //!   versions of the stored spells (never updated in place), the import's
 //!   report (救助新增) and the marks for recomputation.
+//! - [`database`]: the [`Store`] itself. Real-time settlements go through
+//!   one writer task with group commit; the insurance feed
+//!   ([`Store::import_invoices`], 免申即享) decides its bills in canonical
+//!   order through the same decision path, in chunks of one transaction
+//!   each.
 
 pub mod audit;
 pub mod crypto;
@@ -25,5 +30,9 @@ pub mod spell_history;
 
 pub use audit::{verify_chain, AuditEntry, BreakReason, ChainBreak, ChainSummary, GENESIS};
 pub use crypto::{ApiKey, ApiKeyHash, CryptoError, DataKeys, KeyTextError, Purpose};
-pub use database::{PolicyLoad, SettleError, Settled, Store, StoreError, WriteStats, KNOWN_KEY_SECONDS};
+pub use database::{
+    decision_row_line, DecisionRow, FeedDuplicate, FeedError, FeedOptions, FeedReport, PolicyLoad,
+    SettleError, Settled, Store, StoreError, WriteStats, FEED_CHUNK_INVOICES, KNOWN_KEY_SECONDS,
+    MAX_FEED_CHUNK_INVOICES, SQLITE_CACHE_KIB,
+};
 pub use spell_history::{AlreadyImported, PendingRecomputation, SpellFile, SpellImport, StoredSpell};

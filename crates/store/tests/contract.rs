@@ -8,8 +8,15 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use jiuzhu_core::{Batch, Fen, Invoice, InvoiceNo, Outcome, Policy, SpellBook};
-use jiuzhu_formats::{parse_policy, read_batch_invoices, read_invoices, read_spell_rows, read_spells};
-use jiuzhu_store::{DataKeys, SettleError, SpellFile, SpellImport, Store, StoreError};
+use jiuzhu_formats::{
+    parse_policy, read_batch_invoices, read_invoice_records, read_invoices, read_spell_rows, read_spells,
+    InvoiceRecord,
+};
+use jiuzhu_store::{
+    decision_row_line, DataKeys, DecisionRow, FeedError, FeedOptions, FeedReport, SettleError, SpellFile,
+    SpellImport, Store, StoreError,
+};
+use sha2::Digest as _;
 use sqlx::Connection as _;
 
 fn repository() -> PathBuf {
@@ -876,6 +883,366 @@ async fn a_database_from_before_spell_history_is_brought_up_to_date_and_keeps_it
                 .await,
             1
         );
+        database.drop_database().await;
+    }
+}
+
+/// A decision row as stored, with how the bill came in and who decided it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct StoredDecision {
+    row: DecisionRow,
+    channel: String,
+    decided_by: String,
+}
+
+const DECISIONS: &str = "SELECT d.invoice_no, d.person_key, d.year, d.outcome, d.category, d.pool, \
+     d.policy_version, d.base, d.deductible_applied, d.eligible, d.amount, d.policy_id, i.channel, \
+     d.decided_by FROM decisions d JOIN invoices i ON i.invoice_no = d.invoice_no \
+     WHERE d.kind = 'decision' ORDER BY d.id";
+
+/// Every decision row, in the order written.
+async fn stored_decisions(database: &Fresh) -> Vec<StoredDecision> {
+    macro_rules! read {
+        ($connection:expr) => {{
+            let mut connection = $connection;
+            sqlx::query(DECISIONS)
+                .fetch_all(&mut connection)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|row| {
+                    use sqlx::Row as _;
+                    StoredDecision {
+                        row: DecisionRow {
+                            invoice_no: row.get("invoice_no"),
+                            person_key: row.get("person_key"),
+                            year: row.get("year"),
+                            outcome: row.get("outcome"),
+                            category: row.get("category"),
+                            pool: row.get("pool"),
+                            policy_version: row.get("policy_version"),
+                            base: row.get("base"),
+                            deductible_applied: row.get("deductible_applied"),
+                            eligible: row.get("eligible"),
+                            amount: row.get("amount"),
+                            policy_id: row.get("policy_id"),
+                        },
+                        channel: row.get("channel"),
+                        decided_by: row.get("decided_by"),
+                    }
+                })
+                .collect()
+        }};
+    }
+    match database {
+        Fresh::Sqlite { url, .. } => read!(sqlx::SqliteConnection::connect(url).await.unwrap()),
+        Fresh::Postgres { url, .. } => read!(sqlx::PgConnection::connect(url).await.unwrap()),
+    }
+}
+
+/// The details of the feed chunks' audit entries, as JSON, in order.
+async fn chunk_entries(database: &Fresh) -> Vec<serde_json::Value> {
+    macro_rules! read {
+        ($connection:expr) => {{
+            let mut connection = $connection;
+            sqlx::query("SELECT details FROM audit_log WHERE action = 'feed.decide' ORDER BY sequence")
+                .fetch_all(&mut connection)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|row| {
+                    use sqlx::Row as _;
+                    let details: String = row.get("details");
+                    serde_json::from_str(&details).unwrap()
+                })
+                .collect()
+        }};
+    }
+    match database {
+        Fresh::Sqlite { url, .. } => read!(sqlx::SqliteConnection::connect(url).await.unwrap()),
+        Fresh::Postgres { url, .. } => read!(sqlx::PgConnection::connect(url).await.unwrap()),
+    }
+}
+
+fn feed_records(text: &str) -> Vec<InvoiceRecord> {
+    let policy = parse_policy(POLICY, &read(POLICY)).unwrap();
+    let known: Vec<String> = policy
+        .visit_types()
+        .iter()
+        .map(|(name, _)| name.clone())
+        .collect();
+    read_invoice_records("feed.csv", text.as_bytes(), &known).unwrap()
+}
+
+const FEED_HEADER: &str = "invoice_no,person_id,hospital,visit_type,service_date,settled_at,total,fund_paid,\
+                           in_scope_self_pay,out_of_scope_self_pay\n";
+
+async fn import_feed(store: &Store, text: &str, chunk_invoices: usize) -> Result<FeedReport, FeedError> {
+    store
+        .import_invoices(
+            "feed.csv",
+            feed_records(text),
+            "admin",
+            FeedOptions { chunk_invoices },
+            &|_| {},
+        )
+        .await
+}
+
+#[tokio::test]
+async fn the_feed_decides_every_bill_as_simulate_does_and_stores_it_as_real_time_does() {
+    for database in fresh_databases("feed").await {
+        let (store, _) = prepared(&database).await;
+        let done = std::sync::atomic::AtomicU64::new(0);
+        let report = store
+            .import_invoices(
+                "feed.csv",
+                feed_records(&read(INVOICES)),
+                "admin",
+                FeedOptions { chunk_invoices: 3 },
+                &|rows| {
+                    done.fetch_add(rows, std::sync::atomic::Ordering::Relaxed);
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(done.into_inner(), 9);
+        assert_eq!(report.rows, 9);
+        assert_eq!(report.decided(), 8);
+        assert_eq!(
+            [
+                Outcome::Assisted,
+                Outcome::Capped,
+                Outcome::NotEligible,
+                Outcome::NoRule
+            ]
+            .map(|outcome| report.count(outcome)),
+            [4, 1, 1, 2]
+        );
+        // 2,250 + 3,000 + 350 + 0.06 + 70.
+        assert_eq!(report.amount, Fen::parse_yuan("5670.06").unwrap());
+        assert_eq!(report.persons_assisted, 4);
+        assert_eq!(report.already_decided, 0);
+        assert_eq!(report.transactions, 3);
+        assert!(report.refused.is_empty());
+        // The second INV001 (line 8, a day later by a second channel).
+        let duplicates: Vec<(&str, u64, u64)> = report
+            .duplicates
+            .iter()
+            .map(|duplicate| {
+                (
+                    duplicate.invoice_no.as_str(),
+                    duplicate.line,
+                    duplicate.first_line,
+                )
+            })
+            .collect();
+        assert_eq!(duplicates, vec![("INV001", 8, 2)]);
+
+        // Every decision as simulate's, in canonical order.
+        let expected: Vec<Vec<String>> = read("crates/cli/tests/data/small/expected.csv")
+            .lines()
+            .skip(1)
+            .map(|line| line.split(',').map(str::to_owned).collect())
+            .filter(|row: &Vec<String>| row[9] != "duplicate")
+            .collect();
+        let stored = stored_decisions(&database).await;
+        assert_eq!(stored.len(), expected.len());
+        for (decision, row) in stored.iter().zip(&expected) {
+            let money = |fen: i64| Fen::from_fen(fen).to_string();
+            let text = |value: &Option<String>| value.clone().unwrap_or_default();
+            let found = &decision.row;
+            assert_eq!(
+                vec![
+                    found.invoice_no.clone(),
+                    found.year.to_string(),
+                    text(&found.category),
+                    text(&found.pool),
+                    money(found.base),
+                    money(found.deductible_applied),
+                    money(found.eligible),
+                    money(found.amount),
+                    found.outcome.clone(),
+                    text(&found.policy_version),
+                ],
+                [0, 2, 3, 4, 5, 6, 7, 8, 9, 10].map(|column| row[column].clone()),
+                "{}",
+                database.url()
+            );
+            assert_eq!(decision.channel, "feed");
+            assert_eq!(decision.decided_by, "feed:admin");
+        }
+
+        // One audit entry per chunk, whose digest is that of its rows.
+        let entries = chunk_entries(&database).await;
+        assert_eq!(entries.len(), 3);
+        let mut rows = stored.iter();
+        for (number, entry) in entries.iter().enumerate() {
+            assert_eq!(entry["chunk"], number + 1);
+            assert_eq!(entry["chunks"], 3);
+            assert_eq!(entry["file"], "feed.csv");
+            let count = entry["decided"].as_u64().unwrap() as usize;
+            let text: String = rows
+                .by_ref()
+                .take(count)
+                .map(|decision| decision_row_line(&decision.row))
+                .collect();
+            let digest: String = sha2::Sha256::digest(text.as_bytes())
+                .iter()
+                .map(|byte| format!("{byte:02x}"))
+                .collect();
+            assert_eq!(entry["decisions_sha256"], digest.as_str(), "{entry}");
+        }
+        assert_eq!(entries[0]["first"], "INV007");
+        assert!(store.verify_audit().await.unwrap().is_ok());
+
+        // Counters as the decisions left them; a feed bill reads back as a
+        // real-time one, for its hospital only, and replays in real time.
+        let bill = invoice("INV003");
+        assert_eq!(
+            store.counters(bill.person, 2024).await.unwrap(),
+            vec![("inpatient".to_owned(), 100_000, 35_000)]
+        );
+        let read_back = store
+            .settlement(bill.hospital.as_str(), &bill.invoice_no)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(read_back.response.amount, "350.00");
+        assert!(store
+            .settlement("H001", &bill.invoice_no)
+            .await
+            .unwrap()
+            .is_none());
+        let again = store.settle(bill.hospital.as_str(), &bill, "H").await.unwrap();
+        assert!(again.replayed);
+        assert_eq!(again.response, read_back.response);
+        database.drop_database().await;
+    }
+}
+
+#[tokio::test]
+async fn importing_the_same_feed_twice_changes_nothing_the_second_time() {
+    for database in fresh_databases("feed_twice").await {
+        let (store, _) = prepared(&database).await;
+        let first = import_feed(&store, &read(INVOICES), 1024).await.unwrap();
+        assert_eq!(first.decided(), 8);
+        let audit = store.verify_audit().await.unwrap().unwrap().entries;
+        let decisions = stored_decisions(&database).await;
+        let second = import_feed(&store, &read(INVOICES), 1024).await.unwrap();
+        assert_eq!(second.decided(), 0);
+        assert_eq!(second.already_decided, 8);
+        assert_eq!(second.duplicates.len(), 1);
+        assert_eq!(second.transactions, 0);
+        assert_eq!(second.amount, Fen::ZERO);
+        assert_eq!(store.verify_audit().await.unwrap().unwrap().entries, audit);
+        assert_eq!(stored_decisions(&database).await, decisions);
+        database.drop_database().await;
+    }
+}
+
+#[tokio::test]
+async fn a_feed_after_real_time_settlements_counts_what_real_time_granted() {
+    for database in fresh_databases("feed_after").await {
+        let (store, _) = prepared(&database).await;
+        // In real time: the DB person's outpatient bill of 5,000 at 70%,
+        // capped at the pool's 3,000, and INV001 (inpatient, 2,250).
+        store.settle("H001", &invoice("INV002"), "H001").await.unwrap();
+        store.settle("H001", &invoice("INV001"), "H001").await.unwrap();
+        // The feed: INV001 again, reported later by insurance (the same
+        // bill, another settlement time), and two new outpatient bills of
+        // the same person-year, which the cap leaves nothing.
+        let feed = format!(
+            "{FEED_HEADER}\
+             INV001,110105196001010017,H001,inpatient,2024-03-01,2024-03-07T10:00:00+08:00,10000,7000,2500,500\n\
+             F001,110105196001010017,H009,outpatient,2024-06-01,2024-06-02T10:00:00+08:00,100,0,100,0\n\
+             F002,110105196001010017,H009,outpatient,2024-06-03,2024-06-03T10:00:00+08:00,200,0,200,0\n"
+        );
+        let report = import_feed(&store, &feed, 1024).await.unwrap();
+        assert_eq!(report.already_decided, 1);
+        assert_eq!(report.count(Outcome::Capped), 2);
+        assert_eq!(report.amount, Fen::ZERO);
+        assert_eq!(report.persons_assisted, 1);
+        let person = invoice("INV002").person;
+        assert_eq!(
+            store.counters(person, 2024).await.unwrap(),
+            vec![
+                ("inpatient".to_owned(), 0, 225_000),
+                ("outpatient".to_owned(), 0, 300_000)
+            ]
+        );
+        // A real-time bill after the feed counts the feed's grants too.
+        let decisions = stored_decisions(&database).await;
+        let channels: Vec<(&str, &str)> = decisions
+            .iter()
+            .map(|decision| (decision.row.invoice_no.as_str(), decision.channel.as_str()))
+            .collect();
+        assert_eq!(
+            channels,
+            vec![
+                ("INV002", "realtime"),
+                ("INV001", "realtime"),
+                ("F001", "feed"),
+                ("F002", "feed")
+            ]
+        );
+        assert!(store.verify_audit().await.unwrap().is_ok());
+        database.drop_database().await;
+    }
+}
+
+#[tokio::test]
+async fn a_conflict_refuses_the_whole_feed_names_every_line_and_stores_nothing() {
+    for database in fresh_databases("feed_conflict").await {
+        let (store, _) = prepared(&database).await;
+        store.settle("H001", &invoice("INV002"), "H001").await.unwrap();
+        let audit = store.verify_audit().await.unwrap().unwrap().entries;
+        let feed = format!(
+            "{FEED_HEADER}\
+             F001,110105196001010017,H009,outpatient,2024-06-01,2024-06-02T10:00:00+08:00,100,0,100,0\n\
+             INV002,110105196001010017,H001,outpatient,2024-04-01,2024-04-01T09:00:00+08:00,5000.00,0,4000,1000\n\
+             F002,110105196001010025,H009,outpatient,2024-06-03,2024-06-03T10:00:00+08:00,200,0,200,0\n\
+             F002,110105196001010017,H008,outpatient,2024-06-03,2024-06-04T10:00:00+08:00,200,0,200,0\n"
+        );
+        let Err(FeedError::Refused(problems)) = import_feed(&store, &feed, 1024).await else {
+            panic!("the feed was not refused");
+        };
+        assert_eq!(
+            problems.to_string(),
+            "feed.csv:3: invoice_no: INV002 was already settled with different amounts or details: \
+             in_scope_self_pay 4000.00 here, 5000.00 stored; out_of_scope_self_pay 1000.00 here, 0.00 stored\n\
+             feed.csv:5: invoice_no: F002 is also on line 4 with a different bill: person_id differs from the \
+             one there; hospital \"H008\" here, \"H009\" there\n"
+        );
+        assert_eq!(store.verify_audit().await.unwrap().unwrap().entries, audit);
+        assert_eq!(stored_decisions(&database).await.len(), 1);
+        database.drop_database().await;
+    }
+}
+
+#[tokio::test]
+async fn a_visit_type_the_policy_in_force_does_not_map_refuses_the_feed() {
+    for database in fresh_databases("feed_visit").await {
+        let (store, _) = prepared(&database).await;
+        let feed = format!(
+            "{FEED_HEADER}\
+             F001,110105196001010017,H009,outpatient,2024-06-01,2024-06-02T10:00:00+08:00,100,0,100,0\n\
+             F002,110105196001010017,H009,dental,2024-06-01,2024-06-02T10:00:00+08:00,100,0,100,0\n"
+        );
+        let known = ["outpatient".to_owned(), "dental".to_owned()];
+        let records = read_invoice_records("feed.csv", feed.as_bytes(), &known).unwrap();
+        let refused = store
+            .import_invoices("feed.csv", records, "admin", FeedOptions::default(), &|_| {})
+            .await;
+        let Err(FeedError::Refused(problems)) = refused else {
+            panic!("the feed was not refused: {refused:?}");
+        };
+        assert_eq!(
+            problems.to_string(),
+            "feed.csv:3: visit_type: \"dental\" is not a key of the [pools] of the policy in force \
+             (stored version 1)\n"
+        );
+        assert!(stored_decisions(&database).await.is_empty());
         database.drop_database().await;
     }
 }
