@@ -11,7 +11,8 @@
 #   bash bench/settle.sh --smoke     tiny sizes, 2 s per step: checks that it all runs
 #
 #   DURATION=20 CONCURRENCY="1 4 16 64" RATE=1000 PEOPLE=.. INVOICES=.. to choose;
-#   PG_URL=postgres://root@127.0.0.1:5432 (a fresh database is made and dropped there).
+#   PG_URL=postgres://root@127.0.0.1:5432 (a fresh database is made and dropped there);
+#   BACKENDS="sqlite" to leave PostgreSQL out; TIMELINE=1 to print each second's p99 and max.
 #
 # Every invoice is sent once: a replay would be cheaper than a settlement.
 # The load generator and the servers share this machine's cores; the load
@@ -45,6 +46,9 @@ else
   baseline_writes=${BASELINE_WRITES:-3000}
 fi
 pg_url=${PG_URL:-postgres://root@127.0.0.1:5432}
+backends=${BACKENDS:-sqlite postgres}
+timeline_args=()
+[ "${TIMELINE:-0}" = 1 ] && timeline_args=(--timeline)
 pg_database=jiuzhu_bench_$$
 export PGOPTIONS="--client-min-messages=warning"
 
@@ -126,7 +130,7 @@ run_load() {
   local base_args=()
   for base in "${bases[@]}"; do base_args+=(--base "$base"); done
   output=$("$loadgen" load "${base_args[@]}" --keys keys.tsv --invoices data/invoices.csv \
-    --policy data/policy.toml --duration-seconds "$duration" --cursor cursor "$@") ||
+    --policy data/policy.toml --duration-seconds "$duration" --cursor cursor "${timeline_args[@]}" "$@") ||
     fail "the load generator failed: $label"
   echo "$output" | grep -v '^RESULT'
   result=$(echo "$output" | grep '^RESULT')
@@ -169,7 +173,10 @@ run_steps "sqlite, 1 server"
 stop_servers
 "$jiuzhu" audit verify --database "$sqlite_url" | tail -n 1
 
-if pg_isready -d "$pg_url/postgres" -q 2>/dev/null; then
+if [[ " $backends " != *" postgres "* ]]; then
+  echo
+  echo "PostgreSQL left out (BACKENDS=$backends)"
+elif pg_isready -d "$pg_url/postgres" -q 2>/dev/null; then
   for servers in 1 2; do
     echo
     echo "== PostgreSQL, $servers server(s)"

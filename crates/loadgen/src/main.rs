@@ -86,6 +86,11 @@ struct LoadArgs {
     /// after another against one database never send an invoice twice.
     #[arg(long, value_name = "FILE")]
     cursor: Option<PathBuf>,
+    /// Also prints, for each second of the run, the requests sent in it and
+    /// their p99 and maximum latency: it shows whether slow answers come in
+    /// bursts (a stall) or evenly (a queue).
+    #[arg(long)]
+    timeline: bool,
 }
 
 fn main() -> ExitCode {
@@ -269,12 +274,20 @@ fn prepare(args: &LoadArgs) -> anyhow::Result<Vec<Prepared>> {
 /// What one request gave: its latency, or why it failed.
 #[derive(Debug)]
 struct Outcome {
+    /// When the request was due, from the start of the run.
+    sent_at_us: u64,
     latency_us: u64,
     /// `None` for a new settlement (200 without `jiuzhu-replayed`).
     error: Option<String>,
 }
 
-async fn send(client: &reqwest::Client, base: &str, request: &Prepared, since: Instant) -> Outcome {
+async fn send(
+    client: &reqwest::Client,
+    base: &str,
+    request: &Prepared,
+    started: Instant,
+    since: Instant,
+) -> Outcome {
     let answer = client
         .post(format!("{base}/api/v1/settlements"))
         .bearer_auth(&*request.key)
@@ -297,6 +310,7 @@ async fn send(client: &reqwest::Client, base: &str, request: &Prepared, since: I
         Err(_) => Some("transport".to_owned()),
     };
     Outcome {
+        sent_at_us: u64::try_from(since.duration_since(started).as_micros()).unwrap_or(u64::MAX),
         latency_us: u64::try_from(since.elapsed().as_micros()).unwrap_or(u64::MAX),
         error,
     }
@@ -348,7 +362,7 @@ async fn load(args: &LoadArgs) -> anyhow::Result<()> {
                         let index = next.fetch_add(1, Ordering::Relaxed);
                         let Some(request) = prepared.get(index) else { break };
                         let base = &bases[index % bases.len()];
-                        mine.push(send(&client, base, request, Instant::now()).await);
+                        mine.push(send(&client, base, request, started, Instant::now()).await);
                     }
                     mine
                 });
@@ -369,7 +383,7 @@ async fn load(args: &LoadArgs) -> anyhow::Result<()> {
                 let (client, bases, prepared) = (client.clone(), bases.clone(), prepared.clone());
                 tasks.spawn(async move {
                     let base = &bases[index % bases.len()];
-                    let outcome = send(&client, base, &prepared[index], scheduled).await;
+                    let outcome = send(&client, base, &prepared[index], started, scheduled).await;
                     drop(permit);
                     vec![outcome]
                 });
@@ -393,8 +407,32 @@ async fn load(args: &LoadArgs) -> anyhow::Result<()> {
             prepared.len()
         );
     }
+    if args.timeline {
+        timeline(&outcomes);
+    }
     report(args, &outcomes, elapsed_us);
     Ok(())
+}
+
+/// One line per second of the run: requests due in it, p99 and max latency.
+fn timeline(outcomes: &[Outcome]) {
+    let mut seconds: BTreeMap<u64, Vec<u64>> = BTreeMap::new();
+    for outcome in outcomes {
+        seconds
+            .entry(outcome.sent_at_us / 1_000_000)
+            .or_default()
+            .push(outcome.latency_us);
+    }
+    for (second, mut latencies) in seconds {
+        latencies.sort_unstable();
+        let rank = (latencies.len() * 990).div_ceil(1000).max(1);
+        println!(
+            "second {second:>4}: {:>6} requests, p99 {} ms, max {} ms",
+            latencies.len(),
+            thousandths(u128::from(latencies[rank - 1])),
+            thousandths(u128::from(latencies.last().copied().unwrap_or(0))),
+        );
+    }
 }
 
 fn report(args: &LoadArgs, outcomes: &[Outcome], elapsed_us: u128) {

@@ -16,7 +16,7 @@
 //! from the same source is found by its digest before anything is written.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -28,6 +28,7 @@ use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
+use sqlx::ConnectOptions as _;
 use thiserror::Error;
 use tokio::sync::{mpsc, oneshot};
 
@@ -168,7 +169,7 @@ impl Store {
     /// Opens the database named by `url` (`sqlite://PATH`, created if
     /// missing, or `postgres://…`) and brings its schema up to date.
     pub async fn open(url: &str, keys: DataKeys, pool_size: u32) -> Result<Store, StoreError> {
-        let backend = if let Some(path) = url.strip_prefix("sqlite://") {
+        let (backend, writer_connection) = if let Some(path) = url.strip_prefix("sqlite://") {
             let options = SqliteConnectOptions::new()
                 .filename(path)
                 .create_if_missing(true)
@@ -176,20 +177,32 @@ impl Store {
                 .synchronous(SqliteSynchronous::Full)
                 .foreign_keys(true)
                 .busy_timeout(std::time::Duration::from_secs(30))
-                .pragma("cache_size", format!("-{SQLITE_CACHE_KIB}"));
+                .pragma("cache_size", format!("-{SQLITE_CACHE_KIB}"))
+                // Checkpoints run in the background (`checkpoint_wal`), not
+                // in the commit of whichever write crossed the threshold.
+                .pragma("wal_autocheckpoint", "0");
             let pool = SqlitePoolOptions::new()
                 .max_connections(pool_size.max(1))
-                .connect_with(options)
+                .connect_with(options.clone())
                 .await?;
             sqlite::migrate(&pool).await?;
-            Backend::Sqlite(pool)
+            // The writer's own connection: its page cache stays warm, since
+            // no other connection writes between its transactions.
+            let writer = options
+                .statement_cache_capacity(WRITER_STATEMENT_CACHE)
+                .connect()
+                .await?;
+            (
+                Backend::Sqlite(pool.clone()),
+                WriterConnection::Sqlite(Box::new(writer), pool, Arc::default()),
+            )
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             let pool = PgPoolOptions::new()
                 .max_connections(pool_size.max(1))
                 .connect(url)
                 .await?;
             postgres::migrate(&pool).await?;
-            Backend::Postgres(pool)
+            (Backend::Postgres(pool.clone()), WriterConnection::Postgres(pool))
         } else {
             let scheme = url.split("://").next().unwrap_or_default();
             return Err(StoreError::UnknownDatabase(format!("{scheme}://…")));
@@ -197,8 +210,15 @@ impl Store {
         let policy = PolicyCache::default();
         let (writer, queue) = mpsc::channel(WRITE_QUEUE);
         let write_counts = Arc::new(WriteCounts::default());
+        if let WriterConnection::Sqlite(_, pool, restart_due) = &writer_connection {
+            tokio::spawn(checkpoint_wal(
+                pool.clone(),
+                writer.downgrade(),
+                restart_due.clone(),
+            ));
+        }
         tokio::spawn(run_writer(
-            backend.clone(),
+            writer_connection,
             policy.clone(),
             write_counts.clone(),
             queue,
@@ -871,18 +891,19 @@ const WRITE_QUEUE: usize = 4096;
 /// once (one durable flush for all of them), and only then answers. Under
 /// load the batches grow by themselves; alone, a write is a batch of one.
 async fn run_writer(
-    backend: Backend,
+    mut connection: WriterConnection,
     cache: PolicyCache,
     counts: Arc<WriteCounts>,
     mut queue: mpsc::Receiver<WriteJob>,
 ) {
     let mut jobs = Vec::with_capacity(MAX_BATCH);
     while queue.recv_many(&mut jobs, MAX_BATCH).await > 0 {
-        match write_batch(&backend, &cache, &counts, &jobs).await {
+        match write_batch(&mut connection, &cache, &counts, &jobs).await {
             Ok(answers) => {
                 for (job, answer) in jobs.drain(..).zip(answers) {
                     job.answer(answer);
                 }
+                connection.between_batches().await;
             }
             // When a batch fails, each of its jobs is tried alone, so that
             // one write the database refuses fails only itself.
@@ -890,7 +911,8 @@ async fn run_writer(
                 tracing_failure(&failure);
                 for job in jobs.drain(..) {
                     let answer =
-                        match write_batch(&backend, &cache, &counts, std::slice::from_ref(&job)).await {
+                        match write_batch(&mut connection, &cache, &counts, std::slice::from_ref(&job)).await
+                        {
                             Ok(mut answers) => answers.pop().unwrap_or_else(|| Err(failure_of("no answer"))),
                             Err(error) => Err(failure_of(&error.to_string())),
                         };
@@ -903,6 +925,81 @@ async fn run_writer(
                 }
             }
         }
+    }
+}
+
+/// The connection the writer task writes with. On SQLite it is its own,
+/// kept for the store's life (reopened from the pool's settings if it
+/// fails); on PostgreSQL each batch takes one from the pool.
+enum WriterConnection {
+    /// The connection, the pool whose settings reopen it, and whether the
+    /// write-ahead log waits for the writer to restart it.
+    Sqlite(Box<sqlx::SqliteConnection>, SqlitePool, Arc<AtomicBool>),
+    Postgres(PgPool),
+}
+
+impl WriterConnection {
+    /// What the writer does after it has answered a batch: on SQLite, the
+    /// checkpoint that lets the write-ahead log restart, when it is due.
+    async fn between_batches(&mut self) {
+        if let WriterConnection::Sqlite(writer, _, restart_due) = self {
+            if restart_due.swap(false, Ordering::Relaxed) {
+                checkpoint_by_writer(writer).await;
+            }
+        }
+    }
+}
+
+/// Prepared statements the SQLite writer keeps: its multi-row statements
+/// differ by their number of rows.
+const WRITER_STATEMENT_CACHE: usize = 1024;
+
+/// How often the SQLite write-ahead log is copied back into the database
+/// file, and the size past which the writer is asked to let it restart.
+const CHECKPOINT_EVERY_MS: u64 = 100;
+const WAL_RESTART_FRAMES: i64 = 8_192;
+
+/// Copies the SQLite write-ahead log back into the database file while the
+/// writer goes on: a passive checkpoint never blocks it, where SQLite's own
+/// automatic one would make the commit that crosses its threshold copy
+/// thousands of pages and flush the file before it answers.
+///
+/// The log starts again from its beginning only when a write begins with
+/// every frame copied back, which cannot happen by itself while writes keep
+/// coming faster than a checkpoint ends. So once the log is long, this asks
+/// the writer (`restart_due`) to run, between two batches, a passive
+/// checkpoint of its own: it has only the last few frames to copy, and the
+/// write after it restarts the log. Nothing here ever waits on the writer's
+/// lock (a blocking checkpoint would make the writer sleep in SQLite's busy
+/// handler). Ends with the store.
+async fn checkpoint_wal(pool: SqlitePool, store: mpsc::WeakSender<WriteJob>, restart_due: Arc<AtomicBool>) {
+    let mut ticks = tokio::time::interval(std::time::Duration::from_millis(CHECKPOINT_EVERY_MS));
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        if store.upgrade().is_none() {
+            return;
+        }
+        let passive: Result<(i64, i64, i64), sqlx::Error> = sqlx::query_as("PRAGMA wal_checkpoint(PASSIVE)")
+            .fetch_one(&pool)
+            .await;
+        match passive {
+            Ok((_, frames, _)) if frames >= WAL_RESTART_FRAMES => {
+                restart_due.store(true, Ordering::Relaxed);
+            }
+            Ok(_) => {}
+            Err(error) => tracing::warn!(%error, "a checkpoint failed"),
+        }
+    }
+}
+
+/// The writer's part of restarting the log (see [`checkpoint_wal`]).
+async fn checkpoint_by_writer(writer: &mut sqlx::SqliteConnection) {
+    let passive: Result<(i64, i64, i64), sqlx::Error> = sqlx::query_as("PRAGMA wal_checkpoint(PASSIVE)")
+        .fetch_one(&mut *writer)
+        .await;
+    if let Err(error) = passive {
+        tracing::warn!(%error, "the writer's checkpoint failed");
     }
 }
 
@@ -919,15 +1016,35 @@ fn tracing_failure(failure: &StoreError) {
 /// Writes `jobs` in one transaction: one answer per job, or `Err` when
 /// nothing was committed.
 async fn write_batch(
-    backend: &Backend,
+    connection: &mut WriterConnection,
     cache: &PolicyCache,
     counts: &WriteCounts,
     jobs: &[WriteJob],
 ) -> Result<Vec<Answer>, StoreError> {
     let mut answers = Vec::with_capacity(jobs.len());
-    match backend {
-        Backend::Sqlite(pool) => sqlite::write_batch(pool, cache, jobs, &mut answers).await?,
-        Backend::Postgres(pool) => postgres::write_batch(pool, cache, jobs, &mut answers).await?,
+    match connection {
+        WriterConnection::Sqlite(writer, pool, _) => {
+            let written = sqlite::write_batch(writer, cache, jobs, &mut answers).await;
+            if let Err(error) = &written {
+                // A connection that failed may be broken: the next batch
+                // gets a fresh one with the same settings.
+                if let Err(ping) = sqlx::Connection::ping(&mut **writer).await {
+                    tracing::warn!(%error, %ping, "the writer's connection is reopened");
+                    **writer = pool
+                        .connect_options()
+                        .as_ref()
+                        .clone()
+                        .statement_cache_capacity(WRITER_STATEMENT_CACHE)
+                        .connect()
+                        .await?;
+                }
+            }
+            written?
+        }
+        WriterConnection::Postgres(pool) => {
+            let mut writer = pool.acquire().await?;
+            postgres::write_batch(&mut writer, cache, jobs, &mut answers).await?
+        }
     }
     debug_assert_eq!(answers.len(), jobs.len(), "one answer per job");
     let writes = answers
@@ -1024,8 +1141,8 @@ fn hash_array(bytes: Vec<u8>, what: &str) -> Result<[u8; 32], StoreError> {
 }
 
 /// Expands the operations for one backend. `$begin` is the statement that
-/// starts a write transaction; `$serialise` runs first inside it (on
-/// PostgreSQL, the advisory lock that gives one writer at a time).
+/// starts a write transaction; `$serialise`, if any, runs first inside it
+/// (on PostgreSQL, the advisory lock that gives one writer at a time).
 macro_rules! backend {
     ($module:ident, $Pool:ty, $Db:ty, $begin:expr, $serialise:expr) => {
         mod $module {
@@ -1049,6 +1166,17 @@ macro_rules! backend {
 
             type Pool = $Pool;
 
+            /// What serialises writers inside a write transaction, if its
+            /// beginning does not.
+            const SERIALISE: Option<&str> = $serialise;
+
+            async fn serialise(tx: &mut sqlx::Transaction<'_, $Db>) -> Result<(), StoreError> {
+                if let Some(statement) = SERIALISE {
+                    sqlx::raw_sql(statement).execute(&mut **tx).await?;
+                }
+                Ok(())
+            }
+
             pub(super) async fn migrate(pool: &Pool, migrations: &[(i64, &'static str)]) -> Result<(), StoreError> {
                 sqlx::raw_sql(
                     "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, applied_at TEXT NOT NULL)",
@@ -1057,7 +1185,7 @@ macro_rules! backend {
                 .await?;
                 for (version, sql) in migrations {
                     let mut tx = pool.begin_with($begin).await?;
-                    sqlx::raw_sql($serialise).execute(&mut *tx).await?;
+                    serialise(&mut tx).await?;
                     let applied = sqlx::query("SELECT version FROM schema_migrations WHERE version = $1")
                         .bind(version)
                         .fetch_optional(&mut *tx)
@@ -1126,7 +1254,7 @@ macro_rules! backend {
                 actor: &str,
             ) -> Result<PolicyLoad, StoreError> {
                 let mut tx = pool.begin_with($begin).await?;
-                sqlx::raw_sql($serialise).execute(&mut *tx).await?;
+                serialise(&mut tx).await?;
                 let existing = sqlx::query("SELECT id FROM policies WHERE digest = $1")
                     .bind(digest)
                     .fetch_optional(&mut *tx)
@@ -1172,7 +1300,7 @@ macro_rules! backend {
                 let file = job.file;
                 let rows = file.rows.len() as u64;
                 let mut tx = pool.begin_with($begin).await?;
-                sqlx::raw_sql($serialise).execute(&mut *tx).await?;
+                serialise(&mut tx).await?;
                 let earlier = sqlx::query(
                     "SELECT id, file_name, imported_at, imported_by FROM imports \
                      WHERE kind = 'spells' AND source = $1 AND digest = $2",
@@ -1437,7 +1565,7 @@ macro_rules! backend {
                 actor: &str,
             ) -> Result<(), StoreError> {
                 let mut tx = pool.begin_with($begin).await?;
-                sqlx::raw_sql($serialise).execute(&mut *tx).await?;
+                serialise(&mut tx).await?;
                 sqlx::query("INSERT INTO api_keys (hospital, key_hash, created_at) VALUES ($1, $2, $3)")
                     .bind(hospital)
                     .bind(hash.as_bytes().to_vec())
@@ -1512,13 +1640,13 @@ macro_rules! backend {
             /// written where it stands, between runs. A refusal writes
             /// nothing. An `Err` means nothing was committed.
             pub(super) async fn write_batch(
-                pool: &Pool,
+                connection: &mut <$Db as sqlx::Database>::Connection,
                 cache: &PolicyCache,
                 jobs: &[WriteJob],
                 answers: &mut Vec<Result<Settled, SettleError>>,
             ) -> Result<(), StoreError> {
-                let mut tx = pool.begin_with($begin).await?;
-                sqlx::raw_sql($serialise).execute(&mut *tx).await?;
+                let mut tx = sqlx::Connection::begin_with(connection, $begin).await?;
+                serialise(&mut tx).await?;
                 let policy = policy_in(&mut tx, cache).await?;
                 let mut run: Vec<&SettleRequest> = Vec::new();
                 for job in jobs {
@@ -1581,7 +1709,7 @@ macro_rules! backend {
                 label: &ChunkLabel<'_>,
             ) -> Result<Vec<FeedAnswer>, StoreError> {
                 let mut tx = pool.begin_with($begin).await?;
-                sqlx::raw_sql($serialise).execute(&mut *tx).await?;
+                serialise(&mut tx).await?;
                 let policy = policy_in(&mut tx, cache).await?;
                 let run: Vec<&SettleRequest> = requests.iter().collect();
                 let (rows, outcomes) = decide_run(&mut tx, policy.as_ref(), &run).await?;
@@ -1640,7 +1768,7 @@ macro_rules! backend {
                 if !any {
                     return Ok(stored);
                 }
-                for row in query.build().persistent(false).fetch_all(&mut *connection).await? {
+                for row in query.build().fetch_all(&mut *connection).await? {
                     let content = BillContent {
                         person_key: row.try_get("person_key")?,
                         hospital: row.try_get("hospital")?,
@@ -1689,7 +1817,7 @@ macro_rules! backend {
                     list.push_bind(key.to_vec());
                 }
                 query.push(") ORDER BY id");
-                for row in query.build().persistent(false).fetch_all(&mut **tx).await? {
+                for row in query.build().fetch_all(&mut **tx).await? {
                     let key: Vec<u8> = row.try_get("person_key")?;
                     let Some(person) = persons.get(key.as_slice()) else {
                         continue;
@@ -1706,7 +1834,7 @@ macro_rules! backend {
                     list.push_bind(key.to_vec());
                 }
                 query.push(")");
-                for row in query.build().persistent(false).fetch_all(&mut **tx).await? {
+                for row in query.build().fetch_all(&mut **tx).await? {
                     let key: Vec<u8> = row.try_get("person_key")?;
                     let year: i64 = row.try_get("year")?;
                     stored_counters.entry((key, year)).or_default().push((
@@ -1802,7 +1930,7 @@ macro_rules! backend {
                         .push_bind(now.clone());
                 });
                 query.push(" ON CONFLICT (person_key) DO NOTHING");
-                query.build().persistent(false).execute(&mut **tx).await?;
+                query.build().execute(&mut **tx).await?;
 
                 let mut query = QueryBuilder::<$Db>::new(
                     "INSERT INTO invoices (invoice_no, person_key, hospital, visit_type, service_date, settled_at, \
@@ -1832,7 +1960,7 @@ macro_rules! backend {
                         .push_bind(request.channel.as_str())
                         .push_bind(request.at.clone());
                 });
-                query.build().persistent(false).execute(&mut **tx).await?;
+                query.build().execute(&mut **tx).await?;
 
                 let mut query = QueryBuilder::<$Db>::new(
                     "INSERT INTO decisions (invoice_no, person_key, kind, policy_id, year, outcome, category, pool, \
@@ -1858,7 +1986,7 @@ macro_rules! backend {
                         .push_bind(row.request.at.clone())
                         .push_bind(row.request.actor.clone());
                 });
-                query.build().persistent(false).execute(&mut **tx).await?;
+                query.build().execute(&mut **tx).await?;
 
                 // Each counter once, with its last value.
                 let mut last: BTreeMap<(&[u8], i64, &str), (i64, i64)> = BTreeMap::new();
@@ -1883,7 +2011,7 @@ macro_rules! backend {
                         " ON CONFLICT (person_key, year, pool) DO UPDATE SET \
                          deductible_used = excluded.deductible_used, granted = excluded.granted",
                     );
-                    query.build().persistent(false).execute(&mut **tx).await?;
+                    query.build().execute(&mut **tx).await?;
                 }
 
                 audit_many(tx, audit_entries).await
@@ -1930,7 +2058,7 @@ macro_rules! backend {
                         .push_bind(entry.details.clone())
                         .push_bind(hash.to_vec());
                 });
-                query.build().persistent(false).execute(&mut **tx).await?;
+                query.build().execute(&mut **tx).await?;
                 Ok(())
             }
 
@@ -2112,7 +2240,7 @@ backend!(
     sqlx::SqlitePool,
     sqlx::Sqlite,
     "BEGIN IMMEDIATE",
-    "SELECT 1"
+    None
 );
 // The advisory lock's number is "jiuzhu" in ASCII.
 backend!(
@@ -2120,7 +2248,7 @@ backend!(
     sqlx::PgPool,
     sqlx::Postgres,
     "BEGIN",
-    "SELECT pg_advisory_xact_lock(117001175066741)"
+    Some("SELECT pg_advisory_xact_lock(117001175066741)")
 );
 
 /// SQLite: one writer at a time by `BEGIN IMMEDIATE`.
