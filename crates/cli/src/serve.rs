@@ -62,17 +62,19 @@ pub fn run(args: &ServeArgs) -> ExitCode {
             );
             let (stop, stopped) = tokio::sync::watch::channel(false);
             let dispatcher = match notification_log {
+                // On standard error: whoever reads the first line of
+                // standard output (the address) may close it after.
                 Some(sender) => {
-                    println!(
-                        "Notifications due are written to {} every {} ms.",
-                        settings.notification_log.display(),
-                        settings.notify_interval_ms
+                    tracing::info!(
+                        log = %settings.notification_log.display(),
+                        interval_ms = settings.notify_interval_ms,
+                        "notifications due are written to the notification log"
                     );
                     let interval = Duration::from_millis(settings.notify_interval_ms);
                     Some(spawn_dispatcher(store, sender, interval, stopped))
                 }
                 None => {
-                    println!("Notifications are not sent by this server (notify_interval_ms = 0).");
+                    tracing::info!("notifications are not sent by this server (notify_interval_ms = 0)");
                     None
                 }
             };
