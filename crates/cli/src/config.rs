@@ -32,6 +32,12 @@ pub struct SettingsArgs {
 impl SettingsArgs {
     /// The settings from the file, this process's environment and the flags.
     pub fn load(&self) -> Result<Settings, SettingsError> {
+        self.load_with(None)
+    }
+
+    /// [`SettingsArgs::load`], with the notification log a command's own
+    /// flag names.
+    pub fn load_with(&self, notification_log: Option<PathBuf>) -> Result<Settings, SettingsError> {
         let environment = std::env::vars_os().map(|(name, value)| {
             (
                 name.to_string_lossy().into_owned(),
@@ -41,6 +47,7 @@ impl SettingsArgs {
         let overrides = Overrides {
             database: self.database.clone(),
             listen: self.listen,
+            notification_log,
         };
         Ok(Settings::load(self.config.as_deref(), environment)?.with_overrides(overrides))
     }

@@ -9,6 +9,7 @@ mod admin;
 mod config;
 mod feed;
 mod gen;
+mod notify;
 mod serve;
 mod settings;
 mod simulate;
@@ -60,6 +61,11 @@ enum Command {
         #[command(subcommand)]
         command: admin::AuditCommand,
     },
+    /// Notifications to persons assisted and new recipients.
+    Notify {
+        #[command(subcommand)]
+        command: notify::NotifyCommand,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -108,6 +114,7 @@ fn main() -> ExitCode {
         Command::Import { command } => admin::import(&command),
         Command::Apikey { command } => admin::apikey(&command),
         Command::Audit { command } => admin::audit(&command),
+        Command::Notify { command } => notify::run(&command),
     }
 }
 

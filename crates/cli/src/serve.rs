@@ -1,23 +1,35 @@
-//! `jiuzhu serve`: the HTTP server on the configured store.
+//! `jiuzhu serve`: the HTTP server on the configured store, and the
+//! dispatcher that sends the notifications due every `notify_interval_ms`
+//! to the notification log.
 
 use std::io::Write as _;
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::{anyhow, Context as _};
 use jiuzhu_server::{Application, ServerSettings};
 
 use crate::admin::open_store_with;
 use crate::config::SettingsArgs;
+use crate::notify::{open_log, spawn_dispatcher};
 
 #[derive(Debug, clap::Args)]
 pub struct ServeArgs {
     #[command(flatten)]
     pub settings: SettingsArgs,
+    /// The notification log, overriding notification_log in the file and
+    /// JIUZHU_NOTIFICATION_LOG.
+    #[arg(long = "notification-log", value_name = "FILE")]
+    pub notification_log: Option<PathBuf>,
 }
 
 pub fn run(args: &ServeArgs) -> ExitCode {
     let result = (|| -> anyhow::Result<()> {
-        let settings = args.settings.load().map_err(|error| anyhow!("{error}"))?;
+        let settings = args
+            .settings
+            .load_with(args.notification_log.clone())
+            .map_err(|error| anyhow!("{error}"))?;
         tracing_subscriber::fmt()
             .with_writer(std::io::stderr)
             .with_target(false)
@@ -26,10 +38,14 @@ pub fn run(args: &ServeArgs) -> ExitCode {
             .enable_all()
             .build()
             .context("cannot start the async runtime")?;
+        let notification_log = match settings.notify_interval_ms {
+            0 => None,
+            _ => Some(open_log(&settings.notification_log)?),
+        };
         runtime.block_on(async {
             let store = open_store_with(&settings).await?;
             let application = Application::build(
-                store,
+                store.clone(),
                 ServerSettings {
                     listen: settings.listen,
                     max_body_bytes: usize::try_from(settings.max_body_bytes).unwrap_or(usize::MAX),
@@ -44,13 +60,37 @@ pub fn run(args: &ServeArgs) -> ExitCode {
                 application.port(),
                 settings.database
             );
+            let (stop, stopped) = tokio::sync::watch::channel(false);
+            let dispatcher = match notification_log {
+                // On standard error: whoever reads the first line of
+                // standard output (the address) may close it after.
+                Some(sender) => {
+                    tracing::info!(
+                        log = %settings.notification_log.display(),
+                        interval_ms = settings.notify_interval_ms,
+                        "notifications due are written to the notification log"
+                    );
+                    let interval = Duration::from_millis(settings.notify_interval_ms);
+                    Some(spawn_dispatcher(store, sender, interval, stopped))
+                }
+                None => {
+                    tracing::info!("notifications are not sent by this server (notify_interval_ms = 0)");
+                    None
+                }
+            };
             std::io::stdout().flush().ok();
-            application
+            let served = application
                 .run_until(async {
                     let _ = tokio::signal::ctrl_c().await;
                 })
                 .await
-                .context("the server stopped")
+                .context("the server stopped");
+            // The round of notifications under way is finished first.
+            let _ = stop.send(true);
+            if let Some(dispatcher) = dispatcher {
+                let _ = dispatcher.await;
+            }
+            served
         })
     })();
     match result {

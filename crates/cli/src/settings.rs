@@ -120,6 +120,12 @@ settings! {
     database_pool_size: u32 = 8, check within(1, 1000);
     /// The most rows one imported file may hold (1 to 1000000000).
     max_import_rows: u64 = 50_000_000, check within(1, 1_000_000_000);
+    /// The file notifications are written to, one JSON line each (a
+    /// relative path is from the directory the command runs in).
+    notification_log: PathBuf = PathBuf::from("notifications.log"), check not_empty;
+    /// How often `jiuzhu serve` sends the notifications due, in milliseconds
+    /// (100 to 86400000), or 0 for never (then `jiuzhu notify send` does).
+    notify_interval_ms: u64 = 5_000, check off_or_within(100, 86_400_000);
 }
 
 /// Where a setting's value came from.
@@ -160,6 +166,8 @@ pub struct Overrides {
     pub database: Option<DatabaseUrl>,
     /// `--listen`
     pub listen: Option<SocketAddr>,
+    /// `--notification-log`
+    pub notification_log: Option<PathBuf>,
 }
 
 /// Why the settings could not be loaded. Never holds a secret's text.
@@ -223,6 +231,12 @@ impl Settings {
             self.listen = listen;
             self.sources.listen = Source::Flag { flag: "--listen" };
         }
+        if let Some(notification_log) = overrides.notification_log {
+            self.notification_log = notification_log;
+            self.sources.notification_log = Source::Flag {
+                flag: "--notification-log",
+            };
+        }
         self
     }
 
@@ -260,8 +274,8 @@ impl Settings {
              # setting to change it. Each can also be set by an environment variable\n\
              # named {ENVIRONMENT_PREFIX} and the setting in capitals ({ENVIRONMENT_PREFIX}DATABASE,\n\
              # {ENVIRONMENT_PREFIX}MAX_BODY_BYTES, ...), which overrides this file; the flags\n\
-             # --database and --listen override both. `jiuzhu config check` shows\n\
-             # the settings in effect.\n\
+             # --database, --listen and --notification-log override both. `jiuzhu\n\
+             # config check` shows the settings in effect.\n\
              #\n\
              # This file holds the personal-data key: keep it readable by its owner\n\
              # only, and keep a copy of the key somewhere safe.\n{}",
@@ -413,6 +427,26 @@ fn within<T: PartialOrd + fmt::Display>(min: T, max: T) -> impl Fn(&T) -> Result
     }
 }
 
+/// A check that accepts 0 (off), or values from `min` to `max`.
+fn off_or_within(min: u64, max: u64) -> impl Fn(&u64) -> Result<(), String> {
+    move |value| {
+        if *value != 0 && (*value < min || *value > max) {
+            Err(format!("must be 0 (off) or from {min} to {max}, found {value}"))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+/// A check that refuses an empty path.
+fn not_empty(path: &Path) -> Result<(), String> {
+    if path.as_os_str().is_empty() {
+        Err("must name a file".to_owned())
+    } else {
+        Ok(())
+    }
+}
+
 fn quoted(text: &str) -> String {
     let mut out = String::with_capacity(text.len() + 2);
     out.push('"');
@@ -459,6 +493,19 @@ impl SettingValue for SocketAddr {
     }
     fn toml_text(&self) -> String {
         quoted(&self.to_string())
+    }
+}
+
+impl SettingValue for PathBuf {
+    const KIND: TomlKind = TomlKind::String;
+    fn parse_text(text: &str) -> Result<Self, String> {
+        Ok(PathBuf::from(text))
+    }
+    fn shown(&self) -> String {
+        self.display().to_string()
+    }
+    fn toml_text(&self) -> String {
+        quoted(&self.display().to_string())
     }
 }
 
@@ -719,6 +766,8 @@ mod tests {
         assert_eq!(settings.request_timeout_ms, 10_000);
         assert_eq!(settings.database_pool_size, 8);
         assert_eq!(settings.max_import_rows, 50_000_000);
+        assert_eq!(settings.notification_log, PathBuf::from("notifications.log"));
+        assert_eq!(settings.notify_interval_ms, 5_000);
         for setting in settings.effective() {
             assert_eq!(setting.source, Source::Default, "{}", setting.name);
         }
@@ -825,6 +874,7 @@ mod tests {
         .with_overrides(Overrides {
             database: Some("postgresql://flag@host/jiuzhu".parse().unwrap()),
             listen: Some("[::1]:7000".parse().unwrap()),
+            notification_log: None,
         });
         assert_eq!(settings.database.expose(), "postgresql://flag@host/jiuzhu");
         assert_eq!(settings.listen, "[::1]:7000".parse().unwrap());
@@ -1065,6 +1115,43 @@ mod tests {
         assert_eq!(settings.data_key, Some(key));
         assert!(matches!(settings.source("data_key"), Some(Source::File { .. })));
         assert_eq!(settings.source("database"), Some(Source::Default));
+    }
+
+    #[test]
+    fn the_notification_settings_come_from_the_file_the_environment_and_the_flag() {
+        let settings = load(
+            "notification_log = \"/var/log/jiuzhu/notifications.log\"\nnotify_interval_ms = 0\n",
+            &[],
+        )
+        .unwrap();
+        assert_eq!(
+            settings.notification_log,
+            PathBuf::from("/var/log/jiuzhu/notifications.log")
+        );
+        assert_eq!(settings.notify_interval_ms, 0);
+        let settings = load("", &[("JIUZHU_NOTIFY_INTERVAL_MS", "60000")])
+            .unwrap()
+            .with_overrides(Overrides {
+                notification_log: Some(PathBuf::from("sent.log")),
+                ..Overrides::default()
+            });
+        assert_eq!(settings.notify_interval_ms, 60_000);
+        assert_eq!(settings.notification_log, PathBuf::from("sent.log"));
+        assert_eq!(
+            settings.source("notification_log"),
+            Some(Source::Flag {
+                flag: "--notification-log"
+            })
+        );
+        let error = load("notify_interval_ms = 10\n", &[]).unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .contains("must be 0 (off) or from 100 to 86400000, found 10"),
+            "{error}"
+        );
+        let error = load("", &[("JIUZHU_NOTIFICATION_LOG", "")]).unwrap_err();
+        assert!(error.to_string().contains("must name a file"), "{error}");
     }
 
     #[test]

@@ -196,7 +196,8 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> impl IntoResponse 
             header::CONTENT_TYPE,
             HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
         )],
-        state.metrics.render(state.store.write_stats()),
+        state.metrics.render(state.store.write_stats())
+            + &crate::metrics::render_notifications(state.store.notification_stats()),
     )
 }
 

@@ -3,7 +3,7 @@
 //! microseconds; bucket bounds and sums are written as decimal seconds from
 //! those integers.
 
-use jiuzhu_store::WriteStats;
+use jiuzhu_store::{NotificationStats, WriteStats};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -167,6 +167,20 @@ impl Metrics {
             self.latency_count.load(Ordering::Relaxed)
         )
     }
+}
+
+/// What the notification dispatcher of this process has sent and failed
+/// (`jiuzhu serve` runs it beside the server), in the same format.
+pub(crate) fn render_notifications(stats: NotificationStats) -> String {
+    format!(
+        "# HELP jiuzhu_notifications_sent_total Notifications handed to the sender and marked sent.\n\
+         # TYPE jiuzhu_notifications_sent_total counter\n\
+         jiuzhu_notifications_sent_total {}\n\
+         # HELP jiuzhu_notifications_failed_total Attempts to send a notification that failed (each is tried again).\n\
+         # TYPE jiuzhu_notifications_failed_total counter\n\
+         jiuzhu_notifications_failed_total {}\n",
+        stats.sent, stats.failed
+    )
 }
 
 /// Whole microseconds as decimal seconds without trailing zeros: `2500000`

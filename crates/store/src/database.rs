@@ -40,15 +40,20 @@ mod feed;
 pub use feed::{
     FeedDuplicate, FeedError, FeedOptions, FeedReport, FEED_CHUNK_INVOICES, MAX_FEED_CHUNK_INVOICES,
 };
+mod outbox;
+pub use outbox::{DispatchOptions, DispatchReport, NotificationStats};
 
-/// The migrations of each backend, in order, embedded in the binary.
+/// The migrations of each backend, in order, embedded in the binary. Each
+/// number is applied once; the numbers need not be contiguous.
 const SQLITE_MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../migrations/sqlite/0001_init.sql")),
     (2, include_str!("../migrations/sqlite/0002_spell_history.sql")),
+    (4, include_str!("../migrations/sqlite/0004_outbox.sql")),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../migrations/postgres/0001_init.sql")),
     (2, include_str!("../migrations/postgres/0002_spell_history.sql")),
+    (4, include_str!("../migrations/postgres/0004_outbox.sql")),
 ];
 
 /// The pages SQLite keeps in memory per connection, in KiB (SQLite's
@@ -149,6 +154,7 @@ pub struct Store {
     write_counts: Arc<WriteCounts>,
     /// API keys found lately, by hash: the hospital and when it was read.
     known_keys: Arc<Mutex<KnownKeys>>,
+    notification_counts: Arc<outbox::NotificationCounts>,
 }
 
 type KnownKeys = HashMap<[u8; 32], (String, Instant)>;
@@ -230,6 +236,7 @@ impl Store {
             writer,
             write_counts,
             known_keys: Arc::default(),
+            notification_counts: Arc::default(),
         })
     }
 
@@ -1442,6 +1449,8 @@ macro_rules! backend {
                     }
                 }
                 insert_spells(&mut tx, &run, job.persons, import_id, &at).await?;
+                super::outbox::$module::enqueue_new_recipients(&mut tx, &plan.stored, &current, job.persons, import_id)
+                    .await?;
 
                 for chunk in plan.marks.chunks(ROWS_PER_STATEMENT) {
                     let mut query = QueryBuilder::<$Db>::new(
@@ -1908,7 +1917,8 @@ macro_rules! backend {
             }
 
             /// Writes what a run decided: persons, invoices, decisions,
-            /// counters and audit entries, each table in one statement.
+            /// counters, notifications of assistance and audit entries, each
+            /// table in one statement.
             async fn write_decided(
                 tx: &mut sqlx::Transaction<'_, $Db>,
                 rows: &[Decided<'_>],
@@ -2014,6 +2024,7 @@ macro_rules! backend {
                     query.build().execute(&mut **tx).await?;
                 }
 
+                super::outbox::$module::enqueue_assisted(tx, rows).await?;
                 audit_many(tx, audit_entries).await
             }
 

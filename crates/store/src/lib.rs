@@ -20,7 +20,10 @@
 //!   one writer task with group commit; the insurance feed
 //!   ([`Store::import_invoices`], 免申即享) decides its bills in canonical
 //!   order through the same decision path, in chunks of one transaction
-//!   each.
+//!   each. Each decision granting something and each new recipient is
+//!   announced through the outbox ([`Store::dispatch_notifications`]).
+//! - [`notify`]: the notifications' texts, the [`Sender`] a dispatch hands
+//!   them to, and the built-in [`LogFileSender`].
 
 pub mod audit;
 pub mod crypto;
@@ -31,8 +34,9 @@ pub mod spell_history;
 pub use audit::{verify_chain, AuditEntry, BreakReason, ChainBreak, ChainSummary, GENESIS};
 pub use crypto::{ApiKey, ApiKeyHash, CryptoError, DataKeys, KeyTextError, Purpose};
 pub use database::{
-    decision_row_line, DecisionRow, FeedDuplicate, FeedError, FeedOptions, FeedReport, PolicyLoad,
-    SettleError, Settled, Store, StoreError, WriteStats, FEED_CHUNK_INVOICES, KNOWN_KEY_SECONDS,
-    MAX_FEED_CHUNK_INVOICES, SQLITE_CACHE_KIB,
+    decision_row_line, DecisionRow, DispatchOptions, DispatchReport, FeedDuplicate, FeedError, FeedOptions,
+    FeedReport, NotificationStats, PolicyLoad, SettleError, Settled, Store, StoreError, WriteStats,
+    FEED_CHUNK_INVOICES, KNOWN_KEY_SECONDS, MAX_FEED_CHUNK_INVOICES, SQLITE_CACHE_KIB,
 };
+pub use notify::{LogFileSender, Notification, NotificationKind, Sender};
 pub use spell_history::{AlreadyImported, PendingRecomputation, SpellFile, SpellImport, StoredSpell};

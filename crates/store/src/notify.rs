@@ -1,10 +1,27 @@
 //! Notifications: each automatic assistance and each new recipient gets a
-//! message in plain Chinese. They are written to an outbox table in the
-//! same transaction as what they announce, so none is lost; a dispatcher
-//! hands them to a [`Sender`] and marks them sent. A sender is told each
-//! notification's id, so that it can refuse a repeat: the built-in
-//! [`LogFileSender`] does, and so none is sent twice even when the process
-//! stops between sending and marking.
+//! message in plain Chinese: what was paid, for which bill, where to see it
+//! ([`assisted_text`]); or which category from when, and that nothing needs
+//! to be done ([`new_recipient_text`]).
+//!
+//! They are written to the `outbox` table in the same transaction as what
+//! they announce, so none is lost and a refused write announces nothing:
+//!
+//! - a decision granting more than 0, by real-time settlement (the group
+//!   commit writes one multi-row insert per batch) or by the insurance feed
+//!   (one per chunk): one notification per invoice number;
+//! - a new recipient (救助新增) of a spells import: one per person, ever.
+//!
+//! A reversal sends none (see `database/outbox.rs`).
+//! [`Store::dispatch_notifications`](crate::Store::dispatch_notifications)
+//! claims the due rows in id order, hands each to a [`Sender`] and marks it
+//! sent; a failure keeps the row pending with its error and tries it again
+//! after an exponential backoff. Two dispatchers on one PostgreSQL database
+//! claim different rows (`FOR UPDATE SKIP LOCKED`, with a lease). A sender
+//! is told each notification's id, so that it can refuse a repeat: the
+//! built-in [`LogFileSender`] does, and so none is sent twice even when the
+//! process stops between sending and marking. `jiuzhu serve` dispatches
+//! every `notify_interval_ms` to the log file `notification_log`; `jiuzhu
+//! notify send` dispatches what is due once.
 
 use std::collections::HashSet;
 use std::fs::{File, OpenOptions};

@@ -13,8 +13,8 @@ use jiuzhu_formats::{
     InvoiceRecord,
 };
 use jiuzhu_store::{
-    decision_row_line, DataKeys, DecisionRow, FeedError, FeedOptions, FeedReport, SettleError, SpellFile,
-    SpellImport, Store, StoreError,
+    decision_row_line, DataKeys, DecisionRow, DispatchOptions, DispatchReport, FeedError, FeedOptions,
+    FeedReport, LogFileSender, Notification, Sender, SettleError, SpellFile, SpellImport, Store, StoreError,
 };
 use sha2::Digest as _;
 use sqlx::Connection as _;
@@ -874,7 +874,7 @@ async fn a_database_from_before_spell_history_is_brought_up_to_date_and_keeps_it
         );
         database.execute(&rows).await;
         let store = with_policy(&database).await;
-        assert_eq!(database.number("SELECT COUNT(*) FROM schema_migrations").await, 2);
+        assert_eq!(database.number("SELECT COUNT(*) FROM schema_migrations").await, 3);
         let report = import(&store, SPELLS, "民政", &read(SPELLS)).await.unwrap();
         assert_eq!((report.added, report.new_persons), (5, 4));
         assert_eq!(
@@ -1243,6 +1243,538 @@ async fn a_visit_type_the_policy_in_force_does_not_map_refuses_the_feed() {
              (stored version 1)\n"
         );
         assert!(stored_decisions(&database).await.is_empty());
+        database.drop_database().await;
+    }
+}
+
+/// A row of the outbox, as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct OutboxRow {
+    id: i64,
+    kind: String,
+    person_masked: String,
+    text: String,
+    invoice_no: Option<String>,
+    import_id: Option<i64>,
+    attempts: i64,
+    last_error: Option<String>,
+    sent_at: Option<String>,
+}
+
+/// Every row of the outbox, by id.
+async fn outbox_rows(database: &Fresh) -> Vec<OutboxRow> {
+    macro_rules! read {
+        ($connection:expr) => {{
+            let mut connection = $connection;
+            sqlx::query(
+                "SELECT id, kind, person_masked, text, invoice_no, import_id, attempts, last_error, sent_at \
+                 FROM outbox ORDER BY id",
+            )
+            .fetch_all(&mut connection)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|row| {
+                use sqlx::Row as _;
+                OutboxRow {
+                    id: row.get("id"),
+                    kind: row.get("kind"),
+                    person_masked: row.get("person_masked"),
+                    text: row.get("text"),
+                    invoice_no: row.get("invoice_no"),
+                    import_id: row.get("import_id"),
+                    attempts: row.get("attempts"),
+                    last_error: row.get("last_error"),
+                    sent_at: row.get("sent_at"),
+                }
+            })
+            .collect()
+        }};
+    }
+    match database {
+        Fresh::Sqlite { url, .. } => read!(sqlx::SqliteConnection::connect(url).await.unwrap()),
+        Fresh::Postgres { url, .. } => read!(sqlx::PgConnection::connect(url).await.unwrap()),
+    }
+}
+
+/// The invoice numbers of the outbox's notifications of assistance, by id.
+async fn assisted_invoices(database: &Fresh) -> Vec<String> {
+    outbox_rows(database)
+        .await
+        .into_iter()
+        .filter(|row| row.kind == "assisted")
+        .filter_map(|row| row.invoice_no)
+        .collect()
+}
+
+/// A sender that refuses its first `failures` notifications, then records
+/// the id of each one it takes (after `pause_ms`, as a slow gateway would).
+#[derive(Debug, Default)]
+struct Recorder {
+    failures: std::sync::atomic::AtomicU64,
+    pause_ms: u64,
+    taken: std::sync::Mutex<Vec<Notification>>,
+}
+
+impl Recorder {
+    fn failing(failures: u64) -> Recorder {
+        Recorder {
+            failures: failures.into(),
+            ..Recorder::default()
+        }
+    }
+
+    fn ids(&self) -> Vec<i64> {
+        self.taken.lock().unwrap().iter().map(|taken| taken.id).collect()
+    }
+}
+
+impl Sender for Recorder {
+    fn send(&self, notification: &Notification) -> Result<(), String> {
+        use std::sync::atomic::Ordering::SeqCst;
+        if self
+            .failures
+            .fetch_update(SeqCst, SeqCst, |left| left.checked_sub(1))
+            .is_ok()
+        {
+            return Err("短信网关无响应 (gateway timeout)".to_owned());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(self.pause_ms));
+        self.taken.lock().unwrap().push(notification.clone());
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn a_spells_import_enqueues_one_notice_per_new_recipient_and_an_import_again_none() {
+    for database in fresh_databases("outbox_spells").await {
+        let store = with_policy(&database).await;
+        let report = import(&store, SPELLS, "民政", &read(SPELLS)).await.unwrap();
+        assert_eq!(report.new_persons, 4);
+        let rows = outbox_rows(&database).await;
+        let found: Vec<(&str, &str, Option<i64>, Option<&str>)> = rows
+            .iter()
+            .map(|row| {
+                (
+                    row.kind.as_str(),
+                    row.person_masked.as_str(),
+                    row.import_id,
+                    row.invoice_no.as_deref(),
+                )
+            })
+            .collect();
+        let import_id = report.import_id;
+        assert_eq!(
+            found,
+            vec![
+                ("new_recipient", "110105********0017", import_id, None),
+                ("new_recipient", "110105********0025", import_id, None),
+                ("new_recipient", "110105********0041", import_id, None),
+                ("new_recipient", "110105********005X", import_id, None),
+            ],
+            "{}",
+            database.url()
+        );
+        // The category by its name in the policy, from the earliest spell
+        // of the file (DSR from 2024-01-01, before DB from 2024-02-01).
+        let texts: Vec<&str> = rows.iter().map(|row| row.text.as_str()).collect();
+        assert_eq!(
+            texts,
+            [
+                ("低保对象", "2023-01-01"),
+                ("因病支出型贫困家庭成员", "2024-01-01"),
+                ("特困人员", "2024-01-01"),
+                ("低收入家庭成员", "2024-01-01"),
+            ]
+            .map(|(category, from)| jiuzhu_store::notify::new_recipient_text(category, from))
+        );
+        assert!(rows
+            .iter()
+            .all(|row| row.attempts == 0 && row.sent_at.is_none() && row.last_error.is_none()));
+
+        // The same file again, and the same spells from another source:
+        // nobody is new.
+        import(&store, SPELLS, "民政", &read(SPELLS)).await.unwrap();
+        import(&store, SPELLS, "残联", &read(SPELLS)).await.unwrap();
+        assert_eq!(outbox_rows(&database).await, rows);
+        // A refused file enqueues nothing; a new person of a later file is.
+        let overlapping = "person_id,category,valid_from,valid_to\n\
+                           110105196001010033,DB,2024-01-01,2024-06-30\n\
+                           110105196001010033,DB,2024-06-01,\n";
+        assert!(import(&store, "bad.csv", "民政", overlapping).await.is_err());
+        assert_eq!(outbox_rows(&database).await, rows);
+        let later = "person_id,category,valid_from,valid_to\n110105196001010033,ZC,2024-07-01,\n";
+        let report = import(&store, "later.csv", "残联", later).await.unwrap();
+        let rows = outbox_rows(&database).await;
+        assert_eq!(rows.len(), 5);
+        assert_eq!(rows[4].person_masked, "110105********0033");
+        assert_eq!(rows[4].import_id, report.import_id);
+        assert!(rows[4].text.contains("重残无业人员"), "{}", rows[4].text);
+        database.drop_database().await;
+    }
+}
+
+#[tokio::test]
+async fn the_feed_enqueues_one_notice_per_bill_granted_something_and_the_same_feed_again_none() {
+    for database in fresh_databases("outbox_feed").await {
+        let (store, _) = prepared(&database).await;
+        let recipients = outbox_rows(&database).await.len();
+        assert_eq!(recipients, 4);
+        // A refused feed enqueues nothing.
+        let conflicting = format!(
+            "{FEED_HEADER}\
+             F001,110105196001010017,H009,outpatient,2024-06-01,2024-06-02T10:00:00+08:00,100,0,100,0\n\
+             F001,110105196001010025,H009,outpatient,2024-06-01,2024-06-02T10:00:00+08:00,100,0,100,0\n"
+        );
+        assert!(import_feed(&store, &conflicting, 1024).await.is_err());
+        assert_eq!(outbox_rows(&database).await.len(), recipients);
+
+        import_feed(&store, &read(INVOICES), 2).await.unwrap();
+        let rows = outbox_rows(&database).await;
+        let assisted: Vec<&OutboxRow> = rows.iter().filter(|row| row.kind == "assisted").collect();
+        // In canonical order; not INV004, INV007 (no rule) nor INV005 (not
+        // eligible), and INV001 once.
+        let expected = [
+            ("INV008", "H003", "2024-03-01", "70.00", "110105********005X"),
+            ("INV001", "H001", "2024-03-01", "2250.00", "110105********0017"),
+            ("INV002", "H001", "2024-04-01", "3000.00", "110105********0017"),
+            (
+                "INV003",
+                "市第一人民医院",
+                "2024-05-01",
+                "350.00",
+                "110105********0025",
+            ),
+            ("INV006", "H003", "2024-06-01", "0.06", "110105********0041"),
+        ];
+        assert_eq!(
+            assisted.len(),
+            expected.len(),
+            "{}: {assisted:#?}",
+            database.url()
+        );
+        for (row, (invoice_no, hospital, date, amount, person)) in assisted.iter().zip(expected) {
+            assert_eq!(row.invoice_no.as_deref(), Some(invoice_no));
+            assert_eq!(row.person_masked, person);
+            assert_eq!(row.import_id, None);
+            assert_eq!(
+                row.text,
+                jiuzhu_store::notify::assisted_text(hospital, invoice_no, date, amount)
+            );
+            assert!(row.text.contains(&format!("{amount} 元")), "{}", row.text);
+        }
+        import_feed(&store, &read(INVOICES), 1024).await.unwrap();
+        assert_eq!(outbox_rows(&database).await, rows);
+        database.drop_database().await;
+    }
+}
+
+#[tokio::test]
+async fn real_time_settlement_enqueues_and_a_replay_a_refusal_or_a_reversal_does_not() {
+    for database in fresh_databases("outbox_realtime").await {
+        let (store, _) = prepared(&database).await;
+        let bill = invoice("INV003");
+        store.settle(bill.hospital.as_str(), &bill, "H").await.unwrap();
+        assert_eq!(assisted_invoices(&database).await, vec!["INV003"]);
+        let rows = outbox_rows(&database).await;
+        let replayed = store.settle(bill.hospital.as_str(), &bill, "H").await.unwrap();
+        assert!(replayed.replayed);
+        let mut changed = bill.clone();
+        changed.visit_type = "outpatient".into();
+        assert!(store.settle(bill.hospital.as_str(), &changed, "H").await.is_err());
+        // Nothing granted, nothing to announce.
+        for number in ["INV005", "INV007", "INV004"] {
+            let bill = invoice(number);
+            let settled = store.settle(bill.hospital.as_str(), &bill, "H").await.unwrap();
+            assert_eq!(settled.response.amount, "0.00");
+        }
+        store
+            .reverse(bill.hospital.as_str(), &bill.invoice_no, "H")
+            .await
+            .unwrap();
+        assert_eq!(outbox_rows(&database).await, rows, "{}", database.url());
+
+        // Concurrent settlements of one batch: one notice each.
+        let store = Arc::new(store);
+        let template = invoice("INV002");
+        let mut tasks = Vec::new();
+        for n in 0..20 {
+            let store = store.clone();
+            let mut bill = template.clone();
+            bill.invoice_no = InvoiceNo::parse(&format!("C{n:03}")).unwrap();
+            tasks.push(tokio::spawn(
+                async move { store.settle("H001", &bill, "H001").await },
+            ));
+        }
+        for task in tasks {
+            task.await.unwrap().unwrap();
+        }
+        let mut invoices = assisted_invoices(&database).await;
+        invoices.sort();
+        // 5,000 at 70% exceeds the 3,000 outpatient cap: the first bill
+        // decided is capped at 3,000, the others get nothing.
+        assert_eq!(invoices.len(), 2, "{invoices:?}");
+        assert_eq!(invoices[1], "INV003");
+        database.drop_database().await;
+    }
+}
+
+#[tokio::test]
+async fn a_notice_the_database_refuses_refuses_its_settlement_too() {
+    for database in fresh_databases("outbox_atomic").await {
+        let (store, _) = prepared(&database).await;
+        match &database {
+            Fresh::Sqlite { .. } => {
+                database
+                    .execute(
+                        "CREATE TRIGGER refuse_notice BEFORE INSERT ON outbox \
+                         WHEN NEW.invoice_no = 'POISON' BEGIN SELECT RAISE(ABORT, 'refused'); END",
+                    )
+                    .await
+            }
+            Fresh::Postgres { .. } => {
+                database
+                    .execute(
+                        "CREATE FUNCTION refuse_notice() RETURNS trigger LANGUAGE plpgsql AS $$ \
+                         BEGIN IF NEW.invoice_no = 'POISON' THEN RAISE EXCEPTION 'refused'; END IF; \
+                         RETURN NEW; END $$; \
+                         CREATE TRIGGER refuse_notice BEFORE INSERT ON outbox \
+                         FOR EACH ROW EXECUTE FUNCTION refuse_notice()",
+                    )
+                    .await
+            }
+        }
+        let mut bill = invoice("INV003");
+        bill.invoice_no = InvoiceNo::parse("POISON").unwrap();
+        let refused = store.settle(bill.hospital.as_str(), &bill, "H").await;
+        assert!(refused.is_err(), "{refused:?}");
+        assert!(store
+            .settlement(bill.hospital.as_str(), &bill.invoice_no)
+            .await
+            .unwrap()
+            .is_none());
+        assert!(stored_decisions(&database).await.is_empty());
+        assert_eq!(
+            store.counters(bill.person, 2024).await.unwrap(),
+            Vec::<(String, i64, i64)>::new()
+        );
+        // In the feed, its chunk is not stored either; every bill stored
+        // that was granted something has its notice.
+        let feed = format!(
+            "{FEED_HEADER}\
+             POISON,110105196001010025,H009,inpatient,2024-05-01,2024-05-02T10:00:00+08:00,3000,1000,1500,500\n\
+             F002,110105196001010041,H009,inpatient,2024-06-03,2024-06-03T10:00:00+08:00,200,0,200,0\n"
+        );
+        assert!(import_feed(&store, &feed, 1).await.is_err());
+        let granted: Vec<String> = stored_decisions(&database)
+            .await
+            .into_iter()
+            .filter(|decision| decision.row.amount > 0)
+            .map(|decision| decision.row.invoice_no)
+            .collect();
+        assert!(!granted.contains(&"POISON".to_owned()));
+        assert_eq!(assisted_invoices(&database).await, granted);
+        database.drop_database().await;
+    }
+}
+
+#[tokio::test]
+async fn a_failing_sender_loses_nothing_and_each_notice_is_taken_once() {
+    for database in fresh_databases("outbox_retry").await {
+        let (store, _) = prepared(&database).await;
+        import_feed(&store, &read(INVOICES), 1024).await.unwrap();
+        let all: Vec<i64> = outbox_rows(&database).await.iter().map(|row| row.id).collect();
+        assert_eq!(all.len(), 9);
+
+        let sender = Recorder::failing(3);
+        let report = store.dispatch_notifications(&sender, 100).await.unwrap();
+        assert_eq!(
+            report,
+            DispatchReport {
+                sent: 6,
+                failed: 3,
+                pending: 3
+            }
+        );
+        assert_eq!(sender.ids(), all[3..].to_vec());
+        let rows = outbox_rows(&database).await;
+        for row in &rows[..3] {
+            assert_eq!(row.attempts, 1);
+            assert_eq!(row.sent_at, None);
+            assert_eq!(
+                row.last_error.as_deref(),
+                Some("短信网关无响应 (gateway timeout)")
+            );
+        }
+        for row in &rows[3..] {
+            assert_eq!(row.attempts, 1);
+            assert!(row.sent_at.is_some());
+        }
+        // Not due again before the backoff (10 s after a first failure).
+        let soon = database
+            .number("SELECT MIN(next_attempt_unix_ms) FROM outbox WHERE sent_at IS NULL")
+            .await;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64;
+        assert!((now + 5_000..=now + 10_000).contains(&soon), "{soon} {now}");
+        let report = store.dispatch_notifications(&sender, 100).await.unwrap();
+        assert_eq!((report.taken(), report.pending), (0, 3));
+
+        // Time passes: one more failure, then they go.
+        database
+            .execute("UPDATE outbox SET next_attempt_unix_ms = 0 WHERE sent_at IS NULL")
+            .await;
+        sender.failures.store(1, std::sync::atomic::Ordering::SeqCst);
+        let report = store.dispatch_notifications(&sender, 100).await.unwrap();
+        assert_eq!((report.sent, report.failed, report.pending), (2, 1, 1));
+        let failed = &outbox_rows(&database).await[0];
+        assert_eq!((failed.attempts, failed.sent_at.as_deref()), (2, None));
+        let soon = database
+            .number("SELECT MIN(next_attempt_unix_ms) FROM outbox WHERE sent_at IS NULL")
+            .await;
+        assert!(soon > now + 15_000, "the second wait doubles: {soon} {now}");
+        database
+            .execute("UPDATE outbox SET next_attempt_unix_ms = 0 WHERE sent_at IS NULL")
+            .await;
+        let report = store.dispatch_notifications(&sender, 100).await.unwrap();
+        assert_eq!((report.sent, report.failed, report.pending), (1, 0, 0));
+        let report = store.dispatch_notifications(&sender, 100).await.unwrap();
+        assert_eq!(report, DispatchReport::default());
+
+        let mut taken = sender.ids();
+        taken.sort();
+        assert_eq!(taken, all, "each notice exactly once");
+        let sent = sender.taken.lock().unwrap().clone();
+        let by_id: BTreeMap<i64, &Notification> = sent.iter().map(|taken| (taken.id, taken)).collect();
+        for row in outbox_rows(&database).await {
+            let notification = by_id[&row.id];
+            assert_eq!(notification.text, row.text);
+            assert_eq!(notification.person, row.person_masked);
+            assert_eq!(notification.kind.as_str(), row.kind);
+            assert!(row.sent_at.is_some());
+        }
+        let stats = store.notification_stats();
+        assert_eq!((stats.sent, stats.failed), (9, 4));
+        database.drop_database().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_dispatchers_at_once_send_each_notice_once() {
+    for database in fresh_databases("outbox_two").await {
+        let (store, _) = prepared(&database).await;
+        import_feed(&store, &read(INVOICES), 1024).await.unwrap();
+        let all: Vec<i64> = outbox_rows(&database).await.iter().map(|row| row.id).collect();
+        // Two servers on one database: two stores, two pools.
+        let other = Store::open(database.url(), keys(), 4).await.unwrap();
+        let sender = Arc::new(Recorder {
+            pause_ms: 20,
+            ..Recorder::default()
+        });
+        let mut tasks = Vec::new();
+        for store in [store.clone(), other.clone()] {
+            let sender = sender.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut sent = 0;
+                loop {
+                    let report = store.dispatch_notifications(&*sender, 2).await.unwrap();
+                    if report.taken() == 0 && report.pending == 0 {
+                        return sent;
+                    }
+                    sent += report.sent;
+                    tokio::task::yield_now().await;
+                }
+            }));
+        }
+        let mut per_dispatcher = Vec::new();
+        for task in tasks {
+            per_dispatcher.push(task.await.unwrap());
+        }
+        assert_eq!(per_dispatcher.iter().sum::<u64>(), 9, "{per_dispatcher:?}");
+        let mut taken = sender.ids();
+        taken.sort();
+        assert_eq!(taken, all, "{}", database.url());
+        database.drop_database().await;
+    }
+}
+
+/// Writes through a log file sender, then stops the dispatcher (a panic,
+/// as a crash would) after the `after`-th notification, before any is
+/// marked sent.
+#[derive(Debug)]
+struct CrashAfter {
+    log: LogFileSender,
+    after: usize,
+    written: std::sync::atomic::AtomicUsize,
+}
+
+impl Sender for CrashAfter {
+    fn send(&self, notification: &Notification) -> Result<(), String> {
+        self.log.send(notification)?;
+        let written = self.written.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+        if written == self.after {
+            panic!("the dispatcher stopped after sending {written}");
+        }
+        Ok(())
+    }
+}
+
+/// The ids in a notification log, in order.
+fn logged_ids(path: &Path) -> Vec<i64> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::from_str::<Notification>(line).unwrap().id)
+        .collect()
+}
+
+#[tokio::test]
+async fn a_dispatcher_stopped_between_sending_and_marking_writes_no_notice_twice() {
+    for database in fresh_databases("outbox_crash").await {
+        let (store, _) = prepared(&database).await;
+        import_feed(&store, &read(INVOICES), 1024).await.unwrap();
+        let all: Vec<i64> = outbox_rows(&database).await.iter().map(|row| row.id).collect();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("notifications.log");
+        let crashing = Arc::new(CrashAfter {
+            log: LogFileSender::open(&path).unwrap(),
+            after: 4,
+            written: 0.into(),
+        });
+        let options = DispatchOptions {
+            limit: 100,
+            lease_ms: 0,
+            ..DispatchOptions::default()
+        };
+        let stopped = {
+            let store = store.clone();
+            tokio::spawn(async move { store.dispatch_notifications_with(&*crashing, options).await })
+        }
+        .await;
+        assert!(stopped.unwrap_err().is_panic());
+        assert_eq!(logged_ids(&path), all[..4].to_vec());
+        // Nothing was marked sent; the lease has passed: all are due again.
+        assert!(outbox_rows(&database)
+            .await
+            .iter()
+            .all(|row| row.sent_at.is_none()));
+
+        // A restart: the log is read again; what it holds is not written
+        // again, the rest is.
+        let log = LogFileSender::open(&path).unwrap();
+        let report = store.dispatch_notifications(&log, 100).await.unwrap();
+        assert_eq!((report.sent, report.failed, report.pending), (9, 0, 0));
+        assert_eq!(logged_ids(&path), all);
+        // Marks lost some other way (a restored backup): still once.
+        database
+            .execute("UPDATE outbox SET sent_at = NULL, next_attempt_unix_ms = 0")
+            .await;
+        let log = LogFileSender::open(&path).unwrap();
+        let report = store.dispatch_notifications(&log, 100).await.unwrap();
+        assert_eq!(report.sent, 9);
+        assert_eq!(logged_ids(&path), all);
         database.drop_database().await;
     }
 }

@@ -1,0 +1,535 @@
+//! The notification outbox: what is enqueued, in which transaction, and how
+//! the dispatcher hands it to a [`Sender`] without losing or repeating a
+//! notification.
+//!
+//! # Enqueued with what it announces
+//!
+//! - **assisted**: every decision granting more than 0 (`assisted`, or
+//!   `capped` with something left), written by real-time settlement or by
+//!   the insurance feed (免申即享), is one row, inserted by the same
+//!   transaction as the decision, with one multi-row statement per batch
+//!   or chunk. Unique by invoice number.
+//! - **new_recipient**: every new recipient (救助新增) of a spells import,
+//!   in the import's transaction, with the category and start of their
+//!   earliest spell in the file (the policy in force names the category).
+//!   Unique by person: a person becomes a recipient once.
+//!
+//! A refused write stores no notification, since nothing of it is
+//! committed. A replayed settlement or a file imported again decides
+//! nothing new and so enqueues nothing. A reversal (冲正) sends no
+//! notification: the hospital reverses at its counter with the person
+//! there, and a notice already sent stays true of the decision it
+//! announced; one not yet sent is still sent, for the record.
+//!
+//! # Dispatching
+//!
+//! [`Store::dispatch_notifications`] claims due rows (not sent, whose
+//! `next_attempt_unix_ms` has passed) in id order, hands each to the sender
+//! and then marks the ones sent. The claim writes the dispatch's token in
+//! `claimed_by` and moves `next_attempt_unix_ms` to the end of a lease
+//! ([`DispatchOptions::lease_ms`]), so that another dispatcher does not take
+//! them meanwhile: on PostgreSQL the rows are chosen with `FOR UPDATE SKIP
+//! LOCKED`, so that two `jiuzhu serve` on one database claim different
+//! rows at once; on SQLite the claim is one `BEGIN IMMEDIATE` transaction,
+//! one at a time. A failure increments `attempts`, keeps the error and
+//! makes the row due again after an exponential backoff
+//! ([`DispatchOptions::retry_base_ms`] doubled each time, at most
+//! [`DispatchOptions::retry_cap_ms`]). A dispatcher that stops between
+//! sending and marking leaves its claim; once the lease has passed the rows
+//! are due again and sent again with the same ids, which the sender refuses
+//! as repeats ([`crate::notify::LogFileSender`] does).
+//!
+//! Sending is not written to the audit log: the outbox row itself records
+//! when it was sent, after how many attempts, and the last error.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use jiuzhu_core::{Date, ResidentId};
+
+use super::{Backend, Decided, PersonRow, Store, StoreError};
+use crate::notify::{assisted_text, new_recipient_text, Notification, NotificationKind, Sender};
+use crate::spell_history::{Current, Incoming};
+
+/// How one dispatch runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DispatchOptions {
+    /// The most notifications handed to the sender in this dispatch.
+    pub limit: u32,
+    /// How long a claim keeps other dispatchers off the rows it took, in
+    /// milliseconds: longer than sending `limit` notifications can take.
+    pub lease_ms: u64,
+    /// The wait after a first failure, in milliseconds; doubled after each
+    /// further one.
+    pub retry_base_ms: u64,
+    /// The longest wait between two attempts, in milliseconds.
+    pub retry_cap_ms: u64,
+}
+
+impl DispatchOptions {
+    /// The defaults, taking at most `limit` notifications.
+    pub fn with_limit(limit: u32) -> DispatchOptions {
+        DispatchOptions {
+            limit,
+            ..DispatchOptions::default()
+        }
+    }
+
+    /// The wait before the next attempt of a notification that has failed
+    /// `failures` times (1 after the first failure).
+    pub fn retry_after_ms(&self, failures: u64) -> u64 {
+        let doublings = failures.saturating_sub(1).min(63) as u32;
+        self.retry_base_ms
+            .saturating_mul(1u64 << doublings)
+            .min(self.retry_cap_ms)
+    }
+}
+
+impl Default for DispatchOptions {
+    /// 100 notifications, a lease of 5 minutes, retries after 10 s, 20 s,
+    /// 40 s, … and at most every hour.
+    fn default() -> DispatchOptions {
+        DispatchOptions {
+            limit: 100,
+            lease_ms: 5 * 60 * 1000,
+            retry_base_ms: 10 * 1000,
+            retry_cap_ms: 60 * 60 * 1000,
+        }
+    }
+}
+
+/// What one dispatch did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DispatchReport {
+    /// Handed to the sender and marked sent.
+    pub sent: u64,
+    /// Refused by the sender: still pending, tried again later.
+    pub failed: u64,
+    /// Not sent yet after this dispatch (failed ones, ones not due yet,
+    /// ones beyond the limit, ones another dispatcher holds).
+    pub pending: u64,
+}
+
+impl DispatchReport {
+    /// Notifications this dispatch took: 0 when nothing was due.
+    pub fn taken(&self) -> u64 {
+        self.sent + self.failed
+    }
+}
+
+/// Notifications sent and failed by this store's dispatches since it was
+/// opened (for `/metrics`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct NotificationStats {
+    pub sent: u64,
+    pub failed: u64,
+}
+
+#[derive(Debug, Default)]
+pub(super) struct NotificationCounts {
+    sent: AtomicU64,
+    failed: AtomicU64,
+}
+
+/// The longest error kept with a notification, in characters.
+const ERROR_CHARS: usize = 1000;
+
+impl Store {
+    /// Sends what is due with the default options, at most `limit`
+    /// notifications (see [`Store::dispatch_notifications_with`]).
+    pub async fn dispatch_notifications(
+        &self,
+        sender: &dyn Sender,
+        limit: u32,
+    ) -> Result<DispatchReport, StoreError> {
+        self.dispatch_notifications_with(sender, DispatchOptions::with_limit(limit))
+            .await
+    }
+
+    /// Claims the due notifications (at most `options.limit`, in id
+    /// order), hands each to `sender`, marks those it took as sent and
+    /// keeps the others pending with their error, to be tried again after
+    /// a backoff. An `Err` is a database error: what was claimed and not
+    /// marked is due again once the lease has passed.
+    pub async fn dispatch_notifications_with(
+        &self,
+        sender: &dyn Sender,
+        options: DispatchOptions,
+    ) -> Result<DispatchReport, StoreError> {
+        let report = match &self.backend {
+            Backend::Sqlite(pool) => sqlite_backend::dispatch(pool, sender, &options).await?,
+            Backend::Postgres(pool) => postgres_backend::dispatch(pool, sender, &options).await?,
+        };
+        let counts = &self.notification_counts;
+        counts.sent.fetch_add(report.sent, Ordering::Relaxed);
+        counts.failed.fetch_add(report.failed, Ordering::Relaxed);
+        Ok(report)
+    }
+
+    /// What this store's dispatches have sent and failed since it opened.
+    pub fn notification_stats(&self) -> NotificationStats {
+        NotificationStats {
+            sent: self.notification_counts.sent.load(Ordering::Relaxed),
+            failed: self.notification_counts.failed.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// A notification to write to the outbox.
+#[derive(Debug)]
+struct Enqueued {
+    kind: NotificationKind,
+    person_key: Vec<u8>,
+    person_masked: String,
+    text: String,
+    invoice_no: Option<String>,
+    import_id: Option<i64>,
+}
+
+/// One notification per decision of `rows` that grants more than 0.
+fn assisted(rows: &[Decided<'_>]) -> Vec<Enqueued> {
+    rows.iter()
+        .filter(|row| row.decision.amount.fen() > 0)
+        .map(|row| {
+            let request = row.request;
+            let invoice = &request.invoice;
+            Enqueued {
+                kind: NotificationKind::Assisted,
+                person_key: request.person.key.clone(),
+                person_masked: request.person.masked.clone(),
+                text: assisted_text(
+                    invoice.hospital.as_str(),
+                    invoice.invoice_no.as_str(),
+                    &invoice.service_date.to_string(),
+                    &row.decision.amount.to_string(),
+                ),
+                invoice_no: Some(invoice.invoice_no.as_str().to_owned()),
+                import_id: None,
+            }
+        })
+        .collect()
+}
+
+/// One notification per new recipient of an import: a person with no
+/// current spell before it who gets one. It names the earliest spell of
+/// theirs that the import stores (the first in the file among equals), its
+/// category by the name `names` gives its code, if any.
+fn new_recipients(
+    stored: &[(&Incoming<'_>, Vec<i64>)],
+    current: &HashMap<ResidentId, Vec<Current>>,
+    persons: &HashMap<ResidentId, PersonRow>,
+    import_id: i64,
+    names: &HashMap<String, String>,
+) -> Vec<Enqueued> {
+    let mut order: Vec<ResidentId> = Vec::new();
+    let mut first: HashMap<ResidentId, (&str, Date)> = HashMap::new();
+    for (spell, _) in stored {
+        if current
+            .get(&spell.person)
+            .is_some_and(|spells| !spells.is_empty())
+        {
+            continue;
+        }
+        match first.entry(spell.person) {
+            std::collections::hash_map::Entry::Vacant(vacant) => {
+                vacant.insert((spell.category, spell.valid_from));
+                order.push(spell.person);
+            }
+            std::collections::hash_map::Entry::Occupied(mut occupied) => {
+                if spell.valid_from < occupied.get().1 {
+                    occupied.insert((spell.category, spell.valid_from));
+                }
+            }
+        }
+    }
+    order
+        .into_iter()
+        .filter_map(|person| {
+            let (category, valid_from) = first[&person];
+            let row = persons.get(&person)?;
+            let category = names.get(category).map_or(category, String::as_str);
+            Some(Enqueued {
+                kind: NotificationKind::NewRecipient,
+                person_key: row.key.clone(),
+                person_masked: row.masked.clone(),
+                text: new_recipient_text(category, &valid_from.to_string()),
+                invoice_no: None,
+                import_id: Some(import_id),
+            })
+        })
+        .collect()
+}
+
+/// The names of the categories of a policy's source, by code (those that
+/// have one).
+fn category_names(source: &str) -> HashMap<String, String> {
+    match jiuzhu_formats::parse_policy("stored policy", source) {
+        Ok(policy) => policy
+            .categories()
+            .iter()
+            .filter_map(|category| Some((category.code.clone(), category.name.clone()?)))
+            .collect(),
+        Err(_) => HashMap::new(),
+    }
+}
+
+/// Milliseconds since the Unix epoch, now.
+fn unix_ms() -> i64 {
+    let since = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+    i64::try_from(since.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// A token naming one dispatch in the rows it claims.
+fn claim_token() -> Result<String, StoreError> {
+    let mut bytes = [0u8; 16];
+    getrandom::fill(&mut bytes)
+        .map_err(|error| StoreError::NotCommitted(format!("no random claim token: {error}")))?;
+    Ok(bytes.iter().map(|byte| format!("{byte:02x}")).collect())
+}
+
+/// Hands one notification to the sender. A sender may block (a file
+/// flushed to disk, a gateway called): on a multi-threaded runtime the
+/// other tasks move off this thread meanwhile.
+fn send(sender: &dyn Sender, notification: &Notification) -> Result<(), String> {
+    let multi_threaded = tokio::runtime::Handle::try_current()
+        .is_ok_and(|handle| handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+    if multi_threaded {
+        tokio::task::block_in_place(|| sender.send(notification))
+    } else {
+        sender.send(notification)
+    }
+}
+
+/// `text` cut to [`ERROR_CHARS`] characters.
+fn shortened(text: &str) -> String {
+    match text.char_indices().nth(ERROR_CHARS) {
+        Some((end, _)) => format!("{}…", &text[..end]),
+        None => text.to_owned(),
+    }
+}
+
+/// Expands the outbox's SQL for one backend. `$begin` starts the claim's
+/// transaction; `$lock` ends the query that chooses the rows to claim.
+macro_rules! outbox_backend {
+    ($module:ident, $Pool:ty, $Db:ty, $begin:expr, $lock:literal) => {
+        pub(super) mod $module {
+            use std::collections::HashMap;
+
+            use jiuzhu_core::ResidentId;
+            use sqlx::{QueryBuilder, Row as _};
+
+            use super::{
+                assisted, category_names, claim_token, new_recipients, send, shortened, unix_ms, DispatchOptions,
+                DispatchReport, Enqueued,
+            };
+            use crate::database::{now_text, Decided, PersonRow, StoreError, ROWS_PER_STATEMENT};
+            use crate::notify::{Notification, NotificationKind, Sender};
+            use crate::spell_history::{Current, Incoming};
+
+            /// Enqueues a notification for each decision of `rows` that
+            /// grants more than 0, in one statement.
+            pub(in crate::database) async fn enqueue_assisted(
+                tx: &mut sqlx::Transaction<'_, $Db>,
+                rows: &[Decided<'_>],
+            ) -> Result<(), StoreError> {
+                insert(tx, &assisted(rows)).await
+            }
+
+            /// Enqueues a notification for each new recipient of an
+            /// import (see [`super::new_recipients`]).
+            pub(in crate::database) async fn enqueue_new_recipients(
+                tx: &mut sqlx::Transaction<'_, $Db>,
+                stored: &[(&Incoming<'_>, Vec<i64>)],
+                current: &HashMap<ResidentId, Vec<Current>>,
+                persons: &HashMap<ResidentId, PersonRow>,
+                import_id: i64,
+            ) -> Result<(), StoreError> {
+                let any_new = stored
+                    .iter()
+                    .any(|(spell, _)| current.get(&spell.person).is_none_or(Vec::is_empty));
+                if !any_new {
+                    return Ok(());
+                }
+                let policy = sqlx::query("SELECT source FROM policies ORDER BY id DESC LIMIT 1")
+                    .fetch_optional(&mut **tx)
+                    .await?;
+                let names = match policy {
+                    Some(row) => category_names(&row.try_get::<String, _>("source")?),
+                    None => HashMap::new(),
+                };
+                insert(tx, &new_recipients(stored, current, persons, import_id, &names)).await
+            }
+
+            async fn insert(tx: &mut sqlx::Transaction<'_, $Db>, rows: &[Enqueued]) -> Result<(), StoreError> {
+                if rows.is_empty() {
+                    return Ok(());
+                }
+                let created_at = now_text();
+                let due = unix_ms();
+                for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+                    let mut query = QueryBuilder::<$Db>::new(
+                        "INSERT INTO outbox (kind, person_key, person_masked, text, invoice_no, import_id, \
+                         created_at, next_attempt_unix_ms) ",
+                    );
+                    query.push_values(chunk, |mut values, row| {
+                        values
+                            .push_bind(row.kind.as_str())
+                            .push_bind(row.person_key.clone())
+                            .push_bind(row.person_masked.clone())
+                            .push_bind(row.text.clone())
+                            .push_bind(row.invoice_no.clone())
+                            .push_bind(row.import_id)
+                            .push_bind(created_at.clone())
+                            .push_bind(due);
+                    });
+                    // A cause already announced is not announced again.
+                    query.push(" ON CONFLICT DO NOTHING");
+                    query.build().persistent(false).execute(&mut **tx).await?;
+                }
+                Ok(())
+            }
+
+            pub(in crate::database) async fn dispatch(
+                pool: &$Pool,
+                sender: &dyn Sender,
+                options: &DispatchOptions,
+            ) -> Result<DispatchReport, StoreError> {
+                let token = claim_token()?;
+                let now = unix_ms();
+                let lease_end = now.saturating_add(i64::try_from(options.lease_ms).unwrap_or(i64::MAX));
+                let mut tx = pool.begin_with($begin).await?;
+                let claimed = sqlx::query(concat!(
+                    "UPDATE outbox SET claimed_by = $1, next_attempt_unix_ms = $2 WHERE id IN \
+                     (SELECT id FROM outbox WHERE sent_at IS NULL AND next_attempt_unix_ms <= $3 \
+                     ORDER BY id LIMIT $4 ",
+                    $lock,
+                    ") RETURNING id, kind, person_masked, text, created_at, attempts"
+                ))
+                .bind(&token)
+                .bind(lease_end)
+                .bind(now)
+                .bind(i64::from(options.limit))
+                .fetch_all(&mut *tx)
+                .await?;
+                tx.commit().await?;
+
+                let mut notifications = Vec::with_capacity(claimed.len());
+                for row in claimed {
+                    let kind: String = row.try_get("kind")?;
+                    let kind = NotificationKind::parse(&kind)
+                        .ok_or_else(|| StoreError::Damaged(format!("a notification of kind {kind:?}")))?;
+                    let attempts: i64 = row.try_get("attempts")?;
+                    let notification = Notification {
+                        id: row.try_get("id")?,
+                        kind,
+                        person: row.try_get("person_masked")?,
+                        text: row.try_get("text")?,
+                        created_at: row.try_get("created_at")?,
+                    };
+                    notifications.push((notification, attempts));
+                }
+                notifications.sort_by_key(|(notification, _)| notification.id);
+
+                let mut report = DispatchReport::default();
+                let mut sent: Vec<i64> = Vec::with_capacity(notifications.len());
+                for (notification, attempts) in &notifications {
+                    match send(sender, notification) {
+                        Ok(()) => sent.push(notification.id),
+                        Err(error) => {
+                            report.failed += 1;
+                            let failures = u64::try_from(*attempts).unwrap_or(0) + 1;
+                            let wait = options.retry_after_ms(failures);
+                            let next = unix_ms().saturating_add(i64::try_from(wait).unwrap_or(i64::MAX));
+                            tracing::warn!(
+                                notification = notification.id,
+                                failures,
+                                retry_in_ms = wait,
+                                %error,
+                                "a notification could not be sent; it will be tried again"
+                            );
+                            sqlx::query(
+                                "UPDATE outbox SET attempts = attempts + 1, last_error = $1, \
+                                 next_attempt_unix_ms = $2, claimed_by = NULL \
+                                 WHERE id = $3 AND claimed_by = $4 AND sent_at IS NULL",
+                            )
+                            .bind(shortened(&error))
+                            .bind(next)
+                            .bind(notification.id)
+                            .bind(&token)
+                            .execute(pool)
+                            .await?;
+                        }
+                    }
+                }
+                if !sent.is_empty() {
+                    // What was sent is marked so, even if its lease has
+                    // passed meanwhile.
+                    let mut query = QueryBuilder::<$Db>::new("UPDATE outbox SET sent_at = ");
+                    query.push_bind(now_text());
+                    query.push(", attempts = attempts + 1, claimed_by = NULL WHERE sent_at IS NULL AND id IN (");
+                    let mut list = query.separated(", ");
+                    for id in &sent {
+                        list.push_bind(*id);
+                    }
+                    query.push(")");
+                    query.build().persistent(false).execute(pool).await?;
+                    report.sent = sent.len() as u64;
+                }
+                let pending: i64 = sqlx::query("SELECT COUNT(*) AS pending FROM outbox WHERE sent_at IS NULL")
+                    .fetch_one(pool)
+                    .await?
+                    .try_get("pending")?;
+                report.pending = u64::try_from(pending).unwrap_or(0);
+                Ok(report)
+            }
+        }
+    };
+}
+
+outbox_backend!(
+    sqlite_backend,
+    sqlx::SqlitePool,
+    sqlx::Sqlite,
+    "BEGIN IMMEDIATE",
+    ""
+);
+outbox_backend!(
+    postgres_backend,
+    sqlx::PgPool,
+    sqlx::Postgres,
+    "BEGIN",
+    "FOR UPDATE SKIP LOCKED"
+);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_wait_between_attempts_doubles_up_to_its_cap() {
+        let options = DispatchOptions::default();
+        let waits: Vec<u64> = (1..=11)
+            .map(|failures| options.retry_after_ms(failures))
+            .collect();
+        assert_eq!(
+            waits,
+            [10, 20, 40, 80, 160, 320, 640, 1280, 2560, 3600, 3600].map(|seconds| seconds * 1000)
+        );
+        assert_eq!(options.retry_after_ms(u64::MAX), 3_600_000);
+        let immediate = DispatchOptions {
+            retry_base_ms: 0,
+            ..options
+        };
+        assert_eq!(immediate.retry_after_ms(5), 0);
+    }
+
+    #[test]
+    fn a_long_error_is_cut_and_a_short_one_kept() {
+        assert_eq!(shortened("网关超时"), "网关超时");
+        let long = "错".repeat(ERROR_CHARS + 5);
+        let cut = shortened(&long);
+        assert_eq!(cut.chars().count(), ERROR_CHARS + 1);
+        assert!(cut.ends_with('…'));
+    }
+}
