@@ -95,11 +95,21 @@ pub trait Sender: Send + Sync {
     /// Sends one notification. Sending the same `id` again must not reach
     /// the person twice: a sender that cannot tell must say so.
     fn send(&self, notification: &Notification) -> Result<(), String>;
+
+    /// Makes the notifications sent since the last call durable. The
+    /// dispatcher calls it after a round of sends and before it marks them
+    /// sent; an `Err` leaves every one of the round pending.
+    fn flush(&self) -> Result<(), String> {
+        Ok(())
+    }
 }
 
 /// The built-in sender: one JSON line per notification, appended to a log
-/// file and flushed to disk before it counts as sent. An id already in the
-/// file is not written again.
+/// file, flushed to disk once per round ([`Sender::flush`]) before any of
+/// the round counts as sent. An id already in the file is not written
+/// again. After a failed write or flush the sender refuses to go on (what
+/// reached the file is unknown): a new one, opened on the file, reads which
+/// ids it holds.
 #[derive(Debug)]
 pub struct LogFileSender {
     path: PathBuf,
@@ -110,6 +120,11 @@ pub struct LogFileSender {
 struct LogState {
     file: File,
     sent: HashSet<i64>,
+    /// Whether the file ends with a line break (a crash may have cut the
+    /// last line short).
+    ends_with_line_break: bool,
+    /// A write or flush failed.
+    broken: bool,
 }
 
 impl LogFileSender {
@@ -126,9 +141,24 @@ impl LogFileSender {
             }
         }
         let file = OpenOptions::new().create(true).append(true).open(path)?;
+        let length = file.metadata()?.len();
+        let ends_with_line_break = if length == 0 {
+            true
+        } else {
+            let mut last = [0u8; 1];
+            let mut reader = File::open(path)?;
+            reader.seek(SeekFrom::End(-1))?;
+            reader.read_exact(&mut last)?;
+            last[0] == b'\n'
+        };
         Ok(LogFileSender {
             path: path.to_owned(),
-            state: Mutex::new(LogState { file, sent }),
+            state: Mutex::new(LogState {
+                file,
+                sent,
+                ends_with_line_break,
+                broken: false,
+            }),
         })
     }
 
@@ -137,12 +167,25 @@ impl LogFileSender {
     }
 }
 
-impl Sender for LogFileSender {
-    fn send(&self, notification: &Notification) -> Result<(), String> {
-        let mut state = self
+impl LogFileSender {
+    fn state(&self) -> Result<std::sync::MutexGuard<'_, LogState>, String> {
+        let state = self
             .state
             .lock()
             .map_err(|_| "the notification log is unusable after an earlier failure".to_owned())?;
+        if state.broken {
+            return Err(format!(
+                "{}: unusable after an earlier failure to write it",
+                self.path.display()
+            ));
+        }
+        Ok(state)
+    }
+}
+
+impl Sender for LogFileSender {
+    fn send(&self, notification: &Notification) -> Result<(), String> {
+        let mut state = self.state()?;
         if state.sent.contains(&notification.id) {
             return Ok(());
         }
@@ -150,21 +193,24 @@ impl Sender for LogFileSender {
         line.push('\n');
         // A cut line from an earlier crash is ended first, so that this one
         // starts on a line of its own.
-        let write = |file: &mut File| -> std::io::Result<()> {
-            if file.metadata()?.len() > 0 {
-                let mut last = [0u8; 1];
-                let mut reader = File::open(&self.path)?;
-                reader.seek(SeekFrom::End(-1))?;
-                reader.read_exact(&mut last)?;
-                if last[0] != b'\n' {
-                    file.write_all(b"\n")?;
-                }
-            }
-            file.write_all(line.as_bytes())?;
-            file.sync_data()
-        };
-        write(&mut state.file).map_err(|error| format!("{}: {error}", self.path.display()))?;
+        if !state.ends_with_line_break {
+            line.insert(0, '\n');
+        }
+        if let Err(error) = state.file.write_all(line.as_bytes()) {
+            state.broken = true;
+            return Err(format!("{}: {error}", self.path.display()));
+        }
+        state.ends_with_line_break = true;
         state.sent.insert(notification.id);
+        Ok(())
+    }
+
+    fn flush(&self) -> Result<(), String> {
+        let mut state = self.state()?;
+        if let Err(error) = state.file.sync_data() {
+            state.broken = true;
+            return Err(format!("{}: {error}", self.path.display()));
+        }
         Ok(())
     }
 }

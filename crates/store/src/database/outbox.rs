@@ -288,6 +288,17 @@ fn claim_token() -> Result<String, StoreError> {
     Ok(bytes.iter().map(|byte| format!("{byte:02x}")).collect())
 }
 
+/// Asks the sender to make the round durable (it may block, as `send`).
+fn flush(sender: &dyn Sender) -> Result<(), String> {
+    let multi_threaded = tokio::runtime::Handle::try_current()
+        .is_ok_and(|handle| handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+    if multi_threaded {
+        tokio::task::block_in_place(|| sender.flush())
+    } else {
+        sender.flush()
+    }
+}
+
 /// Hands one notification to the sender. A sender may block (a file
 /// flushed to disk, a gateway called): on a multi-threaded runtime the
 /// other tasks move off this thread meanwhile.
@@ -320,7 +331,7 @@ macro_rules! outbox_backend {
             use sqlx::{QueryBuilder, Row as _};
 
             use super::{
-                assisted, category_names, claim_token, new_recipients, send, shortened, unix_ms, DispatchOptions,
+                assisted, category_names, claim_token, flush, new_recipients, send, shortened, unix_ms, DispatchOptions,
                 DispatchReport, Enqueued,
             };
             use crate::database::{now_text, Decided, PersonRow, StoreError, ROWS_PER_STATEMENT};
@@ -432,36 +443,46 @@ macro_rules! outbox_backend {
                 notifications.sort_by_key(|(notification, _)| notification.id);
 
                 let mut report = DispatchReport::default();
-                let mut sent: Vec<i64> = Vec::with_capacity(notifications.len());
+                let mut sent: Vec<(i64, i64)> = Vec::with_capacity(notifications.len());
+                let mut failures: Vec<(i64, i64, String)> = Vec::new();
                 for (notification, attempts) in &notifications {
                     match send(sender, notification) {
-                        Ok(()) => sent.push(notification.id),
-                        Err(error) => {
-                            report.failed += 1;
-                            let failures = u64::try_from(*attempts).unwrap_or(0) + 1;
-                            let wait = options.retry_after_ms(failures);
-                            let next = unix_ms().saturating_add(i64::try_from(wait).unwrap_or(i64::MAX));
-                            tracing::warn!(
-                                notification = notification.id,
-                                failures,
-                                retry_in_ms = wait,
-                                %error,
-                                "a notification could not be sent; it will be tried again"
-                            );
-                            sqlx::query(
-                                "UPDATE outbox SET attempts = attempts + 1, last_error = $1, \
-                                 next_attempt_unix_ms = $2, claimed_by = NULL \
-                                 WHERE id = $3 AND claimed_by = $4 AND sent_at IS NULL",
-                            )
-                            .bind(shortened(&error))
-                            .bind(next)
-                            .bind(notification.id)
-                            .bind(&token)
-                            .execute(pool)
-                            .await?;
-                        }
+                        Ok(()) => sent.push((notification.id, *attempts)),
+                        Err(error) => failures.push((notification.id, *attempts, error)),
                     }
                 }
+                // Nothing counts as sent before the sender has made it
+                // durable: if it cannot, the whole round is tried again.
+                if !sent.is_empty() {
+                    if let Err(error) = flush(sender) {
+                        failures.extend(sent.drain(..).map(|(id, attempts)| (id, attempts, error.clone())));
+                    }
+                }
+                for (id, attempts, error) in &failures {
+                    report.failed += 1;
+                    let failures = u64::try_from(*attempts).unwrap_or(0) + 1;
+                    let wait = options.retry_after_ms(failures);
+                    let next = unix_ms().saturating_add(i64::try_from(wait).unwrap_or(i64::MAX));
+                    tracing::warn!(
+                        notification = id,
+                        failures,
+                        retry_in_ms = wait,
+                        %error,
+                        "a notification could not be sent; it will be tried again"
+                    );
+                    sqlx::query(
+                        "UPDATE outbox SET attempts = attempts + 1, last_error = $1, \
+                         next_attempt_unix_ms = $2, claimed_by = NULL \
+                         WHERE id = $3 AND claimed_by = $4 AND sent_at IS NULL",
+                    )
+                    .bind(shortened(error))
+                    .bind(next)
+                    .bind(*id)
+                    .bind(&token)
+                    .execute(pool)
+                    .await?;
+                }
+                let sent: Vec<i64> = sent.into_iter().map(|(id, _)| id).collect();
                 if !sent.is_empty() {
                     // What was sent is marked so, even if its lease has
                     // passed meanwhile.
