@@ -20,7 +20,9 @@
 //!   one writer task with group commit; the insurance feed
 //!   ([`Store::import_invoices`], 免申即享) decides its bills in canonical
 //!   order through the same decision path, in chunks of one transaction
-//!   each.
+//!   each. Departments push their files and pull back the decisions about
+//!   the persons they reported with keys of their own
+//!   ([`Store::decisions_since`]).
 
 pub mod audit;
 pub mod crypto;
@@ -31,8 +33,9 @@ pub mod spell_history;
 pub use audit::{verify_chain, AuditEntry, BreakReason, ChainBreak, ChainSummary, GENESIS};
 pub use crypto::{ApiKey, ApiKeyHash, CryptoError, DataKeys, KeyTextError, Purpose};
 pub use database::{
-    decision_row_line, DecisionRow, FeedDuplicate, FeedError, FeedOptions, FeedReport, PolicyLoad,
-    SettleError, Settled, Store, StoreError, WriteStats, FEED_CHUNK_INVOICES, KNOWN_KEY_SECONDS,
-    MAX_FEED_CHUNK_INVOICES, SQLITE_CACHE_KIB,
+    check_department, decision_row_line, DecisionKind, DecisionPage, DecisionRow, FeedDuplicate, FeedError,
+    FeedOptions, FeedReport, PolicyLoad, SettleError, Settled, SharedDecision, Store, StoreError, WriteStats,
+    DECISIONS_PAGE_DEFAULT, DECISIONS_PAGE_MAX, FEED_CHUNK_INVOICES, INSURANCE_SETTLEMENT_DEPARTMENT,
+    KNOWN_KEY_SECONDS, MAX_FEED_CHUNK_INVOICES, SQLITE_CACHE_KIB,
 };
 pub use spell_history::{AlreadyImported, PendingRecomputation, SpellFile, SpellImport, StoredSpell};
