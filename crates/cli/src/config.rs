@@ -41,6 +41,7 @@ impl SettingsArgs {
         let overrides = Overrides {
             database: self.database.clone(),
             listen: self.listen,
+            feed_max_body_bytes: None,
         };
         Ok(Settings::load(self.config.as_deref(), environment)?.with_overrides(overrides))
     }

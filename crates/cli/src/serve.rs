@@ -8,16 +8,29 @@ use jiuzhu_server::{Application, ServerSettings};
 
 use crate::admin::open_store_with;
 use crate::config::SettingsArgs;
+use crate::settings::Overrides;
 
 #[derive(Debug, clap::Args)]
 pub struct ServeArgs {
     #[command(flatten)]
     pub settings: SettingsArgs,
+    /// The largest file a department may push to /api/v1/feeds/…, in bytes
+    /// (1024 to 1073741824), overriding the file and JIUZHU_FEED_MAX_BODY_BYTES.
+    #[arg(long, value_name = "BYTES",
+          value_parser = clap::value_parser!(u64).range(1024..=1024 * 1024 * 1024))]
+    pub feed_max_body_bytes: Option<u64>,
 }
 
 pub fn run(args: &ServeArgs) -> ExitCode {
     let result = (|| -> anyhow::Result<()> {
-        let settings = args.settings.load().map_err(|error| anyhow!("{error}"))?;
+        let settings = args
+            .settings
+            .load()
+            .map_err(|error| anyhow!("{error}"))?
+            .with_overrides(Overrides {
+                feed_max_body_bytes: args.feed_max_body_bytes,
+                ..Overrides::default()
+            });
         tracing_subscriber::fmt()
             .with_writer(std::io::stderr)
             .with_target(false)
@@ -33,6 +46,7 @@ pub fn run(args: &ServeArgs) -> ExitCode {
                 ServerSettings {
                     listen: settings.listen,
                     max_body_bytes: usize::try_from(settings.max_body_bytes).unwrap_or(usize::MAX),
+                    feed_max_body_bytes: usize::try_from(settings.feed_max_body_bytes).unwrap_or(usize::MAX),
                     request_timeout_ms: settings.request_timeout_ms,
                 },
             )
