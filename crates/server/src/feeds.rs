@@ -574,7 +574,7 @@ pub(crate) async fn decisions(
     query: Result<Query<DecisionsQuery>, QueryRejection>,
 ) -> Result<Json<DecisionsAnswer>, ApiError> {
     let Query(query) = query.map_err(|rejection| ApiError::BadParameter {
-        field: "since",
+        field: "query",
         message: rejection.body_text(),
     })?;
     let since = match query.since.as_deref() {
