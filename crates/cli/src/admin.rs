@@ -60,11 +60,18 @@ pub enum ImportCommand {
 
 #[derive(Debug, clap::Subcommand)]
 pub enum ApiKeyCommand {
-    /// Create an API key for a hospital; it is printed once, alone on the
-    /// last line, and stored only as its hash.
+    /// Create an API key for a hospital (the settlement API) or a department
+    /// (the feeds API); it is printed once, alone on the last line, and
+    /// stored only as its hash.
     Create {
+        /// The hospital's code, as its bills name it.
+        #[arg(long, required_unless_present = "department", conflicts_with = "department")]
+        hospital: Option<String>,
+        /// The department (民政, 残联, …) that pushes its spells and pulls
+        /// back the decisions about the persons it reported; 医保结算, the
+        /// insurance settlement system, alone may push bills.
         #[arg(long)]
-        hospital: String,
+        department: Option<String>,
         #[command(flatten)]
         settings: SettingsArgs,
     },
@@ -264,17 +271,39 @@ fn plain_time(at: &str) -> String {
 }
 
 pub fn apikey(command: &ApiKeyCommand) -> ExitCode {
-    let ApiKeyCommand::Create { hospital, settings } = command;
+    let ApiKeyCommand::Create {
+        hospital,
+        department,
+        settings,
+    } = command;
     finish((|| {
-        jiuzhu_core::Hospital::check(hospital).map_err(|error| anyhow!("--hospital {error}"))?;
-        let key = runtime()?.block_on(async {
-            let store = open_store(settings).await?;
-            store
-                .create_api_key(hospital, &operator())
-                .await
-                .context("cannot store the key")
-        })?;
-        println!("API key for hospital {hospital}; it is shown only now, keep it safe:");
+        let (whose, key) = match (hospital, department) {
+            (Some(hospital), _) => {
+                jiuzhu_core::Hospital::check(hospital).map_err(|error| anyhow!("--hospital {error}"))?;
+                let key = runtime()?.block_on(async {
+                    let store = open_store(settings).await?;
+                    store
+                        .create_api_key(hospital, &operator())
+                        .await
+                        .context("cannot store the key")
+                })?;
+                (format!("hospital {hospital}"), key)
+            }
+            (None, Some(department)) => {
+                jiuzhu_store::check_department(department)
+                    .map_err(|error| anyhow!("--department {error}"))?;
+                let key = runtime()?.block_on(async {
+                    let store = open_store(settings).await?;
+                    store
+                        .create_department_key(department, &operator())
+                        .await
+                        .context("cannot store the key")
+                })?;
+                (format!("department {department}"), key)
+            }
+            (None, None) => return Err(anyhow!("give --hospital CODE or --department NAME")),
+        };
+        println!("API key for {whose}; it is shown only now, keep it safe:");
         println!("{}", key.as_str());
         Ok(ExitCode::SUCCESS)
     })())

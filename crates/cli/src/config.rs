@@ -48,6 +48,7 @@ impl SettingsArgs {
             database: self.database.clone(),
             listen: self.listen,
             notification_log,
+            feed_max_body_bytes: None,
         };
         Ok(Settings::load(self.config.as_deref(), environment)?.with_overrides(overrides))
     }

@@ -51,7 +51,7 @@ enum Command {
         #[command(subcommand)]
         command: admin::ImportCommand,
     },
-    /// Hospitals' API keys.
+    /// API keys of hospitals and departments.
     Apikey {
         #[command(subcommand)]
         command: admin::ApiKeyCommand,

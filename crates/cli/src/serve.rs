@@ -13,6 +13,7 @@ use jiuzhu_server::{Application, ServerSettings};
 use crate::admin::open_store_with;
 use crate::config::SettingsArgs;
 use crate::notify::{open_log, spawn_dispatcher};
+use crate::settings::Overrides;
 
 #[derive(Debug, clap::Args)]
 pub struct ServeArgs {
@@ -22,6 +23,11 @@ pub struct ServeArgs {
     /// JIUZHU_NOTIFICATION_LOG.
     #[arg(long = "notification-log", value_name = "FILE")]
     pub notification_log: Option<PathBuf>,
+    /// The largest file a department may push to /api/v1/feeds/…, in bytes
+    /// (1024 to 1073741824), overriding the file and JIUZHU_FEED_MAX_BODY_BYTES.
+    #[arg(long, value_name = "BYTES",
+          value_parser = clap::value_parser!(u64).range(1024..=1024 * 1024 * 1024))]
+    pub feed_max_body_bytes: Option<u64>,
 }
 
 pub fn run(args: &ServeArgs) -> ExitCode {
@@ -29,7 +35,11 @@ pub fn run(args: &ServeArgs) -> ExitCode {
         let settings = args
             .settings
             .load_with(args.notification_log.clone())
-            .map_err(|error| anyhow!("{error}"))?;
+            .map_err(|error| anyhow!("{error}"))?
+            .with_overrides(Overrides {
+                feed_max_body_bytes: args.feed_max_body_bytes,
+                ..Overrides::default()
+            });
         tracing_subscriber::fmt()
             .with_writer(std::io::stderr)
             .with_target(false)
@@ -49,6 +59,7 @@ pub fn run(args: &ServeArgs) -> ExitCode {
                 ServerSettings {
                     listen: settings.listen,
                     max_body_bytes: usize::try_from(settings.max_body_bytes).unwrap_or(usize::MAX),
+                    feed_max_body_bytes: usize::try_from(settings.feed_max_body_bytes).unwrap_or(usize::MAX),
                     request_timeout_ms: settings.request_timeout_ms,
                 },
             )

@@ -113,6 +113,9 @@ settings! {
     data_key: Option<DataKey> = None, check anything;
     /// The largest request body accepted, in bytes (1 KiB to 1 GiB).
     max_body_bytes: u64 = 1024 * 1024, check within(1024, 1024 * 1024 * 1024);
+    /// The largest file a department may push to /api/v1/feeds/..., in
+    /// bytes (1 KiB to 1 GiB).
+    feed_max_body_bytes: u64 = 64 * 1024 * 1024, check within(1024, 1024 * 1024 * 1024);
     /// How long a request may take before it is cut off, in milliseconds
     /// (100 to 600000).
     request_timeout_ms: u64 = 10_000, check within(100, 600_000);
@@ -168,6 +171,8 @@ pub struct Overrides {
     pub listen: Option<SocketAddr>,
     /// `--notification-log`
     pub notification_log: Option<PathBuf>,
+    /// `--feed-max-body-bytes` (of `jiuzhu serve`)
+    pub feed_max_body_bytes: Option<u64>,
 }
 
 /// Why the settings could not be loaded. Never holds a secret's text.
@@ -221,7 +226,8 @@ impl Settings {
         Ok(settings)
     }
 
-    /// The settings with the command-line flags applied over them.
+    /// The settings with the command-line flags applied over them (each
+    /// flag's value checked by the flag's own parser).
     pub fn with_overrides(mut self, overrides: Overrides) -> Settings {
         if let Some(database) = overrides.database {
             self.database = database;
@@ -235,6 +241,12 @@ impl Settings {
             self.notification_log = notification_log;
             self.sources.notification_log = Source::Flag {
                 flag: "--notification-log",
+            };
+        }
+        if let Some(bytes) = overrides.feed_max_body_bytes {
+            self.feed_max_body_bytes = bytes;
+            self.sources.feed_max_body_bytes = Source::Flag {
+                flag: "--feed-max-body-bytes",
             };
         }
         self
@@ -274,8 +286,9 @@ impl Settings {
              # setting to change it. Each can also be set by an environment variable\n\
              # named {ENVIRONMENT_PREFIX} and the setting in capitals ({ENVIRONMENT_PREFIX}DATABASE,\n\
              # {ENVIRONMENT_PREFIX}MAX_BODY_BYTES, ...), which overrides this file; the flags\n\
-             # --database, --listen and --notification-log override both. `jiuzhu\n\
-             # config check` shows the settings in effect.\n\
+             # --database, --listen and --notification-log (and --feed-max-body-bytes\n\
+             # of `jiuzhu serve`) override both. `jiuzhu config check` shows the\n\
+             # settings in effect.\n\
              #\n\
              # This file holds the personal-data key: keep it readable by its owner\n\
              # only, and keep a copy of the key somewhere safe.\n{}",
@@ -763,6 +776,7 @@ mod tests {
         assert_eq!(settings.listen, "127.0.0.1:8080".parse().unwrap());
         assert!(settings.data_key.is_none());
         assert_eq!(settings.max_body_bytes, 1024 * 1024);
+        assert_eq!(settings.feed_max_body_bytes, 64 * 1024 * 1024);
         assert_eq!(settings.request_timeout_ms, 10_000);
         assert_eq!(settings.database_pool_size, 8);
         assert_eq!(settings.max_import_rows, 50_000_000);
@@ -847,10 +861,12 @@ mod tests {
                 ("JIUZHU_LISTEN", "127.0.0.1:9000"),
                 ("PATH", "/bin"),
                 ("JIUZHU_MAX_IMPORT_ROWS", "10"),
+                ("JIUZHU_FEED_MAX_BODY_BYTES", "2_000_000"),
             ],
         )
         .unwrap();
         assert_eq!(settings.listen, "127.0.0.1:9000".parse().unwrap());
+        assert_eq!(settings.feed_max_body_bytes, 2_000_000);
         assert_eq!(settings.request_timeout_ms, 5000);
         assert_eq!(settings.max_import_rows, 10);
         assert_eq!(
@@ -875,8 +891,16 @@ mod tests {
             database: Some("postgresql://flag@host/jiuzhu".parse().unwrap()),
             listen: Some("[::1]:7000".parse().unwrap()),
             notification_log: None,
+            feed_max_body_bytes: Some(4096),
         });
         assert_eq!(settings.database.expose(), "postgresql://flag@host/jiuzhu");
+        assert_eq!(settings.feed_max_body_bytes, 4096);
+        assert_eq!(
+            settings.source("feed_max_body_bytes"),
+            Some(Source::Flag {
+                flag: "--feed-max-body-bytes"
+            })
+        );
         assert_eq!(settings.listen, "[::1]:7000".parse().unwrap());
         assert_eq!(
             settings.source("database"),

@@ -349,21 +349,22 @@ impl<'v> Checks<'v> {
         if let Some(index) = visit_types.iter().position(|known| known.as_bytes() == field) {
             return u16::try_from(index).ok();
         }
-        let known = if visit_types.is_empty() {
-            "none is known".to_owned()
-        } else {
-            format!("the known ones are {}", visit_types.join(", "))
-        };
-        if field.is_empty() {
-            problems.add(VISIT_TYPE, || {
-                format!("is empty; expected a visit type ({known})")
-            });
-        } else {
-            problems.add(VISIT_TYPE, || {
-                format!("{:?} is not a known visit type; {known}", text(field))
-            });
-        }
+        problems.add(VISIT_TYPE, || unknown_visit_type(&text(field), visit_types));
         None
+    }
+}
+
+/// What is wrong with a visit type that is not one of `visit_types`.
+pub(crate) fn unknown_visit_type(field: &str, visit_types: &[String]) -> String {
+    let known = if visit_types.is_empty() {
+        "none is known".to_owned()
+    } else {
+        format!("the known ones are {}", visit_types.join(", "))
+    };
+    if field.is_empty() {
+        format!("is empty; expected a visit type ({known})")
+    } else {
+        format!("{field:?} is not a known visit type; {known}")
     }
 }
 

@@ -203,12 +203,19 @@ impl FieldErrors {
     }
 
     fn malformed(error: &serde_json::Error) -> FieldErrors {
+        FieldErrors::malformed_as(error, "a JSON object of invoice fields")
+    }
+
+    /// The body as a whole refused: not JSON, or not `expected` (such as
+    /// "a JSON object of invoice fields"); one entry with where the parser
+    /// stopped.
+    pub(crate) fn malformed_as(error: &serde_json::Error, expected: &str) -> FieldErrors {
         let message = match error.classify() {
-            serde_json::error::Category::Data => "the request body is not a JSON object of invoice fields",
-            _ => "the request body is not valid JSON",
+            serde_json::error::Category::Data => format!("the request body is not {expected}"),
+            _ => "the request body is not valid JSON".to_owned(),
         };
         FieldErrors {
-            message: message.to_owned(),
+            message,
             errors: vec![FieldError {
                 field: None,
                 message: error.to_string(),
@@ -258,7 +265,7 @@ impl std::error::Error for FieldErrors {}
 
 /// A JSON value as far as the checks need it: strings are kept, anything
 /// else only by its kind (so that no number is ever converted for use).
-enum JsonValue {
+pub(crate) enum JsonValue {
     String(String),
     Number,
     Boolean,
@@ -268,7 +275,7 @@ enum JsonValue {
 }
 
 impl JsonValue {
-    fn describe(&self) -> &'static str {
+    pub(crate) fn describe(&self) -> &'static str {
         match self {
             JsonValue::String(_) => "a JSON string",
             JsonValue::Number => "a JSON number",
@@ -336,7 +343,7 @@ impl<'de> Visitor<'de> for JsonValueVisitor {
 /// skips without its nesting limit, each level goes through
 /// `deserialize_any`, so that a body nested deeper than serde_json's limit
 /// (128) is refused as a whole wherever the nesting is.
-struct Skipped;
+pub(crate) struct Skipped;
 
 impl<'de> Deserialize<'de> for Skipped {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Skipped, D::Error> {

@@ -3,6 +3,7 @@
 //! its file, line and column.
 
 mod csv_input;
+pub mod feed_json;
 mod input;
 pub mod invoices;
 pub mod json;
@@ -12,6 +13,7 @@ pub mod problem;
 pub mod spells;
 mod xlsx_input;
 
+pub use feed_json::{read_invoice_records_json, read_spell_rows_json, JsonRows};
 pub use input::{check_input_size, ReadOptions, DEFAULT_MAX_INPUT_BYTES};
 pub use invoices::{
     check_invoices_file_without_policy, read_batch_invoices, read_batch_invoices_file, read_invoice_records,

@@ -103,6 +103,14 @@ impl Problems {
         &self.kept
     }
 
+    /// The same problems, the kept ones in the order of their lines (a
+    /// problem of the whole file first, the order found kept within a
+    /// line); the count of the rest unchanged.
+    pub fn sorted_by_line(mut self) -> Problems {
+        self.kept.sort_by_key(|problem| problem.line);
+        self
+    }
+
     /// `Err(self)` when there is any problem.
     pub fn into_result(self) -> Result<(), Problems> {
         if self.is_empty() {

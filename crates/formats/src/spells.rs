@@ -210,7 +210,7 @@ impl CsvFormat for SpellsFormat<'_> {
     }
 }
 
-fn unknown_category(code: &str, policy: &Policy) -> String {
+pub(crate) fn unknown_category(code: &str, policy: &Policy) -> String {
     let codes: Vec<&str> = policy
         .categories()
         .iter()

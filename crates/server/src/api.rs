@@ -41,16 +41,7 @@ impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Caller, ApiError> {
-        let value = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .and_then(|value| value.to_str().ok())
-            .ok_or(ApiError::Unauthorized)?;
-        let (scheme, key) = value.split_once(' ').ok_or(ApiError::Unauthorized)?;
-        let key = key.trim();
-        if !scheme.eq_ignore_ascii_case("bearer") || key.is_empty() || key.len() > LONGEST_API_KEY {
-            return Err(ApiError::Unauthorized);
-        }
+        let key = bearer_key(parts)?;
         let hospital = state
             .store
             .hospital_for_key(key)
@@ -58,6 +49,22 @@ impl FromRequestParts<AppState> for Caller {
             .ok_or(ApiError::Unauthorized)?;
         Ok(Caller { hospital })
     }
+}
+
+/// The key of `Authorization: Bearer <key>`; a missing header, another
+/// scheme or a key that cannot be one is refused without a look-up.
+pub(crate) fn bearer_key(parts: &Parts) -> Result<&str, ApiError> {
+    let value = parts
+        .headers
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .ok_or(ApiError::Unauthorized)?;
+    let (scheme, key) = value.split_once(' ').ok_or(ApiError::Unauthorized)?;
+    let key = key.trim();
+    if !scheme.eq_ignore_ascii_case("bearer") || key.is_empty() || key.len() > LONGEST_API_KEY {
+        return Err(ApiError::Unauthorized);
+    }
+    Ok(key)
 }
 
 /// A stored settlement: the response as first answered, and whether the
@@ -132,7 +139,7 @@ async fn settle_answer(
     Ok(settled)
 }
 
-fn body_error(rejection: BytesRejection, limit_bytes: usize) -> ApiError {
+pub(crate) fn body_error(rejection: BytesRejection, limit_bytes: usize) -> ApiError {
     if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
         ApiError::TooLarge { limit_bytes }
     } else {

@@ -7,6 +7,7 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use jiuzhu_formats::json::{FieldError, FieldErrors, INVALID_REQUEST};
+use jiuzhu_formats::Problems;
 use jiuzhu_store::{SettleError, StoreError};
 use serde::Serialize;
 use thiserror::Error;
@@ -20,6 +21,18 @@ pub enum ApiError {
     /// with invalid values (422).
     #[error("{0}")]
     Invalid(FieldErrors),
+    /// Rows of a file sent to a feed are not valid (422): every problem,
+    /// each with its line and column; nothing was stored.
+    #[error("the file is refused; nothing was stored:\n{0}")]
+    Refused(Problems),
+    /// A query parameter or the file's name is not valid (400).
+    #[error("{field}: {message}")]
+    BadParameter { field: &'static str, message: String },
+    #[error("the request's Content-Type is not one this route takes: {0}")]
+    UnsupportedMediaType(String),
+    /// The key is valid but may not do this (403).
+    #[error("{0}")]
+    Forbidden(String),
     #[error("visit type {0:?} is not one the policy knows")]
     UnknownVisitType(String),
     #[error("the invoice names another hospital than the API key's")]
@@ -48,8 +61,12 @@ impl ApiError {
         match self {
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::Invalid(errors) if errors.is_malformed_body() => StatusCode::BAD_REQUEST,
-            ApiError::Invalid(_) | ApiError::UnknownVisitType(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            ApiError::OtherHospital => StatusCode::FORBIDDEN,
+            ApiError::Invalid(_) | ApiError::UnknownVisitType(_) | ApiError::Refused(_) => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
+            ApiError::BadParameter { .. } => StatusCode::BAD_REQUEST,
+            ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::OtherHospital | ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) | ApiError::AlreadyReversed(_) => StatusCode::CONFLICT,
             ApiError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
@@ -63,9 +80,13 @@ impl ApiError {
     fn code(&self) -> &'static str {
         match self {
             ApiError::Unauthorized => "unauthorized",
-            ApiError::Invalid(_) | ApiError::UnknownVisitType(_) | ApiError::UnreadableBody => {
-                INVALID_REQUEST
-            }
+            ApiError::Invalid(_)
+            | ApiError::UnknownVisitType(_)
+            | ApiError::UnreadableBody
+            | ApiError::Refused(_)
+            | ApiError::BadParameter { .. } => INVALID_REQUEST,
+            ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
+            ApiError::Forbidden(_) => "forbidden",
             ApiError::OtherHospital => "other_hospital",
             ApiError::NotFound => "not_found",
             ApiError::Conflict(_) => "conflict",
@@ -93,6 +114,27 @@ impl ApiError {
                     })
                     .collect(),
             },
+            ApiError::Refused(problems) => ErrorBody {
+                error: INVALID_REQUEST,
+                message: format!(
+                    "the file is refused and nothing was stored: {} found, each in `fields` with its line",
+                    match problems.total() {
+                        1 => "1 problem".to_owned(),
+                        many => format!("{many} problems"),
+                    }
+                ),
+                fields: problem_fields(problems),
+            },
+            ApiError::BadParameter { field, message } => ErrorBody {
+                error: INVALID_REQUEST,
+                message: format!("the request is not valid: see {field}"),
+                fields: vec![FieldError {
+                    field: Some((*field).to_owned()),
+                    message: mask_id_numbers(message),
+                    line: None,
+                    column: None,
+                }],
+            },
             ApiError::UnknownVisitType(visit_type) => ErrorBody {
                 error: INVALID_REQUEST,
                 message: "the invoice is not valid: see visit_type".to_owned(),
@@ -117,6 +159,33 @@ impl ApiError {
             },
         }
     }
+}
+
+/// Problems of a file as the entries of an error body: the column at fault
+/// as `field` (`null` when the line or the whole file is), the line as
+/// `line` (left out for the whole file); then, when more were found than
+/// kept, one entry that counts the rest. ID numbers are masked.
+pub(crate) fn problem_fields(problems: &Problems) -> Vec<FieldError> {
+    let mut fields: Vec<FieldError> = problems
+        .kept()
+        .iter()
+        .map(|problem| FieldError {
+            field: problem.column.as_deref().map(mask_id_numbers),
+            message: mask_id_numbers(&problem.message),
+            line: problem.line.and_then(|line| usize::try_from(line).ok()),
+            column: None,
+        })
+        .collect();
+    let more = problems.total() - problems.kept().len();
+    if more > 0 {
+        fields.push(FieldError {
+            field: None,
+            message: format!("… and {more} more problems"),
+            line: None,
+            column: None,
+        });
+    }
+    fields
 }
 
 /// The JSON of every refusal.

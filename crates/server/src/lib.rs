@@ -1,5 +1,6 @@
-//! Jiuzhu's HTTP server: the hospitals' real-time settlement API, its
-//! OpenAPI document, health and metrics.
+//! Jiuzhu's HTTP server: the hospitals' real-time settlement API, the
+//! departments' data-sharing API (feeds), its OpenAPI document, health and
+//! metrics.
 //!
 //! [`Application::build`] binds the listener (port 0 picks a free port,
 //! which [`Application::port`] tells) and [`Application::run_until_stopped`]
@@ -10,15 +11,21 @@
 //! | `POST /api/v1/settlements` | 200, 400, 401, 403, 409, 413, 422, 503 |
 //! | `GET /api/v1/settlements/{invoice_no}` | 200, 401, 404 |
 //! | `POST /api/v1/settlements/{invoice_no}/reversal` | 200, 401, 404, 409 |
+//! | `POST /api/v1/feeds/spells` | 200, 400, 401, 413, 415, 422, 503 |
+//! | `POST /api/v1/feeds/invoices` | 200, 400, 401, 403, 413, 415, 422, 503 |
+//! | `GET /api/v1/feeds/decisions` | 200, 400, 401 |
 //! | `GET /api/v1/openapi.json` | 200 |
 //! | `GET /healthz` | 200, 503 |
 //! | `GET /metrics` | 200 |
 //!
 //! Any route may also answer 500 (generic body, cause logged) and 503 when
 //! the request took longer than [`ServerSettings::request_timeout_ms`].
+//! The settlement routes authenticate a hospital's key, the feed routes a
+//! department's (`feeds.rs`); neither kind opens the other's routes.
 
 mod api;
 mod error;
+mod feeds;
 mod metrics;
 mod openapi;
 
@@ -47,6 +54,9 @@ pub struct ServerSettings {
     pub listen: SocketAddr,
     /// A larger request body is refused with 413.
     pub max_body_bytes: usize,
+    /// The same for the files departments push to `/api/v1/feeds/…`, which
+    /// are far larger than a settlement.
+    pub feed_max_body_bytes: usize,
     /// A request not answered in this time is stopped and answered with 503.
     pub request_timeout_ms: u64,
 }
@@ -100,6 +110,7 @@ pub(crate) struct AppState {
     store: Store,
     metrics: Arc<Metrics>,
     max_body_bytes: usize,
+    feed_max_body_bytes: usize,
 }
 
 /// A route the router serves: a lower-case HTTP method and a path with
@@ -113,7 +124,7 @@ pub struct Route {
 /// Every route the router serves, as it was built (the OpenAPI document is
 /// checked against this list).
 pub fn served_routes() -> Vec<Route> {
-    routes().served
+    routes(0).served
 }
 
 /// The router and the list of what it serves, built together so that
@@ -132,6 +143,21 @@ impl Routes {
         self.add("post", path, post(handler))
     }
 
+    /// A route that takes bodies up to `limit_bytes` instead of the
+    /// server's `max_body_bytes`.
+    fn post_up_to<H: Handler<T, AppState>, T: 'static>(
+        self,
+        path: &'static str,
+        handler: H,
+        limit_bytes: usize,
+    ) -> Routes {
+        self.add(
+            "post",
+            path,
+            post(handler).layer(DefaultBodyLimit::max(limit_bytes)),
+        )
+    }
+
     fn add(mut self, method: &'static str, path: &'static str, handler: MethodRouter<AppState>) -> Routes {
         self.router = self.router.route(path, handler);
         self.served.push(Route { method, path });
@@ -139,7 +165,7 @@ impl Routes {
     }
 }
 
-fn routes() -> Routes {
+fn routes(feed_max_body_bytes: usize) -> Routes {
     Routes {
         router: Router::new(),
         served: Vec::new(),
@@ -147,6 +173,13 @@ fn routes() -> Routes {
     .post("/api/v1/settlements", api::settle)
     .get("/api/v1/settlements/{invoice_no}", api::settlement)
     .post("/api/v1/settlements/{invoice_no}/reversal", api::reverse)
+    .post_up_to("/api/v1/feeds/spells", feeds::push_spells, feed_max_body_bytes)
+    .post_up_to(
+        "/api/v1/feeds/invoices",
+        feeds::push_invoices,
+        feed_max_body_bytes,
+    )
+    .get("/api/v1/feeds/decisions", feeds::decisions)
     .get("/api/v1/openapi.json", api::openapi)
     .get("/healthz", api::healthz)
     .get("/metrics", api::metrics)
@@ -157,8 +190,12 @@ fn router(store: Store, settings: &ServerSettings) -> Router {
         store,
         metrics: Arc::new(Metrics::default()),
         max_body_bytes: settings.max_body_bytes,
+        feed_max_body_bytes: settings.feed_max_body_bytes,
     };
-    limited(routes().router.with_state(state), settings)
+    limited(
+        routes(settings.feed_max_body_bytes).router.with_state(state),
+        settings,
+    )
 }
 
 /// The limits of every route: body size, time, and the request's span.
@@ -219,6 +256,7 @@ mod tests {
         let settings = ServerSettings {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             max_body_bytes: 1024,
+            feed_max_body_bytes: 1024,
             request_timeout_ms: 50,
         };
         let listener = TcpListener::bind(settings.listen).await.unwrap();

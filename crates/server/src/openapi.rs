@@ -1,7 +1,9 @@
 //! The OpenAPI 3.1 document of every route the server serves, written by
 //! hand. A test checks it against [`crate::served_routes`].
 
+use jiuzhu_formats::feed_json::SPELL_FIELDS;
 use jiuzhu_formats::json::INVOICE_FIELDS;
+use jiuzhu_store::{DECISIONS_PAGE_DEFAULT, DECISIONS_PAGE_MAX, INSURANCE_SETTLEMENT_DEPARTMENT};
 use serde_json::{json, Map, Value};
 
 /// The document served at `GET /api/v1/openapi.json`.
@@ -12,7 +14,10 @@ pub(crate) fn document() -> Value {
             "title": "Jiuzhu settlement API",
             "version": env!("CARGO_PKG_VERSION"),
             "description": "Real-time settlement of medical financial assistance (医疗救助) for hospital \
-                systems. Each hospital authenticates with its API key as a bearer token. Money is always \
+                systems (`/api/v1/settlements`), and data sharing with the departments that report \
+                recipients and with the insurance settlement system (`/api/v1/feeds`). Each hospital and \
+                each department authenticates with its own API key as a bearer token; a hospital's key \
+                opens only the settlement routes, a department's only the feed routes. Money is always \
                 a JSON string with two decimals at most (\"1234.56\"), never a number. A refused request \
                 is answered with an error body (`error`, `message`, `fields`)."
         },
@@ -86,6 +91,126 @@ pub(crate) fn document() -> Value {
                     }
                 }
             },
+            "/api/v1/feeds/spells": {
+                "post": {
+                    "operationId": "pushSpells",
+                    "summary": "Import a department's spells (身份认定期间)",
+                    "description": "The body is a department's spells file: the `spells.csv` of formats.md \
+                        (`Content-Type: text/csv`, UTF-8 or GBK), an XLSX workbook whose first sheet has the \
+                        same columns, or JSON (`application/json`, `SpellsBody`). The spells' source is the \
+                        key's department: a row's `source` must be that department or empty. The rows are \
+                        imported as `jiuzhu import spells` imports a file: each spell is added, supersedes a \
+                        stored one (changed, ended) or is found unchanged, and persons whose past changed are \
+                        marked for recomputation. The same body from the same department again is already \
+                        imported (the SHA-256 of the body's bytes) and changes nothing. Any bad row refuses \
+                        the whole body with 422, every problem listed with its line (for JSON, the row's \
+                        1-based position in `rows`) and column, and nothing is stored. A large body may take \
+                        longer than the server's time limit: the import then still completes, and the same \
+                        body sent again answers `already_imported`.",
+                    "parameters": [file_name_parameter()],
+                    "requestBody": {
+                        "required": true,
+                        "content": {
+                            "application/json": { "schema": reference("SpellsBody") },
+                            "text/csv": { "schema": { "type": "string", "description": "spells.csv of formats.md" } },
+                            XLSX: { "schema": { "type": "string", "format": "binary" } }
+                        }
+                    },
+                    "responses": {
+                        "200": {
+                            "description": "What the import did.",
+                            "content": { "application/json": { "schema": reference("SpellsReport") } }
+                        },
+                        "400": error("The JSON body is not an object with `rows` (one entry with `line` and `column` where the parser stopped), or `file_name` is not valid."),
+                        "401": error_reference("DepartmentUnauthorized"),
+                        "413": error("The body is larger than the server's limit for feeds."),
+                        "415": error("The Content-Type is not application/json, text/csv or an XLSX workbook's."),
+                        "422": error_reference("Refused"),
+                        "500": error_reference("Internal"),
+                        "503": error("No policy is in force, or the request took too long (the import completes; send the same body again).")
+                    }
+                }
+            },
+            "/api/v1/feeds/invoices": {
+                "post": {
+                    "operationId": "pushInvoices",
+                    "summary": "Import the insurance feed: bills settled without real-time assistance (免申即享)",
+                    "description": format!("Only a key of the department `{INSURANCE_SETTLEMENT_DEPARTMENT}` (the \
+                        insurance settlement system) may send bills; any other department's key is refused \
+                        with 403 before the body is read. The body is an `invoices.csv` of formats.md \
+                        (`text/csv`, UTF-8 or GBK), an XLSX workbook, or JSON (`InvoicesBody`: each row the \
+                        body of a settlement request). It is checked whole, then decided in canonical order \
+                        and stored as `jiuzhu import invoices` does: each bill gets a decision the bill's \
+                        hospital reads back through `GET /api/v1/settlements/{{invoice_no}}`. A bill already \
+                        stored the same (by real-time settlement or an earlier feed) is not decided again, so \
+                        the same body sent twice changes nothing the second time. A bad row, a visit type the \
+                        policy in force does not map, or a bill stored before with other details refuses the \
+                        whole body with 422, every problem with its line, and nothing is stored."),
+                    "parameters": [file_name_parameter()],
+                    "requestBody": {
+                        "required": true,
+                        "content": {
+                            "application/json": { "schema": reference("InvoicesBody") },
+                            "text/csv": { "schema": { "type": "string", "description": "invoices.csv of formats.md" } },
+                            XLSX: { "schema": { "type": "string", "format": "binary" } }
+                        }
+                    },
+                    "responses": {
+                        "200": {
+                            "description": "What the import did.",
+                            "content": { "application/json": { "schema": reference("InvoicesReport") } }
+                        },
+                        "400": error("The JSON body is not an object with `rows`, or `file_name` is not valid."),
+                        "401": error_reference("DepartmentUnauthorized"),
+                        "403": error("The key is not the insurance settlement system's."),
+                        "413": error("The body is larger than the server's limit for feeds."),
+                        "415": error("The Content-Type is not application/json, text/csv or an XLSX workbook's."),
+                        "422": error_reference("Refused"),
+                        "500": error_reference("Internal"),
+                        "503": error("No policy is in force, or the request took too long (decided bills stay stored; send the same body again to decide the rest).")
+                    }
+                }
+            },
+            "/api/v1/feeds/decisions": {
+                "get": {
+                    "operationId": "sharedDecisions",
+                    "summary": "The decisions about the persons the department reported, a page at a time",
+                    "description": "Decisions and reversals (冲正) of bills of every person who has at least \
+                        one spell, current or superseded, whose source is the key's department; nobody else's. \
+                        Oldest first. Start without `since`, then send each answer's `next_cursor` as `since`: \
+                        every decision comes exactly once, also while new ones are being written (a decision \
+                        written after a page was read comes in a later page). With `has_more` false, the \
+                        department has everything so far; ask again later with the last `next_cursor`. Each \
+                        item carries the person's full resident ID, as the department reported it. Every page \
+                        read is recorded in the audit log. Payments are not shared yet: disbursement is not \
+                        built; amounts are what assistance decided to pay.",
+                    "parameters": [
+                        {
+                            "name": "since",
+                            "in": "query",
+                            "required": false,
+                            "description": "The `next_cursor` of the previous page; absent for the first page.",
+                            "schema": { "type": "string" }
+                        },
+                        {
+                            "name": "limit",
+                            "in": "query",
+                            "required": false,
+                            "description": "Decisions per page.",
+                            "schema": { "type": "integer", "minimum": 1, "maximum": DECISIONS_PAGE_MAX, "default": DECISIONS_PAGE_DEFAULT }
+                        }
+                    ],
+                    "responses": {
+                        "200": {
+                            "description": "A page of decisions.",
+                            "content": { "application/json": { "schema": reference("DecisionsPage") } }
+                        },
+                        "400": error("`since` is not a cursor this API returned, or `limit` is out of range."),
+                        "401": error_reference("DepartmentUnauthorized"),
+                        "500": error_reference("Internal")
+                    }
+                }
+            },
             "/api/v1/openapi.json": {
                 "get": {
                     "operationId": "openapi",
@@ -126,13 +251,27 @@ pub(crate) fn document() -> Value {
                 "apiKey": {
                     "type": "http",
                     "scheme": "bearer",
-                    "description": "The hospital's API key (`jiuzhu apikeys create HOSPITAL`), as `Authorization: Bearer <key>`."
+                    "description": "The hospital's API key (`jiuzhu apikey create --hospital CODE`) or the \
+                        department's (`jiuzhu apikey create --department NAME`), as `Authorization: Bearer <key>`."
                 }
             },
             "responses": {
                 "Unauthorized": {
                     "description": "The API key is missing or not known.",
                     "headers": { "WWW-Authenticate": { "schema": { "type": "string" } } },
+                    "content": { "application/json": { "schema": reference("Error") } }
+                },
+                "DepartmentUnauthorized": {
+                    "description": "The API key is missing or not a department's (a hospital's key is not).",
+                    "headers": { "WWW-Authenticate": { "schema": { "type": "string" } } },
+                    "content": { "application/json": { "schema": reference("Error") } }
+                },
+                "Refused": {
+                    "description": "Rows of the body are not valid, or refuse it as a whole: nothing was \
+                        stored. `fields` lists every problem (up to 100, then one entry counting the rest): \
+                        `line` is the line of the file (for JSON, the row's 1-based position in `rows`; left \
+                        out for a problem of the whole body) and `field` the column at fault (null for the \
+                        row or the body as a whole).",
                     "content": { "application/json": { "schema": reference("Error") } }
                 },
                 "NotFound": {
@@ -148,6 +287,13 @@ pub(crate) fn document() -> Value {
                 "SettlementRequest": settlement_request(),
                 "SettlementResponse": settlement_response(),
                 "Explanation": explanation(),
+                "SpellsBody": rows_body("SpellRow"),
+                "SpellRow": spell_row(),
+                "InvoicesBody": rows_body("SettlementRequest"),
+                "SpellsReport": spells_report(),
+                "InvoicesReport": invoices_report(),
+                "DecisionsPage": decisions_page(),
+                "SharedDecision": shared_decision(),
                 "StoredSettlement": {
                     "allOf": [
                         reference("SettlementResponse"),
@@ -164,8 +310,9 @@ pub(crate) fn document() -> Value {
                     "properties": {
                         "error": {
                             "type": "string",
-                            "enum": ["invalid_request", "unauthorized", "other_hospital", "not_found", "conflict",
-                                     "already_reversed", "payload_too_large", "no_policy", "timeout", "internal"]
+                            "enum": ["invalid_request", "unauthorized", "other_hospital", "forbidden", "not_found",
+                                     "conflict", "already_reversed", "payload_too_large", "unsupported_media_type",
+                                     "no_policy", "timeout", "internal"]
                         },
                         "message": { "type": "string", "description": "A summary for people." },
                         "fields": { "type": "array", "items": reference("FieldError") }
@@ -180,7 +327,7 @@ pub(crate) fn document() -> Value {
                             "description": "The key at fault; null when the body as a whole is."
                         },
                         "message": { "type": "string" },
-                        "line": { "type": "integer", "minimum": 1, "description": "Only for a body that is not a JSON object." },
+                        "line": { "type": "integer", "minimum": 1, "description": "For a body that is not a JSON object, where the parser stopped; for a file's problem, its line." },
                         "column": { "type": "integer", "minimum": 1 }
                     }
                 }
@@ -217,6 +364,174 @@ fn invoice_no_parameter() -> Value {
         "in": "path",
         "required": true,
         "schema": { "type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$" }
+    })
+}
+
+/// The media type of an XLSX workbook.
+const XLSX: &str = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet";
+
+fn file_name_parameter() -> Value {
+    json!({
+        "name": "file_name",
+        "in": "query",
+        "required": false,
+        "description": "What the import is recorded as (1 to 255 characters); a JSON body's own `file_name` \
+            comes first. By default `spells.csv`, `invoices.json`, … after the body's type.",
+        "schema": { "type": "string" }
+    })
+}
+
+fn rows_body(row: &str) -> Value {
+    json!({
+        "type": "object",
+        "required": ["rows"],
+        "additionalProperties": false,
+        "properties": {
+            "file_name": { "type": "string", "description": "What the import is recorded as." },
+            "rows": {
+                "type": "array",
+                "description": "The rows of the file, in order; a problem names a row by its 1-based position here, as `line`.",
+                "items": reference(row)
+            }
+        }
+    })
+}
+
+fn spell_row() -> Value {
+    let descriptions = [
+        "The resident ID number (18 characters, GB 11643).",
+        "A category code of the policy in force.",
+        "First day, YYYY-MM-DD.",
+        "Last day, inclusive, YYYY-MM-DD; missing, null or empty: open.",
+        "The department: the key's, or missing, null or empty.",
+    ];
+    let mut properties = Map::new();
+    for (index, (field, description)) in SPELL_FIELDS.iter().zip(descriptions).enumerate() {
+        let kind = if index < 3 {
+            json!("string")
+        } else {
+            json!(["string", "null"])
+        };
+        properties.insert(
+            (*field).to_owned(),
+            json!({ "type": kind, "description": description }),
+        );
+    }
+    json!({
+        "type": "object",
+        "description": "A row of spells.csv (formats.md), every value a JSON string in the CSV's format.",
+        "required": &SPELL_FIELDS[..3],
+        "additionalProperties": false,
+        "properties": properties
+    })
+}
+
+fn count() -> Value {
+    json!({ "type": "integer", "minimum": 0 })
+}
+
+fn spells_report() -> Value {
+    json!({
+        "type": "object",
+        "required": ["file_name", "source", "rows", "added", "changed", "unchanged", "duplicates", "new_persons",
+                     "changed_persons", "ended_persons", "marked", "already_imported", "import_id", "earlier"],
+        "properties": {
+            "file_name": { "type": "string" },
+            "source": { "type": "string", "description": "The key's department." },
+            "rows": count(),
+            "added": count(),
+            "changed": count(),
+            "unchanged": count(),
+            "duplicates": { "type": "integer", "minimum": 0, "description": "Rows identical to an earlier row, counted once." },
+            "new_persons": { "type": "integer", "minimum": 0, "description": "Persons whose first spell this was (救助新增)." },
+            "changed_persons": count(),
+            "ended_persons": count(),
+            "marked": { "type": "integer", "minimum": 0, "description": "Persons marked for recomputation." },
+            "already_imported": { "type": "boolean", "description": "The same body from the same department was imported before: nothing changed and the counts are 0." },
+            "import_id": { "type": ["integer", "null"], "description": "This import's record, or the earlier one's." },
+            "earlier": {
+                "type": ["object", "null"],
+                "description": "When already imported: that import.",
+                "properties": {
+                    "file_name": { "type": "string" },
+                    "imported_at": { "type": "string" },
+                    "imported_by": { "type": "string" }
+                }
+            }
+        }
+    })
+}
+
+fn invoices_report() -> Value {
+    json!({
+        "type": "object",
+        "required": ["file_name", "rows", "decided", "outcomes", "amount", "persons_assisted", "already_decided",
+                     "duplicates", "refused", "transactions"],
+        "properties": {
+            "file_name": { "type": "string" },
+            "rows": count(),
+            "decided": { "type": "integer", "minimum": 0, "description": "Bills decided and stored now." },
+            "outcomes": {
+                "type": "object",
+                "properties": { "assisted": count(), "capped": count(), "not_eligible": count(), "no_rule": count() }
+            },
+            "amount": { "type": "string", "pattern": "^[0-9]+\\.[0-9]{2}$", "description": "Granted to the bills decided now, yuan." },
+            "persons_assisted": count(),
+            "already_decided": { "type": "integer", "minimum": 0, "description": "Bills stored before, the same: not decided again." },
+            "duplicates": {
+                "type": "array",
+                "description": "Lines repeating a bill of the body (every field but settled_at the same): not stored again.",
+                "items": {
+                    "type": "object",
+                    "properties": { "invoice_no": { "type": "string" }, "line": count(), "first_line": count() }
+                }
+            },
+            "refused": {
+                "type": "array",
+                "description": "Bills not stored because another channel stored a different bill under the number meanwhile; every other bill was.",
+                "items": reference("FieldError")
+            },
+            "transactions": count()
+        }
+    })
+}
+
+fn decisions_page() -> Value {
+    json!({
+        "type": "object",
+        "required": ["decisions", "next_cursor", "has_more"],
+        "properties": {
+            "decisions": { "type": "array", "items": reference("SharedDecision") },
+            "next_cursor": { "type": "string", "description": "Opaque: send it as `since` for the next page." },
+            "has_more": { "type": "boolean", "description": "More decisions were already there after this page." }
+        }
+    })
+}
+
+fn shared_decision() -> Value {
+    json!({
+        "type": "object",
+        "description": "A row of results.csv (formats.md) with the same names and values, where an empty column \
+            is null, and what it was, where and when.",
+        "required": ["kind", "invoice_no", "person_id", "year", "category", "pool", "base", "deductible_applied",
+                     "eligible", "amount", "outcome", "policy_version", "hospital", "service_date", "decided_at"],
+        "properties": {
+            "kind": { "type": "string", "enum": ["decision", "reversal"], "description": "A reversal (冲正) cancels the decision of the same invoice_no; its amounts are those given back." },
+            "invoice_no": { "type": "string" },
+            "person_id": { "type": "string", "description": "The full resident ID, canonical (upper-case X)." },
+            "year": { "type": "integer" },
+            "category": nullable_string(),
+            "pool": nullable_string(),
+            "base": money(),
+            "deductible_applied": money(),
+            "eligible": money(),
+            "amount": money(),
+            "outcome": { "type": "string", "enum": ["assisted", "capped", "duplicate", "not_eligible", "no_rule"] },
+            "policy_version": nullable_string(),
+            "hospital": { "type": "string" },
+            "service_date": { "type": "string" },
+            "decided_at": { "type": "string", "description": "RFC 3339, UTC: when decided, or reversed." }
+        }
     })
 }
 

@@ -95,6 +95,7 @@ async fn spawn_app_with(setup: Setup) -> TestApp {
     let settings = ServerSettings {
         listen: SocketAddr::from(([127, 0, 0, 1], 0)),
         max_body_bytes: setup.max_body_bytes,
+        feed_max_body_bytes: 1024 * 1024,
         request_timeout_ms: 10_000,
     };
     let application = Application::build(store, settings).await.unwrap();
@@ -528,7 +529,7 @@ async fn the_openapi_document_describes_every_route_the_router_serves() {
         assert!(document["components"]["schemas"][schema].is_object(), "{schema}");
     }
     let served = served_routes();
-    assert_eq!(served.len(), 6);
+    assert_eq!(served.len(), 9);
     for route in &served {
         assert!(
             document["paths"][route.path][route.method].is_object(),

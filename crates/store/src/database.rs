@@ -36,7 +36,12 @@ use crate::audit::{verify_chain, ChainBreak, ChainSummary};
 use crate::crypto::{ApiKey, ApiKeyHash, CryptoError, DataKeys, Purpose};
 use crate::spell_history::{self, PendingRecomputation, SpellFile, SpellImport, StoredSpell};
 
+mod department_feeds;
 mod feed;
+pub use department_feeds::{
+    check_department, DecisionKind, DecisionPage, SharedDecision, DECISIONS_PAGE_DEFAULT, DECISIONS_PAGE_MAX,
+    INSURANCE_SETTLEMENT_DEPARTMENT,
+};
 pub use feed::{
     FeedDuplicate, FeedError, FeedOptions, FeedReport, FEED_CHUNK_INVOICES, MAX_FEED_CHUNK_INVOICES,
 };
@@ -48,11 +53,13 @@ pub use outbox::{DispatchOptions, DispatchReport, NotificationStats};
 const SQLITE_MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../migrations/sqlite/0001_init.sql")),
     (2, include_str!("../migrations/sqlite/0002_spell_history.sql")),
+    (3, include_str!("../migrations/sqlite/0003_department_keys.sql")),
     (4, include_str!("../migrations/sqlite/0004_outbox.sql")),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../migrations/postgres/0001_init.sql")),
     (2, include_str!("../migrations/postgres/0002_spell_history.sql")),
+    (3, include_str!("../migrations/postgres/0003_department_keys.sql")),
     (4, include_str!("../migrations/postgres/0004_outbox.sql")),
 ];
 
@@ -1210,8 +1217,16 @@ macro_rules! backend {
                 Ok(())
             }
 
+            /// Begins a write transaction: one writer at a time, across
+            /// every process sharing the database.
+            pub(super) async fn begin_write(pool: &Pool) -> Result<sqlx::Transaction<'static, $Db>, StoreError> {
+                let mut tx = pool.begin_with($begin).await?;
+                serialise(&mut tx).await?;
+                Ok(tx)
+            }
+
             /// Appends one audit entry in the transaction.
-            async fn audit(
+            pub(super) async fn audit(
                 tx: &mut sqlx::Transaction<'_, $Db>,
                 actor: &str,
                 action: &str,

@@ -22,6 +22,9 @@
 //!   order through the same decision path, in chunks of one transaction
 //!   each. Each decision granting something and each new recipient is
 //!   announced through the outbox ([`Store::dispatch_notifications`]).
+//!   Departments push their files and pull back the decisions about the
+//!   persons they reported with keys of their own
+//!   ([`Store::decisions_since`]).
 //! - [`notify`]: the notifications' texts, the [`Sender`] a dispatch hands
 //!   them to, and the built-in [`LogFileSender`].
 
@@ -34,9 +37,11 @@ pub mod spell_history;
 pub use audit::{verify_chain, AuditEntry, BreakReason, ChainBreak, ChainSummary, GENESIS};
 pub use crypto::{ApiKey, ApiKeyHash, CryptoError, DataKeys, KeyTextError, Purpose};
 pub use database::{
-    decision_row_line, DecisionRow, DispatchOptions, DispatchReport, FeedDuplicate, FeedError, FeedOptions,
-    FeedReport, NotificationStats, PolicyLoad, SettleError, Settled, Store, StoreError, WriteStats,
-    FEED_CHUNK_INVOICES, KNOWN_KEY_SECONDS, MAX_FEED_CHUNK_INVOICES, SQLITE_CACHE_KIB,
+    check_department, decision_row_line, DecisionKind, DecisionPage, DecisionRow, DispatchOptions,
+    DispatchReport, FeedDuplicate, FeedError, FeedOptions, FeedReport, NotificationStats, PolicyLoad,
+    SettleError, Settled, SharedDecision, Store, StoreError, WriteStats, DECISIONS_PAGE_DEFAULT,
+    DECISIONS_PAGE_MAX, FEED_CHUNK_INVOICES, INSURANCE_SETTLEMENT_DEPARTMENT, KNOWN_KEY_SECONDS,
+    MAX_FEED_CHUNK_INVOICES, SQLITE_CACHE_KIB,
 };
 pub use notify::{LogFileSender, Notification, NotificationKind, Sender};
 pub use spell_history::{AlreadyImported, PendingRecomputation, SpellFile, SpellImport, StoredSpell};
