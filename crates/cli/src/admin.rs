@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{anyhow, Context as _};
-use jiuzhu_formats::Problem;
+use jiuzhu_formats::{check_input_size, Problem, Problems, DEFAULT_MAX_INPUT_BYTES};
 use jiuzhu_store::{SpellFile, SpellImport, Store, StoreError};
 
 use crate::config::SettingsArgs;
@@ -185,39 +185,50 @@ fn import_spells(file: &Path, source: &str, settings: &SettingsArgs) -> ExitCode
                     "no policy is stored yet: run `jiuzhu policy load FILE` first"
                 ));
             };
-            let bytes = match std::fs::read(file) {
+            let bytes = match read_limited(file, &name, DEFAULT_MAX_INPUT_BYTES) {
                 Ok(bytes) => bytes,
-                Err(error) => {
-                    eprintln!(
-                        "{}",
-                        Problem::whole_file(&name, format!("cannot be opened: {error}"))
-                    );
-                    eprintln!("Nothing was imported.");
-                    return Ok(ExitCode::from(BAD_INPUT));
-                }
+                Err(problem) => return Ok(refused(&problem.into())),
             };
             let rows = match jiuzhu_formats::read_spell_rows(&name, &bytes, Some(&policy)) {
                 Ok(rows) => rows,
-                Err(problems) => {
-                    eprint!("{problems}");
-                    eprintln!("Nothing was imported.");
-                    return Ok(ExitCode::from(BAD_INPUT));
-                }
+                Err(problems) => return Ok(refused(&problems)),
             };
             let spell_file = SpellFile::new(source, &name, &bytes, &rows);
             let report = match store.import_spells(&spell_file, &operator()).await {
                 Ok(report) => report,
-                Err(StoreError::Refused(problems)) => {
-                    eprint!("{problems}");
-                    eprintln!("Nothing was imported.");
-                    return Ok(ExitCode::from(BAD_INPUT));
-                }
+                Err(StoreError::Refused(problems)) => return Ok(refused(&problems)),
                 Err(error) => return Err(error).context("cannot store the spells"),
             };
             println!("{}", import_report(&name, source, &report));
             Ok(ExitCode::SUCCESS)
         })
     })())
+}
+
+/// Prints the problems of a refused file; nothing was imported.
+fn refused(problems: &Problems) -> ExitCode {
+    eprint!("{problems}");
+    eprintln!("Nothing was imported.");
+    ExitCode::from(BAD_INPUT)
+}
+
+/// Reads a whole file, refusing one larger than `max_bytes` before reading
+/// it.
+fn read_limited(file: &Path, name: &str, max_bytes: u64) -> Result<Vec<u8>, Problem> {
+    let mut opened = std::fs::File::open(file)
+        .map_err(|error| Problem::whole_file(name, format!("cannot be opened: {error}")))?;
+    let unreadable = |error: std::io::Error| Problem::whole_file(name, format!("cannot be read: {error}"));
+    let size = opened.metadata().map_err(unreadable)?.len();
+    check_input_size(name, size, max_bytes)?;
+    let mut bytes = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
+    // A file that grew since is read up to the limit and one byte more.
+    std::io::Read::read_to_end(
+        &mut std::io::Read::take(&mut opened, max_bytes.saturating_add(1)),
+        &mut bytes,
+    )
+    .map_err(unreadable)?;
+    check_input_size(name, bytes.len() as u64, max_bytes)?;
+    Ok(bytes)
 }
 
 /// The report of an import in plain words.
