@@ -9,6 +9,7 @@ mod admin;
 mod config;
 mod feed;
 mod gen;
+mod rejected;
 mod serve;
 mod settings;
 mod simulate;
