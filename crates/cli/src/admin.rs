@@ -7,10 +7,11 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{anyhow, Context as _};
-use jiuzhu_formats::Problem;
+use jiuzhu_formats::{check_input_size, Problem, Problems, SpellRow, DEFAULT_MAX_INPUT_BYTES};
 use jiuzhu_store::{SpellFile, SpellImport, Store, StoreError};
 
 use crate::config::SettingsArgs;
+use crate::rejected;
 
 /// Exit status for input that breaks the formats, as `simulate` uses.
 pub const BAD_INPUT: u8 = 2;
@@ -34,12 +35,23 @@ pub enum ImportCommand {
     /// as a new version of a stored one (changed or ended), or found
     /// unchanged; persons whose past changed are marked for recomputation.
     /// The same file from the same source imported again changes nothing.
+    ///
+    /// A file with a bad row is refused whole, every problem named
+    /// (FILE:LINE: column: what is wrong), unless --skip-bad is given.
+    /// Exit status: 0 imported; 2 refused, nothing imported; 4 imported
+    /// with --skip-bad, some rows rejected (they are in the report).
     Spells {
         file: PathBuf,
         /// The department that sent the file (民政, 残联, …): the source of
         /// every row whose `source` column is empty.
         #[arg(long)]
         source: String,
+        /// Import the rows that pass their checks and write those that do
+        /// not, with their reasons, to REPORT (CSV). A problem with the
+        /// whole file (unreadable, empty, not text, too large, a required
+        /// column missing) or rows that overlap still refuse it whole.
+        #[arg(long, value_name = "REPORT")]
+        skip_bad: Option<PathBuf>,
         #[command(flatten)]
         settings: SettingsArgs,
     },
@@ -47,12 +59,23 @@ pub enum ImportCommand {
     /// invoices.csv of bills settled without real-time assistance. The file
     /// is checked whole first; a conflict or a bad row refuses it and
     /// nothing is stored.
+    ///
+    /// Exit status: 0 imported; 2 refused, nothing imported (or, rarely,
+    /// bills refused while storing, listed); 4 imported with --skip-bad,
+    /// some rows rejected (they are in the report).
     Invoices {
         file: PathBuf,
         /// Bills decided and written per transaction (at most 2048).
         #[arg(long, value_name = "N", default_value_t = jiuzhu_store::FEED_CHUNK_INVOICES as u64,
               value_parser = clap::value_parser!(u64).range(1..=jiuzhu_store::MAX_FEED_CHUNK_INVOICES as u64))]
         chunk: u64,
+        /// Import the rows that pass their checks and write those that do
+        /// not, with their reasons, to REPORT (CSV). A problem with the
+        /// whole file (unreadable, empty, not text, a required column
+        /// missing) or a conflict (one invoice number, two different
+        /// bills) still refuse it whole.
+        #[arg(long, value_name = "REPORT")]
+        skip_bad: Option<PathBuf>,
         #[command(flatten)]
         settings: SettingsArgs,
     },
@@ -167,24 +190,30 @@ pub fn import(command: &ImportCommand) -> ExitCode {
         ImportCommand::Spells {
             file,
             source,
+            skip_bad,
             settings,
-        } => import_spells(file, source, settings),
+        } => import_spells(file, source, skip_bad.as_deref(), settings),
         ImportCommand::Invoices {
             file,
             chunk,
+            skip_bad,
             settings,
         } => finish(crate::feed::import_invoices(
             file,
             usize::try_from(*chunk).unwrap_or(jiuzhu_store::FEED_CHUNK_INVOICES),
+            skip_bad.as_deref(),
             settings,
             &operator(),
         )),
     }
 }
 
-fn import_spells(file: &Path, source: &str, settings: &SettingsArgs) -> ExitCode {
+fn import_spells(file: &Path, source: &str, skip_bad: Option<&Path>, settings: &SettingsArgs) -> ExitCode {
     finish((|| {
         let name = file.display().to_string();
+        if let Some(report) = skip_bad {
+            rejected::check_report_path(file, report)?;
+        }
         runtime()?.block_on(async {
             let store = open_store(settings).await?;
             let Some((_, policy)) = store.policy_in_force().await? else {
@@ -192,39 +221,91 @@ fn import_spells(file: &Path, source: &str, settings: &SettingsArgs) -> ExitCode
                     "no policy is stored yet: run `jiuzhu policy load FILE` first"
                 ));
             };
-            let bytes = match std::fs::read(file) {
+            let bytes = match read_limited(file, &name, DEFAULT_MAX_INPUT_BYTES) {
                 Ok(bytes) => bytes,
-                Err(error) => {
-                    eprintln!(
-                        "{}",
-                        Problem::whole_file(&name, format!("cannot be opened: {error}"))
-                    );
-                    eprintln!("Nothing was imported.");
-                    return Ok(ExitCode::from(BAD_INPUT));
+                Err(problem) => return Ok(refused(&problem.into())),
+            };
+            let mut rejected_rows = Vec::new();
+            let rows = match skip_bad {
+                None => match jiuzhu_formats::read_spell_rows(&name, &bytes, Some(&policy)) {
+                    Ok(rows) => rows,
+                    Err(problems) => return Ok(refused(&problems)),
+                },
+                Some(report) => {
+                    let read = match jiuzhu_formats::read_spells_partitioned(&name, &bytes, Some(&policy)) {
+                        Ok(read) => read,
+                        Err(problems) => return Ok(refused(&problems)),
+                    };
+                    rejected::write_report(report, &read.header, &read.rejected)?;
+                    if read.good.is_empty() && !read.rejected.is_empty() {
+                        eprint!("{}", rejected::problems_of(&read.rejected));
+                        eprintln!(
+                            "Nothing was imported: no row passed its checks; the rejected rows and \
+                             their reasons are in {}.",
+                            report.display()
+                        );
+                        return Ok(ExitCode::from(BAD_INPUT));
+                    }
+                    rejected_rows = read.rejected;
+                    read.good
+                        .into_iter()
+                        .map(|good| SpellRow {
+                            line: good.line,
+                            spell: good.row,
+                        })
+                        .collect()
                 }
             };
-            let rows = match jiuzhu_formats::read_spell_rows(&name, &bytes, Some(&policy)) {
-                Ok(rows) => rows,
-                Err(problems) => {
-                    eprint!("{problems}");
-                    eprintln!("Nothing was imported.");
-                    return Ok(ExitCode::from(BAD_INPUT));
-                }
+            let spell_file = if rejected_rows.is_empty() {
+                SpellFile::new(source, &name, &bytes, &rows)
+            } else {
+                SpellFile::part(source, &name, &bytes, &rows)
             };
-            let spell_file = SpellFile::new(source, &name, &bytes, &rows);
             let report = match store.import_spells(&spell_file, &operator()).await {
                 Ok(report) => report,
-                Err(StoreError::Refused(problems)) => {
-                    eprint!("{problems}");
-                    eprintln!("Nothing was imported.");
-                    return Ok(ExitCode::from(BAD_INPUT));
-                }
+                Err(StoreError::Refused(problems)) => return Ok(refused(&problems)),
                 Err(error) => return Err(error).context("cannot store the spells"),
             };
             println!("{}", import_report(&name, source, &report));
-            Ok(ExitCode::SUCCESS)
+            match skip_bad {
+                Some(path) if !rejected_rows.is_empty() => {
+                    rejected::print_problems(&rejected_rows, path);
+                    println!(
+                        "{}",
+                        rejected::summary(rows.len() as u64, rejected_rows.len(), path)
+                    );
+                    Ok(ExitCode::from(rejected::ROWS_REJECTED))
+                }
+                _ => Ok(ExitCode::SUCCESS),
+            }
         })
     })())
+}
+
+/// Prints the problems of a refused file; nothing was imported.
+fn refused(problems: &Problems) -> ExitCode {
+    eprint!("{problems}");
+    eprintln!("Nothing was imported.");
+    ExitCode::from(BAD_INPUT)
+}
+
+/// Reads a whole file, refusing one larger than `max_bytes` before reading
+/// it.
+fn read_limited(file: &Path, name: &str, max_bytes: u64) -> Result<Vec<u8>, Problem> {
+    let mut opened = std::fs::File::open(file)
+        .map_err(|error| Problem::whole_file(name, format!("cannot be opened: {error}")))?;
+    let unreadable = |error: std::io::Error| Problem::whole_file(name, format!("cannot be read: {error}"));
+    let size = opened.metadata().map_err(unreadable)?.len();
+    check_input_size(name, size, max_bytes)?;
+    let mut bytes = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
+    // A file that grew since is read up to the limit and one byte more.
+    std::io::Read::read_to_end(
+        &mut std::io::Read::take(&mut opened, max_bytes.saturating_add(1)),
+        &mut bytes,
+    )
+    .map_err(unreadable)?;
+    check_input_size(name, bytes.len() as u64, max_bytes)?;
+    Ok(bytes)
 }
 
 /// The report of an import in plain words.

@@ -11,12 +11,16 @@ use std::time::{Duration, Instant};
 
 use anyhow::anyhow;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use jiuzhu_core::Outcome;
-use jiuzhu_formats::read_invoice_records_file;
+use jiuzhu_core::{Invoice, Outcome};
+use jiuzhu_formats::{
+    read_invoice_records_file, read_invoices_partitioned_file, InvoiceRecord, Partitioned, ReadOptions,
+    RejectedRow,
+};
 use jiuzhu_store::{FeedError, FeedOptions, FeedReport};
 
 use crate::admin::{open_store, runtime, BAD_INPUT};
 use crate::config::SettingsArgs;
+use crate::rejected;
 use crate::simulate::{grouped, money};
 
 /// Duplicates listed one by one at most; the rest are counted.
@@ -25,10 +29,14 @@ const DUPLICATES_LISTED: usize = 20;
 pub fn import_invoices(
     file: &Path,
     chunk_invoices: usize,
+    skip_bad: Option<&Path>,
     settings: &SettingsArgs,
     actor: &str,
 ) -> anyhow::Result<ExitCode> {
     let name = file.display().to_string();
+    if let Some(report) = skip_bad {
+        rejected::check_report_path(file, report)?;
+    }
     runtime()?.block_on(async {
         let store = open_store(settings).await?;
         let Some((_, policy)) = store.policy_in_force().await? else {
@@ -42,17 +50,40 @@ pub fn import_invoices(
             .map(|(name, _)| name.clone())
             .collect();
         let started = Instant::now();
-        let reading = reading_progress(file);
-        let records = read_invoice_records_file(file, &name, &known, &|bytes| reading.inc(bytes));
+        // The lenient reader reports no progress: no bar for it.
+        let reading = if skip_bad.is_some() {
+            ProgressBar::hidden()
+        } else {
+            reading_progress(file)
+        };
+        let read = match skip_bad {
+            None => read_invoice_records_file(file, &name, &known, &|bytes| reading.inc(bytes))
+                .map(|records| (records, None)),
+            Some(_) => read_invoices_partitioned_file(file, &name, &known, &STREAMED).map(good_records),
+        };
         reading.finish_and_clear();
-        let records = match records {
-            Ok(records) => records,
+        let (records, set_aside) = match read {
+            Ok(read) => read,
             Err(problems) => {
                 eprint!("{problems}");
                 eprintln!("Nothing was imported: correct the file and import it again.");
                 return Ok(ExitCode::from(BAD_INPUT));
             }
         };
+        let mut rejected_rows = Vec::new();
+        if let (Some(report), Some(SetAside { header, rows })) = (skip_bad, set_aside) {
+            rejected::write_report(report, &header, &rows)?;
+            if !rows.is_empty() && records.is_empty() {
+                eprint!("{}", rejected::problems_of(&rows));
+                eprintln!(
+                    "Nothing was imported: no row passed its checks; the rejected rows and their \
+                     reasons are in {}.",
+                    report.display()
+                );
+                return Ok(ExitCode::from(BAD_INPUT));
+            }
+            rejected_rows = rows;
+        }
         let read = started.elapsed();
 
         let rows = records.len() as u64;
@@ -93,14 +124,64 @@ pub fn import_invoices(
             checked: checked.get().copied().unwrap_or(read),
             total: started.elapsed(),
         };
-        print!("{}", report_text(&name, &report, &timings));
+        let rejected_note = skip_bad.map(|path| Rejected {
+            rows: rejected_rows.len() as u64,
+            report: path,
+        });
+        print!(
+            "{}",
+            report_text(&name, &report, rejected_note.as_ref(), &timings)
+        );
+        let rows_rejected = skip_bad.filter(|_| !rejected_rows.is_empty());
+        if let Some(path) = rows_rejected {
+            rejected::print_problems(&rejected_rows, path);
+            println!("{}", rejected::summary(rows, rejected_rows.len(), path));
+        }
         if !report.refused.is_empty() {
             eprint!("{}", report.refused);
             eprintln!("These lines were not stored; every other bill was.");
             return Ok(ExitCode::from(BAD_INPUT));
         }
+        if rows_rejected.is_some() {
+            return Ok(ExitCode::from(rejected::ROWS_REJECTED));
+        }
         Ok(ExitCode::SUCCESS)
     })
+}
+
+/// The feed is streamed and kept as compact records: no size limit, as
+/// without `--skip-bad`.
+const STREAMED: ReadOptions = ReadOptions { max_bytes: u64::MAX };
+
+/// The rows of a file read leniently that failed their checks, and its
+/// header, for the report.
+struct SetAside {
+    header: Vec<String>,
+    rows: Vec<RejectedRow>,
+}
+
+/// The good rows of a file read leniently, as the records the store
+/// takes, and the rows set aside.
+fn good_records(read: Partitioned<Invoice>) -> (Vec<InvoiceRecord>, Option<SetAside>) {
+    let records = read
+        .good
+        .into_iter()
+        .map(|good| InvoiceRecord {
+            line: good.line,
+            invoice: good.row,
+        })
+        .collect();
+    let set_aside = SetAside {
+        header: read.header,
+        rows: read.rejected,
+    };
+    (records, Some(set_aside))
+}
+
+/// The rows `--skip-bad` set aside.
+struct Rejected<'p> {
+    rows: u64,
+    report: &'p Path,
 }
 
 /// When each stage ended, from the start.
@@ -111,7 +192,14 @@ struct Timings {
 }
 
 /// The report, in plain words.
-fn report_text(file: &str, report: &FeedReport, timings: &Timings) -> String {
+/// With `--skip-bad`, the rows read count those set aside too, and a line
+/// says how many there were and where they are.
+fn report_text(
+    file: &str,
+    report: &FeedReport,
+    rejected: Option<&Rejected<'_>>,
+    timings: &Timings,
+) -> String {
     let decided: Vec<String> = [
         Outcome::Assisted,
         Outcome::Capped,
@@ -127,8 +215,22 @@ fn report_text(file: &str, report: &FeedReport, timings: &Timings) -> String {
         )
     })
     .collect();
-    let lines = [
-        ("rows read", grouped(report.rows), String::new()),
+    let mut lines = vec![(
+        "rows read",
+        grouped(report.rows + rejected.map_or(0, |rejected| rejected.rows)),
+        String::new(),
+    )];
+    if let Some(rejected) = rejected {
+        lines.push((
+            "rejected",
+            grouped(rejected.rows),
+            format!(
+                "rows that failed their checks: not stored; each with its reasons in {}",
+                rejected.report.display()
+            ),
+        ));
+    }
+    lines.extend([
         ("decided now", grouped(report.decided()), decided.join(", ")),
         (
             "amount assisted",
@@ -150,7 +252,7 @@ fn report_text(file: &str, report: &FeedReport, timings: &Timings) -> String {
             grouped(report.duplicates.len() as u64),
             "lines repeating a bill of this file: not stored again".to_owned(),
         ),
-    ];
+    ]);
     let width = lines.iter().map(|(_, value, _)| value.len()).max().unwrap_or(0);
     let mut text = format!("Imported the insurance feed {file}.\n\n");
     for (label, value, note) in &lines {
@@ -254,7 +356,7 @@ mod tests {
             checked: Duration::from_millis(300),
             total: Duration::from_millis(1300),
         };
-        let text = report_text("feed.csv", &report, &timings);
+        let text = report_text("feed.csv", &report, None, &timings);
         assert_eq!(
             text,
             "Imported the insurance feed feed.csv.\n\

@@ -10,6 +10,7 @@ mod config;
 mod feed;
 mod gen;
 mod notify;
+mod rejected;
 mod serve;
 mod settings;
 mod simulate;

@@ -56,7 +56,10 @@ pub struct SpellFile<'a> {
     pub source: &'a str,
     /// The file's name as the user gave it, for the record and problems.
     pub file_name: &'a str,
-    /// SHA-256 of the file's bytes: the same file is imported once.
+    /// What the import is recorded under, so that the same file is
+    /// imported once: the SHA-256 of the file's bytes ([`SpellFile::new`]),
+    /// or, when only some of its rows are imported, of those bytes and
+    /// the lines of the rows imported ([`SpellFile::part`]).
     pub digest: [u8; 32],
     pub rows: &'a [SpellRow],
 }
@@ -69,6 +72,30 @@ impl<'a> SpellFile<'a> {
             source,
             file_name,
             digest: sha2::Sha256::digest(bytes).into(),
+            rows,
+        }
+    }
+
+    /// The rows of a file read from `bytes` that passed their checks when
+    /// others did not (`jiuzhu import spells --skip-bad`). Its digest covers
+    /// the file's bytes and the lines of `rows`: the same file with the
+    /// same rows set aside is imported once, while the same file read
+    /// whole later (its rows all good, say, once a policy defines a
+    /// category it names) is another import, so that no row is skipped
+    /// as already imported when it was not. (A file whose rows all passed
+    /// is [`SpellFile::new`], however it was read.)
+    pub fn part(source: &'a str, file_name: &'a str, bytes: &[u8], rows: &'a [SpellRow]) -> SpellFile<'a> {
+        use sha2::Digest as _;
+        let mut hasher = sha2::Sha256::new();
+        hasher.update(b"jiuzhu spells: part of a file\0");
+        hasher.update(sha2::Sha256::digest(bytes));
+        for row in rows {
+            hasher.update(row.line.to_be_bytes());
+        }
+        SpellFile {
+            source,
+            file_name,
+            digest: hasher.finalize().into(),
             rows,
         }
     }
@@ -434,6 +461,30 @@ mod tests {
             "{text}"
         );
         assert!(!text.contains(ID), "{text}");
+    }
+
+    #[test]
+    fn a_part_of_a_file_is_recorded_apart_from_the_whole_file_and_from_other_parts() {
+        let bytes = b"the file";
+        let rows = [
+            row(2, ID, "DB", "2024-01-01", None, None),
+            row(3, OTHER_ID, "DB", "2024-01-01", None, None),
+        ];
+        let whole = SpellFile::new("民政", "s.csv", bytes, &rows);
+        let part = SpellFile::part("民政", "s.csv", bytes, &rows[..1]);
+        assert_ne!(part.digest, whole.digest);
+        assert_eq!(
+            SpellFile::part("民政", "other.csv", bytes, &rows[..1]).digest,
+            part.digest
+        );
+        assert_ne!(
+            SpellFile::part("民政", "s.csv", bytes, &rows[1..]).digest,
+            part.digest
+        );
+        assert_ne!(
+            SpellFile::part("民政", "s.csv", b"another file", &rows[..1]).digest,
+            part.digest
+        );
     }
 
     #[test]
