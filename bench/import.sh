@@ -2,6 +2,15 @@
 # Benchmark of the importers, each against a baseline measured in the same
 # run on the same disk.
 #
+# A department's spells (`jiuzhu import spells`): a generated spells file of
+# about a million spells imported into a fresh SQLite store (policy loaded
+# first), timed as a bureau sees it (the whole command: reading, checking,
+# planning the history, encrypting IDs, storing, auditing). The baseline
+# (`bulk-baseline --kind spells`) copies the very person and spell rows the
+# import stored to a fresh SQLite file with plain multi-row inserts in one
+# durable transaction, as the import writes a file. Prints spells stored
+# per second for both and the ratio (target: at least 0.50).
+#
 # The insurance feed (`jiuzhu import invoices`): generated invoices imported
 # into a fresh SQLite store (policy and spells loaded first), timed as a
 # bureau sees it (the whole command: reading, checking, deciding, storing).
@@ -12,10 +21,12 @@
 # its transactions are timed. Prints rows stored per second for both and
 # the ratio (target: at least 0.50).
 #
-#   bash bench/import.sh              10,000,000 invoices
-#   bash bench/import.sh --smoke      20,000 invoices: checks that it all runs
+#   bash bench/import.sh              about 1,000,000 spells, 10,000,000 invoices
+#   bash bench/import.sh --smoke      about 3,000 spells, 20,000 invoices: checks that it all runs
 #
-#   INVOICES=1000000 to choose the size (PEOPLE defaults to a tenth of it);
+#   SPELL_PEOPLE=.. for the people of the spells file (about 1.4 spells each);
+#   INVOICES=1000000 for the feed (PEOPLE defaults to a tenth of it);
+#   STEPS="spells invoices" to choose what runs;
 #   CHUNK=1024 rows per transaction for both; BENCH_TMP=DIR for the work
 #   folder, which needs about 4 GB per million invoices.
 set -euo pipefail
@@ -33,9 +44,12 @@ esac
 
 if $smoke; then
   invoices=${INVOICES:-20000}
+  spell_people=${SPELL_PEOPLE:-2000}
 else
   invoices=${INVOICES:-10000000}
+  spell_people=${SPELL_PEOPLE:-700000}
 fi
+steps=${STEPS:-spells invoices}
 people=${PEOPLE:-$((invoices / 10 > 0 ? invoices / 10 : 1))}
 chunk=${CHUNK:-1024}
 
@@ -78,6 +92,42 @@ peak_rss() {
 
 report=()
 
+# A department's spells, then their baseline.
+bench_spells() {
+  echo
+  "$jiuzhu" gen --people "$spell_people" --invoices 1 --seed 2 --dir spells-data
+  local spells=$(($(wc -l <spells-data/spells.csv) - 1))
+  echo "== spells: $spells spells of $spell_people people, one file"
+  local url=sqlite://$work/spells.db
+  "$jiuzhu" policy load spells-data/policy.toml --database "$url" >/dev/null
+
+  local started elapsed rss stored
+  started=$(now_ns)
+  rss=$(peak_rss "$jiuzhu" import spells spells-data/spells.csv --source 民政 --database "$url")
+  elapsed=$(($(now_ns) - started))
+  cat stdout.txt
+  stored=$(sed -n 's/.*; \([0-9]*\) added, .*/\1/p' stdout.txt)
+  [ -n "$stored" ] && [ "$stored" -gt 0 ] || fail "the import stored no spells"
+  "$jiuzhu" audit verify --database "$url" | cut -c1-60
+  local spells_rate
+  spells_rate=$(rate "$stored" "$elapsed")
+  echo "import: $stored spells stored in $((elapsed / 1000000)) ms: $spells_rate rows/s; peak memory $rss; store $(du -sh "$work/spells.db" | cut -f1)"
+
+  echo
+  echo "== baseline: the same $stored spell rows and their persons, plain durable inserts in one transaction"
+  local output base_rate
+  output=$("$loadgen" bulk-baseline --kind spells --from "$url" --database "sqlite://$work/baseline.db" --chunk 1000)
+  echo "$output" | grep -v '^RESULT'
+  base_rate=$(echo "$output" | sed -n 's/^RESULT .*rows_per_second=\([0-9]*\).*/\1/p')
+  [ -n "$base_rate" ] || fail "no baseline rate"
+  rm -f "$work"/baseline.db*
+
+  report+=("$(awk -v label="import spells ($spells)" -v feed="$spells_rate" -v base="$base_rate" \
+    'BEGIN { printf "%-32s %12d %12d %8.2fx", label, feed, base, (base > 0 ? feed / base : 0) }')")
+  rm -f "$work"/spells.db* stdout.txt rss.txt
+  rm -rf spells-data
+}
+
 # The insurance feed, then its baseline.
 bench_invoices() {
   echo
@@ -118,11 +168,18 @@ bench_invoices() {
   rm -rf data
 }
 
-bench_invoices
+for step in $steps; do
+  case $step in
+    spells) bench_spells ;;
+    invoices) bench_invoices ;;
+    *) fail "unknown step $step (spells, invoices)" ;;
+  esac
+done
 
 echo
 printf '%-32s %12s %12s %9s\n' step "rows/s" "baseline/s" ratio
 printf '%s\n' "${report[@]}"
-echo "(rows/s: bills stored per second of the whole command; baseline: the same rows as plain durable"
-echo " multi-row inserts, WAL and synchronous=FULL, $chunk per transaction, on the same disk;"
+echo "(rows/s: spells or bills stored per second of the whole command; baseline: the same rows as plain"
+echo " durable multi-row inserts, WAL and synchronous=FULL, on the same disk: spells in one transaction,"
+echo " as the import; invoices $chunk per transaction, as the import;"
 echo " target: ratio >= 0.50; $(nproc) cores; load average $(cut -d' ' -f1-3 /proc/loadavg))"

@@ -261,7 +261,12 @@ fn import_spells(file: &Path, source: &str, skip_bad: Option<&Path>, settings: &
             } else {
                 SpellFile::part(source, &name, &bytes, &rows)
             };
-            let report = match store.import_spells(&spell_file, &operator()).await {
+            let storing = crate::feed::rows_progress("encrypting, storing", rows.len() as u64);
+            let result = store
+                .import_spells_with_progress(&spell_file, &operator(), &|done| storing.inc(done))
+                .await;
+            storing.finish_and_clear();
+            let report = match result {
                 Ok(report) => report,
                 Err(StoreError::Refused(problems)) => return Ok(refused(&problems)),
                 Err(error) => return Err(error).context("cannot store the spells"),

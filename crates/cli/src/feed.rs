@@ -319,13 +319,15 @@ fn reading_progress(file: &Path) -> ProgressBar {
 /// The bar of the checking, deciding and storing stages, in rows, with
 /// the rate; hidden when standard error is not a terminal.
 fn importing_progress(rows: u64) -> ProgressBar {
+    rows_progress("checking, deciding, storing", rows)
+}
+
+/// A bar of `rows` rows with the rate, headed by `stage`; hidden when
+/// standard error is not a terminal.
+pub(crate) fn rows_progress(stage: &str, rows: u64) -> ProgressBar {
     let bar = ProgressBar::with_draw_target(Some(rows), ProgressDrawTarget::stderr());
-    bar.set_style(
-        ProgressStyle::with_template(
-            "checking, deciding, storing {wide_bar} {human_pos}/{human_len} rows {per_sec} {eta}",
-        )
-        .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
+    let template = format!("{stage} {{wide_bar}} {{human_pos}}/{{human_len}} rows {{per_sec}} {{eta}}");
+    bar.set_style(ProgressStyle::with_template(&template).unwrap_or_else(|_| ProgressStyle::default_bar()));
     bar
 }
 

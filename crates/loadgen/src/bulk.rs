@@ -1,31 +1,52 @@
-//! `bulk-baseline`, the floor under `jiuzhu import invoices` in
-//! `bench/import.sh`: the same invoice and decision rows, byte for byte,
-//! copied from a store a feed was imported into to a fresh SQLite file,
-//! with plain multi-row inserts and nothing else: no reading of spells or
-//! counters, no deciding, no persons, counters or audit entries, no foreign
-//! keys. The same tables and indexes (their DDL is copied), the same
-//! durability (WAL, `synchronous=FULL`, `BEGIN IMMEDIATE` … `COMMIT`), the
-//! same page cache and the same rows per transaction as the import. Only the transactions are
-//! timed, not the reading of the rows from the source.
+//! `bulk-baseline`, the floor under `jiuzhu import` in `bench/import.sh`:
+//! the very rows an import stored, byte for byte, copied from its store to a
+//! fresh SQLite file with plain multi-row inserts and nothing else: no
+//! reading or checking of a file, no deciding, no audit entries, no
+//! notifications, no foreign keys. The same tables and indexes (their DDL is
+//! copied), the same durability (WAL, `synchronous=FULL`, `BEGIN IMMEDIATE`
+//! … `COMMIT`) and the same page cache as the store.
+//!
+//! - `--kind invoices` (the insurance feed): the invoice and decision rows,
+//!   `--chunk` of each per transaction, as the import's `--chunk`.
+//! - `--kind spells` (a department's spells file): the person and spell
+//!   rows, all in one transaction as the import writes a file, in
+//!   statements of `--chunk` rows.
+//!
+//! Only the transactions are timed: the rows are read from the source first.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteRow, SqliteSynchronous};
-use sqlx::{ConnectOptions as _, Connection as _, QueryBuilder, Row as _, Sqlite, SqliteConnection};
+use sqlx::{
+    ConnectOptions as _, Connection as _, QueryBuilder, Row as _, Sqlite, SqliteConnection, TypeInfo as _,
+    ValueRef as _,
+};
 
 use crate::{per_second, thousandths};
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum CopyKind {
+    /// Invoice and decision rows, `--chunk` of each per transaction.
+    Invoices,
+    /// Person and spell rows, in one transaction.
+    Spells,
+}
+
 #[derive(Debug, clap::Args)]
 pub struct BulkArgs {
-    /// The store the feed was imported into (`sqlite://PATH`), read only.
+    /// The store the file was imported into (`sqlite://PATH`), read only.
     #[arg(long, value_name = "URL")]
     from: String,
     /// `sqlite://PATH` for the copy; the file is created and must not exist yet.
     #[arg(long, value_name = "URL")]
     database: String,
-    /// Rows per transaction, as the import's `--chunk`.
+    /// Which import's rows to copy.
+    #[arg(long, value_enum, default_value_t = CopyKind::Invoices)]
+    kind: CopyKind,
+    /// Rows per transaction (invoices, as the import's `--chunk`) or per
+    /// statement (spells, as the import's statements).
     #[arg(long, default_value_t = 1024)]
     chunk: usize,
     /// SQLite's page cache, in KiB, as the store's (`SQLITE_CACHE_KIB`).
@@ -33,126 +54,139 @@ pub struct BulkArgs {
     cache_kib: u32,
 }
 
-/// How a column is read and bound.
-#[derive(Debug, Clone, Copy)]
-enum Kind {
-    Integer,
-    Text,
-    OptionalText,
-    Blob,
-}
-
-const INVOICE_COLUMNS: &[(&str, Kind)] = &[
-    ("invoice_no", Kind::Text),
-    ("person_key", Kind::Blob),
-    ("hospital", Kind::Text),
-    ("visit_type", Kind::Text),
-    ("service_date", Kind::Text),
-    ("settled_at", Kind::Text),
-    ("settled_unix_seconds", Kind::Integer),
-    ("settled_attoseconds", Kind::Integer),
-    ("settled_finer_digits", Kind::OptionalText),
-    ("total", Kind::Integer),
-    ("fund_paid", Kind::Integer),
-    ("in_scope_self_pay", Kind::Integer),
-    ("out_of_scope_self_pay", Kind::Integer),
-    ("request_digest", Kind::Blob),
-    ("channel", Kind::Text),
-    ("received_at", Kind::Text),
-];
-
-/// All but `id`, which each database numbers itself.
-const DECISION_COLUMNS: &[(&str, Kind)] = &[
-    ("invoice_no", Kind::Text),
-    ("person_key", Kind::Blob),
-    ("kind", Kind::Text),
-    ("policy_id", Kind::Integer),
-    ("year", Kind::Integer),
-    ("outcome", Kind::Text),
-    ("category", Kind::OptionalText),
-    ("pool", Kind::OptionalText),
-    ("policy_version", Kind::OptionalText),
-    ("base", Kind::Integer),
-    ("deductible_applied", Kind::Integer),
-    ("eligible", Kind::Integer),
-    ("amount", Kind::Integer),
-    ("response", Kind::Text),
-    ("decided_at", Kind::Text),
-    ("decided_by", Kind::Text),
-];
-
+/// One column's value, as SQLite stored it.
 #[derive(Debug)]
 enum Value {
+    Null,
     Integer(i64),
-    Text(Option<String>),
+    Text(String),
     Blob(Vec<u8>),
 }
 
-fn values(row: &SqliteRow, columns: &[(&str, Kind)]) -> Result<Vec<Value>, sqlx::Error> {
-    columns
-        .iter()
-        .map(|(name, kind)| {
-            Ok(match kind {
-                Kind::Integer => Value::Integer(row.try_get(*name)?),
-                Kind::Text => Value::Text(Some(row.try_get(*name)?)),
-                Kind::OptionalText => Value::Text(row.try_get(*name)?),
-                Kind::Blob => Value::Blob(row.try_get(*name)?),
-            })
-        })
-        .collect()
+/// A table to copy: its name, the column that orders its rows, and the
+/// columns copied (all but an `INTEGER PRIMARY KEY`, which each database
+/// numbers itself).
+#[derive(Debug)]
+struct Table {
+    name: &'static str,
+    order: &'static str,
+    columns: Vec<String>,
 }
 
-/// One multi-row insert of `rows` into `table`.
-async fn insert(
-    connection: &mut SqliteConnection,
-    table: &str,
-    columns: &[(&str, Kind)],
-    rows: &[Vec<Value>],
-) -> Result<(), sqlx::Error> {
-    let names: Vec<&str> = columns.iter().map(|(name, _)| *name).collect();
-    let mut query = QueryBuilder::<Sqlite>::new(format!("INSERT INTO {table} ({}) ", names.join(", ")));
-    query.push_values(rows, |mut builder, row| {
-        for value in row {
-            match value {
-                Value::Integer(number) => builder.push_bind(*number),
-                Value::Text(text) => builder.push_bind(text.clone()),
-                Value::Blob(bytes) => builder.push_bind(bytes.clone()),
-            };
+impl Table {
+    async fn of(
+        source: &mut SqliteConnection,
+        name: &'static str,
+        order: &'static str,
+    ) -> anyhow::Result<Table> {
+        let info = sqlx::query(sqlx::AssertSqlSafe(format!("PRAGMA table_info({name})")))
+            .fetch_all(&mut *source)
+            .await?;
+        let mut columns = Vec::new();
+        for row in &info {
+            let column: String = row.try_get("name")?;
+            let primary: i64 = row.try_get("pk")?;
+            let kind: String = row.try_get("type")?;
+            if primary == 1 && kind.eq_ignore_ascii_case("INTEGER") {
+                continue;
+            }
+            columns.push(column);
         }
-    });
-    query.build().persistent(false).execute(&mut *connection).await?;
-    Ok(())
-}
+        if columns.is_empty() {
+            bail!("the source has no table {name}: import into it first");
+        }
+        Ok(Table { name, order, columns })
+    }
 
-/// Reads up to `limit` rows of `table` after `after` in `key` order, with
-/// the key of the last.
-async fn read_after(
-    source: &mut SqliteConnection,
-    table: &str,
-    key: &str,
-    columns: &[(&str, Kind)],
-    after: i64,
-    limit: usize,
-) -> anyhow::Result<(Vec<Vec<Value>>, i64)> {
-    let names: Vec<&str> = columns.iter().map(|(name, _)| *name).collect();
-    let sql = format!(
-        "SELECT {key} AS row_key, {} FROM {table} WHERE {key} > $1 ORDER BY {key} LIMIT $2",
-        names.join(", ")
-    );
-    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-        .bind(after)
-        .bind(limit as i64)
-        .fetch_all(&mut *source)
-        .await?;
-    let last = match rows.last() {
-        Some(row) => row.try_get("row_key")?,
-        None => after,
-    };
-    let values = rows
-        .iter()
-        .map(|row| values(row, columns))
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok((values, last))
+    /// Up to `limit` rows after `after` in order, with the order key of the last.
+    async fn read_after(
+        &self,
+        source: &mut SqliteConnection,
+        after: i64,
+        limit: usize,
+    ) -> anyhow::Result<(Vec<Vec<Value>>, i64)> {
+        let sql = format!(
+            "SELECT {order} AS row_key, {columns} FROM {table} WHERE {order} > $1 ORDER BY {order} LIMIT $2",
+            order = self.order,
+            columns = self.columns.join(", "),
+            table = self.name,
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(after)
+            .bind(limit as i64)
+            .fetch_all(&mut *source)
+            .await?;
+        let last = match rows.last() {
+            Some(row) => row.try_get("row_key")?,
+            None => after,
+        };
+        let values = rows
+            .iter()
+            .map(|row| self.values(row))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok((values, last))
+    }
+
+    /// Every row, in order.
+    async fn read_all(&self, source: &mut SqliteConnection) -> anyhow::Result<Vec<Vec<Value>>> {
+        let mut all = Vec::new();
+        let mut after = i64::MIN;
+        loop {
+            let (rows, last) = self.read_after(source, after, 10_000).await?;
+            if rows.is_empty() {
+                return Ok(all);
+            }
+            after = last;
+            all.extend(rows);
+        }
+    }
+
+    fn values(&self, row: &SqliteRow) -> anyhow::Result<Vec<Value>> {
+        (1..=self.columns.len())
+            .map(|index| {
+                let raw = row.try_get_raw(index)?;
+                if raw.is_null() {
+                    return Ok(Value::Null);
+                }
+                let kind = raw.type_info().name().to_owned();
+                Ok(match kind.as_str() {
+                    "INTEGER" => Value::Integer(row.try_get(index)?),
+                    "TEXT" => Value::Text(row.try_get(index)?),
+                    "BLOB" => Value::Blob(row.try_get(index)?),
+                    other => bail!(
+                        "{}.{} holds a value of type {other}",
+                        self.name,
+                        self.columns[index - 1]
+                    ),
+                })
+            })
+            .collect()
+    }
+
+    /// One multi-row insert.
+    async fn insert(
+        &self,
+        connection: &mut SqliteConnection,
+        rows: &[Vec<Value>],
+    ) -> Result<(), sqlx::Error> {
+        let mut query = QueryBuilder::<Sqlite>::new(format!(
+            "INSERT INTO {} ({}) ",
+            self.name,
+            self.columns.join(", ")
+        ));
+        query.push_values(rows, |mut builder, row| {
+            for value in row {
+                match value {
+                    Value::Null => builder.push_bind(None::<i64>),
+                    Value::Integer(number) => builder.push_bind(*number),
+                    Value::Text(text) => builder.push_bind(text.clone()),
+                    Value::Blob(bytes) => builder.push_bind(bytes.clone()),
+                };
+            }
+        });
+        query.build().persistent(false).execute(&mut *connection).await?;
+        Ok(())
+    }
 }
 
 pub async fn bulk_baseline(args: &BulkArgs) -> anyhow::Result<()> {
@@ -184,16 +218,24 @@ pub async fn bulk_baseline(args: &BulkArgs) -> anyhow::Result<()> {
         .connect()
         .await
         .with_context(|| format!("cannot open {path}"))?;
+    let (first, second) = match args.kind {
+        CopyKind::Invoices => (
+            Table::of(&mut source, "invoices", "rowid").await?,
+            Table::of(&mut source, "decisions", "id").await?,
+        ),
+        CopyKind::Spells => (
+            Table::of(&mut source, "persons", "rowid").await?,
+            Table::of(&mut source, "spells", "id").await?,
+        ),
+    };
     // The same tables and indexes as the store's.
     let schema = sqlx::query(
-        "SELECT sql FROM sqlite_master WHERE tbl_name IN ('invoices', 'decisions') AND sql IS NOT NULL \
-         ORDER BY type DESC, rowid",
+        "SELECT sql FROM sqlite_master WHERE tbl_name IN ($1, $2) AND sql IS NOT NULL ORDER BY type DESC, rowid",
     )
+    .bind(first.name)
+    .bind(second.name)
     .fetch_all(&mut source)
     .await?;
-    if schema.is_empty() {
-        bail!("{from} has no invoices table: import a feed into it first");
-    }
     for row in &schema {
         let sql: String = row.try_get("sql")?;
         sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
@@ -201,59 +243,96 @@ pub async fn bulk_baseline(args: &BulkArgs) -> anyhow::Result<()> {
             .await?;
     }
 
-    let (mut invoices_after, mut decisions_after) = (0i64, 0i64);
-    let mut rows = 0u64;
-    let mut transactions = 0u64;
-    let mut writing = Duration::ZERO;
-    let started = Instant::now();
-    loop {
-        let (invoices, last) = read_after(
-            &mut source,
-            "invoices",
-            "rowid",
-            INVOICE_COLUMNS,
-            invoices_after,
-            args.chunk,
-        )
-        .await?;
-        invoices_after = last;
-        let (decisions, last) = read_after(
-            &mut source,
-            "decisions",
-            "id",
-            DECISION_COLUMNS,
-            decisions_after,
-            args.chunk,
-        )
-        .await?;
-        decisions_after = last;
-        if invoices.is_empty() && decisions.is_empty() {
-            break;
+    let (rows, transactions, writing, total) = match args.kind {
+        CopyKind::Invoices => {
+            copy_in_chunks(&mut source, &mut connection, &first, &second, args.chunk).await?
         }
-        let transaction = Instant::now();
-        sqlx::raw_sql("BEGIN IMMEDIATE").execute(&mut connection).await?;
-        if !invoices.is_empty() {
-            insert(&mut connection, "invoices", INVOICE_COLUMNS, &invoices).await?;
-        }
-        if !decisions.is_empty() {
-            insert(&mut connection, "decisions", DECISION_COLUMNS, &decisions).await?;
-        }
-        sqlx::raw_sql("COMMIT").execute(&mut connection).await?;
-        writing += transaction.elapsed();
-        rows += invoices.len() as u64;
-        transactions += 1;
-    }
-    let total_us = started.elapsed().as_micros();
+        CopyKind::Spells => copy_at_once(&mut source, &mut connection, &first, &second, args.chunk).await?,
+    };
     connection.close().await?;
     let elapsed_us = writing.as_micros();
     let rate = per_second(rows, elapsed_us);
+    let what = match args.kind {
+        CopyKind::Invoices => format!(
+            "{rows} invoice and decision rows in {transactions} durable transactions of {} rows",
+            args.chunk
+        ),
+        CopyKind::Spells => format!(
+            "{rows} spell rows and their persons in {transactions} durable transaction, {} rows a statement",
+            args.chunk
+        ),
+    };
     println!(
-        "bulk baseline: {rows} invoice and decision rows in {transactions} durable transactions of \
-         {} rows: {} s writing ({} s with reading the source): {rate} rows/s",
-        args.chunk,
+        "bulk baseline: {what}: {} s writing ({} s with reading the source): {rate} rows/s",
         thousandths(elapsed_us / 1000),
-        thousandths(total_us / 1000)
+        thousandths(total.as_millis())
     );
     println!("RESULT rows={rows} elapsed_us={elapsed_us} rows_per_second={rate}");
     Ok(())
+}
+
+/// Invoices: each transaction inserts the next `chunk` rows of each table.
+/// Returns the rows of `first` copied, the transactions, the time spent in
+/// them and the whole time.
+async fn copy_in_chunks(
+    source: &mut SqliteConnection,
+    connection: &mut SqliteConnection,
+    first: &Table,
+    second: &Table,
+    chunk: usize,
+) -> anyhow::Result<(u64, u64, Duration, Duration)> {
+    let (mut first_after, mut second_after) = (i64::MIN, i64::MIN);
+    let (mut rows, mut transactions) = (0u64, 0u64);
+    let mut writing = Duration::ZERO;
+    let started = Instant::now();
+    loop {
+        let (firsts, last) = first.read_after(source, first_after, chunk).await?;
+        first_after = last;
+        let (seconds, last) = second.read_after(source, second_after, chunk).await?;
+        second_after = last;
+        if firsts.is_empty() && seconds.is_empty() {
+            break;
+        }
+        let transaction = Instant::now();
+        sqlx::raw_sql("BEGIN IMMEDIATE").execute(&mut *connection).await?;
+        if !firsts.is_empty() {
+            first.insert(connection, &firsts).await?;
+        }
+        if !seconds.is_empty() {
+            second.insert(connection, &seconds).await?;
+        }
+        sqlx::raw_sql("COMMIT").execute(&mut *connection).await?;
+        writing += transaction.elapsed();
+        rows += firsts.len() as u64;
+        transactions += 1;
+    }
+    Ok((rows, transactions, writing, started.elapsed()))
+}
+
+/// Spells: every row of both tables in one transaction, `chunk` rows a
+/// statement. Returns the rows of `second` copied.
+async fn copy_at_once(
+    source: &mut SqliteConnection,
+    connection: &mut SqliteConnection,
+    first: &Table,
+    second: &Table,
+    chunk: usize,
+) -> anyhow::Result<(u64, u64, Duration, Duration)> {
+    let started = Instant::now();
+    let firsts = first.read_all(source).await?;
+    let seconds = second.read_all(source).await?;
+    if seconds.is_empty() {
+        bail!("the source holds no {}: import into it first", second.name);
+    }
+    let transaction = Instant::now();
+    sqlx::raw_sql("BEGIN IMMEDIATE").execute(&mut *connection).await?;
+    for rows in firsts.chunks(chunk) {
+        first.insert(connection, rows).await?;
+    }
+    for rows in seconds.chunks(chunk) {
+        second.insert(connection, rows).await?;
+    }
+    sqlx::raw_sql("COMMIT").execute(&mut *connection).await?;
+    let writing = transaction.elapsed();
+    Ok((seconds.len() as u64, 1, writing, started.elapsed()))
 }

@@ -15,7 +15,7 @@
 //! the current spells read inside the import's transaction; the same file
 //! from the same source is found by its digest before anything is written.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -319,13 +319,28 @@ impl Store {
     /// - the same file (same source and digest) imported again changes
     ///   nothing at all and reports the earlier import.
     pub async fn import_spells(&self, file: &SpellFile<'_>, actor: &str) -> Result<SpellImport, StoreError> {
+        self.import_spells_with_progress(file, actor, &|_| {}).await
+    }
+
+    /// [`Store::import_spells`], calling `progress` with the number of rows
+    /// of the file done since its last call: once when the file has been
+    /// checked and its IDs encrypted (the rows stored later, as they are),
+    /// then as the spells are written.
+    pub async fn import_spells_with_progress(
+        &self,
+        file: &SpellFile<'_>,
+        actor: &str,
+        progress: &(dyn Fn(u64) + Sync),
+    ) -> Result<SpellImport, StoreError> {
         let (incoming, duplicates) = spell_history::distinct_spells(file).map_err(StoreError::Refused)?;
-        let mut persons: HashMap<ResidentId, PersonRow> = HashMap::new();
-        for spell in &incoming {
-            if let std::collections::hash_map::Entry::Vacant(entry) = persons.entry(spell.person) {
-                entry.insert(self.person_row(spell.person)?);
-            }
-        }
+        let mut seen: HashSet<ResidentId> = HashSet::new();
+        let distinct: Vec<ResidentId> = incoming
+            .iter()
+            .map(|spell| spell.person)
+            .filter(|person| seen.insert(*person))
+            .collect();
+        let rows = self.person_rows(&distinct)?;
+        let persons: HashMap<ResidentId, PersonRow> = distinct.into_iter().zip(rows).collect();
         let import = SpellImportJob {
             file,
             incoming: &incoming,
@@ -333,6 +348,7 @@ impl Store {
             persons: &persons,
             today: today_in_china()?,
             actor,
+            progress,
         };
         match &self.backend {
             Backend::Sqlite(pool) => sqlite::import_spells(pool, &import).await,
@@ -491,6 +507,36 @@ impl Store {
         }
     }
 
+    /// [`Store::person_row`] of each person, on every core for a large file.
+    fn person_rows(&self, persons: &[ResidentId]) -> Result<Vec<PersonRow>, CryptoError> {
+        const PER_THREAD_AT_LEAST: usize = 4096;
+        let threads = std::thread::available_parallelism().map_or(1, usize::from);
+        let per_thread = persons.len().div_ceil(threads).max(PER_THREAD_AT_LEAST);
+        if persons.len() <= per_thread {
+            return persons.iter().map(|person| self.person_row(*person)).collect();
+        }
+        std::thread::scope(|scope| {
+            let parts: Vec<_> = persons
+                .chunks(per_thread)
+                .map(|part| {
+                    scope.spawn(move || {
+                        part.iter()
+                            .map(|person| self.person_row(*person))
+                            .collect::<Result<Vec<_>, _>>()
+                    })
+                })
+                .collect();
+            let mut rows = Vec::with_capacity(persons.len());
+            for part in parts {
+                match part.join() {
+                    Ok(part) => rows.extend(part?),
+                    Err(panic) => std::panic::resume_unwind(panic),
+                }
+            }
+            Ok(rows)
+        })
+    }
+
     fn person_row(&self, person: ResidentId) -> Result<PersonRow, CryptoError> {
         let text = person.to_string();
         Ok(PersonRow {
@@ -520,6 +566,8 @@ struct SpellImportJob<'j> {
     persons: &'j HashMap<ResidentId, PersonRow>,
     today: Date,
     actor: &'j str,
+    /// Rows done since the last call.
+    progress: &'j (dyn Fn(u64) + Sync),
 }
 
 /// The way a bill came in.
@@ -1376,6 +1424,8 @@ macro_rules! backend {
                 }
 
                 let plan = spell_history::plan(job.incoming, &current, job.today);
+                // The rows not written (unchanged, duplicates) are done.
+                (job.progress)(rows.saturating_sub(plan.stored.len() as u64));
                 let at = now_text();
                 let mut report = plan.report;
                 report.rows = rows;
@@ -1428,12 +1478,12 @@ macro_rules! backend {
                     if supersedes.is_empty() {
                         run.push(spell);
                         if run.len() == ROWS_PER_STATEMENT {
-                            insert_spells(&mut tx, &run, job.persons, import_id, &at).await?;
+                            insert_spells(&mut tx, &run, job, import_id, &at).await?;
                             run.clear();
                         }
                         continue;
                     }
-                    insert_spells(&mut tx, &run, job.persons, import_id, &at).await?;
+                    insert_spells(&mut tx, &run, job, import_id, &at).await?;
                     run.clear();
                     let row = sqlx::query(
                         "INSERT INTO spells \
@@ -1449,6 +1499,7 @@ macro_rules! backend {
                     .bind(import_id)
                     .fetch_one(&mut *tx)
                     .await?;
+                    (job.progress)(1);
                     let id: i64 = row.try_get("id")?;
                     for old in supersedes {
                         let updated = sqlx::query(
@@ -1463,7 +1514,7 @@ macro_rules! backend {
                         }
                     }
                 }
-                insert_spells(&mut tx, &run, job.persons, import_id, &at).await?;
+                insert_spells(&mut tx, &run, job, import_id, &at).await?;
                 super::outbox::$module::enqueue_new_recipients(&mut tx, &plan.stored, &current, job.persons, import_id)
                     .await?;
 
@@ -1497,10 +1548,11 @@ macro_rules! backend {
             async fn insert_spells(
                 tx: &mut sqlx::Transaction<'_, $Db>,
                 spells: &[&Incoming<'_>],
-                persons: &HashMap<ResidentId, PersonRow>,
+                job: &SpellImportJob<'_>,
                 import_id: i64,
                 at: &str,
             ) -> Result<(), StoreError> {
+                let persons = job.persons;
                 if spells.is_empty() {
                     return Ok(());
                 }
@@ -1519,6 +1571,7 @@ macro_rules! backend {
                         .push_bind(import_id);
                 });
                 query.build().persistent(false).execute(&mut **tx).await?;
+                (job.progress)(spells.len() as u64);
                 Ok(())
             }
 
