@@ -61,10 +61,19 @@ fail() {
 work=$(mktemp -d "${BENCH_TMP:-${TMPDIR:-/tmp}}/jiuzhu-import.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 
-echo "building the release binaries"
-cargo build --release --locked --quiet -p jiuzhu-cli -p jiuzhu-loadgen
-jiuzhu=$PWD/target/release/jiuzhu
-loadgen=$PWD/target/release/jiuzhu-loadgen
+# JIUZHU_BIN_DIR: binaries built already (CI's smoke runs the ones its
+# tests built); otherwise the release profile's are built now.
+if [ -n "${JIUZHU_BIN_DIR:-}" ]; then
+  bin_dir=$(cd "$JIUZHU_BIN_DIR" && pwd)
+  echo "the binaries of $bin_dir"
+else
+  echo "building the release binaries"
+  cargo build --release --locked --quiet -p jiuzhu-cli -p jiuzhu-loadgen
+  bin_dir=$PWD/target/release
+fi
+jiuzhu=$bin_dir/jiuzhu
+loadgen=$bin_dir/jiuzhu-loadgen
+[ -x "$jiuzhu" ] && [ -x "$loadgen" ] || fail "no jiuzhu and jiuzhu-loadgen in $bin_dir"
 
 echo "work folder $work: $(df -h --output=avail "$work" | tail -n 1 | tr -d ' ') available"
 cd "$work"
