@@ -77,10 +77,10 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# JIUZHU_BIN_DIR: binaries built already (CI's smoke runs the ones its
+# BENCH_BIN_DIR: binaries built already (CI's smoke runs the ones its
 # tests built); otherwise the release profile's are built now.
-if [ -n "${JIUZHU_BIN_DIR:-}" ]; then
-  bin_dir=$(cd "$JIUZHU_BIN_DIR" && pwd)
+if [ -n "${BENCH_BIN_DIR:-}" ]; then
+  bin_dir=$(cd "$BENCH_BIN_DIR" && pwd)
   echo "the binaries of $bin_dir"
 else
   echo "building the release binaries"

@@ -45,10 +45,10 @@ if [ ! -x /usr/bin/time ]; then
 fi
 python3 -c 'import duckdb' 2>/dev/null || fail "the Python package duckdb is missing: pip install duckdb"
 
-# JIUZHU_BIN_DIR: a jiuzhu built already (CI's smoke runs the one its
+# BENCH_BIN_DIR: a jiuzhu built already (CI's smoke runs the one its
 # tests built); otherwise the release profile's is built now.
-if [ -n "${JIUZHU_BIN_DIR:-}" ]; then
-  jiuzhu=$JIUZHU_BIN_DIR/jiuzhu
+if [ -n "${BENCH_BIN_DIR:-}" ]; then
+  jiuzhu=$BENCH_BIN_DIR/jiuzhu
   echo "the binary $jiuzhu"
 else
   echo "building the release binary"
