@@ -55,12 +55,14 @@ const SQLITE_MIGRATIONS: &[(i64, &str)] = &[
     (2, include_str!("../migrations/sqlite/0002_spell_history.sql")),
     (3, include_str!("../migrations/sqlite/0003_department_keys.sql")),
     (4, include_str!("../migrations/sqlite/0004_outbox.sql")),
+    (5, include_str!("../migrations/sqlite/0005_outbox_lean.sql")),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../migrations/postgres/0001_init.sql")),
     (2, include_str!("../migrations/postgres/0002_spell_history.sql")),
     (3, include_str!("../migrations/postgres/0003_department_keys.sql")),
     (4, include_str!("../migrations/postgres/0004_outbox.sql")),
+    (5, include_str!("../migrations/postgres/0005_outbox_lean.sql")),
 ];
 
 /// The pages SQLite keeps in memory per connection, in KiB (SQLite's
@@ -1395,7 +1397,8 @@ macro_rules! backend {
                 // The current spells of the file's persons.
                 let by_key: HashMap<&[u8], ResidentId> =
                     job.persons.iter().map(|(person, row)| (row.key.as_slice(), *person)).collect();
-                let keys: Vec<&[u8]> = by_key.keys().copied().collect();
+                let mut keys: Vec<&[u8]> = by_key.keys().copied().collect();
+                keys.sort_unstable();
                 let mut current: HashMap<ResidentId, Vec<Current>> = HashMap::new();
                 for chunk in keys.chunks(KEYS_PER_STATEMENT) {
                     let mut query = QueryBuilder::<$Db>::new(
@@ -1407,7 +1410,8 @@ macro_rules! backend {
                         list.push_bind(key.to_vec());
                     }
                     query.push(") ORDER BY id");
-                    for row in query.build().persistent(false).fetch_all(&mut *tx).await? {
+                    let full = chunk.len() == KEYS_PER_STATEMENT;
+                    for row in query.build().persistent(full).fetch_all(&mut *tx).await? {
                         let key: Vec<u8> = row.try_get("person_key")?;
                         let Some(person) = by_key.get(key.as_slice()) else {
                             continue;
@@ -1423,7 +1427,13 @@ macro_rules! backend {
                     }
                 }
 
-                let plan = spell_history::plan(job.incoming, &current, job.today);
+                let mut plan = spell_history::plan(job.incoming, &current, job.today);
+                // Written in the order of the persons' keys, each person's
+                // spells in file order: every index keyed by person is
+                // then written in order, a page after the other, however
+                // large the file.
+                plan.stored.sort_by(|(a, _), (b, _)| job.persons[&a.person].key.cmp(&job.persons[&b.person].key));
+                plan.marks.sort_by(|(a, _), (b, _)| job.persons[a].key.cmp(&job.persons[b].key));
                 // The rows not written (unchanged, duplicates) are done.
                 (job.progress)(rows.saturating_sub(plan.stored.len() as u64));
                 let at = now_text();
@@ -1468,11 +1478,12 @@ macro_rules! backend {
                             .push_bind(at.clone());
                     });
                     query.push(" ON CONFLICT (person_key) DO NOTHING");
-                    query.build().persistent(false).execute(&mut *tx).await?;
+                    // A full statement is prepared once and kept.
+                    query.build().persistent(chunk.len() == ROWS_PER_STATEMENT).execute(&mut *tx).await?;
                 }
 
-                // The spells, in file order: runs of added spells together,
-                // each change alone (its new id goes to what it supersedes).
+                // The spells: runs of added spells together, each change
+                // alone (its new id goes to what it supersedes).
                 let mut run: Vec<&Incoming<'_>> = Vec::new();
                 for (spell, supersedes) in &plan.stored {
                     if supersedes.is_empty() {
@@ -1529,7 +1540,7 @@ macro_rules! backend {
                             .push_bind(import_id)
                             .push_bind(at.clone());
                     });
-                    query.build().persistent(false).execute(&mut *tx).await?;
+                    query.build().persistent(chunk.len() == ROWS_PER_STATEMENT).execute(&mut *tx).await?;
                 }
 
                 let mut details = counts;
@@ -1570,7 +1581,7 @@ macro_rules! backend {
                         .push_bind(at.to_owned())
                         .push_bind(import_id);
                 });
-                query.build().persistent(false).execute(&mut **tx).await?;
+                query.build().persistent(spells.len() == ROWS_PER_STATEMENT).execute(&mut **tx).await?;
                 (job.progress)(spells.len() as u64);
                 Ok(())
             }

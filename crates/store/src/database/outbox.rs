@@ -396,7 +396,7 @@ macro_rules! outbox_backend {
                     });
                     // A cause already announced is not announced again.
                     query.push(" ON CONFLICT DO NOTHING");
-                    query.build().persistent(false).execute(&mut **tx).await?;
+                    query.build().persistent(chunk.len() == ROWS_PER_STATEMENT).execute(&mut **tx).await?;
                 }
                 Ok(())
             }
