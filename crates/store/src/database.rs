@@ -1432,8 +1432,8 @@ macro_rules! backend {
                 // spells in file order: every index keyed by person is
                 // then written in order, a page after the other, however
                 // large the file.
-                plan.stored.sort_by(|(a, _), (b, _)| job.persons[&a.person].key.cmp(&job.persons[&b.person].key));
-                plan.marks.sort_by(|(a, _), (b, _)| job.persons[a].key.cmp(&job.persons[b].key));
+                plan.stored.sort_by_cached_key(|(spell, _)| job.persons[&spell.person].key.as_slice());
+                plan.marks.sort_by_cached_key(|(person, _)| job.persons[person].key.as_slice());
                 // The rows not written (unchanged, duplicates) are done.
                 (job.progress)(rows.saturating_sub(plan.stored.len() as u64));
                 let at = now_text();
