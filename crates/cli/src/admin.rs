@@ -98,6 +98,15 @@ pub enum ApiKeyCommand {
         #[command(flatten)]
         settings: SettingsArgs,
     },
+    /// Revoke every key of a department (a key leaked or a system retired):
+    /// from now on they open nothing. Create a new one after.
+    Revoke {
+        /// The department whose keys are revoked.
+        #[arg(long)]
+        department: String,
+        #[command(flatten)]
+        settings: SettingsArgs,
+    },
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -357,11 +366,16 @@ fn plain_time(at: &str) -> String {
 }
 
 pub fn apikey(command: &ApiKeyCommand) -> ExitCode {
-    let ApiKeyCommand::Create {
-        hospital,
-        department,
-        settings,
-    } = command;
+    let (hospital, department, settings) = match command {
+        ApiKeyCommand::Create {
+            hospital,
+            department,
+            settings,
+        } => (hospital, department, settings),
+        ApiKeyCommand::Revoke { department, settings } => {
+            return revoke_department_keys(department, settings)
+        }
+    };
     finish((|| {
         let (whose, key) = match (hospital, department) {
             (Some(hospital), _) => {
@@ -391,6 +405,28 @@ pub fn apikey(command: &ApiKeyCommand) -> ExitCode {
         };
         println!("API key for {whose}; it is shown only now, keep it safe:");
         println!("{}", key.as_str());
+        Ok(ExitCode::SUCCESS)
+    })())
+}
+
+/// `jiuzhu apikey revoke --department NAME`.
+fn revoke_department_keys(department: &str, settings: &SettingsArgs) -> ExitCode {
+    finish((|| {
+        jiuzhu_store::check_department(department).map_err(|error| anyhow!("--department {error}"))?;
+        let revoked = runtime()?.block_on(async {
+            let store = open_store(settings).await?;
+            store
+                .revoke_department_keys(department, &operator())
+                .await
+                .context("cannot revoke the keys")
+        })?;
+        match revoked {
+            0 => println!("Department {department} had no key in use: nothing changed."),
+            n => println!(
+                "{} of department {department} revoked: they open nothing from now on.",
+                count(n, "key", "keys")
+            ),
+        }
         Ok(ExitCode::SUCCESS)
     })())
 }

@@ -1,4 +1,5 @@
-//! `jiuzhu apikey create --department`, the real binary on a real SQLite
+//! `jiuzhu apikey create --department` and `jiuzhu apikey revoke
+//! --department`, the real binary on a real SQLite
 //! file: the key it prints opens the feeds API of `jiuzhu serve` for that
 //! department, and no hospital route.
 
@@ -90,6 +91,45 @@ async fn a_department_key_printed_once_opens_the_feeds_api_for_that_department()
         .await
         .unwrap();
     assert_eq!(settlement.status(), reqwest::StatusCode::UNAUTHORIZED);
+    drop(server);
+
+    // Revoked, the key opens nothing; a department without keys in use
+    // is told so.
+    let revoked = jiuzhu(
+        path,
+        &[
+            "apikey",
+            "revoke",
+            "--department",
+            "民政",
+            "--database",
+            &database,
+        ],
+    );
+    assert!(
+        revoked.starts_with("1 key of department 民政 revoked"),
+        "{revoked}"
+    );
+    let again = jiuzhu(
+        path,
+        &[
+            "apikey",
+            "revoke",
+            "--department",
+            "民政",
+            "--database",
+            &database,
+        ],
+    );
+    assert!(again.contains("had no key in use: nothing changed"), "{again}");
+    let server = serve(path, &database, None);
+    let answer = client
+        .get(format!("{}/api/v1/feeds/decisions", server.base))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), reqwest::StatusCode::UNAUTHORIZED);
     let verified = jiuzhu(path, &["audit", "verify", "--database", &database]);
     assert!(verified.contains("The audit chain is whole"), "{verified}");
 }

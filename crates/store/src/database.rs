@@ -1466,7 +1466,7 @@ macro_rules! backend {
                         stored_persons.push(&job.persons[&spell.person]);
                     }
                 }
-                for chunk in stored_persons.chunks(ROWS_PER_STATEMENT) {
+                let statements = stored_persons.chunks(ROWS_PER_STATEMENT).map(|chunk| {
                     let mut query = QueryBuilder::<$Db>::new(
                         "INSERT INTO persons (person_key, resident_id_encrypted, resident_id_masked, created_at) ",
                     );
@@ -1478,24 +1478,29 @@ macro_rules! backend {
                             .push_bind(at.clone());
                     });
                     query.push(" ON CONFLICT (person_key) DO NOTHING");
-                    // A full statement is prepared once and kept.
-                    query.build().persistent(chunk.len() == ROWS_PER_STATEMENT).execute(&mut *tx).await?;
-                }
+                    (query, chunk.len() == ROWS_PER_STATEMENT)
+                });
+                execute_pipelined(&mut tx, statements).await?;
 
                 // The spells: runs of added spells together, each change
                 // alone (its new id goes to what it supersedes).
-                let mut run: Vec<&Incoming<'_>> = Vec::new();
-                for (spell, supersedes) in &plan.stored {
-                    if supersedes.is_empty() {
-                        run.push(spell);
-                        if run.len() == ROWS_PER_STATEMENT {
-                            insert_spells(&mut tx, &run, job, import_id, &at).await?;
-                            run.clear();
-                        }
-                        continue;
-                    }
-                    insert_spells(&mut tx, &run, job, import_id, &at).await?;
-                    run.clear();
+                let mut start = 0;
+                while start < plan.stored.len() {
+                    let end = plan.stored[start..]
+                        .iter()
+                        .position(|(_, supersedes)| !supersedes.is_empty())
+                        .map_or(plan.stored.len(), |offset| start + offset);
+                    let run: Vec<&Incoming<'_>> = plan.stored[start..end].iter().map(|(spell, _)| *spell).collect();
+                    let statements = run.chunks(ROWS_PER_STATEMENT).map(|chunk| {
+                        // Counted as it goes to the database.
+                        (job.progress)(chunk.len() as u64);
+                        (spells_statement(chunk, job, import_id, &at), chunk.len() == ROWS_PER_STATEMENT)
+                    });
+                    execute_pipelined(&mut tx, statements).await?;
+                    let Some((spell, supersedes)) = plan.stored.get(end) else {
+                        break;
+                    };
+                    start = end + 1;
                     let row = sqlx::query(
                         "INSERT INTO spells \
                          (person_key, category, valid_from, valid_to, source, recorded_at, import_id) \
@@ -1525,11 +1530,10 @@ macro_rules! backend {
                         }
                     }
                 }
-                insert_spells(&mut tx, &run, job, import_id, &at).await?;
                 super::outbox::$module::enqueue_new_recipients(&mut tx, &plan.stored, &current, job.persons, import_id)
                     .await?;
 
-                for chunk in plan.marks.chunks(ROWS_PER_STATEMENT) {
+                let statements = plan.marks.chunks(ROWS_PER_STATEMENT).map(|chunk| {
                     let mut query = QueryBuilder::<$Db>::new(
                         "INSERT INTO recompute_marks (person_key, since, import_id, marked_at) ",
                     );
@@ -1540,8 +1544,9 @@ macro_rules! backend {
                             .push_bind(import_id)
                             .push_bind(at.clone());
                     });
-                    query.build().persistent(chunk.len() == ROWS_PER_STATEMENT).execute(&mut *tx).await?;
-                }
+                    (query, chunk.len() == ROWS_PER_STATEMENT)
+                });
+                execute_pipelined(&mut tx, statements).await?;
 
                 let mut details = counts;
                 details["import_id"] = import_id.into();
@@ -1555,18 +1560,14 @@ macro_rules! backend {
                 Ok(report)
             }
 
-            /// Inserts added spells (superseding nothing) in one statement.
-            async fn insert_spells(
-                tx: &mut sqlx::Transaction<'_, $Db>,
+            /// The statement that inserts added spells (superseding nothing).
+            fn spells_statement(
                 spells: &[&Incoming<'_>],
                 job: &SpellImportJob<'_>,
                 import_id: i64,
                 at: &str,
-            ) -> Result<(), StoreError> {
+            ) -> QueryBuilder<$Db> {
                 let persons = job.persons;
-                if spells.is_empty() {
-                    return Ok(());
-                }
                 let mut query = QueryBuilder::<$Db>::new(
                     "INSERT INTO spells \
                      (person_key, category, valid_from, valid_to, source, recorded_at, import_id) ",
@@ -1581,8 +1582,30 @@ macro_rules! backend {
                         .push_bind(at.to_owned())
                         .push_bind(import_id);
                 });
-                query.build().persistent(spells.len() == ROWS_PER_STATEMENT).execute(&mut **tx).await?;
-                (job.progress)(spells.len() as u64);
+                query
+            }
+
+            /// Runs statements one after the other, building each one while
+            /// the database runs the one before: the building is this
+            /// thread's work (the values bound), the running the database's,
+            /// and a large write takes the longer of the two rather than
+            /// their sum. Each statement comes with whether to keep it
+            /// prepared (a full one, whose text repeats).
+            pub(in crate::database) async fn execute_pipelined(
+                tx: &mut sqlx::Transaction<'_, $Db>,
+                mut statements: impl Iterator<Item = (QueryBuilder<$Db>, bool)>,
+            ) -> Result<(), StoreError> {
+                let mut next = statements.next();
+                while let Some((mut query, persistent)) = next.take() {
+                    // The statement is handed to the database first.
+                    let (done, following) = tokio::join!(
+                        biased;
+                        query.build().persistent(persistent).execute(&mut **tx),
+                        async { statements.next() },
+                    );
+                    done?;
+                    next = following;
+                }
                 Ok(())
             }
 

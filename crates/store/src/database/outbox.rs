@@ -378,7 +378,7 @@ macro_rules! outbox_backend {
                 }
                 let created_at = now_text();
                 let due = unix_ms();
-                for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+                let statements = rows.chunks(ROWS_PER_STATEMENT).map(|chunk| {
                     let mut query = QueryBuilder::<$Db>::new(
                         "INSERT INTO outbox (kind, person_key, person_masked, text, invoice_no, import_id, \
                          created_at, next_attempt_unix_ms) ",
@@ -396,8 +396,9 @@ macro_rules! outbox_backend {
                     });
                     // A cause already announced is not announced again.
                     query.push(" ON CONFLICT DO NOTHING");
-                    query.build().persistent(chunk.len() == ROWS_PER_STATEMENT).execute(&mut **tx).await?;
-                }
+                    (query, chunk.len() == ROWS_PER_STATEMENT)
+                });
+                crate::database::$module::execute_pipelined(tx, statements).await?;
                 Ok(())
             }
 
