@@ -2030,76 +2030,6 @@ macro_rules! backend {
                     return Ok(());
                 }
                 let now = now_text();
-                let mut query = QueryBuilder::<$Db>::new(
-                    "INSERT INTO persons (person_key, resident_id_encrypted, resident_id_masked, created_at) ",
-                );
-                query.push_values(rows, |mut values, row| {
-                    let person = &row.request.person;
-                    values
-                        .push_bind(person.key.clone())
-                        .push_bind(person.encrypted.clone())
-                        .push_bind(person.masked.clone())
-                        .push_bind(now.clone());
-                });
-                query.push(" ON CONFLICT (person_key) DO NOTHING");
-                query.build().execute(&mut **tx).await?;
-
-                let mut query = QueryBuilder::<$Db>::new(
-                    "INSERT INTO invoices (invoice_no, person_key, hospital, visit_type, service_date, settled_at, \
-                     settled_unix_seconds, settled_attoseconds, settled_finer_digits, total, fund_paid, \
-                     in_scope_self_pay, out_of_scope_self_pay, request_digest, channel, received_at) ",
-                );
-                query.push_values(rows, |mut values, row| {
-                    let request = row.request;
-                    let invoice = &request.invoice;
-                    let amounts = &invoice.amounts;
-                    let settled_at = &invoice.settled_at;
-                    values
-                        .push_bind(invoice.invoice_no.as_str().to_owned())
-                        .push_bind(request.person.key.clone())
-                        .push_bind(invoice.hospital.as_str().to_owned())
-                        .push_bind(invoice.visit_type.clone())
-                        .push_bind(invoice.service_date.to_string())
-                        .push_bind(settled_at.to_string())
-                        .push_bind(settled_at.unix_seconds())
-                        .push_bind(settled_at.attoseconds() as i64)
-                        .push_bind(settled_at.finer_digits().map(str::to_owned))
-                        .push_bind(amounts.total().fen())
-                        .push_bind(amounts.fund_paid().fen())
-                        .push_bind(amounts.in_scope_self_pay().fen())
-                        .push_bind(amounts.out_of_scope_self_pay().fen())
-                        .push_bind(request.digest.to_vec())
-                        .push_bind(request.channel.as_str())
-                        .push_bind(request.at.clone());
-                });
-                query.build().execute(&mut **tx).await?;
-
-                let mut query = QueryBuilder::<$Db>::new(
-                    "INSERT INTO decisions (invoice_no, person_key, kind, policy_id, year, outcome, category, pool, \
-                     policy_version, base, deductible_applied, eligible, amount, response, decided_at, decided_by) ",
-                );
-                query.push_values(rows, |mut values, row| {
-                    let decision = &row.decision;
-                    values
-                        .push_bind(row.request.invoice.invoice_no.as_str().to_owned())
-                        .push_bind(row.request.person.key.clone())
-                        .push("'decision'")
-                        .push_bind(row.policy_id)
-                        .push_bind(row.year)
-                        .push_bind(decision.outcome.as_str())
-                        .push_bind(row.category.clone())
-                        .push_bind(row.pool.clone())
-                        .push_bind(row.version.clone())
-                        .push_bind(decision.base.fen())
-                        .push_bind(decision.deductible_applied.fen())
-                        .push_bind(decision.eligible.fen())
-                        .push_bind(decision.amount.fen())
-                        .push_bind(row.response_text.clone())
-                        .push_bind(row.request.at.clone())
-                        .push_bind(row.request.actor.clone());
-                });
-                query.build().execute(&mut **tx).await?;
-
                 // Each counter once, with its last value.
                 let mut last: BTreeMap<(&[u8], i64, &str), (i64, i64)> = BTreeMap::new();
                 for row in rows {
@@ -2107,24 +2037,106 @@ macro_rules! backend {
                         last.insert((&row.request.person.key, row.year, pool), (*used, *granted));
                     }
                 }
-                if !last.is_empty() {
-                    let mut query = QueryBuilder::<$Db>::new(
-                        "INSERT INTO counters (person_key, year, pool, deductible_used, granted) ",
-                    );
-                    query.push_values(&last, |mut values, ((key, year, pool), (used, granted))| {
-                        values
-                            .push_bind(key.to_vec())
-                            .push_bind(*year)
-                            .push_bind((*pool).to_owned())
-                            .push_bind(*used)
-                            .push_bind(*granted);
-                    });
-                    query.push(
-                        " ON CONFLICT (person_key, year, pool) DO UPDATE SET \
-                         deductible_used = excluded.deductible_used, granted = excluded.granted",
-                    );
-                    query.build().execute(&mut **tx).await?;
-                }
+                // One statement per table, each built while the database
+                // runs the one before.
+                let statements = (0..4).filter_map(|table| {
+                    let query = match table {
+                        0 => {
+                            let mut query = QueryBuilder::<$Db>::new(
+                                "INSERT INTO persons (person_key, resident_id_encrypted, resident_id_masked, created_at) ",
+                            );
+                            query.push_values(rows, |mut values, row| {
+                                let person = &row.request.person;
+                                values
+                                    .push_bind(person.key.clone())
+                                    .push_bind(person.encrypted.clone())
+                                    .push_bind(person.masked.clone())
+                                    .push_bind(now.clone());
+                            });
+                            query.push(" ON CONFLICT (person_key) DO NOTHING");
+                            query
+                        }
+                        1 => {
+                            let mut query = QueryBuilder::<$Db>::new(
+                                "INSERT INTO invoices (invoice_no, person_key, hospital, visit_type, service_date, settled_at, \
+                                 settled_unix_seconds, settled_attoseconds, settled_finer_digits, total, fund_paid, \
+                                 in_scope_self_pay, out_of_scope_self_pay, request_digest, channel, received_at) ",
+                            );
+                            query.push_values(rows, |mut values, row| {
+                                let request = row.request;
+                                let invoice = &request.invoice;
+                                let amounts = &invoice.amounts;
+                                let settled_at = &invoice.settled_at;
+                                values
+                                    .push_bind(invoice.invoice_no.as_str().to_owned())
+                                    .push_bind(request.person.key.clone())
+                                    .push_bind(invoice.hospital.as_str().to_owned())
+                                    .push_bind(invoice.visit_type.clone())
+                                    .push_bind(invoice.service_date.to_string())
+                                    .push_bind(settled_at.to_string())
+                                    .push_bind(settled_at.unix_seconds())
+                                    .push_bind(settled_at.attoseconds() as i64)
+                                    .push_bind(settled_at.finer_digits().map(str::to_owned))
+                                    .push_bind(amounts.total().fen())
+                                    .push_bind(amounts.fund_paid().fen())
+                                    .push_bind(amounts.in_scope_self_pay().fen())
+                                    .push_bind(amounts.out_of_scope_self_pay().fen())
+                                    .push_bind(request.digest.to_vec())
+                                    .push_bind(request.channel.as_str())
+                                    .push_bind(request.at.clone());
+                            });
+                            query
+                        }
+                        2 => {
+                            let mut query = QueryBuilder::<$Db>::new(
+                                "INSERT INTO decisions (invoice_no, person_key, kind, policy_id, year, outcome, category, pool, \
+                                 policy_version, base, deductible_applied, eligible, amount, response, decided_at, decided_by) ",
+                            );
+                            query.push_values(rows, |mut values, row| {
+                                let decision = &row.decision;
+                                values
+                                    .push_bind(row.request.invoice.invoice_no.as_str().to_owned())
+                                    .push_bind(row.request.person.key.clone())
+                                    .push("'decision'")
+                                    .push_bind(row.policy_id)
+                                    .push_bind(row.year)
+                                    .push_bind(decision.outcome.as_str())
+                                    .push_bind(row.category.clone())
+                                    .push_bind(row.pool.clone())
+                                    .push_bind(row.version.clone())
+                                    .push_bind(decision.base.fen())
+                                    .push_bind(decision.deductible_applied.fen())
+                                    .push_bind(decision.eligible.fen())
+                                    .push_bind(decision.amount.fen())
+                                    .push_bind(row.response_text.clone())
+                                    .push_bind(row.request.at.clone())
+                                    .push_bind(row.request.actor.clone());
+                            });
+                            query
+                        }
+                        _ if last.is_empty() => return None,
+                        _ => {
+                            let mut query = QueryBuilder::<$Db>::new(
+                                "INSERT INTO counters (person_key, year, pool, deductible_used, granted) ",
+                            );
+                            query.push_values(&last, |mut values, ((key, year, pool), (used, granted))| {
+                                values
+                                    .push_bind(key.to_vec())
+                                    .push_bind(*year)
+                                    .push_bind((*pool).to_owned())
+                                    .push_bind(*used)
+                                    .push_bind(*granted);
+                            });
+                            query.push(
+                                " ON CONFLICT (person_key, year, pool) DO UPDATE SET \
+                                 deductible_used = excluded.deductible_used, granted = excluded.granted",
+                            );
+                            query
+                        }
+                    };
+                    Some((query, true))
+                });
+                execute_pipelined(tx, statements).await?;
 
                 super::outbox::$module::enqueue_assisted(tx, rows).await?;
                 audit_many(tx, audit_entries).await
