@@ -119,7 +119,7 @@ pub enum AuditCommand {
 }
 
 /// Who did it, for the audit log: the operating-system user.
-fn operator() -> String {
+pub fn operator() -> String {
     let user = std::env::var("USER")
         .or_else(|_| std::env::var("LOGNAME"))
         .unwrap_or_else(|_| "unknown".into());

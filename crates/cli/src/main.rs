@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod admin;
+mod clear;
 mod config;
 mod feed;
 mod gen;
@@ -57,6 +58,10 @@ enum Command {
         #[command(subcommand)]
         command: admin::ApiKeyCommand,
     },
+    /// Periodic clearing (定期清算): recompute every invoice of a period's
+    /// year and store what differs as top-ups to pay and recoveries to
+    /// review; write the report into --out.
+    Clear(clear::ClearArgs),
     /// The audit log.
     Audit {
         #[command(subcommand)]
@@ -114,6 +119,7 @@ fn main() -> ExitCode {
         Command::Policy { command } => admin::policy(&command),
         Command::Import { command } => admin::import(&command),
         Command::Apikey { command } => admin::apikey(&command),
+        Command::Clear(args) => clear::run(&args, &admin::operator()),
         Command::Audit { command } => admin::audit(&command),
         Command::Notify { command } => notify::run(&command),
     }

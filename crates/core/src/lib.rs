@@ -4,6 +4,7 @@
 //! the server and the command line call in here.
 
 pub mod batch;
+pub mod clearing;
 pub mod engine;
 mod explain;
 pub mod ids;
@@ -16,6 +17,7 @@ pub use batch::{
     canonical_cmp, canonical_order, Batch, BatchInvoice, BatchRun, CompactDecision, Summary, SummaryRow,
     UnknownVisitType,
 };
+pub use clearing::{Difference, Line, Period, PeriodError};
 pub use engine::{
     category_on, decide, decide_invoice, Claim, Counters, Decision, Outcome, SpellBook, UnknownCategory,
 };

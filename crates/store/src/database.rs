@@ -36,8 +36,10 @@ use crate::audit::{verify_chain, ChainBreak, ChainSummary};
 use crate::crypto::{ApiKey, ApiKeyHash, CryptoError, DataKeys, Purpose};
 use crate::spell_history::{self, PendingRecomputation, SpellFile, SpellImport, StoredSpell};
 
+mod clearing;
 mod department_feeds;
 mod feed;
+pub use clearing::{CappedInvoice, ClearingError, ClearingReport, DifferenceRow, SuspectedDuplicate};
 pub use department_feeds::{
     check_department, DecisionKind, DecisionPage, SharedDecision, DECISIONS_PAGE_DEFAULT, DECISIONS_PAGE_MAX,
     INSURANCE_SETTLEMENT_DEPARTMENT,
@@ -56,6 +58,7 @@ const SQLITE_MIGRATIONS: &[(i64, &str)] = &[
     (3, include_str!("../migrations/sqlite/0003_department_keys.sql")),
     (4, include_str!("../migrations/sqlite/0004_outbox.sql")),
     (5, include_str!("../migrations/sqlite/0005_outbox_lean.sql")),
+    (6, include_str!("../migrations/sqlite/0006_clearing.sql")),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../migrations/postgres/0001_init.sql")),
@@ -63,6 +66,7 @@ const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
     (3, include_str!("../migrations/postgres/0003_department_keys.sql")),
     (4, include_str!("../migrations/postgres/0004_outbox.sql")),
     (5, include_str!("../migrations/postgres/0005_outbox_lean.sql")),
+    (6, include_str!("../migrations/postgres/0006_clearing.sql")),
 ];
 
 /// The pages SQLite keeps in memory per connection, in KiB (SQLite's
@@ -2291,11 +2295,26 @@ macro_rules! backend {
                 }
                 let person_key: Vec<u8> = row.try_get("person_key")?;
                 let year: i64 = row.try_get("year")?;
-                let outcome: String = row.try_get("outcome")?;
-                let pool_name: Option<String> = row.try_get("pool")?;
-                let deductible_applied: i64 = row.try_get("deductible_applied")?;
-                let amount: i64 = row.try_get("amount")?;
+                let mut outcome: String = row.try_get("outcome")?;
+                let mut pool_name: Option<String> = row.try_get("pool")?;
+                let mut deductible_applied: i64 = row.try_get("deductible_applied")?;
+                let mut amount: i64 = row.try_get("amount")?;
                 let response_text: String = row.try_get("response")?;
+                // A clearing that changed the decision set the counters
+                // from its values: those are what the reversal gives back.
+                let cleared = sqlx::query(
+                    "SELECT outcome, pool, deductible_applied, amount FROM clearing_invoices \
+                     WHERE invoice_no = $1 ORDER BY clearing_id DESC LIMIT 1",
+                )
+                .bind(invoice_no)
+                .fetch_optional(&mut **tx)
+                .await?;
+                if let Some(cleared) = cleared {
+                    outcome = cleared.try_get("outcome")?;
+                    pool_name = cleared.try_get("pool")?;
+                    deductible_applied = cleared.try_get("deductible_applied")?;
+                    amount = cleared.try_get("amount")?;
+                }
                 if matches!(outcome.as_str(), "assisted" | "capped") {
                     if let Some(pool_name) = &pool_name {
                         sqlx::query(

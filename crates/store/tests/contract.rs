@@ -13,8 +13,9 @@ use jiuzhu_formats::{
     InvoiceRecord,
 };
 use jiuzhu_store::{
-    decision_row_line, DataKeys, DecisionRow, DispatchOptions, DispatchReport, FeedError, FeedOptions,
-    FeedReport, LogFileSender, Notification, Sender, SettleError, SpellFile, SpellImport, Store, StoreError,
+    decision_row_line, ClearingError, ClearingReport, DataKeys, DecisionRow, DispatchOptions, DispatchReport,
+    FeedError, FeedOptions, FeedReport, LogFileSender, Notification, Sender, SettleError, SpellFile,
+    SpellImport, Store, StoreError,
 };
 use sha2::Digest as _;
 use sqlx::Connection as _;
@@ -789,7 +790,12 @@ async fn a_person_without_any_spell_before_is_a_new_recipient() {
 async fn a_retroactive_spell_marks_its_person_for_recomputation_from_its_start() {
     for database in fresh_databases("marks").await {
         let store = with_policy(&database).await;
-        assert!(store.pending_recomputations().await.unwrap().is_empty());
+        // The marks of 2024 are taken; the fixture's 2023 start is another year's.
+        let pending = store.pending_recomputations().await.unwrap();
+        assert!(
+            pending.iter().all(|mark| mark.since.year() == 2023),
+            "{pending:?}"
+        );
         let text = "person_id,category,valid_from,valid_to\n\
                     110105196001010033,DB,2024-03-01,\n\
                     110105196001010041,TK,2999-01-01,\n";
@@ -1789,6 +1795,259 @@ async fn a_dispatcher_stopped_between_sending_and_marking_writes_no_notice_twice
         let report = store.dispatch_notifications(&log, 100).await.unwrap();
         assert_eq!(report.sent, 9);
         assert_eq!(logged_ids(&path), all);
+        database.drop_database().await;
+    }
+}
+
+// Periodic clearing (定期清算).
+
+/// A spell reported late: person 033, whose bill INV005 was not eligible
+/// when settled, holds DB since the start of 2024.
+const LATE_SPELL: &str = "person_id,category,valid_from,valid_to\n110105196001010033,DB,2024-01-01,\n";
+
+/// Settles every bill of the small fixture in canonical order; the second
+/// bill under a number is refused in real time.
+async fn settle_all(store: &Store) {
+    let mut all = invoices();
+    all.sort_by(|a, b| {
+        a.settled_at
+            .cmp(&b.settled_at)
+            .then(a.invoice_no.cmp(&b.invoice_no))
+    });
+    for invoice in all {
+        match store.settle(invoice.hospital.as_str(), &invoice, "H").await {
+            Ok(_) | Err(SettleError::Conflict(_)) => {}
+            Err(error) => panic!("{}: {error}", invoice.invoice_no),
+        }
+    }
+}
+
+/// What `jiuzhu simulate` grants each person in `year` over the example
+/// policy, the spells files given and the small fixture's invoices.
+fn simulated_totals(spell_files: &[&str], year: i32) -> BTreeMap<String, i64> {
+    let policy = parse_policy(POLICY, &read(POLICY)).unwrap();
+    let known: Vec<String> = policy
+        .visit_types()
+        .iter()
+        .map(|(name, _)| name.clone())
+        .collect();
+    let mut spells = Vec::new();
+    for text in spell_files {
+        spells.extend(read_spells("spells.csv", text.as_bytes(), Some(&policy)).unwrap());
+    }
+    let batch = Batch::new(
+        read_batch_invoices(INVOICES, read(INVOICES).as_bytes(), &known).unwrap(),
+        known,
+    );
+    let run = batch
+        .run(&policy, &SpellBook::new(&policy, &spells).unwrap(), &|_| {})
+        .unwrap();
+    let mut totals = BTreeMap::new();
+    for (index, invoice) in batch.invoices().iter().enumerate() {
+        if invoice.service_date.year() == year {
+            *totals.entry(invoice.person.to_string()).or_insert(0) += run.decision(index).amount.fen();
+        }
+    }
+    totals
+}
+
+/// What the store's counters grant each of `persons` in `year`.
+async fn stored_totals(
+    store: &Store,
+    persons: impl Iterator<Item = &String>,
+    year: i32,
+) -> BTreeMap<String, i64> {
+    let mut totals = BTreeMap::new();
+    for person in persons {
+        let id = jiuzhu_core::ResidentId::parse(person).unwrap();
+        let granted = store
+            .counters(id, year)
+            .await
+            .unwrap()
+            .iter()
+            .map(|(_, _, granted)| granted)
+            .sum();
+        totals.insert(person.clone(), granted);
+    }
+    totals
+}
+
+fn period(text: &str) -> jiuzhu_core::Period {
+    jiuzhu_core::Period::parse(text).unwrap()
+}
+
+fn difference_rows(report: &ClearingReport) -> Vec<(String, i32, String, String, String, String)> {
+    report
+        .differences
+        .iter()
+        .map(|row| {
+            let invoices: Vec<&str> = row.invoices.iter().map(InvoiceNo::as_str).collect();
+            (
+                row.person_id.to_string(),
+                row.year,
+                row.granted.to_string(),
+                row.recomputed.to_string(),
+                row.difference().to_string(),
+                invoices.join(" "),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_clearing_pays_what_a_late_spell_owes_once_agrees_with_simulate_and_recovers_a_reversed_bill() {
+    for database in fresh_databases("clearing").await {
+        let (store, _) = prepared(&database).await;
+        settle_all(&store).await;
+        let late = import(&store, "late.csv", "民政", LATE_SPELL).await.unwrap();
+        assert_eq!(late.marked, 1);
+
+        let first = store
+            .run_clearing(period("2024-06"), "admin", &|_| {})
+            .await
+            .unwrap();
+        // DB outpatient: no deductible, 70% of the 50.00 base.
+        assert_eq!(
+            difference_rows(&first),
+            vec![(
+                "110105196001010033".into(),
+                2024,
+                "0.00".into(),
+                "35.00".into(),
+                "35.00".into(),
+                "INV005".into()
+            )]
+        );
+        assert_eq!(first.top_ups(), (1, Fen::from_fen(3_500)));
+        assert_eq!(first.recoveries(), (0, Fen::ZERO));
+        assert_eq!((first.invoices, first.persons, first.invoices_changed), (7, 5, 1));
+        assert!(first.marks_taken >= 1);
+        // INV002 is capped at the outpatient pool's 3,000.00.
+        assert_eq!(first.capped.len(), 1);
+        assert_eq!(first.capped[0].invoice_no.as_str(), "INV002");
+        assert_eq!(
+            (first.capped[0].raw, first.capped[0].amount),
+            (Fen::from_fen(350_000), Fen::from_fen(300_000))
+        );
+        // The marks of 2024 are taken; the fixture's 2023 start is another year's.
+        let pending = store.pending_recomputations().await.unwrap();
+        assert!(
+            pending.iter().all(|mark| mark.since.year() == 2023),
+            "{pending:?}"
+        );
+        // The counters now hold what simulate grants over every input.
+        let expected = simulated_totals(&[&read(SPELLS), LATE_SPELL], 2024);
+        assert_eq!(stored_totals(&store, expected.keys(), 2024).await, expected);
+
+        // Over unchanged data, nothing new.
+        let again = store
+            .run_clearing(period("2024-06"), "admin", &|_| {})
+            .await
+            .unwrap();
+        assert!(again.differences.is_empty(), "{:?}", again.differences);
+        assert_eq!(
+            (again.invoices_changed, again.counters_updated, again.marks_taken),
+            (0, 0, 0)
+        );
+        assert_eq!(again.clearing_id, first.clearing_id + 1);
+
+        // The hospital cancels INV005: the reversal gives back what the
+        // clearing granted, and the next clearing recovers the top-up.
+        let reversed = store
+            .reverse("H002", &InvoiceNo::parse("INV005").unwrap(), "H002")
+            .await
+            .unwrap();
+        assert!(reversed.reversed);
+        let person = jiuzhu_core::ResidentId::parse("110105196001010033").unwrap();
+        assert_eq!(
+            store.counters(person, 2024).await.unwrap(),
+            vec![("outpatient".to_owned(), 0, 0)]
+        );
+        let recovery = store
+            .run_clearing(period("2024-Q3"), "admin", &|_| {})
+            .await
+            .unwrap();
+        assert_eq!(
+            difference_rows(&recovery),
+            vec![(
+                "110105196001010033".into(),
+                2024,
+                "35.00".into(),
+                "0.00".into(),
+                "-35.00".into(),
+                "INV005".into()
+            )]
+        );
+        assert_eq!(recovery.recoveries(), (1, Fen::from_fen(3_500)));
+        let last = store
+            .run_clearing(period("2024"), "admin", &|_| {})
+            .await
+            .unwrap();
+        assert!(last.differences.is_empty(), "{:?}", last.differences);
+        assert_eq!(database.number("SELECT COUNT(*) FROM clearing_lines").await, 2);
+        assert_eq!(database.number("SELECT COUNT(*) FROM clearings").await, 4);
+        assert!(store.verify_audit().await.unwrap().is_ok());
+        database.drop_database().await;
+    }
+}
+
+#[tokio::test]
+async fn a_spell_ended_earlier_makes_a_recovery_and_the_counters_follow_the_recomputation() {
+    for database in fresh_databases("clearing_recovery").await {
+        let (store, _) = prepared(&database).await;
+        settle_all(&store).await;
+        import(&store, "ended.csv", "民政", ENDED_EARLIER).await.unwrap();
+        let report = store
+            .run_clearing(period("2024-04"), "admin", &|_| {})
+            .await
+            .unwrap();
+        // INV002, served 2024-04-01 after the spell now ends, was granted 3,000.00.
+        assert_eq!(
+            difference_rows(&report),
+            vec![(
+                "110105196001010017".into(),
+                2024,
+                "5250.00".into(),
+                "2250.00".into(),
+                "-3000.00".into(),
+                "INV002".into()
+            )]
+        );
+        let person = jiuzhu_core::ResidentId::parse("110105196001010017").unwrap();
+        assert_eq!(
+            store.counters(person, 2024).await.unwrap(),
+            vec![
+                ("inpatient".to_owned(), 0, 225_000),
+                ("outpatient".to_owned(), 0, 0)
+            ]
+        );
+        // The spells as they stand: the open DB spell superseded by the ended one.
+        let current: String = read(SPELLS)
+            .lines()
+            .filter(|line| !line.contains("110105196001010017"))
+            .map(|line| format!("{line}\n"))
+            .collect();
+        let expected = simulated_totals(&[&current, ENDED_EARLIER], 2024);
+        assert_eq!(stored_totals(&store, expected.keys(), 2024).await, expected);
+        // Another year is another clearing: 2023 has nothing to change.
+        let other = store
+            .run_clearing(period("2023"), "admin", &|_| {})
+            .await
+            .unwrap();
+        assert!(other.differences.is_empty());
+        assert_eq!(other.invoices, 1);
+        database.drop_database().await;
+    }
+}
+
+#[tokio::test]
+async fn a_clearing_without_a_policy_stores_nothing() {
+    for database in fresh_databases("clearing_no_policy").await {
+        let store = Store::open(database.url(), keys(), 2).await.unwrap();
+        let before = database.dump().await;
+        let refused = store.run_clearing(period("2024"), "admin", &|_| {}).await;
+        assert!(matches!(refused, Err(ClearingError::NoPolicy)), "{refused:?}");
+        assert_eq!(database.dump().await, before);
         database.drop_database().await;
     }
 }

@@ -1,0 +1,1071 @@
+//! Periodic clearing (定期清算): every invoice of a year recomputed from
+//! scratch by the engine, in canonical order, with the spells and the
+//! policy as known now, and each person-year's recomputed total compared
+//! with what was granted so far (`calculation.md`, "Real time and periodic
+//! clearing").
+//!
+//! # What is recomputed
+//!
+//! A clearing is run for a month, a quarter or a year
+//! ([`jiuzhu_core::Period`]) and recomputes every invoice whose service date
+//! lies in that period's year: the counters run over the calendar year and
+//! the invoices are decided in order of `settled_at`, so the year is
+//! recomputed whole. A reversed invoice (冲正) is left out, as the hospital
+//! cancelled the bill. A spell whose category the policy in force does not
+//! define is left out and counted.
+//!
+//! # What was granted
+//!
+//! A person-year's granted total is the amounts of its decisions not
+//! reversed, plus the lines of earlier clearings (a top-up adds, a recovery
+//! subtracts). A difference between the two makes one line: a top-up (补发,
+//! to pay) or a recovery (追回, to review). Since a line counts as granted
+//! from then on, a clearing over unchanged data finds no difference, and
+//! two clearings never both find the same one.
+//!
+//! # In one transaction, without stopping settlements
+//!
+//! The year is read in one snapshot and recomputed outside any write
+//! transaction, while real-time settlement and the feeds go on. Then, in
+//! one write transaction: the persons whose decisions or spells changed
+//! after the snapshot are read and recomputed again there; a policy loaded
+//! or another clearing finished meanwhile refuses the clearing (nothing is
+//! stored; run it again). Then the run, its lines, each invoice whose
+//! decision changed (amount, deductible applied or outcome,
+//! `clearing_invoices`), the person-years' counters (set to the recomputed
+//! values, so that real-time settlement goes on from them), the marks of
+//! recomputation it takes and one audit entry are stored together.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fmt::Write as _;
+
+use jiuzhu_core::{
+    Batch, BatchInvoice, Date, Difference, Fen, InvoiceNo, Outcome, Period, Policy, ResidentId, Spell,
+    SpellBook, Timestamp,
+};
+use serde::Serialize;
+use thiserror::Error;
+
+use super::{Backend, Store, StoreError};
+use crate::crypto::{DataKeys, Purpose};
+
+/// A person-year whose recomputed total differs from what was granted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DifferenceRow {
+    pub person_id: ResidentId,
+    pub year: i32,
+    pub granted: Fen,
+    pub recomputed: Fen,
+    /// The invoices whose amounts changed, in canonical order.
+    pub invoices: Vec<InvoiceNo>,
+}
+
+impl DifferenceRow {
+    /// `recomputed − granted`: positive to pay, negative to recover.
+    pub fn difference(&self) -> Fen {
+        Difference::between(self.granted, self.recomputed).signed()
+    }
+}
+
+/// Bills of one person at one hospital on one service date with the same
+/// visit type and amounts, under different numbers: possibly one bill sent
+/// twice.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SuspectedDuplicate {
+    pub person_id: ResidentId,
+    pub hospital: String,
+    pub service_date: Date,
+    pub visit_type: String,
+    pub total: Fen,
+    pub invoices: Vec<InvoiceNo>,
+}
+
+/// An invoice whose amount the recomputation capped: the cap would have
+/// been exceeded by `raw − amount`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CappedInvoice {
+    pub invoice_no: InvoiceNo,
+    pub person_id: ResidentId,
+    pub year: i32,
+    pub pool: String,
+    /// The amount before caps.
+    pub raw: Fen,
+    /// The amount granted.
+    pub amount: Fen,
+}
+
+/// What a clearing found and stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClearingReport {
+    pub clearing_id: i64,
+    pub period: Period,
+    /// The stored policy it recomputed with.
+    pub policy_id: i64,
+    /// Invoices recomputed (those of the year, not reversed).
+    pub invoices: u64,
+    /// Persons with an invoice in the year.
+    pub persons: u64,
+    /// Person-years whose totals differ, by person ID.
+    pub differences: Vec<DifferenceRow>,
+    pub duplicates: Vec<SuspectedDuplicate>,
+    /// In canonical order within each person, persons by ID.
+    pub capped: Vec<CappedInvoice>,
+    /// Invoices whose stored decision changed (amount, deductible applied
+    /// or outcome).
+    pub invoices_changed: u64,
+    /// Person-year-pool counters set to new values.
+    pub counters_updated: u64,
+    /// Marks of recomputation taken by this clearing.
+    pub marks_taken: u64,
+    /// Persons whose decisions or spells changed while the clearing ran,
+    /// recomputed again in its transaction.
+    pub persons_rechecked: u64,
+    /// Current spells left out: their category is not in the policy.
+    pub spells_left_out: u64,
+}
+
+impl ClearingReport {
+    /// Top-up lines and their total.
+    pub fn top_ups(&self) -> (u64, Fen) {
+        self.tally(|difference| difference > 0)
+    }
+
+    /// Recovery lines and the total to recover (positive).
+    pub fn recoveries(&self) -> (u64, Fen) {
+        let (count, total) = self.tally(|difference| difference < 0);
+        (count, Fen::from_fen(-total.fen()))
+    }
+
+    fn tally(&self, which: impl Fn(i64) -> bool) -> (u64, Fen) {
+        let mut count = 0;
+        let mut total = 0i64;
+        for row in &self.differences {
+            let difference = row.difference().fen();
+            if which(difference) {
+                count += 1;
+                total += difference;
+            }
+        }
+        (count, Fen::from_fen(total))
+    }
+}
+
+/// Why a clearing stored nothing.
+#[derive(Debug, Error)]
+pub enum ClearingError {
+    #[error("no policy is loaded: run `jiuzhu policy load FILE` first")]
+    NoPolicy,
+    #[error(
+        "the policy in force does not map these visit types of the year's invoices to a pool: {}; \
+         load a policy that does",
+        .0.join(", ")
+    )]
+    UnknownVisitTypes(Vec<String>),
+    /// Something the whole clearing depends on changed while it ran.
+    #[error("{0}; nothing was stored: run the clearing again")]
+    Changed(&'static str),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl Store {
+    /// Runs a clearing for `period` (see the module's documentation).
+    /// `stage` is told what the clearing is doing, for a progress display.
+    pub async fn run_clearing(
+        &self,
+        period: Period,
+        actor: &str,
+        stage: &(dyn Fn(&str) + Sync),
+    ) -> Result<ClearingReport, ClearingError> {
+        let started_at = super::now_text();
+        let job = ClearingJob {
+            keys: &self.keys,
+            policy_cache: &self.policy,
+            period,
+            actor,
+            started_at: &started_at,
+            stage,
+        };
+        match &self.backend {
+            Backend::Sqlite(pool) => sqlite_clearing::run(pool, &job).await,
+            Backend::Postgres(pool) => postgres_clearing::run(pool, &job).await,
+        }
+    }
+}
+
+struct ClearingJob<'j> {
+    keys: &'j DataKeys,
+    policy_cache: &'j super::PolicyCache,
+    period: Period,
+    actor: &'j str,
+    started_at: &'j str,
+    stage: &'j (dyn Fn(&str) + Sync),
+}
+
+/// The highest ids a snapshot saw: what changed after it is above them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Watermarks {
+    decision: i64,
+    spell: i64,
+    clearing: i64,
+    policy: i64,
+}
+
+/// A decision or a clearing's change of it: what an invoice holds now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Held {
+    outcome: String,
+    pool: Option<String>,
+    deductible_applied: i64,
+    amount: i64,
+}
+
+#[derive(Debug)]
+struct YearInvoice {
+    invoice_no: InvoiceNo,
+    person: u32,
+    hospital: String,
+    visit_type: String,
+    service_date: Date,
+    settled_at: Timestamp,
+    total: i64,
+    base: i64,
+    out_of_scope: i64,
+    /// The decision as stored.
+    decided: Held,
+    reversed: bool,
+}
+
+/// A year's invoices and what the clearing compares them with, for all
+/// persons or for some.
+#[derive(Debug, Default)]
+struct YearData {
+    /// Each person's key and ID, by slot.
+    persons: Vec<(Vec<u8>, ResidentId)>,
+    slots: HashMap<Vec<u8>, u32>,
+    invoices: Vec<YearInvoice>,
+    spells: Vec<Spell>,
+    /// The latest change of each invoice by a clearing.
+    cleared: HashMap<String, (i64, Held)>,
+    /// Each person's lines of earlier clearings, summed (signed).
+    lines: HashMap<u32, i64>,
+    /// Each person's stored counters: pool, deductible used, granted.
+    counters: HashMap<u32, Vec<(String, i64, i64)>>,
+}
+
+/// An invoice's decision changed by the clearing.
+#[derive(Debug, Clone)]
+struct ChangedInvoice {
+    invoice_no: String,
+    now: Held,
+    previous_amount: i64,
+}
+
+/// What the clearing finds for one person in the year.
+#[derive(Debug, Clone)]
+struct PersonResult {
+    id: ResidentId,
+    granted: i64,
+    recomputed: i64,
+    /// Invoices whose amounts changed, in canonical order.
+    amounts_changed: Vec<InvoiceNo>,
+    changed: Vec<ChangedInvoice>,
+    /// Counters to store: pool, deductible used, granted.
+    counters: Vec<(String, i64, i64)>,
+    duplicates: Vec<SuspectedDuplicate>,
+    capped: Vec<CappedInvoice>,
+    invoices: u64,
+}
+
+#[derive(Debug, Default)]
+struct Computed {
+    persons: BTreeMap<Vec<u8>, PersonResult>,
+    spells_left_out: u64,
+}
+
+/// What makes two bills of a person look like one: hospital, service
+/// date, visit type, total, in-scope and out-of-scope self-pay.
+type SameBill<'d> = (&'d str, Date, &'d str, i64, i64, i64);
+
+/// Recomputes the year's invoices of `data` under `policy`.
+fn compute(policy: &Policy, data: &YearData, year: i32) -> Result<Computed, ClearingError> {
+    let (book, left_out) = SpellBook::new_lenient(policy, &data.spells);
+    let mut visit_types: Vec<String> = Vec::new();
+    let mut visit_index: HashMap<&str, u16> = HashMap::new();
+    let mut batch_invoices = Vec::with_capacity(data.invoices.len());
+    for (position, invoice) in data.invoices.iter().enumerate() {
+        if invoice.reversed {
+            continue;
+        }
+        let next = visit_types.len();
+        let visit_type = *visit_index.entry(invoice.visit_type.as_str()).or_insert_with(|| {
+            visit_types.push(invoice.visit_type.clone());
+            next as u16
+        });
+        batch_invoices.push(BatchInvoice {
+            settled_at: invoice.settled_at.clone(),
+            invoice_no: invoice.invoice_no.clone(),
+            person: data.persons[invoice.person as usize].1,
+            base: Fen::from_fen(invoice.base),
+            out_of_scope_self_pay: Fen::from_fen(invoice.out_of_scope),
+            service_date: invoice.service_date,
+            position: position as u32,
+            visit_type,
+        });
+    }
+    let batch = Batch::new(batch_invoices, visit_types);
+    let run = batch.run(policy, &book, &|_| {}).map_err(|unknown| {
+        ClearingError::UnknownVisitTypes(unknown.into_iter().map(|visit| visit.0).collect())
+    })?;
+
+    // Each invoice's recomputed decision, by its place in `data.invoices`.
+    let mut recomputed: Vec<Option<(Held, usize)>> = vec![None; data.invoices.len()];
+    for (index, batch_invoice) in batch.invoices().iter().enumerate() {
+        let decision = run.decision(index);
+        recomputed[batch_invoice.position as usize] = Some((
+            Held {
+                outcome: decision.outcome.as_str().to_owned(),
+                pool: decision.pool().map(|pool| policy.pool_name(pool).to_owned()),
+                deductible_applied: decision.deductible_applied.fen(),
+                amount: decision.amount.fen(),
+            },
+            index,
+        ));
+    }
+
+    // Per person, in canonical order.
+    let mut by_person: Vec<Vec<(usize, usize)>> = vec![Vec::new(); data.persons.len()];
+    for (position, invoice) in data.invoices.iter().enumerate() {
+        let order = recomputed[position]
+            .as_ref()
+            .map_or(usize::MAX, |(_, index)| *index);
+        by_person[invoice.person as usize].push((order, position));
+    }
+    let mut computed = Computed {
+        spells_left_out: left_out as u64,
+        ..Computed::default()
+    };
+    for (slot, mut positions) in by_person.into_iter().enumerate() {
+        if positions.is_empty() {
+            continue;
+        }
+        positions.sort_unstable();
+        let (key, id) = &data.persons[slot];
+        let mut result = PersonResult {
+            id: *id,
+            granted: data.lines.get(&(slot as u32)).copied().unwrap_or(0),
+            recomputed: 0,
+            amounts_changed: Vec::new(),
+            changed: Vec::new(),
+            counters: Vec::new(),
+            duplicates: Vec::new(),
+            capped: Vec::new(),
+            invoices: 0,
+        };
+        let mut counters: BTreeMap<String, (i64, i64)> = BTreeMap::new();
+        let mut same_bill: HashMap<SameBill<'_>, Vec<usize>> = HashMap::new();
+        for &(order, position) in &positions {
+            let invoice = &data.invoices[position];
+            let held = data
+                .cleared
+                .get(invoice.invoice_no.as_str())
+                .map(|(_, held)| held.clone());
+            if !invoice.reversed {
+                result.granted += invoice.decided.amount;
+            }
+            let now = match &recomputed[position] {
+                Some((now, _)) => now.clone(),
+                // Reversed: nothing is held by it now.
+                None => Held {
+                    outcome: "reversed".to_owned(),
+                    pool: invoice.decided.pool.clone(),
+                    deductible_applied: 0,
+                    amount: 0,
+                },
+            };
+            let before = match held {
+                Some(held) => held,
+                None if invoice.reversed => now.clone(),
+                None => invoice.decided.clone(),
+            };
+            if now != before {
+                if now.amount != before.amount {
+                    result.amounts_changed.push(invoice.invoice_no.clone());
+                }
+                result.changed.push(ChangedInvoice {
+                    invoice_no: invoice.invoice_no.as_str().to_owned(),
+                    previous_amount: before.amount,
+                    now: now.clone(),
+                });
+            }
+            if invoice.reversed {
+                continue;
+            }
+            result.invoices += 1;
+            result.recomputed += now.amount;
+            if let (Some(outcome), Some(pool)) = (Outcome::parse(&now.outcome), &now.pool) {
+                if outcome.counts() {
+                    let entry = counters.entry(pool.clone()).or_default();
+                    entry.0 += now.deductible_applied;
+                    entry.1 += now.amount;
+                }
+                if outcome == Outcome::Capped {
+                    if let Some(decision) = batch.explain(policy, &book, order) {
+                        result.capped.push(CappedInvoice {
+                            invoice_no: invoice.invoice_no.clone(),
+                            person_id: *id,
+                            year,
+                            pool: pool.clone(),
+                            raw: decision.raw,
+                            amount: decision.amount,
+                        });
+                    }
+                }
+            }
+            same_bill
+                .entry((
+                    invoice.hospital.as_str(),
+                    invoice.service_date,
+                    invoice.visit_type.as_str(),
+                    invoice.total,
+                    invoice.base,
+                    invoice.out_of_scope,
+                ))
+                .or_default()
+                .push(position);
+        }
+        let mut duplicates: Vec<SuspectedDuplicate> = same_bill
+            .into_iter()
+            .filter(|(_, positions)| positions.len() > 1)
+            .map(
+                |((hospital, service_date, visit_type, total, _, _), positions)| SuspectedDuplicate {
+                    person_id: *id,
+                    hospital: hospital.to_owned(),
+                    service_date,
+                    visit_type: visit_type.to_owned(),
+                    total: Fen::from_fen(total),
+                    invoices: positions
+                        .iter()
+                        .map(|&position| data.invoices[position].invoice_no.clone())
+                        .collect(),
+                },
+            )
+            .collect();
+        duplicates.sort_by(|a, b| (a.service_date, &a.invoices).cmp(&(b.service_date, &b.invoices)));
+        result.duplicates = duplicates;
+
+        // Counters that differ from the stored ones.
+        let mut stored: BTreeMap<&str, (i64, i64)> = BTreeMap::new();
+        for (pool, used, granted) in data
+            .counters
+            .get(&(slot as u32))
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+        {
+            stored.insert(pool.as_str(), (*used, *granted));
+        }
+        let pools: HashSet<&str> = stored
+            .keys()
+            .copied()
+            .chain(counters.keys().map(String::as_str))
+            .collect();
+        let mut pools: Vec<&str> = pools.into_iter().collect();
+        pools.sort_unstable();
+        for pool in pools {
+            let now = counters.get(pool).copied().unwrap_or_default();
+            if stored.get(pool).copied().unwrap_or_default() != now {
+                result.counters.push((pool.to_owned(), now.0, now.1));
+            }
+        }
+        computed.persons.insert(key.clone(), result);
+    }
+    Ok(computed)
+}
+
+/// The report of a computed year.
+fn report(
+    computed: Computed,
+    period: Period,
+    policy_id: i64,
+    persons_rechecked: u64,
+) -> (ClearingReport, Vec<(Vec<u8>, PersonResult)>) {
+    let year = period.year();
+    let mut report = ClearingReport {
+        clearing_id: 0,
+        period,
+        policy_id,
+        invoices: 0,
+        persons: computed.persons.len() as u64,
+        differences: Vec::new(),
+        duplicates: Vec::new(),
+        capped: Vec::new(),
+        invoices_changed: 0,
+        counters_updated: 0,
+        marks_taken: 0,
+        persons_rechecked,
+        spells_left_out: computed.spells_left_out,
+    };
+    let mut persons: Vec<(Vec<u8>, PersonResult)> = computed.persons.into_iter().collect();
+    persons.sort_by_key(|(_, person)| person.id);
+    for (_, person) in &mut persons {
+        report.invoices += person.invoices;
+        report.invoices_changed += person.changed.len() as u64;
+        report.counters_updated += person.counters.len() as u64;
+        if person.granted != person.recomputed {
+            report.differences.push(DifferenceRow {
+                person_id: person.id,
+                year,
+                granted: Fen::from_fen(person.granted),
+                recomputed: Fen::from_fen(person.recomputed),
+                invoices: person.amounts_changed.clone(),
+            });
+        }
+        report.duplicates.append(&mut person.duplicates);
+        report.capped.append(&mut person.capped);
+    }
+    (report, persons)
+}
+
+/// The lines of a clearing as text, one per line, for the audit entry's
+/// digest: `person_key_hex,year,granted,recomputed,invoices`.
+fn lines_text(persons: &[(Vec<u8>, PersonResult)], year: i32) -> String {
+    let mut text = String::new();
+    for (key, person) in persons {
+        if person.granted == person.recomputed {
+            continue;
+        }
+        for byte in key {
+            let _ = write!(text, "{byte:02x}");
+        }
+        let invoices: Vec<&str> = person.amounts_changed.iter().map(InvoiceNo::as_str).collect();
+        let _ = writeln!(
+            text,
+            ",{year},{},{},{}",
+            Fen::from_fen(person.granted),
+            Fen::from_fen(person.recomputed),
+            invoices.join(" ")
+        );
+    }
+    text
+}
+
+#[derive(Serialize)]
+struct ReportSummary<'a> {
+    period: String,
+    year: i32,
+    policy_id: i64,
+    invoices: u64,
+    persons: u64,
+    top_ups: u64,
+    top_up_total: String,
+    recoveries: u64,
+    recovery_total: String,
+    invoices_changed: u64,
+    counters_updated: u64,
+    marks_taken: u64,
+    persons_rechecked: u64,
+    suspected_duplicates: usize,
+    capped: usize,
+    lines_sha256: &'a str,
+}
+
+fn summary_json(report: &ClearingReport, lines_digest: &str) -> String {
+    let (top_ups, top_up_total) = report.top_ups();
+    let (recoveries, recovery_total) = report.recoveries();
+    serde_json::to_string(&ReportSummary {
+        period: report.period.to_string(),
+        year: report.period.year(),
+        policy_id: report.policy_id,
+        invoices: report.invoices,
+        persons: report.persons,
+        top_ups,
+        top_up_total: top_up_total.to_string(),
+        recoveries,
+        recovery_total: recovery_total.to_string(),
+        invoices_changed: report.invoices_changed,
+        counters_updated: report.counters_updated,
+        marks_taken: report.marks_taken,
+        persons_rechecked: report.persons_rechecked,
+        suspected_duplicates: report.duplicates.len(),
+        capped: report.capped.len(),
+        lines_sha256: lines_digest,
+    })
+    .unwrap_or_default()
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
+}
+
+fn damaged(what: String) -> StoreError {
+    StoreError::Damaged(what)
+}
+
+fn decrypt_id(keys: &DataKeys, encrypted: &[u8]) -> Result<ResidentId, StoreError> {
+    let plain = keys.decrypt(Purpose::ResidentId, encrypted)?;
+    let text = String::from_utf8(plain).map_err(|_| damaged("a stored resident ID is not text".into()))?;
+    ResidentId::parse(&text).map_err(|_| damaged("a stored resident ID does not parse".into()))
+}
+
+/// The clearing's SQL for one backend. `$snapshot` makes the reading
+/// transaction see one snapshot (PostgreSQL's default isolation does not).
+macro_rules! clearing_backend {
+    ($module:ident, $backend:ident, $Pool:ty, $Db:ty, $snapshot:expr) => {
+        mod $module {
+            use std::collections::HashSet;
+
+            use jiuzhu_core::{Date, InvoiceNo, Timestamp};
+            use sqlx::{QueryBuilder, Row as _};
+
+            use super::{
+                compute, decrypt_id, hex, lines_text, report, summary_json, ClearingError, ClearingJob, ClearingReport,
+                Computed, Held, PersonResult, Watermarks, YearData, YearInvoice,
+            };
+            use crate::database::$backend::{audit, begin_write};
+            use crate::database::{sha256, StoreError, KEYS_PER_STATEMENT, ROWS_PER_STATEMENT};
+            use crate::crypto::DataKeys;
+
+            type Tx<'t> = sqlx::Transaction<'t, $Db>;
+
+            pub(super) async fn run(pool: &$Pool, job: &ClearingJob<'_>) -> Result<ClearingReport, ClearingError> {
+                let year = job.period.year();
+                (job.stage)("reading the year's invoices");
+                let mut read = pool.begin().await.map_err(StoreError::from)?;
+                if let Some(statement) = $snapshot {
+                    sqlx::raw_sql(statement).execute(&mut *read).await.map_err(StoreError::from)?;
+                }
+                let marks = watermarks(&mut read).await?;
+                if marks.policy == 0 {
+                    return Err(ClearingError::NoPolicy);
+                }
+                let policy = policy_of(&mut read, job, marks.policy).await?;
+                let data = read_year(&mut read, job.keys, year, None).await?;
+                read.commit().await.map_err(StoreError::from)?;
+
+                (job.stage)("recomputing the year");
+                let computing = policy.clone();
+                let mut computed = tokio::task::spawn_blocking(move || compute(&computing, &data, year))
+                    .await
+                    .map_err(|error| StoreError::NotCommitted(format!("the recomputation stopped: {error}")))??;
+
+                (job.stage)("storing the clearing");
+                let mut tx = begin_write(pool).await?;
+                let now = watermarks(&mut tx).await?;
+                if now.policy != marks.policy {
+                    return Err(ClearingError::Changed("a policy was loaded while the clearing ran"));
+                }
+                if now.clearing != marks.clearing {
+                    return Err(ClearingError::Changed("another clearing finished while this one ran"));
+                }
+                let rechecked = changed_persons(&mut tx, &marks, year).await?;
+                if !rechecked.is_empty() {
+                    let fresh = read_year(&mut tx, job.keys, year, Some(&rechecked)).await?;
+                    let again = compute(&policy, &fresh, year)?;
+                    merge(&mut computed, again, &rechecked);
+                }
+                let (mut report, persons) = report(computed, job.period, marks.policy, rechecked.len() as u64);
+                report.clearing_id = store(&mut tx, job, &mut report, &persons).await?;
+                tx.commit().await.map_err(StoreError::from)?;
+                Ok(report)
+            }
+
+            fn merge(computed: &mut Computed, again: Computed, rechecked: &[Vec<u8>]) {
+                for key in rechecked {
+                    computed.persons.remove(key);
+                }
+                computed.persons.extend(again.persons);
+            }
+
+            async fn policy_of(
+                tx: &mut Tx<'_>,
+                job: &ClearingJob<'_>,
+                id: i64,
+            ) -> Result<std::sync::Arc<jiuzhu_core::Policy>, StoreError> {
+                if let Some((_, policy)) = job.policy_cache.get(id) {
+                    return Ok(policy);
+                }
+                let row = sqlx::query("SELECT source FROM policies WHERE id = $1").bind(id).fetch_one(&mut **tx).await?;
+                let source: String = row.try_get("source")?;
+                Ok(job.policy_cache.parse(id, &source)?.1)
+            }
+
+            async fn watermarks(tx: &mut Tx<'_>) -> Result<Watermarks, StoreError> {
+                let row = sqlx::query(
+                    "SELECT (SELECT COALESCE(MAX(id), 0) FROM decisions) AS decision, \
+                     (SELECT COALESCE(MAX(id), 0) FROM spells) AS spell, \
+                     (SELECT COALESCE(MAX(id), 0) FROM clearings) AS clearing, \
+                     (SELECT COALESCE(MAX(id), 0) FROM policies) AS policy",
+                )
+                .fetch_one(&mut **tx)
+                .await?;
+                Ok(Watermarks {
+                    decision: row.try_get("decision")?,
+                    spell: row.try_get("spell")?,
+                    clearing: row.try_get("clearing")?,
+                    policy: row.try_get("policy")?,
+                })
+            }
+
+            /// The persons with a decision of the year or a spell stored
+            /// after the snapshot.
+            async fn changed_persons(tx: &mut Tx<'_>, marks: &Watermarks, year: i32) -> Result<Vec<Vec<u8>>, StoreError> {
+                let rows = sqlx::query(
+                    "SELECT DISTINCT person_key FROM decisions WHERE id > $1 AND year = $2 \
+                     UNION SELECT DISTINCT person_key FROM spells WHERE id > $3",
+                )
+                .bind(marks.decision)
+                .bind(i64::from(year))
+                .bind(marks.spell)
+                .fetch_all(&mut **tx)
+                .await?;
+                let mut keys = Vec::with_capacity(rows.len());
+                for row in rows {
+                    keys.push(row.try_get::<Vec<u8>, _>("person_key")?);
+                }
+                keys.sort_unstable();
+                Ok(keys)
+            }
+
+            /// Appends ` AND <column> IN (…)` for one part of the persons.
+            fn push_keys(query: &mut QueryBuilder<$Db>, column: &str, keys: Option<&[Vec<u8>]>) {
+                if let Some(keys) = keys {
+                    query.push(format!(" AND {column} IN ("));
+                    let mut list = query.separated(", ");
+                    for key in keys {
+                        list.push_bind(key.clone());
+                    }
+                    query.push(")");
+                }
+            }
+
+            /// The parts to read: everything at once, or the persons in
+            /// parts of [`KEYS_PER_STATEMENT`].
+            fn parts(persons: Option<&[Vec<u8>]>) -> Vec<Option<&[Vec<u8>]>> {
+                match persons {
+                    None => vec![None],
+                    Some(keys) => keys.chunks(KEYS_PER_STATEMENT).map(Some).collect(),
+                }
+            }
+
+            async fn read_year(
+                tx: &mut Tx<'_>,
+                keys: &DataKeys,
+                year: i32,
+                persons: Option<&[Vec<u8>]>,
+            ) -> Result<YearData, StoreError> {
+                let year_value = i64::from(year);
+                let mut data = YearData::default();
+                let bad = |what: &str, invoice_no: &str| {
+                    StoreError::Damaged(format!("invoice {invoice_no} has a bad stored {what}"))
+                };
+                let mut reversed: HashSet<String> = HashSet::new();
+                for part in parts(persons) {
+                    let mut query = QueryBuilder::<$Db>::new(
+                        "SELECT invoice_no FROM decisions WHERE kind = 'reversal' AND year = ",
+                    );
+                    query.push_bind(year_value);
+                    push_keys(&mut query, "person_key", part);
+                    for row in query.build().fetch_all(&mut **tx).await? {
+                        reversed.insert(row.try_get("invoice_no")?);
+                    }
+                }
+                let mut by_slot: Vec<Vec<u8>> = Vec::new();
+                for part in parts(persons) {
+                    let mut query = QueryBuilder::<$Db>::new(
+                        "SELECT d.invoice_no, d.person_key, d.outcome, d.pool, d.deductible_applied, d.amount, \
+                         i.hospital, i.visit_type, i.service_date, i.settled_at, i.total, i.in_scope_self_pay, \
+                         i.out_of_scope_self_pay \
+                         FROM decisions d JOIN invoices i ON i.invoice_no = d.invoice_no \
+                         WHERE d.kind = 'decision' AND d.year = ",
+                    );
+                    query.push_bind(year_value);
+                    push_keys(&mut query, "d.person_key", part);
+                    let rows = query.build().fetch_all(&mut **tx).await?;
+                    data.invoices.reserve(rows.len());
+                    for row in rows {
+                        let invoice_no: String = row.try_get("invoice_no")?;
+                        let key: Vec<u8> = row.try_get("person_key")?;
+                        let next = data.slots.len() as u32;
+                        let person = *data.slots.entry(key.clone()).or_insert_with(|| {
+                            by_slot.push(key);
+                            next
+                        });
+                        let service_date: String = row.try_get("service_date")?;
+                        let settled_at: String = row.try_get("settled_at")?;
+                        data.invoices.push(YearInvoice {
+                            invoice_no: InvoiceNo::parse(&invoice_no).map_err(|_| bad("number", &invoice_no))?,
+                            person,
+                            hospital: row.try_get("hospital")?,
+                            visit_type: row.try_get("visit_type")?,
+                            service_date: Date::parse(&service_date).map_err(|_| bad("service date", &invoice_no))?,
+                            settled_at: Timestamp::parse(&settled_at).map_err(|_| bad("settled_at", &invoice_no))?,
+                            total: row.try_get("total")?,
+                            base: row.try_get("in_scope_self_pay")?,
+                            out_of_scope: row.try_get("out_of_scope_self_pay")?,
+                            decided: Held {
+                                outcome: row.try_get("outcome")?,
+                                pool: row.try_get("pool")?,
+                                deductible_applied: row.try_get("deductible_applied")?,
+                                amount: row.try_get("amount")?,
+                            },
+                            reversed: reversed.contains(&invoice_no),
+                        });
+                    }
+                }
+                // Each person's ID, decrypted once.
+                let slot_keys = std::mem::take(&mut by_slot);
+                let wanted: Vec<Vec<u8>> = slot_keys.clone();
+                let mut ids: Vec<Option<jiuzhu_core::ResidentId>> = vec![None; slot_keys.len()];
+                let read_parts: Vec<Option<&[Vec<u8>]>> = match persons {
+                    None => vec![None],
+                    Some(_) => wanted.chunks(KEYS_PER_STATEMENT).map(Some).collect(),
+                };
+                for part in read_parts {
+                    let mut query = QueryBuilder::<$Db>::new(
+                        "SELECT person_key, resident_id_encrypted FROM persons WHERE 1 = 1",
+                    );
+                    push_keys(&mut query, "person_key", part);
+                    for row in query.build().fetch_all(&mut **tx).await? {
+                        let key: Vec<u8> = row.try_get("person_key")?;
+                        if let Some(&slot) = data.slots.get(&key) {
+                            let cipher: Vec<u8> = row.try_get("resident_id_encrypted")?;
+                            ids[slot as usize] = Some(decrypt_id(keys, &cipher)?);
+                        }
+                    }
+                }
+                for (key, id) in slot_keys.into_iter().zip(ids) {
+                    let id = id.ok_or_else(|| StoreError::Damaged("an invoice's person is not stored".into()))?;
+                    data.persons.push((key, id));
+                }
+
+                let spell_parts: Vec<Option<&[Vec<u8>]>> = match persons {
+                    None => vec![None],
+                    Some(_) => wanted.chunks(KEYS_PER_STATEMENT).map(Some).collect(),
+                };
+                for part in spell_parts {
+                    let mut query = QueryBuilder::<$Db>::new(
+                        "SELECT person_key, category, valid_from, valid_to, source FROM spells \
+                         WHERE superseded_by IS NULL",
+                    );
+                    push_keys(&mut query, "person_key", part);
+                    for row in query.build().fetch_all(&mut **tx).await? {
+                        let key: Vec<u8> = row.try_get("person_key")?;
+                        let Some(&slot) = data.slots.get(&key) else {
+                            continue;
+                        };
+                        let damaged = |what: &str| StoreError::Damaged(format!("a stored spell has a bad {what}"));
+                        let valid_from: String = row.try_get("valid_from")?;
+                        let valid_to: Option<String> = row.try_get("valid_to")?;
+                        let valid_from = Date::parse(&valid_from).map_err(|_| damaged("valid_from"))?;
+                        let valid_to = match valid_to {
+                            Some(text) => Some(Date::parse(&text).map_err(|_| damaged("valid_to"))?),
+                            None => None,
+                        };
+                        let category: String = row.try_get("category")?;
+                        let source: String = row.try_get("source")?;
+                        let spell = jiuzhu_core::Spell::new(
+                            data.persons[slot as usize].1,
+                            category,
+                            valid_from,
+                            valid_to,
+                            Some(source),
+                        )
+                        .map_err(|_| damaged("period"))?;
+                        data.spells.push(spell);
+                    }
+                }
+
+                for part in parts(persons) {
+                    let mut query = QueryBuilder::<$Db>::new(
+                        "SELECT invoice_no, clearing_id, outcome, pool, deductible_applied, amount \
+                         FROM clearing_invoices WHERE year = ",
+                    );
+                    query.push_bind(year_value);
+                    push_keys(&mut query, "person_key", part);
+                    for row in query.build().fetch_all(&mut **tx).await? {
+                        let invoice_no: String = row.try_get("invoice_no")?;
+                        let clearing: i64 = row.try_get("clearing_id")?;
+                        let held = Held {
+                            outcome: row.try_get("outcome")?,
+                            pool: row.try_get("pool")?,
+                            deductible_applied: row.try_get("deductible_applied")?,
+                            amount: row.try_get("amount")?,
+                        };
+                        match data.cleared.get(&invoice_no) {
+                            Some((later, _)) if *later > clearing => {}
+                            _ => {
+                                data.cleared.insert(invoice_no, (clearing, held));
+                            }
+                        }
+                    }
+                }
+
+                for part in parts(persons) {
+                    let mut query = QueryBuilder::<$Db>::new(
+                        "SELECT person_key, kind, amount FROM clearing_lines WHERE year = ",
+                    );
+                    query.push_bind(year_value);
+                    push_keys(&mut query, "person_key", part);
+                    for row in query.build().fetch_all(&mut **tx).await? {
+                        let key: Vec<u8> = row.try_get("person_key")?;
+                        let Some(&slot) = data.slots.get(&key) else {
+                            continue;
+                        };
+                        let kind: String = row.try_get("kind")?;
+                        let amount: i64 = row.try_get("amount")?;
+                        *data.lines.entry(slot).or_default() += if kind == "top_up" { amount } else { -amount };
+                    }
+                }
+
+                for part in parts(persons) {
+                    let mut query = QueryBuilder::<$Db>::new(
+                        "SELECT person_key, pool, deductible_used, granted FROM counters WHERE year = ",
+                    );
+                    query.push_bind(year_value);
+                    push_keys(&mut query, "person_key", part);
+                    for row in query.build().fetch_all(&mut **tx).await? {
+                        let key: Vec<u8> = row.try_get("person_key")?;
+                        let Some(&slot) = data.slots.get(&key) else {
+                            continue;
+                        };
+                        data.counters.entry(slot).or_default().push((
+                            row.try_get("pool")?,
+                            row.try_get("deductible_used")?,
+                            row.try_get("granted")?,
+                        ));
+                    }
+                }
+                Ok(data)
+            }
+
+            /// Stores the run, its lines, the changed invoices and
+            /// counters, takes the marks and writes the audit entry.
+            /// Returns the run's id.
+            async fn store(
+                tx: &mut Tx<'_>,
+                job: &ClearingJob<'_>,
+                report: &mut ClearingReport,
+                persons: &[(Vec<u8>, PersonResult)],
+            ) -> Result<i64, StoreError> {
+                let year = job.period.year();
+                let year_value = i64::from(year);
+                let now = crate::database::now_text();
+                let marks = sqlx::query(
+                    "UPDATE recompute_marks SET cleared_at = $1 WHERE cleared_at IS NULL AND since >= $2 AND since <= $3",
+                )
+                .bind(&now)
+                .bind(format!("{year:04}-01-01"))
+                .bind(format!("{year:04}-12-31"))
+                .execute(&mut **tx)
+                .await?;
+                report.marks_taken = marks.rows_affected();
+                let text = lines_text(persons, year);
+                let digest = hex(&sha256(text.as_bytes()));
+                let summary = summary_json(report, &digest);
+                let row = sqlx::query(
+                    "INSERT INTO clearings (period, year, policy_id, started_at, finished_at, run_by, report) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
+                )
+                .bind(job.period.to_string())
+                .bind(year_value)
+                .bind(report.policy_id)
+                .bind(job.started_at)
+                .bind(&now)
+                .bind(job.actor)
+                .bind(&summary)
+                .fetch_one(&mut **tx)
+                .await?;
+                let clearing_id: i64 = row.try_get("id")?;
+
+                let differing: Vec<&(Vec<u8>, PersonResult)> =
+                    persons.iter().filter(|(_, person)| person.granted != person.recomputed).collect();
+                for part in differing.chunks(ROWS_PER_STATEMENT) {
+                    let mut query = QueryBuilder::<$Db>::new(
+                        "INSERT INTO clearing_lines (clearing_id, person_key, year, kind, amount, granted, recomputed, \
+                         invoices, created_at) ",
+                    );
+                    query.push_values(part, |mut values, (key, person)| {
+                        let top_up = person.recomputed > person.granted;
+                        let invoices: Vec<&str> = person.amounts_changed.iter().map(InvoiceNo::as_str).collect();
+                        values
+                            .push_bind(clearing_id)
+                            .push_bind(key.clone())
+                            .push_bind(year_value)
+                            .push_bind(if top_up { "top_up" } else { "recovery" })
+                            .push_bind((person.recomputed - person.granted).abs())
+                            .push_bind(person.granted)
+                            .push_bind(person.recomputed)
+                            .push_bind(invoices.join(" "))
+                            .push_bind(now.clone());
+                    });
+                    query.build().execute(&mut **tx).await?;
+                }
+
+                let changed: Vec<(&Vec<u8>, &super::ChangedInvoice)> = persons
+                    .iter()
+                    .flat_map(|(key, person)| person.changed.iter().map(move |change| (key, change)))
+                    .collect();
+                for part in changed.chunks(ROWS_PER_STATEMENT) {
+                    let mut query = QueryBuilder::<$Db>::new(
+                        "INSERT INTO clearing_invoices (invoice_no, clearing_id, person_key, year, outcome, pool, \
+                         deductible_applied, amount, previous_amount) ",
+                    );
+                    query.push_values(part, |mut values, (key, change)| {
+                        values
+                            .push_bind(change.invoice_no.clone())
+                            .push_bind(clearing_id)
+                            .push_bind((*key).clone())
+                            .push_bind(year_value)
+                            .push_bind(change.now.outcome.clone())
+                            .push_bind(change.now.pool.clone())
+                            .push_bind(change.now.deductible_applied)
+                            .push_bind(change.now.amount)
+                            .push_bind(change.previous_amount);
+                    });
+                    query.build().execute(&mut **tx).await?;
+                }
+
+                let counters: Vec<(&Vec<u8>, &(String, i64, i64))> = persons
+                    .iter()
+                    .flat_map(|(key, person)| person.counters.iter().map(move |counter| (key, counter)))
+                    .collect();
+                for part in counters.chunks(ROWS_PER_STATEMENT) {
+                    let mut query =
+                        QueryBuilder::<$Db>::new("INSERT INTO counters (person_key, year, pool, deductible_used, granted) ");
+                    query.push_values(part, |mut values, (key, (pool, used, granted))| {
+                        values
+                            .push_bind((*key).clone())
+                            .push_bind(year_value)
+                            .push_bind(pool.clone())
+                            .push_bind(*used)
+                            .push_bind(*granted);
+                    });
+                    query.push(
+                        " ON CONFLICT (person_key, year, pool) DO UPDATE SET \
+                         deductible_used = excluded.deductible_used, granted = excluded.granted",
+                    );
+                    query.build().execute(&mut **tx).await?;
+                }
+
+                let details = format!("{{\"clearing_id\":{clearing_id},\"report\":{summary}}}");
+                audit(tx, job.actor, "clearing.run", &format!("clearing {}", job.period), details).await?;
+                Ok(clearing_id)
+            }
+        }
+    };
+}
+
+clearing_backend!(
+    sqlite_clearing,
+    sqlite,
+    sqlx::SqlitePool,
+    sqlx::Sqlite,
+    None::<&str>
+);
+clearing_backend!(
+    postgres_clearing,
+    postgres,
+    sqlx::PgPool,
+    sqlx::Postgres,
+    Some("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+);
