@@ -21,14 +21,18 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::{anyhow, Context as _};
-use jiuzhu_core::{Fen, InvoiceNo, Period};
+use jiuzhu_core::{Date, Fen, InvoiceNo, Period};
 use jiuzhu_formats::results::csv_field;
-use jiuzhu_store::{ClearingError, ClearingReport};
+use jiuzhu_store::{ClearingError, ClearingReport, Store};
 use rust_xlsxwriter::Workbook;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
 
 use crate::config::SettingsArgs;
+use crate::settings::ClearingSchedule;
 
 #[derive(Debug, clap::Args)]
 pub struct ClearArgs {
@@ -62,23 +66,128 @@ pub fn run(args: &ClearArgs, actor: &str) -> ExitCode {
 }
 
 fn clear(args: &ClearArgs, actor: &str) -> anyhow::Result<ExitCode> {
-    std::fs::create_dir_all(&args.out).with_context(|| format!("cannot create {}", args.out.display()))?;
-    tempfile::NamedTempFile::new_in(&args.out)
-        .with_context(|| format!("cannot write into {}", args.out.display()))?;
     let report = crate::admin::runtime()?.block_on(async {
         let store = crate::admin::open_store(&args.settings).await?;
         let stage = |what: &str| eprintln!("clearing {}: {what}…", args.period);
-        match store.run_clearing(args.period, actor, &stage).await {
-            Ok(report) => Ok(report),
-            Err(ClearingError::Store(error)) => {
-                Err(anyhow!(error).context("the clearing failed; nothing was stored"))
-            }
-            Err(error) => Err(anyhow!("{error}")),
-        }
+        clear_into(&store, args.period, &args.out, actor, &stage).await
     })?;
-    write_report(&args.out, &report)?;
     print!("{}", summary(&report, &args.out));
     Ok(ExitCode::SUCCESS)
+}
+
+/// Runs a clearing of `period` and writes its report into `out`, which is
+/// checked first: a clearing is not stored without a place for its report.
+pub async fn clear_into(
+    store: &Store,
+    period: Period,
+    out: &Path,
+    actor: &str,
+    stage: &(dyn Fn(&str) + Sync),
+) -> anyhow::Result<ClearingReport> {
+    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
+    tempfile::NamedTempFile::new_in(out).with_context(|| format!("cannot write into {}", out.display()))?;
+    let report = match store.run_clearing(period, actor, stage).await {
+        Ok(report) => report,
+        Err(ClearingError::Store(error)) => {
+            return Err(anyhow!(error).context("the clearing failed; nothing was stored"))
+        }
+        Err(error) => return Err(anyhow!("{error}")),
+    };
+    write_report(out, &report).context("the clearing is stored, but its report could not be written")?;
+    Ok(report)
+}
+
+/// The period the schedule has most recently come due for, at `minute`
+/// minutes after midnight of `today` (China time): the month before the
+/// last scheduled day passed.
+pub fn due_period(schedule: ClearingSchedule, today: Date, minute: u32) -> Option<Period> {
+    let ClearingSchedule::Monthly { day, minute: at } = schedule else {
+        return None;
+    };
+    let this_month = Period::month_of(today);
+    let passed = today.day() > day || (today.day() == day && minute >= at);
+    Some(if passed {
+        this_month.previous()
+    } else {
+        this_month.previous().previous()
+    })
+}
+
+/// Today's date and the minutes since midnight, in China (UTC+8).
+fn now_in_china() -> Option<(Date, u32)> {
+    let seconds = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()?
+        .as_secs() as i64
+        + 8 * 3600;
+    let date = Date::from_days_since_epoch(i32::try_from(seconds.div_euclid(86_400)).ok()?)?;
+    Some((date, (seconds.rem_euclid(86_400) / 60) as u32))
+}
+
+/// How often the scheduler looks whether a clearing is due.
+const SCHEDULE_CHECK: Duration = Duration::from_secs(60);
+
+/// Runs the scheduled clearings in `jiuzhu serve`: at start and every
+/// minute, the period the schedule last came due for is cleared if the store
+/// holds no clearing of it yet (a run missed while no server was up is made
+/// up). Of two servers on one database, one stores the clearing; the other
+/// finds it stored, or is refused and finds it stored next time.
+pub fn spawn_scheduler(
+    store: Store,
+    schedule: ClearingSchedule,
+    report_dir: PathBuf,
+    mut stop: watch::Receiver<bool>,
+) -> Option<JoinHandle<()>> {
+    if schedule == ClearingSchedule::Off {
+        return None;
+    }
+    Some(tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(SCHEDULE_CHECK);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = ticks.tick() => {}
+                _ = stop.changed() => return,
+            }
+            let Some((today, minute)) = now_in_china() else {
+                continue;
+            };
+            let Some(period) = due_period(schedule, today, minute) else {
+                continue;
+            };
+            match store.clearings_of(period).await {
+                Ok(0) => {}
+                Ok(_) => continue,
+                Err(error) => {
+                    tracing::warn!(%error, %period, "cannot tell whether the clearing ran; trying again later");
+                    continue;
+                }
+            }
+            let out = report_dir.join(period.to_string());
+            tracing::info!(%period, out = %out.display(), "the scheduled clearing starts");
+            let stage = |what: &str| tracing::info!(%period, "clearing: {what}");
+            match clear_into(&store, period, &out, "scheduler", &stage).await {
+                Ok(report) => {
+                    let (top_ups, top_up_total) = report.top_ups();
+                    let (recoveries, recovery_total) = report.recoveries();
+                    tracing::info!(
+                        %period,
+                        clearing = report.clearing_id,
+                        invoices = report.invoices,
+                        top_ups,
+                        top_up_total = %top_up_total,
+                        recoveries,
+                        recovery_total = %recovery_total,
+                        out = %out.display(),
+                        "the scheduled clearing is stored"
+                    );
+                }
+                Err(error) => {
+                    tracing::warn!(%period, "the scheduled clearing did not run: {error:#}; trying again later")
+                }
+            }
+        }
+    }))
 }
 
 fn invoices_text(invoices: &[InvoiceNo]) -> String {
@@ -292,6 +401,20 @@ fn summary(report: &ClearingReport, out: &Path) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_due_period_is_the_month_before_the_last_scheduled_day_passed() {
+        let schedule = ClearingSchedule::Monthly { day: 3, minute: 120 };
+        let date = |text| Date::parse(text).unwrap();
+        let due = |today, minute| due_period(schedule, date(today), minute).unwrap().to_string();
+        assert_eq!(due("2024-07-03", 120), "2024-06");
+        assert_eq!(due("2024-07-03", 119), "2024-05");
+        assert_eq!(due("2024-07-02", 1439), "2024-05");
+        assert_eq!(due("2024-07-31", 0), "2024-06");
+        assert_eq!(due("2024-01-05", 0), "2023-12");
+        assert_eq!(due("2024-01-01", 0), "2023-11");
+        assert_eq!(due_period(ClearingSchedule::Off, date("2024-07-03"), 0), None);
+    }
 
     #[test]
     fn csv_fields_with_commas_are_quoted_and_rows_end_in_lf() {

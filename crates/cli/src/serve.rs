@@ -1,6 +1,7 @@
-//! `jiuzhu serve`: the HTTP server on the configured store, and the
+//! `jiuzhu serve`: the HTTP server on the configured store, the
 //! dispatcher that sends the notifications due every `notify_interval_ms`
-//! to the notification log.
+//! to the notification log, and the scheduled periodic clearing
+//! (`clearing_schedule`).
 
 use std::io::Write as _;
 use std::path::PathBuf;
@@ -82,13 +83,22 @@ pub fn run(args: &ServeArgs) -> ExitCode {
                         "notifications due are written to the notification log"
                     );
                     let interval = Duration::from_millis(settings.notify_interval_ms);
-                    Some(spawn_dispatcher(store, sender, interval, stopped))
+                    Some(spawn_dispatcher(store.clone(), sender, interval, stopped.clone()))
                 }
                 None => {
                     tracing::info!("notifications are not sent by this server (notify_interval_ms = 0)");
                     None
                 }
             };
+            let scheduler = crate::clear::spawn_scheduler(
+                store.clone(),
+                settings.clearing_schedule,
+                settings.clearing_report_dir.clone(),
+                stopped.clone(),
+            );
+            if let Some(schedule) = scheduler.as_ref().map(|_| settings.clearing_schedule) {
+                tracing::info!(%schedule, reports = %settings.clearing_report_dir.display(), "periodic clearing is scheduled");
+            }
             std::io::stdout().flush().ok();
             let served = application
                 .run_until(async {
@@ -100,6 +110,9 @@ pub fn run(args: &ServeArgs) -> ExitCode {
             let _ = stop.send(true);
             if let Some(dispatcher) = dispatcher {
                 let _ = dispatcher.await;
+            }
+            if let Some(scheduler) = scheduler {
+                let _ = scheduler.await;
             }
             served
         })

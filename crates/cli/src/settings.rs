@@ -129,6 +129,71 @@ settings! {
     /// How often `jiuzhu serve` sends the notifications due, in milliseconds
     /// (100 to 86400000), or 0 for never (then `jiuzhu notify send` does).
     notify_interval_ms: u64 = 5_000, check off_or_within(100, 86_400_000);
+    /// When `jiuzhu serve` runs the periodic clearing (定期清算) of the month
+    /// just ended: "monthly DAY HH:MM" (DAY 1 to 28, China time), or "off".
+    /// A run missed while no server was up is made up at the next start.
+    clearing_schedule: ClearingSchedule = ClearingSchedule::Off, check anything;
+    /// Where the scheduled clearings write their reports, one directory per
+    /// run (a relative path is from the directory the server runs in).
+    clearing_report_dir: PathBuf = PathBuf::from("clearing-reports"), check not_empty;
+}
+
+/// When the periodic clearing runs by itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClearingSchedule {
+    Off,
+    /// On `day` of each month at `minute` minutes after midnight, China time.
+    Monthly {
+        day: u32,
+        minute: u32,
+    },
+}
+
+impl fmt::Display for ClearingSchedule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ClearingSchedule::Off => f.write_str("off"),
+            ClearingSchedule::Monthly { day, minute } => {
+                write!(f, "monthly {day} {:02}:{:02}", minute / 60, minute % 60)
+            }
+        }
+    }
+}
+
+impl SettingValue for ClearingSchedule {
+    const KIND: TomlKind = TomlKind::String;
+    fn parse_text(text: &str) -> Result<Self, String> {
+        let bad = || format!("expected \"off\" or \"monthly DAY HH:MM\" (DAY 1 to 28), found `{text}`");
+        let words: Vec<&str> = text.split_whitespace().collect();
+        match words.as_slice() {
+            ["off"] => Ok(ClearingSchedule::Off),
+            ["monthly", day, time] => {
+                let day: u32 = day.parse().map_err(|_| bad())?;
+                let (hours, minutes) = time.split_once(':').ok_or_else(bad)?;
+                if minutes.len() != 2 {
+                    return Err(bad());
+                }
+                let (hours, minutes): (u32, u32) = match (hours.parse(), minutes.parse()) {
+                    (Ok(hours), Ok(minutes)) => (hours, minutes),
+                    _ => return Err(bad()),
+                };
+                if !(1..=28).contains(&day) || hours > 23 || minutes > 59 {
+                    return Err(bad());
+                }
+                Ok(ClearingSchedule::Monthly {
+                    day,
+                    minute: hours * 60 + minutes,
+                })
+            }
+            _ => Err(bad()),
+        }
+    }
+    fn shown(&self) -> String {
+        self.to_string()
+    }
+    fn toml_text(&self) -> String {
+        quoted(&self.to_string())
+    }
 }
 
 /// Where a setting's value came from.
@@ -1176,6 +1241,36 @@ mod tests {
         );
         let error = load("", &[("JIUZHU_NOTIFICATION_LOG", "")]).unwrap_err();
         assert!(error.to_string().contains("must name a file"), "{error}");
+    }
+
+    #[test]
+    fn the_clearing_schedule_is_off_or_monthly_on_a_day_and_time() {
+        assert_eq!(ClearingSchedule::parse_text("off"), Ok(ClearingSchedule::Off));
+        assert_eq!(
+            ClearingSchedule::parse_text("monthly 3 02:30"),
+            Ok(ClearingSchedule::Monthly { day: 3, minute: 150 })
+        );
+        assert_eq!(
+            ClearingSchedule::Monthly { day: 3, minute: 150 }.to_string(),
+            "monthly 3 02:30"
+        );
+        for bad in [
+            "monthly 29 02:00",
+            "monthly 1 24:00",
+            "monthly 1 2:5",
+            "weekly 1 02:00",
+            "",
+            "monthly 0 00:00",
+        ] {
+            let error = ClearingSchedule::parse_text(bad).unwrap_err();
+            assert!(error.contains("monthly DAY HH:MM"), "{bad}: {error}");
+        }
+        let settings = load("clearing_schedule = \"monthly 1 01:00\"\n", &[]).unwrap();
+        assert_eq!(
+            settings.clearing_schedule,
+            ClearingSchedule::Monthly { day: 1, minute: 60 }
+        );
+        assert_eq!(settings.clearing_report_dir, PathBuf::from("clearing-reports"));
     }
 
     #[test]

@@ -191,6 +191,14 @@ impl Store {
             Backend::Postgres(pool) => postgres_clearing::run(pool, &job).await,
         }
     }
+
+    /// How many clearings were stored for `period`.
+    pub async fn clearings_of(&self, period: Period) -> Result<u64, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(pool) => sqlite_clearing::clearings_of(pool, period).await,
+            Backend::Postgres(pool) => postgres_clearing::clearings_of(pool, period).await,
+        }
+    }
 }
 
 struct ClearingJob<'j> {
@@ -667,6 +675,15 @@ macro_rules! clearing_backend {
                 report.clearing_id = store(&mut tx, job, &mut report, &persons).await?;
                 tx.commit().await.map_err(StoreError::from)?;
                 Ok(report)
+            }
+
+            pub(super) async fn clearings_of(pool: &$Pool, period: jiuzhu_core::Period) -> Result<u64, StoreError> {
+                let row = sqlx::query("SELECT COUNT(*) AS runs FROM clearings WHERE period = $1")
+                    .bind(period.to_string())
+                    .fetch_one(pool)
+                    .await?;
+                let runs: i64 = row.try_get("runs")?;
+                Ok(runs as u64)
             }
 
             fn merge(computed: &mut Computed, again: Computed, rechecked: &[Vec<u8>]) {
