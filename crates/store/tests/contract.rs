@@ -2051,3 +2051,55 @@ async fn a_clearing_without_a_policy_stores_nothing() {
         database.drop_database().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bill_settled_while_the_clearing_recomputes_is_recomputed_again_before_storing() {
+    for database in fresh_databases("clearing_race").await {
+        let (store, _) = prepared(&database).await;
+        settle_all(&store).await;
+        import(&store, "late.csv", "民政", LATE_SPELL).await.unwrap();
+        // A new bill of person 033 is settled after the clearing read the
+        // year and before it stores what it found.
+        let mut late_bill = invoice("INV005");
+        late_bill.invoice_no = InvoiceNo::parse("INV009").unwrap();
+        late_bill.settled_at = jiuzhu_core::Timestamp::parse("2024-06-01T10:00:00+08:00").unwrap();
+        late_bill.amounts =
+            jiuzhu_core::BillAmounts::new(Fen::from_fen(10_000), Fen::ZERO, Fen::from_fen(10_000), Fen::ZERO)
+                .unwrap();
+        let handle = tokio::runtime::Handle::current();
+        let settled = std::sync::Mutex::new(None);
+        let stage = |what: &str| {
+            if what.starts_with("recomputing") {
+                let answer =
+                    tokio::task::block_in_place(|| handle.block_on(store.settle("H002", &late_bill, "H002")));
+                *settled.lock().unwrap() = Some(answer.unwrap().response.amount);
+            }
+        };
+        let report = store.run_clearing(period("2024"), "admin", &stage).await.unwrap();
+        assert_eq!(settled.lock().unwrap().as_deref(), Some("70.00"));
+        assert_eq!(report.persons_rechecked, 1);
+        // Granted: INV005 nothing, INV009 70.00; owed: 35.00 and 70.00.
+        assert_eq!(
+            difference_rows(&report),
+            vec![(
+                "110105196001010033".into(),
+                2024,
+                "70.00".into(),
+                "105.00".into(),
+                "35.00".into(),
+                "INV005".into()
+            )]
+        );
+        let person = jiuzhu_core::ResidentId::parse("110105196001010033").unwrap();
+        assert_eq!(
+            store.counters(person, 2024).await.unwrap(),
+            vec![("outpatient".to_owned(), 0, 10_500)]
+        );
+        let again = store
+            .run_clearing(period("2024"), "admin", &|_| {})
+            .await
+            .unwrap();
+        assert!(again.differences.is_empty(), "{:?}", again.differences);
+        database.drop_database().await;
+    }
+}
