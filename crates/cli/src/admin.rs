@@ -17,6 +17,8 @@ use crate::rejected;
 pub const BAD_INPUT: u8 = 2;
 /// Exit status of `audit verify` when the chain is broken.
 const CHAIN_BROKEN: u8 = 3;
+/// Exit status of `audit show` when the store holds nothing of the person.
+const NOT_FOUND: u8 = 5;
 
 #[derive(Debug, clap::Subcommand)]
 pub enum PolicyCommand {
@@ -113,6 +115,19 @@ pub enum ApiKeyCommand {
 pub enum AuditCommand {
     /// Walk the audit chain; name the first entry changed or removed.
     Verify {
+        #[command(flatten)]
+        settings: SettingsArgs,
+    },
+    /// The whole story of a person, in the order it was recorded: spells,
+    /// bills, decisions with their explanations, reversals, clearings. The
+    /// read is logged in the audit trail, with who read it and why.
+    Show {
+        /// The person's resident ID number.
+        #[arg(long, value_name = "ID")]
+        person: String,
+        /// Why the record is read, for the audit trail.
+        #[arg(long, default_value = "audit show")]
+        purpose: String,
         #[command(flatten)]
         settings: SettingsArgs,
     },
@@ -274,6 +289,7 @@ fn import_spells(file: &Path, source: &str, skip_bad: Option<&Path>, settings: &
             let result = store
                 .import_spells_with_progress(&spell_file, &operator(), &|done| storing.inc(done))
                 .await;
+            store.close().await;
             storing.finish_and_clear();
             let report = match result {
                 Ok(report) => report,
@@ -432,7 +448,14 @@ fn revoke_department_keys(department: &str, settings: &SettingsArgs) -> ExitCode
 }
 
 pub fn audit(command: &AuditCommand) -> ExitCode {
-    let AuditCommand::Verify { settings } = command;
+    let settings = match command {
+        AuditCommand::Verify { settings } => settings,
+        AuditCommand::Show {
+            person,
+            purpose,
+            settings,
+        } => return finish(show_person(person, purpose, settings)),
+    };
     finish((|| {
         let verified = runtime()?.block_on(async {
             let store = open_store(settings).await?;
@@ -457,4 +480,42 @@ pub fn audit(command: &AuditCommand) -> ExitCode {
             }
         }
     })())
+}
+
+/// `jiuzhu audit show --person ID`.
+fn show_person(person: &str, purpose: &str, settings: &SettingsArgs) -> anyhow::Result<ExitCode> {
+    let id = match jiuzhu_core::ResidentId::parse(person.trim()) {
+        Ok(id) => id,
+        Err(error) => {
+            eprintln!("--person: {error}");
+            return Ok(ExitCode::from(BAD_INPUT));
+        }
+    };
+    let actor = operator();
+    let story = runtime()?.block_on(async {
+        let store = open_store(settings).await?;
+        store
+            .person_story(id, &actor, purpose)
+            .await
+            .context("cannot read the person's record")
+    })?;
+    let Some(story) = story else {
+        println!(
+            "The store holds nothing of {}. (This read is logged.)",
+            id.masked()
+        );
+        return Ok(ExitCode::from(NOT_FOUND));
+    };
+    println!(
+        "Person {}: {} events. This read by {actor} is logged in the audit trail.",
+        story.masked_id,
+        story.events.len()
+    );
+    for event in &story.events {
+        println!("{}  {:<10} {}", event.at, event.kind.as_str(), event.summary);
+        for line in &event.details {
+            println!("{:26}{line}", "");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }

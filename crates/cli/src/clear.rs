@@ -68,8 +68,17 @@ pub fn run(args: &ClearArgs, actor: &str) -> ExitCode {
 fn clear(args: &ClearArgs, actor: &str) -> anyhow::Result<ExitCode> {
     let report = crate::admin::runtime()?.block_on(async {
         let store = crate::admin::open_store(&args.settings).await?;
-        let stage = |what: &str| eprintln!("clearing {}: {what}…", args.period);
-        clear_into(&store, args.period, &args.out, actor, &stage).await
+        let started = std::time::Instant::now();
+        let stage = |what: &str| {
+            eprintln!(
+                "clearing {}: {what}… ({:.1} s)",
+                args.period,
+                started.elapsed().as_secs_f64()
+            )
+        };
+        let report = clear_into(&store, args.period, &args.out, actor, &stage).await;
+        store.close().await;
+        report
     })?;
     print!("{}", summary(&report, &args.out));
     Ok(ExitCode::SUCCESS)

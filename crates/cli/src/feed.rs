@@ -96,6 +96,7 @@ pub fn import_invoices(
                 importing.inc(done);
             })
             .await;
+        store.close().await;
         importing.finish_and_clear();
         let report = match result {
             Ok(report) => report,

@@ -114,6 +114,7 @@ pub fn run(args: &ServeArgs) -> ExitCode {
             if let Some(scheduler) = scheduler {
                 let _ = scheduler.await;
             }
+            store.close().await;
             served
         })
     })();

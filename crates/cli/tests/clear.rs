@@ -320,3 +320,74 @@ async fn the_server_runs_the_scheduled_clearing_once_and_makes_up_a_missed_one_a
     let verified = jiuzhu(path, &["audit", "verify", "--database", &database]);
     assert!(verified.contains("whole"), "{verified}");
 }
+
+#[tokio::test]
+async fn audit_show_tells_a_persons_story_and_logs_the_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path();
+    jiuzhu(path, &["init"]);
+    let database = format!("sqlite://{}", path.join("jiuzhu.db").display());
+    let data = common::repository().join("crates/cli/tests/data/small");
+    let policy = common::repository().join("fixtures/example-policy.toml");
+    common::load_policy_and_spells(
+        path,
+        &database,
+        policy.to_str().unwrap(),
+        data.join("spells.csv").to_str().unwrap(),
+    );
+    jiuzhu(
+        path,
+        &[
+            "import",
+            "invoices",
+            data.join("invoices.csv").to_str().unwrap(),
+            "--database",
+            &database,
+        ],
+    );
+    let shown = jiuzhu(
+        path,
+        &[
+            "audit",
+            "show",
+            "--person",
+            "110105196001010017",
+            "--purpose",
+            "appeal 42",
+            "--database",
+            &database,
+        ],
+    );
+    assert!(shown.starts_with("Person 110105********0017: "), "{shown}");
+    assert!(!shown.contains("110105196001010017"), "{shown}");
+    for expected in [
+        "spell DB 2023-01-01 to open, reported by 民政",
+        "bill INV001 at H001",
+        "bill INV002",
+        "capped",
+    ] {
+        assert!(shown.contains(expected), "{expected}: {shown}");
+    }
+    let run = |person: &str| {
+        std::process::Command::new(common::BINARY)
+            .current_dir(path)
+            .args(["audit", "show", "--person", person, "--database", &database])
+            .output()
+            .unwrap()
+    };
+    assert_eq!(run("110105196001010018").status.code(), Some(2));
+    assert_eq!(run("11010519491231002X").status.code(), Some(5));
+    // The read and the read of nobody are logged; the refused ID never got that far.
+    use sqlx::Connection as _;
+    let mut connection = sqlx::SqliteConnection::connect(&database).await.unwrap();
+    let (reads, purpose): (i64, Option<String>) = sqlx::query_as(
+        "SELECT COUNT(*), MAX(details) FILTER (WHERE subject LIKE '%0017') FROM audit_log WHERE action = 'person.read'",
+    )
+    .fetch_one(&mut connection)
+    .await
+    .unwrap();
+    assert_eq!(reads, 2);
+    assert_eq!(purpose.as_deref(), Some("{\"purpose\":\"appeal 42\"}"));
+    let verified = jiuzhu(path, &["audit", "verify", "--database", &database]);
+    assert!(verified.contains("whole"), "{verified}");
+}

@@ -48,7 +48,9 @@ pub use feed::{
     FeedDuplicate, FeedError, FeedOptions, FeedReport, FEED_CHUNK_INVOICES, MAX_FEED_CHUNK_INVOICES,
 };
 mod outbox;
+mod story;
 pub use outbox::{DispatchOptions, DispatchReport, NotificationStats};
+pub use story::{PersonStory, StoryEvent, StoryKind};
 
 /// The migrations of each backend, in order, embedded in the binary. Each
 /// number is applied once; the numbers need not be contiguous.
@@ -168,6 +170,9 @@ pub struct Store {
     /// API keys found lately, by hash: the hospital and when it was read.
     known_keys: Arc<Mutex<KnownKeys>>,
     notification_counts: Arc<outbox::NotificationCounts>,
+    /// SQLite: set when the write-ahead log is long and waits for a writer
+    /// to let it restart (see [`checkpoint_wal`]).
+    wal_restart_due: Arc<AtomicBool>,
 }
 
 type KnownKeys = HashMap<[u8; 32], (String, Instant)>;
@@ -229,11 +234,12 @@ impl Store {
         let policy = PolicyCache::default();
         let (writer, queue) = mpsc::channel(WRITE_QUEUE);
         let write_counts = Arc::new(WriteCounts::default());
+        let wal_restart_due = Arc::new(AtomicBool::new(false));
         if let WriterConnection::Sqlite(_, pool, restart_due) = &writer_connection {
             tokio::spawn(checkpoint_wal(
                 pool.clone(),
                 writer.downgrade(),
-                restart_due.clone(),
+                vec![restart_due.clone(), wal_restart_due.clone()],
             ));
         }
         tokio::spawn(run_writer(
@@ -250,7 +256,47 @@ impl Store {
             write_counts,
             known_keys: Arc::default(),
             notification_counts: Arc::default(),
+            wal_restart_due,
         })
+    }
+
+    /// What a long write (an import, a clearing) does between two of its
+    /// transactions: on SQLite, when the write-ahead log is long, the
+    /// checkpoint that lets the next transaction restart it, as the writer
+    /// task does between batches. Without it, a file imported in a
+    /// thousand transactions grows the log by every one of them.
+    pub(crate) async fn between_transactions(&self) {
+        if let Backend::Sqlite(pool) = &self.backend {
+            if self.wal_restart_due.swap(false, Ordering::Relaxed) {
+                let passive: Result<(i64, i64, i64), sqlx::Error> =
+                    sqlx::query_as("PRAGMA wal_checkpoint(PASSIVE)")
+                        .fetch_one(pool)
+                        .await;
+                if let Err(error) = passive {
+                    tracing::warn!(%error, "a checkpoint between transactions failed");
+                }
+            }
+        }
+    }
+
+    /// Closes the store: on SQLite, the write-ahead log is copied back into
+    /// the database file and emptied first, so that the next process to
+    /// open it has nothing to recover. For commands that end after their
+    /// work; a store that is dropped instead loses nothing committed.
+    pub async fn close(&self) {
+        match &self.backend {
+            Backend::Sqlite(pool) => {
+                let truncated: Result<(i64, i64, i64), sqlx::Error> =
+                    sqlx::query_as("PRAGMA wal_checkpoint(TRUNCATE)")
+                        .fetch_one(pool)
+                        .await;
+                if let Err(error) = truncated {
+                    tracing::warn!(%error, "the write-ahead log could not be emptied at close");
+                }
+                pool.close().await;
+            }
+            Backend::Postgres(pool) => pool.close().await,
+        }
     }
 
     /// How many transactions the writer committed, and how many writes
@@ -1040,7 +1086,11 @@ const WAL_RESTART_FRAMES: i64 = 8_192;
 /// write after it restarts the log. Nothing here ever waits on the writer's
 /// lock (a blocking checkpoint would make the writer sleep in SQLite's busy
 /// handler). Ends with the store.
-async fn checkpoint_wal(pool: SqlitePool, store: mpsc::WeakSender<WriteJob>, restart_due: Arc<AtomicBool>) {
+async fn checkpoint_wal(
+    pool: SqlitePool,
+    store: mpsc::WeakSender<WriteJob>,
+    restart_due: Vec<Arc<AtomicBool>>,
+) {
     let mut ticks = tokio::time::interval(std::time::Duration::from_millis(CHECKPOINT_EVERY_MS));
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -1053,7 +1103,9 @@ async fn checkpoint_wal(pool: SqlitePool, store: mpsc::WeakSender<WriteJob>, res
             .await;
         match passive {
             Ok((_, frames, _)) if frames >= WAL_RESTART_FRAMES => {
-                restart_due.store(true, Ordering::Relaxed);
+                for due in &restart_due {
+                    due.store(true, Ordering::Relaxed);
+                }
             }
             Ok(_) => {}
             Err(error) => tracing::warn!(%error, "a checkpoint failed"),

@@ -2103,3 +2103,79 @@ async fn a_bill_settled_while_the_clearing_recomputes_is_recomputed_again_before
         database.drop_database().await;
     }
 }
+
+#[tokio::test]
+async fn a_persons_story_tells_every_step_in_order_and_each_read_is_logged() {
+    for database in fresh_databases("story").await {
+        let (store, _) = prepared(&database).await;
+        settle_all(&store).await;
+        import(&store, "late.csv", "民政", LATE_SPELL).await.unwrap();
+        store
+            .run_clearing(period("2024"), "admin", &|_| {})
+            .await
+            .unwrap();
+        let person = jiuzhu_core::ResidentId::parse("110105196001010033").unwrap();
+        let entries_before = database.number("SELECT COUNT(*) FROM audit_log").await;
+        let story = store
+            .person_story(person, "auditor:wang", "complaint 17")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(story.masked_id, person.masked());
+        let kinds: Vec<&str> = story.events.iter().map(|event| event.kind.as_str()).collect();
+        assert_eq!(
+            kinds,
+            ["decision", "spell", "recomputed", "clearing"],
+            "{story:#?}"
+        );
+        assert!(
+            story.events[0].summary.contains("INV005") && story.events[0].summary.contains("not_eligible")
+        );
+        assert!(!story.events[0].details.is_empty());
+        assert!(story.events[1]
+            .summary
+            .contains("spell DB 2024-01-01 to open, reported by 民政, file late.csv"));
+        assert!(
+            story.events[2].summary.contains("0.00 became 35.00 (assisted)"),
+            "{}",
+            story.events[2].summary
+        );
+        assert!(
+            story.events[3]
+                .summary
+                .contains("top-up to pay of 35.00 for 2024"),
+            "{}",
+            story.events[3].summary
+        );
+        let sorted = story.events.windows(2).all(|pair| pair[0].at <= pair[1].at);
+        assert!(sorted);
+
+        // The read is in the audit trail, masked; so is a read of nobody.
+        let nobody = jiuzhu_core::ResidentId::parse("11010519491231002X").unwrap();
+        assert!(store
+            .person_story(nobody, "auditor:wang", "search")
+            .await
+            .unwrap()
+            .is_none());
+        assert_eq!(
+            database.number("SELECT COUNT(*) FROM audit_log").await,
+            entries_before + 2
+        );
+        assert_eq!(
+            database
+                .number(
+                    "SELECT COUNT(*) FROM audit_log WHERE action = 'person.read' AND actor = 'auditor:wang'"
+                )
+                .await,
+            2
+        );
+        assert_eq!(
+            database
+                .number("SELECT COUNT(*) FROM audit_log WHERE subject LIKE '%110105196001010033%'")
+                .await,
+            0
+        );
+        assert!(store.verify_audit().await.unwrap().is_ok());
+        database.drop_database().await;
+    }
+}

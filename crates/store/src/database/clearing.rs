@@ -40,8 +40,8 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt::Write as _;
 
 use jiuzhu_core::{
-    Batch, BatchInvoice, Date, Difference, Fen, InvoiceNo, Outcome, Period, Policy, ResidentId, Spell,
-    SpellBook, Timestamp,
+    decide, Batch, BatchInvoice, Claim, Counters, Date, Difference, Fen, InvoiceNo, Outcome, Period, Policy,
+    ResidentId, Spell, SpellBook, Timestamp,
 };
 use serde::Serialize;
 use thiserror::Error;
@@ -248,8 +248,9 @@ struct YearInvoice {
 /// persons or for some.
 #[derive(Debug, Default)]
 struct YearData {
-    /// Each person's key and ID, by slot.
-    persons: Vec<(Vec<u8>, ResidentId)>,
+    /// Each person's key, by slot. The engine tells persons apart by
+    /// [`stand_in`] IDs: only the persons a report names are decrypted.
+    persons: Vec<Vec<u8>>,
     slots: HashMap<Vec<u8>, u32>,
     invoices: Vec<YearInvoice>,
     spells: Vec<Spell>,
@@ -291,6 +292,13 @@ struct Computed {
     spells_left_out: u64,
 }
 
+/// The ID the engine knows the person in `slot` by: distinct for each
+/// slot, not the person's own (which is decrypted only for the persons a
+/// report names, see `resolve_ids`).
+fn stand_in(slot: u32) -> ResidentId {
+    ResidentId::from_leading_digits(u64::from(slot)).expect("a slot is below 10^17")
+}
+
 /// What makes two bills of a person look like one: hospital, service
 /// date, visit type, total, in-scope and out-of-scope self-pay.
 type SameBill<'d> = (&'d str, Date, &'d str, i64, i64, i64);
@@ -313,7 +321,7 @@ fn compute(policy: &Policy, data: &YearData, year: i32) -> Result<Computed, Clea
         batch_invoices.push(BatchInvoice {
             settled_at: invoice.settled_at.clone(),
             invoice_no: invoice.invoice_no.clone(),
-            person: data.persons[invoice.person as usize].1,
+            person: stand_in(invoice.person),
             base: Fen::from_fen(invoice.base),
             out_of_scope_self_pay: Fen::from_fen(invoice.out_of_scope),
             service_date: invoice.service_date,
@@ -358,7 +366,8 @@ fn compute(policy: &Policy, data: &YearData, year: i32) -> Result<Computed, Clea
             continue;
         }
         positions.sort_unstable();
-        let (key, id) = &data.persons[slot];
+        let key = &data.persons[slot];
+        let id = &stand_in(slot as u32);
         let mut result = PersonResult {
             id: *id,
             granted: data.lines.get(&(slot as u32)).copied().unwrap_or(0),
@@ -372,7 +381,8 @@ fn compute(policy: &Policy, data: &YearData, year: i32) -> Result<Computed, Clea
         };
         let mut counters: BTreeMap<String, (i64, i64)> = BTreeMap::new();
         let mut same_bill: HashMap<SameBill<'_>, Vec<usize>> = HashMap::new();
-        for &(order, position) in &positions {
+        let mut capped_positions: Vec<usize> = Vec::new();
+        for &(_, position) in &positions {
             let invoice = &data.invoices[position];
             let held = data
                 .cleared
@@ -418,16 +428,7 @@ fn compute(policy: &Policy, data: &YearData, year: i32) -> Result<Computed, Clea
                     entry.1 += now.amount;
                 }
                 if outcome == Outcome::Capped {
-                    if let Some(decision) = batch.explain(policy, &book, order) {
-                        result.capped.push(CappedInvoice {
-                            invoice_no: invoice.invoice_no.clone(),
-                            person_id: *id,
-                            year,
-                            pool: pool.clone(),
-                            raw: decision.raw,
-                            amount: decision.amount,
-                        });
-                    }
+                    capped_positions.push(position);
                 }
             }
             same_bill
@@ -441,6 +442,9 @@ fn compute(policy: &Policy, data: &YearData, year: i32) -> Result<Computed, Clea
                 ))
                 .or_default()
                 .push(position);
+        }
+        if !capped_positions.is_empty() {
+            result.capped = capped_of(policy, &book, data, &positions, &capped_positions, *id, year);
         }
         let mut duplicates: Vec<SuspectedDuplicate> = same_bill
             .into_iter()
@@ -488,6 +492,50 @@ fn compute(policy: &Policy, data: &YearData, year: i32) -> Result<Computed, Clea
         computed.persons.insert(key.clone(), result);
     }
     Ok(computed)
+}
+
+/// The invoices of one person at `capped` with the amount before caps: the
+/// person's invoices of the year decided again in canonical order
+/// (`positions`, sorted), as the run decided them.
+fn capped_of(
+    policy: &Policy,
+    book: &SpellBook,
+    data: &YearData,
+    positions: &[(usize, usize)],
+    capped: &[usize],
+    person: ResidentId,
+    year: i32,
+) -> Vec<CappedInvoice> {
+    let mut counters = Counters::new(policy.pool_names().len());
+    let mut found = Vec::with_capacity(capped.len());
+    for &(_, position) in positions {
+        let invoice = &data.invoices[position];
+        if invoice.reversed {
+            continue;
+        }
+        let Some(pool) = policy.pool_of_visit_type(&invoice.visit_type) else {
+            continue;
+        };
+        let claim = Claim {
+            category: book.category_on(person, invoice.service_date),
+            service_date: invoice.service_date,
+            pool,
+            base: Fen::from_fen(invoice.base),
+            out_of_scope_self_pay: Fen::from_fen(invoice.out_of_scope),
+        };
+        let decision = decide(policy, &claim, &mut counters);
+        if capped.contains(&position) {
+            found.push(CappedInvoice {
+                invoice_no: invoice.invoice_no.clone(),
+                person_id: person,
+                year,
+                pool: policy.pool_name(pool).to_owned(),
+                raw: decision.raw,
+                amount: decision.amount,
+            });
+        }
+    }
+    found
 }
 
 /// The report of a computed year.
@@ -647,7 +695,7 @@ macro_rules! clearing_backend {
                     return Err(ClearingError::NoPolicy);
                 }
                 let policy = policy_of(&mut read, job, marks.policy).await?;
-                let data = read_year(&mut read, job.keys, year, None).await?;
+                let data = read_year(&mut read, year, None).await?;
                 read.commit().await.map_err(StoreError::from)?;
 
                 (job.stage)("recomputing the year");
@@ -667,10 +715,11 @@ macro_rules! clearing_backend {
                 }
                 let rechecked = changed_persons(&mut tx, &marks, year).await?;
                 if !rechecked.is_empty() {
-                    let fresh = read_year(&mut tx, job.keys, year, Some(&rechecked)).await?;
+                    let fresh = read_year(&mut tx, year, Some(&rechecked)).await?;
                     let again = compute(&policy, &fresh, year)?;
                     merge(&mut computed, again, &rechecked);
                 }
+                resolve_ids(&mut tx, job.keys, &mut computed).await?;
                 let (mut report, persons) = report(computed, job.period, marks.policy, rechecked.len() as u64);
                 report.clearing_id = store(&mut tx, job, &mut report, &persons).await?;
                 tx.commit().await.map_err(StoreError::from)?;
@@ -684,6 +733,42 @@ macro_rules! clearing_backend {
                     .await?;
                 let runs: i64 = row.try_get("runs")?;
                 Ok(runs as u64)
+            }
+
+            /// Decrypts the IDs of the persons the report names (a
+            /// difference, a suspected duplicate, a capped bill) and puts
+            /// them in place of their stand-ins.
+            async fn resolve_ids(tx: &mut Tx<'_>, keys: &DataKeys, computed: &mut Computed) -> Result<(), StoreError> {
+                let named: Vec<Vec<u8>> = computed
+                    .persons
+                    .iter()
+                    .filter(|(_, person)| {
+                        person.granted != person.recomputed || !person.duplicates.is_empty() || !person.capped.is_empty()
+                    })
+                    .map(|(key, _)| key.clone())
+                    .collect();
+                for part in named.chunks(KEYS_PER_STATEMENT) {
+                    let mut query = QueryBuilder::<$Db>::new(
+                        "SELECT person_key, resident_id_encrypted FROM persons WHERE 1 = 1",
+                    );
+                    push_keys(&mut query, "person_key", Some(part));
+                    for row in query.build().fetch_all(&mut **tx).await? {
+                        let key: Vec<u8> = row.try_get(0)?;
+                        let cipher: Vec<u8> = row.try_get(1)?;
+                        let Some(person) = computed.persons.get_mut(&key) else {
+                            continue;
+                        };
+                        let id = decrypt_id(keys, &cipher)?;
+                        person.id = id;
+                        for duplicate in &mut person.duplicates {
+                            duplicate.person_id = id;
+                        }
+                        for capped in &mut person.capped {
+                            capped.person_id = id;
+                        }
+                    }
+                }
+                Ok(())
             }
 
             fn merge(computed: &mut Computed, again: Computed, rechecked: &[Vec<u8>]) {
@@ -766,7 +851,6 @@ macro_rules! clearing_backend {
 
             async fn read_year(
                 tx: &mut Tx<'_>,
-                keys: &DataKeys,
                 year: i32,
                 persons: Option<&[Vec<u8>]>,
             ) -> Result<YearData, StoreError> {
@@ -800,60 +884,37 @@ macro_rules! clearing_backend {
                     let rows = query.build().fetch_all(&mut **tx).await?;
                     data.invoices.reserve(rows.len());
                     for row in rows {
-                        let invoice_no: String = row.try_get("invoice_no")?;
-                        let key: Vec<u8> = row.try_get("person_key")?;
+                        let invoice_no: String = row.try_get(0)?;
+                        let key: Vec<u8> = row.try_get(1)?;
                         let next = data.slots.len() as u32;
                         let person = *data.slots.entry(key.clone()).or_insert_with(|| {
                             by_slot.push(key);
                             next
                         });
-                        let service_date: String = row.try_get("service_date")?;
-                        let settled_at: String = row.try_get("settled_at")?;
+                        let service_date: String = row.try_get(8)?;
+                        let settled_at: String = row.try_get(9)?;
                         data.invoices.push(YearInvoice {
                             invoice_no: InvoiceNo::parse(&invoice_no).map_err(|_| bad("number", &invoice_no))?,
                             person,
-                            hospital: row.try_get("hospital")?,
-                            visit_type: row.try_get("visit_type")?,
+                            hospital: row.try_get(6)?,
+                            visit_type: row.try_get(7)?,
                             service_date: Date::parse(&service_date).map_err(|_| bad("service date", &invoice_no))?,
                             settled_at: Timestamp::parse(&settled_at).map_err(|_| bad("settled_at", &invoice_no))?,
-                            total: row.try_get("total")?,
-                            base: row.try_get("in_scope_self_pay")?,
-                            out_of_scope: row.try_get("out_of_scope_self_pay")?,
+                            total: row.try_get(10)?,
+                            base: row.try_get(11)?,
+                            out_of_scope: row.try_get(12)?,
                             decided: Held {
-                                outcome: row.try_get("outcome")?,
-                                pool: row.try_get("pool")?,
-                                deductible_applied: row.try_get("deductible_applied")?,
-                                amount: row.try_get("amount")?,
+                                outcome: row.try_get(2)?,
+                                pool: row.try_get(3)?,
+                                deductible_applied: row.try_get(4)?,
+                                amount: row.try_get(5)?,
                             },
                             reversed: reversed.contains(&invoice_no),
                         });
                     }
                 }
-                // Each person's ID, decrypted once.
-                let slot_keys = std::mem::take(&mut by_slot);
-                let wanted: Vec<Vec<u8>> = slot_keys.clone();
-                let mut ids: Vec<Option<jiuzhu_core::ResidentId>> = vec![None; slot_keys.len()];
-                let read_parts: Vec<Option<&[Vec<u8>]>> = match persons {
-                    None => vec![None],
-                    Some(_) => wanted.chunks(KEYS_PER_STATEMENT).map(Some).collect(),
-                };
-                for part in read_parts {
-                    let mut query = QueryBuilder::<$Db>::new(
-                        "SELECT person_key, resident_id_encrypted FROM persons WHERE 1 = 1",
-                    );
-                    push_keys(&mut query, "person_key", part);
-                    for row in query.build().fetch_all(&mut **tx).await? {
-                        let key: Vec<u8> = row.try_get("person_key")?;
-                        if let Some(&slot) = data.slots.get(&key) {
-                            let cipher: Vec<u8> = row.try_get("resident_id_encrypted")?;
-                            ids[slot as usize] = Some(decrypt_id(keys, &cipher)?);
-                        }
-                    }
-                }
-                for (key, id) in slot_keys.into_iter().zip(ids) {
-                    let id = id.ok_or_else(|| StoreError::Damaged("an invoice's person is not stored".into()))?;
-                    data.persons.push((key, id));
-                }
+                let wanted: Vec<Vec<u8>> = by_slot.clone();
+                data.persons = by_slot;
 
                 let spell_parts: Vec<Option<&[Vec<u8>]>> = match persons {
                     None => vec![None],
@@ -881,7 +942,7 @@ macro_rules! clearing_backend {
                         let category: String = row.try_get("category")?;
                         let source: String = row.try_get("source")?;
                         let spell = jiuzhu_core::Spell::new(
-                            data.persons[slot as usize].1,
+                            super::stand_in(slot),
                             category,
                             valid_from,
                             valid_to,

@@ -321,6 +321,7 @@ impl Store {
                 }
             };
             report.transactions += 1;
+            self.between_transactions().await;
             for (&index, answer) in part.iter().zip(answers) {
                 let invoice = &invoices[index as usize];
                 let line = lines[index as usize];
