@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 mod admin;
 mod clear;
 mod config;
+mod disburse;
 mod feed;
 mod gen;
 mod notify;
@@ -62,6 +63,12 @@ enum Command {
     /// year and store what differs as top-ups to pay and recoveries to
     /// review; write the report into --out.
     Clear(clear::ClearArgs),
+    /// Disbursement (拨付): bank accounts, payment batches approved by a
+    /// second person, the bank payment file and the bank's return.
+    Disburse {
+        #[command(subcommand)]
+        command: disburse::DisburseCommand,
+    },
     /// The audit log.
     Audit {
         #[command(subcommand)]
@@ -120,6 +127,7 @@ fn main() -> ExitCode {
         Command::Import { command } => admin::import(&command),
         Command::Apikey { command } => admin::apikey(&command),
         Command::Clear(args) => clear::run(&args, &admin::operator()),
+        Command::Disburse { command } => disburse::run(&command),
         Command::Audit { command } => admin::audit(&command),
         Command::Notify { command } => notify::run(&command),
     }

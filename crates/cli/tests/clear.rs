@@ -1,9 +1,10 @@
-//! `jiuzhu clear`, the real binary on a real SQLite file: a generated
-//! district whose spells arrive in two parts, the second late (after the
-//! bills were decided by the insurance feed). The clearing of each year
-//! must find exactly what `jiuzhu simulate` over all the spells grants
-//! beyond what it grants over the first part, and nothing more when run
-//! again.
+//! The money's path after a decision, the real binary on a real SQLite
+//! file: `jiuzhu clear` (a generated district whose spells arrive in two
+//! parts, the second late, after the bills were decided by the insurance
+//! feed: the clearing of each year must find exactly what `jiuzhu simulate`
+//! over all the spells grants beyond what it grants over the first part,
+//! and nothing more when run again), the scheduled clearing of `jiuzhu
+//! serve`, `jiuzhu audit show` and `jiuzhu disburse`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -389,5 +390,114 @@ async fn audit_show_tells_a_persons_story_and_logs_the_read() {
     assert_eq!(reads, 2);
     assert_eq!(purpose.as_deref(), Some("{\"purpose\":\"appeal 42\"}"));
     let verified = jiuzhu(path, &["audit", "verify", "--database", &database]);
+    assert!(verified.contains("whole"), "{verified}");
+}
+
+/// Runs `jiuzhu ARGS` in `dir` as the operating-system user `user`.
+fn as_user(dir: &Path, user: &str, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(common::BINARY)
+        .current_dir(dir)
+        .env_remove("JIUZHU_DATA_KEY")
+        .env("USER", user)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn a_batch_goes_from_maker_to_checker_to_the_bank_and_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path();
+    jiuzhu(path, &["init"]);
+    let database = format!("sqlite://{}", path.join("jiuzhu.db").display());
+    let db = ["--database", database.as_str()];
+    let data = common::repository().join("crates/cli/tests/data/small");
+    let policy = common::repository().join("fixtures/example-policy.toml");
+    common::load_policy_and_spells(
+        path,
+        &database,
+        policy.to_str().unwrap(),
+        data.join("spells.csv").to_str().unwrap(),
+    );
+    jiuzhu(
+        path,
+        &[
+            &["import", "invoices", data.join("invoices.csv").to_str().unwrap()][..],
+            &db,
+        ]
+        .concat(),
+    );
+    std::fs::write(
+        path.join("accounts.csv"),
+        "person_id,name,bank,account\n110105196001010017,张三,农业银行,6228 4800 1234 5678\n",
+    )
+    .unwrap();
+    let loaded = jiuzhu(
+        path,
+        &[&["disburse", "accounts", "accounts.csv"][..], &db].concat(),
+    );
+    assert!(loaded.contains("1 accounts stored"), "{loaded}");
+
+    let made = as_user(path, "maker", &[&["disburse", "create"][..], &db].concat());
+    let made_text = String::from_utf8_lossy(&made.stdout);
+    assert!(made.status.success(), "{made_text}");
+    assert!(
+        made_text.contains("Made batch 1: 1 lines, 5,250.00"),
+        "{made_text}"
+    );
+    assert!(made_text.contains("3 persons are owed"), "{made_text}");
+
+    let own = as_user(path, "maker", &[&["disburse", "approve", "1"][..], &db].concat());
+    assert_eq!(own.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&own.stderr).contains("maker-checker"));
+    let early = as_user(
+        path,
+        "checker",
+        &[&["disburse", "export", "1", "--out", "pay.csv"][..], &db].concat(),
+    );
+    assert_eq!(early.status.code(), Some(3));
+    assert!(!path.join("pay.csv").exists());
+    let approved = as_user(
+        path,
+        "checker",
+        &[&["disburse", "approve", "1"][..], &db].concat(),
+    );
+    assert!(approved.status.success());
+
+    jiuzhu(
+        path,
+        &[&["disburse", "export", "1", "--out", "pay.csv"][..], &db].concat(),
+    );
+    let file = std::fs::read_to_string(path.join("pay.csv")).unwrap();
+    assert_eq!(
+        file,
+        "batch_id,line_id,person_id,name,account,amount,reference\n\
+         1,1,110105196001010017,张三,6228480012345678,5250.00,医疗救助 JZ1-1\n"
+    );
+
+    std::fs::write(path.join("bad.csv"), "line_id,status,reason\n2,paid,\n").unwrap();
+    let bad = as_user(
+        path,
+        "clerk",
+        &[&["disburse", "return", "1", "bad.csv"][..], &db].concat(),
+    );
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("bad.csv:2: line_id: line 2 is not a line of batch 1")
+    );
+    std::fs::write(path.join("return.csv"), "line_id,status,reason\n1,paid,\n").unwrap();
+    let returned = jiuzhu(
+        path,
+        &[&["disburse", "return", "1", "return.csv"][..], &db].concat(),
+    );
+    assert!(returned.contains("returned; paid 1 (5,250.00)"), "{returned}");
+    let listed = jiuzhu(path, &[&["disburse", "list"][..], &db].concat());
+    assert!(
+        listed.contains("approved by") || listed.contains("returned"),
+        "{listed}"
+    );
+    let none = jiuzhu(path, &[&["disburse", "create"][..], &db].concat());
+    assert!(none.contains("no batch was made"), "{none}");
+    let verified = jiuzhu(path, &[&["audit", "verify"][..], &db].concat());
     assert!(verified.contains("whole"), "{verified}");
 }

@@ -38,12 +38,14 @@ use crate::spell_history::{self, PendingRecomputation, SpellFile, SpellImport, S
 
 mod clearing;
 mod department_feeds;
+mod disbursement;
 mod feed;
 pub use clearing::{CappedInvoice, ClearingError, ClearingReport, DifferenceRow, SuspectedDuplicate};
 pub use department_feeds::{
     check_department, DecisionKind, DecisionPage, SharedDecision, DECISIONS_PAGE_DEFAULT, DECISIONS_PAGE_MAX,
     INSURANCE_SETTLEMENT_DEPARTMENT,
 };
+pub use disbursement::{AccountsLoaded, BatchMade, BatchSummary, DisburseError};
 pub use feed::{
     FeedDuplicate, FeedError, FeedOptions, FeedReport, FEED_CHUNK_INVOICES, MAX_FEED_CHUNK_INVOICES,
 };
@@ -61,6 +63,7 @@ const SQLITE_MIGRATIONS: &[(i64, &str)] = &[
     (4, include_str!("../migrations/sqlite/0004_outbox.sql")),
     (5, include_str!("../migrations/sqlite/0005_outbox_lean.sql")),
     (6, include_str!("../migrations/sqlite/0006_clearing.sql")),
+    (7, include_str!("../migrations/sqlite/0007_disbursement.sql")),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../migrations/postgres/0001_init.sql")),
@@ -69,6 +72,7 @@ const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
     (4, include_str!("../migrations/postgres/0004_outbox.sql")),
     (5, include_str!("../migrations/postgres/0005_outbox_lean.sql")),
     (6, include_str!("../migrations/postgres/0006_clearing.sql")),
+    (7, include_str!("../migrations/postgres/0007_disbursement.sql")),
 ];
 
 /// The pages SQLite keeps in memory per connection, in KiB (SQLite's

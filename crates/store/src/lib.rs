@@ -37,12 +37,12 @@ pub mod spell_history;
 pub use audit::{verify_chain, AuditEntry, BreakReason, ChainBreak, ChainSummary, GENESIS};
 pub use crypto::{ApiKey, ApiKeyHash, CryptoError, DataKeys, KeyTextError, Purpose};
 pub use database::{
-    check_department, decision_row_line, CappedInvoice, ClearingError, ClearingReport, DecisionKind,
-    DecisionPage, DecisionRow, DifferenceRow, DispatchOptions, DispatchReport, FeedDuplicate, FeedError,
-    FeedOptions, FeedReport, NotificationStats, PolicyLoad, SettleError, Settled, SharedDecision, Store,
-    StoreError, SuspectedDuplicate, WriteStats, DECISIONS_PAGE_DEFAULT, DECISIONS_PAGE_MAX,
-    FEED_CHUNK_INVOICES, INSURANCE_SETTLEMENT_DEPARTMENT, KNOWN_KEY_SECONDS, MAX_FEED_CHUNK_INVOICES,
-    SQLITE_CACHE_KIB,
+    check_department, decision_row_line, AccountsLoaded, BatchMade, BatchSummary, CappedInvoice,
+    ClearingError, ClearingReport, DecisionKind, DecisionPage, DecisionRow, DifferenceRow, DisburseError,
+    DispatchOptions, DispatchReport, FeedDuplicate, FeedError, FeedOptions, FeedReport, NotificationStats,
+    PolicyLoad, SettleError, Settled, SharedDecision, Store, StoreError, SuspectedDuplicate, WriteStats,
+    DECISIONS_PAGE_DEFAULT, DECISIONS_PAGE_MAX, FEED_CHUNK_INVOICES, INSURANCE_SETTLEMENT_DEPARTMENT,
+    KNOWN_KEY_SECONDS, MAX_FEED_CHUNK_INVOICES, SQLITE_CACHE_KIB,
 };
 pub use notify::{LogFileSender, Notification, NotificationKind, Sender};
 pub use spell_history::{AlreadyImported, PendingRecomputation, SpellFile, SpellImport, StoredSpell};

@@ -13,9 +13,9 @@ use jiuzhu_formats::{
     InvoiceRecord,
 };
 use jiuzhu_store::{
-    decision_row_line, ClearingError, ClearingReport, DataKeys, DecisionRow, DispatchOptions, DispatchReport,
-    FeedError, FeedOptions, FeedReport, LogFileSender, Notification, Sender, SettleError, SpellFile,
-    SpellImport, Store, StoreError,
+    decision_row_line, ClearingError, ClearingReport, DataKeys, DecisionRow, DisburseError, DispatchOptions,
+    DispatchReport, FeedError, FeedOptions, FeedReport, LogFileSender, Notification, Sender, SettleError,
+    SpellFile, SpellImport, Store, StoreError,
 };
 use sha2::Digest as _;
 use sqlx::Connection as _;
@@ -2175,6 +2175,146 @@ async fn a_persons_story_tells_every_step_in_order_and_each_read_is_logged() {
                 .await,
             0
         );
+        assert!(store.verify_audit().await.unwrap().is_ok());
+        database.drop_database().await;
+    }
+}
+
+// Disbursement (拨付).
+
+const ACCOUNTS: &str = "person_id,name,bank,account\n\
+    110105196001010017,张三,农业银行,6228480012345678\n\
+    110105196001010025,李四,工商银行,6222020200112233\n\
+    110105196001010033,王五,建设银行,6217000010002000\n";
+
+fn bank_return(text: &str) -> Vec<jiuzhu_formats::bank::ReturnRow> {
+    jiuzhu_formats::bank::read_bank_return("return.csv", text.as_bytes()).unwrap()
+}
+
+#[tokio::test]
+async fn a_batch_pays_each_debt_once_is_approved_by_another_and_a_failed_line_waits_for_the_next_batch() {
+    for database in fresh_databases("disburse").await {
+        let (store, _) = prepared(&database).await;
+        import_feed(&store, &read(INVOICES), 1024).await.unwrap();
+        import(&store, "late.csv", "民政", LATE_SPELL).await.unwrap();
+        store
+            .run_clearing(period("2024"), "admin", &|_| {})
+            .await
+            .unwrap();
+
+        // An account for a person the store does not know refuses the file.
+        let stranger = "person_id,name,bank,account\n11010519491231002X,某人,农业银行,6228480012345678\n";
+        let rows = jiuzhu_formats::bank::read_bank_accounts("stranger.csv", stranger.as_bytes()).unwrap();
+        let before = database.dump().await;
+        let refused = store.load_bank_accounts("stranger.csv", &rows, "clerk").await;
+        assert!(matches!(refused, Err(DisburseError::Refused(_))), "{refused:?}");
+        assert_eq!(database.dump().await, before);
+        let rows = jiuzhu_formats::bank::read_bank_accounts("accounts.csv", ACCOUNTS.as_bytes()).unwrap();
+        let loaded = store
+            .load_bank_accounts("accounts.csv", &rows, "clerk")
+            .await
+            .unwrap();
+        assert_eq!((loaded.stored, loaded.unchanged), (3, 0));
+        let again = store
+            .load_bank_accounts("accounts.csv", &rows, "clerk")
+            .await
+            .unwrap();
+        assert_eq!((again.stored, again.unchanged), (0, 3));
+
+        // The feed's decisions (INV001 2,250.00 and INV002 3,000.00 of 017,
+        // INV003 350.00 of 025) and the clearing's top-up of 033 (35.00);
+        // 041 and 05X have no account yet.
+        let made = store.create_batch("maker").await.unwrap();
+        let batch = made.batch.unwrap();
+        assert_eq!((batch.lines, batch.total), (3, Fen::from_fen(563_500)));
+        assert_eq!(made.waiting_without_account, (2, Fen::from_fen(7_006)));
+        assert!(matches!(
+            store.export_batch(batch.id, "maker").await,
+            Err(DisburseError::NotApproved(_))
+        ));
+        assert!(matches!(
+            store.approve_batch(batch.id, "maker").await,
+            Err(DisburseError::SelfApproval { .. })
+        ));
+        let approved = store.approve_batch(batch.id, "checker").await.unwrap();
+        assert_eq!(approved.approved_by.as_deref(), Some("checker"));
+        assert!(matches!(
+            store.approve_batch(batch.id, "checker").await,
+            Err(DisburseError::AlreadyApproved(_))
+        ));
+        // Nothing is in two unpaid batches.
+        let second = store.create_batch("maker").await.unwrap();
+        assert!(second.batch.is_none(), "{second:?}");
+
+        let lines = store.export_batch(batch.id, "checker").await.unwrap();
+        let text = jiuzhu_formats::bank::payment_file_text(&lines);
+        assert!(
+            text.contains(",110105196001010017,张三,6228480012345678,5250.00,"),
+            "{text}"
+        );
+        assert!(
+            text.contains(",110105196001010025,李四,6222020200112233,350.00,"),
+            "{text}"
+        );
+        assert!(
+            text.contains(",110105196001010033,王五,6217000010002000,35.00,"),
+            "{text}"
+        );
+        let line_of = |person: &str| {
+            lines
+                .iter()
+                .find(|line| line.person.to_string() == person)
+                .unwrap()
+                .line_id
+        };
+        let (zhang, li, wang) = (
+            line_of("110105196001010017"),
+            line_of("110105196001010025"),
+            line_of("110105196001010033"),
+        );
+
+        // A return with an unknown line, a line twice and an amount that
+        // differs is refused whole, every problem named.
+        let before = database.dump().await;
+        let bad = format!("line_id,status,reason,amount\n{zhang},paid,,5250.00\n999,paid,,1.00\n{zhang},paid,,5250.00\n{li},paid,,350.01\n");
+        match store
+            .import_bank_return(batch.id, "return.csv", &bank_return(&bad), "clerk")
+            .await
+        {
+            Err(DisburseError::Refused(problems)) => {
+                let problems = problems.to_string();
+                for expected in [
+                    "return.csv:3: line_id",
+                    "return.csv:4: line_id",
+                    "return.csv:5: amount",
+                ] {
+                    assert!(problems.contains(expected), "{expected}: {problems}");
+                }
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(database.dump().await, before);
+
+        let good = format!("line_id,status,reason\n{zhang},paid,\n{li},failed,账户冻结\n{wang},paid,\n");
+        let returned = store
+            .import_bank_return(batch.id, "return.csv", &bank_return(&good), "clerk")
+            .await
+            .unwrap();
+        assert!(returned.returned);
+        assert_eq!(returned.paid, (2, Fen::from_fen(528_500)));
+        assert_eq!(returned.failed, (1, Fen::from_fen(35_000)));
+        // The same answers again: already answered, refused.
+        assert!(matches!(
+            store
+                .import_bank_return(batch.id, "return.csv", &bank_return(&good), "clerk")
+                .await,
+            Err(DisburseError::Refused(_))
+        ));
+
+        // The failed line's debt goes into the next batch; the paid ones never again.
+        let next = store.create_batch("maker").await.unwrap().batch.unwrap();
+        assert_eq!((next.lines, next.total), (1, Fen::from_fen(35_000)));
+        assert_eq!(store.batches().await.unwrap().len(), 2);
         assert!(store.verify_audit().await.unwrap().is_ok());
         database.drop_database().await;
     }
