@@ -91,6 +91,24 @@ async fn a_department_key_printed_once_opens_the_feeds_api_for_that_department()
         .await
         .unwrap();
     assert_eq!(settlement.status(), reqwest::StatusCode::UNAUTHORIZED);
+    // The feed routes are counted, by route and status, with their rows.
+    let metrics = client
+        .get(format!("{}/metrics", server.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for expected in [
+        "jiuzhu_feed_requests_total{route=\"decisions\",status=\"200\"} 1\n",
+        "jiuzhu_feed_requests_total{route=\"spells\",status=\"200\"} 1\n",
+        "jiuzhu_feed_rows_total{route=\"spells\",rows=\"received\"} 1\n",
+        "jiuzhu_feed_rows_total{route=\"spells\",rows=\"stored\"} 1\n",
+        "jiuzhu_feed_seconds_count{route=\"spells\"} 1\n",
+    ] {
+        assert!(metrics.contains(expected), "{expected}: {metrics}");
+    }
     drop(server);
 
     // Revoked, the key opens nothing; a department without keys in use

@@ -364,7 +364,11 @@ pub(crate) async fn push_spells(
         already_imported = report.already_imported.is_some(),
         "spells pushed"
     );
-    Ok(Json(SpellsReport::new(file_name, source, report)))
+    let answer = SpellsReport::new(file_name, source, report);
+    state
+        .metrics
+        .feed_rows("spells", answer.rows, answer.added + answer.changed);
+    Ok(Json(answer))
 }
 
 /// What importing pushed spells did: [`SpellImport`] as JSON.
@@ -487,7 +491,9 @@ pub(crate) async fn push_invoices(
         already_decided = report.already_decided,
         "invoices pushed"
     );
-    Ok(Json(InvoicesReport::new(file_name, &report)))
+    let answer = InvoicesReport::new(file_name, &report);
+    state.metrics.feed_rows("invoices", answer.rows, answer.decided);
+    Ok(Json(answer))
 }
 
 /// What importing a pushed insurance feed did: [`FeedReport`] as JSON.
@@ -610,7 +616,11 @@ pub(crate) async fn decisions(
         next_cursor = page.next_cursor,
         "decisions shared"
     );
-    Ok(Json(DecisionsAnswer::from(page)))
+    let answer = DecisionsAnswer::from(page);
+    state
+        .metrics
+        .feed_rows("decisions", 0, answer.decisions.len() as u64);
+    Ok(Json(answer))
 }
 
 /// A page of decisions as answered.

@@ -186,16 +186,32 @@ fn routes(feed_max_body_bytes: usize) -> Routes {
 }
 
 fn router(store: Store, settings: &ServerSettings) -> Router {
+    let metrics = Arc::new(Metrics::default());
     let state = AppState {
         store,
-        metrics: Arc::new(Metrics::default()),
+        metrics: metrics.clone(),
         max_body_bytes: settings.max_body_bytes,
         feed_max_body_bytes: settings.feed_max_body_bytes,
     };
     limited(
-        routes(settings.feed_max_body_bytes).router.with_state(state),
+        routes(settings.feed_max_body_bytes)
+            .router
+            .with_state(state)
+            .layer(middleware::from_fn_with_state(metrics, count_feeds)),
         settings,
     )
+}
+
+/// Counts each request to a data-sharing route by route and status, with
+/// its time, refusals of its key included.
+async fn count_feeds(State(metrics): State<Arc<Metrics>>, request: Request, next: Next) -> Response {
+    let Some(route) = metrics::feed_route(request.uri().path()) else {
+        return next.run(request).await;
+    };
+    let started = Instant::now();
+    let response = next.run(request).await;
+    metrics.feed_request(route, response.status().as_u16(), started.elapsed());
+    response
 }
 
 /// The limits of every route: body size, time, and the request's span.

@@ -33,6 +33,29 @@ pub(crate) struct Metrics {
     buckets: [AtomicU64; BUCKET_BOUNDS_MICROS.len() + 1],
     latency_count: AtomicU64,
     latency_sum_micros: AtomicU64,
+    /// The data-sharing routes (`/api/v1/feeds/…`): requests by route and
+    /// HTTP status, their time, and the rows of the files pushed.
+    feeds: Mutex<FeedCounts>,
+}
+
+/// The feed routes, by name (`spells`, `invoices`, `decisions`).
+#[derive(Debug, Default)]
+struct FeedCounts {
+    requests: BTreeMap<(&'static str, u16), u64>,
+    micros: BTreeMap<&'static str, (u64, u64)>,
+    /// Rows received, and rows stored (spells added or changed, bills
+    /// decided; decisions shared for `decisions`).
+    rows: BTreeMap<&'static str, (u64, u64)>,
+}
+
+/// The feed route a path names, if it is one.
+pub(crate) fn feed_route(path: &str) -> Option<&'static str> {
+    match path.strip_prefix("/api/v1/feeds/")? {
+        "spells" => Some("spells"),
+        "invoices" => Some("invoices"),
+        "decisions" => Some("decisions"),
+        _ => Some("other"),
+    }
 }
 
 impl Metrics {
@@ -72,6 +95,24 @@ impl Metrics {
         self.buckets[bucket].fetch_add(1, Ordering::Relaxed);
         self.latency_count.fetch_add(1, Ordering::Relaxed);
         self.latency_sum_micros.fetch_add(micros, Ordering::Relaxed);
+    }
+
+    /// A request to a feed route answered with `status` after `elapsed`.
+    pub(crate) fn feed_request(&self, route: &'static str, status: u16, elapsed: Duration) {
+        let mut feeds = self.feeds.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        *feeds.requests.entry((route, status)).or_insert(0) += 1;
+        let time = feeds.micros.entry(route).or_insert((0, 0));
+        time.0 += 1;
+        time.1 += u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
+    }
+
+    /// A file pushed to a feed route: `received` rows, `stored` of them
+    /// stored now.
+    pub(crate) fn feed_rows(&self, route: &'static str, received: u64, stored: u64) {
+        let mut feeds = self.feeds.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let rows = feeds.rows.entry(route).or_insert((0, 0));
+        rows.0 += received;
+        rows.1 += stored;
     }
 
     /// Everything, in Prometheus' text exposition format (0.0.4).
@@ -165,7 +206,48 @@ impl Metrics {
             text,
             "jiuzhu_settlement_seconds_count {}",
             self.latency_count.load(Ordering::Relaxed)
-        )
+        )?;
+        let feeds = self.feeds.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        writeln!(
+            text,
+            "# HELP jiuzhu_feed_requests_total Requests to the data-sharing routes, by route and HTTP status."
+        )?;
+        writeln!(text, "# TYPE jiuzhu_feed_requests_total counter")?;
+        for ((route, status), count) in &feeds.requests {
+            writeln!(
+                text,
+                "jiuzhu_feed_requests_total{{route=\"{route}\",status=\"{status}\"}} {count}"
+            )?;
+        }
+        writeln!(
+            text,
+            "# HELP jiuzhu_feed_seconds Time to answer a request to a data-sharing route."
+        )?;
+        writeln!(text, "# TYPE jiuzhu_feed_seconds summary")?;
+        for (route, (count, micros)) in &feeds.micros {
+            writeln!(
+                text,
+                "jiuzhu_feed_seconds_sum{{route=\"{route}\"}} {}",
+                seconds(*micros)
+            )?;
+            writeln!(text, "jiuzhu_feed_seconds_count{{route=\"{route}\"}} {count}")?;
+        }
+        writeln!(
+            text,
+            "# HELP jiuzhu_feed_rows_total Rows of the files pushed (received) and of them stored now (stored); decisions shared."
+        )?;
+        writeln!(text, "# TYPE jiuzhu_feed_rows_total counter")?;
+        for (route, (received, stored)) in &feeds.rows {
+            writeln!(
+                text,
+                "jiuzhu_feed_rows_total{{route=\"{route}\",rows=\"received\"}} {received}"
+            )?;
+            writeln!(
+                text,
+                "jiuzhu_feed_rows_total{{route=\"{route}\",rows=\"stored\"}} {stored}"
+            )?;
+        }
+        Ok(())
     }
 }
 
@@ -222,5 +304,38 @@ mod tests {
         assert!(text.contains("jiuzhu_settlement_seconds_bucket{le=\"+Inf\"} 3\n"));
         assert!(text.contains("jiuzhu_settlement_seconds_sum 60.0308\n"));
         assert!(text.contains("jiuzhu_settlement_seconds_count 3\n"));
+    }
+
+    #[test]
+    fn feed_requests_are_counted_by_route_and_status_with_their_rows() {
+        let metrics = Metrics::default();
+        metrics.feed_request("spells", 200, Duration::from_millis(1500));
+        metrics.feed_request("spells", 422, Duration::from_millis(500));
+        metrics.feed_request("spells", 200, Duration::from_millis(1000));
+        metrics.feed_rows("spells", 10, 7);
+        metrics.feed_rows("spells", 5, 0);
+        let text = metrics.render(WriteStats::default());
+        assert!(
+            text.contains("jiuzhu_feed_requests_total{route=\"spells\",status=\"200\"} 2\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("jiuzhu_feed_requests_total{route=\"spells\",status=\"422\"} 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("jiuzhu_feed_seconds_sum{route=\"spells\"} 3\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("jiuzhu_feed_rows_total{route=\"spells\",rows=\"received\"} 15\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("jiuzhu_feed_rows_total{route=\"spells\",rows=\"stored\"} 7\n"),
+            "{text}"
+        );
+        assert_eq!(feed_route("/api/v1/feeds/invoices"), Some("invoices"));
+        assert_eq!(feed_route("/api/v1/settlements"), None);
     }
 }
