@@ -170,6 +170,9 @@ pub struct Store {
     policy: PolicyCache,
     /// The writer task that batches settlements and reversals.
     writer: mpsc::Sender<WriteJob>,
+    /// SQLite: other writes the writer task runs on its own connection,
+    /// between batches (see [`Store::on_sqlite_writer`]).
+    exclusive: mpsc::Sender<ExclusiveJob>,
     write_counts: Arc<WriteCounts>,
     /// API keys found lately, by hash: the hospital and when it was read.
     known_keys: Arc<Mutex<KnownKeys>>,
@@ -237,6 +240,7 @@ impl Store {
         };
         let policy = PolicyCache::default();
         let (writer, queue) = mpsc::channel(WRITE_QUEUE);
+        let (exclusive, exclusive_queue) = mpsc::channel(EXCLUSIVE_QUEUE);
         let write_counts = Arc::new(WriteCounts::default());
         let wal_restart_due = Arc::new(AtomicBool::new(false));
         if let WriterConnection::Sqlite(_, pool, restart_due) = &writer_connection {
@@ -251,12 +255,14 @@ impl Store {
             policy.clone(),
             write_counts.clone(),
             queue,
+            exclusive_queue,
         ));
         Ok(Store {
             backend,
             keys,
             policy,
             writer,
+            exclusive,
             write_counts,
             known_keys: Arc::default(),
             notification_counts: Arc::default(),
@@ -495,6 +501,31 @@ impl Store {
             channel: Channel::Realtime,
         });
         self.write(|reply| WriteJob::Settle { request, reply }).await
+    }
+
+    /// Runs `work` on the SQLite writer task's connection, between two of
+    /// its batches, and answers what it returns: a write that would
+    /// otherwise take SQLite's lock from another connection and make the
+    /// writer wait in SQLite's busy handler (tens of milliseconds) runs in
+    /// turn instead. Only for a SQLite store.
+    pub(crate) async fn on_sqlite_writer<T, F>(&self, work: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: for<'c> FnOnce(&'c mut sqlx::SqliteConnection) -> BoxedWrite<'c, Result<T, StoreError>>
+            + Send
+            + 'static,
+    {
+        let (reply, answer) = oneshot::channel();
+        let job: ExclusiveJob = Box::new(move |connection| {
+            Box::pin(async move {
+                let _ = reply.send(work(connection).await);
+            })
+        });
+        self.exclusive
+            .send(job)
+            .await
+            .map_err(|_| StoreError::WriterStopped)?;
+        answer.await.map_err(|_| StoreError::WriterStopped)?
     }
 
     /// Hands one write to the writer task and waits for its answer, which
@@ -999,6 +1030,13 @@ struct WriteCounts {
     writes: AtomicU64,
 }
 
+/// A write run on the SQLite writer's connection between batches.
+type ExclusiveJob = Box<dyn for<'c> FnOnce(&'c mut sqlx::SqliteConnection) -> BoxedWrite<'c, ()> + Send>;
+/// The future of such a write, borrowing the connection.
+pub(crate) type BoxedWrite<'c, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'c>>;
+/// Other writes waiting for the writer beyond this make callers wait.
+const EXCLUSIVE_QUEUE: usize = 64;
+
 /// The most jobs one transaction takes.
 const MAX_BATCH: usize = 256;
 /// Jobs waiting beyond this make callers wait to queue.
@@ -1013,9 +1051,25 @@ async fn run_writer(
     cache: PolicyCache,
     counts: Arc<WriteCounts>,
     mut queue: mpsc::Receiver<WriteJob>,
+    mut exclusive: mpsc::Receiver<ExclusiveJob>,
 ) {
     let mut jobs = Vec::with_capacity(MAX_BATCH);
-    while queue.recv_many(&mut jobs, MAX_BATCH).await > 0 {
+    loop {
+        // Settlements first; another write runs when none is waiting.
+        let received = tokio::select! {
+            biased;
+            received = queue.recv_many(&mut jobs, MAX_BATCH) => received,
+            Some(job) = exclusive.recv() => {
+                if let WriterConnection::Sqlite(writer, _, _) = &mut connection {
+                    job(writer).await;
+                    connection.between_batches().await;
+                }
+                continue;
+            }
+        };
+        if received == 0 {
+            return;
+        }
         match write_batch(&mut connection, &cache, &counts, &jobs).await {
             Ok(answers) => {
                 for (job, answer) in jobs.drain(..).zip(answers) {

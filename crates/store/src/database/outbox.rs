@@ -157,9 +157,81 @@ impl Store {
         sender: &dyn Sender,
         options: DispatchOptions,
     ) -> Result<DispatchReport, StoreError> {
-        let report = match &self.backend {
-            Backend::Sqlite(pool) => sqlite_backend::dispatch(pool, sender, &options).await?,
-            Backend::Postgres(pool) => postgres_backend::dispatch(pool, sender, &options).await?,
+        let token = claim_token()?;
+        let now = unix_ms();
+        let lease_end = now.saturating_add(i64::try_from(options.lease_ms).unwrap_or(i64::MAX));
+        // On SQLite the claim and the marks are written by the writer task,
+        // between two batches of settlements, on its own connection: they
+        // never make a settlement wait on SQLite's lock.
+        let claimed = match &self.backend {
+            Backend::Sqlite(_) => {
+                let token = token.clone();
+                self.on_sqlite_writer(move |connection| {
+                    Box::pin(sqlite_backend::claim(
+                        connection,
+                        token,
+                        lease_end,
+                        now,
+                        options.limit,
+                    ))
+                })
+                .await?
+            }
+            Backend::Postgres(pool) => {
+                let mut connection = pool.acquire().await?;
+                postgres_backend::claim(&mut connection, token.clone(), lease_end, now, options.limit).await?
+            }
+        };
+
+        let mut report = DispatchReport::default();
+        let mut sent: Vec<i64> = Vec::with_capacity(claimed.len());
+        let mut failures: Vec<(i64, i64, String)> = Vec::new();
+        for (notification, attempts) in &claimed {
+            match send(sender, notification) {
+                Ok(()) => sent.push(notification.id),
+                Err(error) => failures.push((notification.id, *attempts, error)),
+            }
+        }
+        // Nothing counts as sent before the sender has made it durable: if
+        // it cannot, the whole round is tried again.
+        if !sent.is_empty() {
+            if let Err(error) = flush(sender) {
+                let attempts: HashMap<i64, i64> =
+                    claimed.iter().map(|(n, attempts)| (n.id, *attempts)).collect();
+                failures.extend(
+                    sent.drain(..)
+                        .map(|id| (id, attempts.get(&id).copied().unwrap_or(0), error.clone())),
+                );
+            }
+        }
+        let mut failed = Vec::with_capacity(failures.len());
+        for (id, attempts, error) in &failures {
+            let failures = u64::try_from(*attempts).unwrap_or(0) + 1;
+            let wait = options.retry_after_ms(failures);
+            let next = unix_ms().saturating_add(i64::try_from(wait).unwrap_or(i64::MAX));
+            tracing::warn!(
+                notification = id,
+                failures,
+                retry_in_ms = wait,
+                %error,
+                "a notification could not be sent; it will be tried again"
+            );
+            failed.push((*id, shortened(error), next));
+        }
+        report.failed = failed.len() as u64;
+        report.sent = sent.len() as u64;
+        let at = super::now_text();
+        report.pending = match &self.backend {
+            Backend::Sqlite(_) => {
+                self.on_sqlite_writer(move |connection| {
+                    Box::pin(sqlite_backend::mark(connection, token, failed, sent, at))
+                })
+                .await?
+            }
+            Backend::Postgres(pool) => {
+                let mut connection = pool.acquire().await?;
+                postgres_backend::mark(&mut connection, token, failed, sent, at).await?
+            }
         };
         let counts = &self.notification_counts;
         counts.sent.fetch_add(report.sent, Ordering::Relaxed);
@@ -330,12 +402,9 @@ macro_rules! outbox_backend {
             use jiuzhu_core::ResidentId;
             use sqlx::{QueryBuilder, Row as _};
 
-            use super::{
-                assisted, category_names, claim_token, flush, new_recipients, send, shortened, unix_ms, DispatchOptions,
-                DispatchReport, Enqueued,
-            };
+            use super::{assisted, category_names, new_recipients, unix_ms, Enqueued};
             use crate::database::{now_text, Decided, PersonRow, StoreError, ROWS_PER_STATEMENT};
-            use crate::notify::{Notification, NotificationKind, Sender};
+            use crate::notify::{Notification, NotificationKind};
             use crate::spell_history::{Current, Incoming};
 
             /// Enqueues a notification for each decision of `rows` that
@@ -369,10 +438,17 @@ macro_rules! outbox_backend {
                     Some(row) => category_names(&row.try_get::<String, _>("source")?),
                     None => HashMap::new(),
                 };
-                insert(tx, &new_recipients(stored, current, persons, import_id, &names)).await
+                insert(
+                    tx,
+                    &new_recipients(stored, current, persons, import_id, &names),
+                )
+                .await
             }
 
-            async fn insert(tx: &mut sqlx::Transaction<'_, $Db>, rows: &[Enqueued]) -> Result<(), StoreError> {
+            async fn insert(
+                tx: &mut sqlx::Transaction<'_, $Db>,
+                rows: &[Enqueued],
+            ) -> Result<(), StoreError> {
                 if rows.is_empty() {
                     return Ok(());
                 }
@@ -402,15 +478,17 @@ macro_rules! outbox_backend {
                 Ok(())
             }
 
-            pub(in crate::database) async fn dispatch(
-                pool: &$Pool,
-                sender: &dyn Sender,
-                options: &DispatchOptions,
-            ) -> Result<DispatchReport, StoreError> {
-                let token = claim_token()?;
-                let now = unix_ms();
-                let lease_end = now.saturating_add(i64::try_from(options.lease_ms).unwrap_or(i64::MAX));
-                let mut tx = pool.begin_with($begin).await?;
+            /// Claims the due notifications (at most `limit`, in id order)
+            /// for the dispatch `token` until `lease_end`, in one
+            /// transaction on `connection`.
+            pub(in crate::database) async fn claim(
+                connection: &mut <$Db as sqlx::Database>::Connection,
+                token: String,
+                lease_end: i64,
+                now: i64,
+                limit: u32,
+            ) -> Result<Vec<(Notification, i64)>, StoreError> {
+                let mut tx = sqlx::Connection::begin_with(&mut *connection, $begin).await?;
                 let claimed = sqlx::query(concat!(
                     "UPDATE outbox SET claimed_by = $1, next_attempt_unix_ms = $2 WHERE id IN \
                      (SELECT id FROM outbox WHERE sent_at IS NULL AND next_attempt_unix_ms <= $3 \
@@ -421,11 +499,10 @@ macro_rules! outbox_backend {
                 .bind(&token)
                 .bind(lease_end)
                 .bind(now)
-                .bind(i64::from(options.limit))
+                .bind(i64::from(limit))
                 .fetch_all(&mut *tx)
                 .await?;
                 tx.commit().await?;
-
                 let mut notifications = Vec::with_capacity(claimed.len());
                 for row in claimed {
                     let kind: String = row.try_get("kind")?;
@@ -442,68 +519,54 @@ macro_rules! outbox_backend {
                     notifications.push((notification, attempts));
                 }
                 notifications.sort_by_key(|(notification, _)| notification.id);
+                Ok(notifications)
+            }
 
-                let mut report = DispatchReport::default();
-                let mut sent: Vec<(i64, i64)> = Vec::with_capacity(notifications.len());
-                let mut failures: Vec<(i64, i64, String)> = Vec::new();
-                for (notification, attempts) in &notifications {
-                    match send(sender, notification) {
-                        Ok(()) => sent.push((notification.id, *attempts)),
-                        Err(error) => failures.push((notification.id, *attempts, error)),
-                    }
-                }
-                // Nothing counts as sent before the sender has made it
-                // durable: if it cannot, the whole round is tried again.
-                if !sent.is_empty() {
-                    if let Err(error) = flush(sender) {
-                        failures.extend(sent.drain(..).map(|(id, attempts)| (id, attempts, error.clone())));
-                    }
-                }
-                for (id, attempts, error) in &failures {
-                    report.failed += 1;
-                    let failures = u64::try_from(*attempts).unwrap_or(0) + 1;
-                    let wait = options.retry_after_ms(failures);
-                    let next = unix_ms().saturating_add(i64::try_from(wait).unwrap_or(i64::MAX));
-                    tracing::warn!(
-                        notification = id,
-                        failures,
-                        retry_in_ms = wait,
-                        %error,
-                        "a notification could not be sent; it will be tried again"
-                    );
+            /// Records a dispatch's round in one transaction on
+            /// `connection`: each failure (`id`, its error, when it is due
+            /// again) and the notifications sent, marked so even if the
+            /// lease has passed meanwhile. Returns how many are not sent.
+            pub(in crate::database) async fn mark(
+                connection: &mut <$Db as sqlx::Database>::Connection,
+                token: String,
+                failures: Vec<(i64, String, i64)>,
+                sent: Vec<i64>,
+                at: String,
+            ) -> Result<u64, StoreError> {
+                let mut tx = sqlx::Connection::begin_with(&mut *connection, $begin).await?;
+                for (id, error, next) in &failures {
                     sqlx::query(
                         "UPDATE outbox SET attempts = attempts + 1, last_error = $1, \
                          next_attempt_unix_ms = $2, claimed_by = NULL \
                          WHERE id = $3 AND claimed_by = $4 AND sent_at IS NULL",
                     )
-                    .bind(shortened(error))
-                    .bind(next)
+                    .bind(error)
+                    .bind(*next)
                     .bind(*id)
                     .bind(&token)
-                    .execute(pool)
+                    .execute(&mut *tx)
                     .await?;
                 }
-                let sent: Vec<i64> = sent.into_iter().map(|(id, _)| id).collect();
                 if !sent.is_empty() {
-                    // What was sent is marked so, even if its lease has
-                    // passed meanwhile.
                     let mut query = QueryBuilder::<$Db>::new("UPDATE outbox SET sent_at = ");
-                    query.push_bind(now_text());
-                    query.push(", attempts = attempts + 1, claimed_by = NULL WHERE sent_at IS NULL AND id IN (");
+                    query.push_bind(at);
+                    query.push(
+                        ", attempts = attempts + 1, claimed_by = NULL WHERE sent_at IS NULL AND id IN (",
+                    );
                     let mut list = query.separated(", ");
                     for id in &sent {
                         list.push_bind(*id);
                     }
                     query.push(")");
-                    query.build().persistent(false).execute(pool).await?;
-                    report.sent = sent.len() as u64;
+                    query.build().persistent(false).execute(&mut *tx).await?;
                 }
-                let pending: i64 = sqlx::query("SELECT COUNT(*) AS pending FROM outbox WHERE sent_at IS NULL")
-                    .fetch_one(pool)
-                    .await?
-                    .try_get("pending")?;
-                report.pending = u64::try_from(pending).unwrap_or(0);
-                Ok(report)
+                let pending: i64 =
+                    sqlx::query("SELECT COUNT(*) AS pending FROM outbox WHERE sent_at IS NULL")
+                        .fetch_one(&mut *tx)
+                        .await?
+                        .try_get("pending")?;
+                tx.commit().await?;
+                Ok(u64::try_from(pending).unwrap_or(0))
             }
         }
     };
