@@ -849,6 +849,26 @@ macro_rules! clearing_backend {
                 }
             }
 
+            /// The rows `select` (which ends in `year = `) finds for
+            /// `year`, of every person or of `persons` (by `column`), read
+            /// in parts of [`KEYS_PER_STATEMENT`] persons.
+            async fn year_rows(
+                tx: &mut Tx<'_>,
+                select: &'static str,
+                year: i64,
+                column: &str,
+                persons: Option<&[Vec<u8>]>,
+            ) -> Result<Vec<<$Db as sqlx::Database>::Row>, StoreError> {
+                let mut rows = Vec::new();
+                for part in parts(persons) {
+                    let mut query = QueryBuilder::<$Db>::new(select);
+                    query.push_bind(year);
+                    push_keys(&mut query, column, part);
+                    rows.extend(query.build().fetch_all(&mut **tx).await?);
+                }
+                Ok(rows)
+            }
+
             async fn read_year(
                 tx: &mut Tx<'_>,
                 year: i32,
@@ -860,58 +880,46 @@ macro_rules! clearing_backend {
                     StoreError::Damaged(format!("invoice {invoice_no} has a bad stored {what}"))
                 };
                 let mut reversed: HashSet<String> = HashSet::new();
-                for part in parts(persons) {
-                    let mut query = QueryBuilder::<$Db>::new(
-                        "SELECT invoice_no FROM decisions WHERE kind = 'reversal' AND year = ",
-                    );
-                    query.push_bind(year_value);
-                    push_keys(&mut query, "person_key", part);
-                    for row in query.build().fetch_all(&mut **tx).await? {
-                        reversed.insert(row.try_get("invoice_no")?);
-                    }
+                let select = "SELECT invoice_no FROM decisions WHERE kind = 'reversal' AND year = ";
+                for row in year_rows(tx, select, year_value, "person_key", persons).await? {
+                    reversed.insert(row.try_get("invoice_no")?);
                 }
                 let mut by_slot: Vec<Vec<u8>> = Vec::new();
-                for part in parts(persons) {
-                    let mut query = QueryBuilder::<$Db>::new(
-                        "SELECT d.invoice_no, d.person_key, d.outcome, d.pool, d.deductible_applied, d.amount, \
+                let select = "SELECT d.invoice_no, d.person_key, d.outcome, d.pool, d.deductible_applied, d.amount, \
                          i.hospital, i.visit_type, i.service_date, i.settled_at, i.total, i.in_scope_self_pay, \
                          i.out_of_scope_self_pay \
                          FROM decisions d JOIN invoices i ON i.invoice_no = d.invoice_no \
-                         WHERE d.kind = 'decision' AND d.year = ",
-                    );
-                    query.push_bind(year_value);
-                    push_keys(&mut query, "d.person_key", part);
-                    let rows = query.build().fetch_all(&mut **tx).await?;
-                    data.invoices.reserve(rows.len());
-                    for row in rows {
-                        let invoice_no: String = row.try_get(0)?;
-                        let key: Vec<u8> = row.try_get(1)?;
-                        let next = data.slots.len() as u32;
-                        let person = *data.slots.entry(key.clone()).or_insert_with(|| {
-                            by_slot.push(key);
-                            next
-                        });
-                        let service_date: String = row.try_get(8)?;
-                        let settled_at: String = row.try_get(9)?;
-                        data.invoices.push(YearInvoice {
-                            invoice_no: InvoiceNo::parse(&invoice_no).map_err(|_| bad("number", &invoice_no))?,
-                            person,
-                            hospital: row.try_get(6)?,
-                            visit_type: row.try_get(7)?,
-                            service_date: Date::parse(&service_date).map_err(|_| bad("service date", &invoice_no))?,
-                            settled_at: Timestamp::parse(&settled_at).map_err(|_| bad("settled_at", &invoice_no))?,
-                            total: row.try_get(10)?,
-                            base: row.try_get(11)?,
-                            out_of_scope: row.try_get(12)?,
-                            decided: Held {
-                                outcome: row.try_get(2)?,
-                                pool: row.try_get(3)?,
-                                deductible_applied: row.try_get(4)?,
-                                amount: row.try_get(5)?,
-                            },
-                            reversed: reversed.contains(&invoice_no),
-                        });
-                    }
+                         WHERE d.kind = 'decision' AND d.year = ";
+                let rows = year_rows(tx, select, year_value, "d.person_key", persons).await?;
+                data.invoices.reserve(rows.len());
+                for row in rows {
+                    let invoice_no: String = row.try_get(0)?;
+                    let key: Vec<u8> = row.try_get(1)?;
+                    let next = data.slots.len() as u32;
+                    let person = *data.slots.entry(key.clone()).or_insert_with(|| {
+                        by_slot.push(key);
+                        next
+                    });
+                    let service_date: String = row.try_get(8)?;
+                    let settled_at: String = row.try_get(9)?;
+                    data.invoices.push(YearInvoice {
+                        invoice_no: InvoiceNo::parse(&invoice_no).map_err(|_| bad("number", &invoice_no))?,
+                        person,
+                        hospital: row.try_get(6)?,
+                        visit_type: row.try_get(7)?,
+                        service_date: Date::parse(&service_date).map_err(|_| bad("service date", &invoice_no))?,
+                        settled_at: Timestamp::parse(&settled_at).map_err(|_| bad("settled_at", &invoice_no))?,
+                        total: row.try_get(10)?,
+                        base: row.try_get(11)?,
+                        out_of_scope: row.try_get(12)?,
+                        decided: Held {
+                            outcome: row.try_get(2)?,
+                            pool: row.try_get(3)?,
+                            deductible_applied: row.try_get(4)?,
+                            amount: row.try_get(5)?,
+                        },
+                        reversed: reversed.contains(&invoice_no),
+                    });
                 }
                 let wanted: Vec<Vec<u8>> = by_slot.clone();
                 data.persons = by_slot;
@@ -953,65 +961,47 @@ macro_rules! clearing_backend {
                     }
                 }
 
-                for part in parts(persons) {
-                    let mut query = QueryBuilder::<$Db>::new(
-                        "SELECT invoice_no, clearing_id, outcome, pool, deductible_applied, amount \
-                         FROM clearing_invoices WHERE year = ",
-                    );
-                    query.push_bind(year_value);
-                    push_keys(&mut query, "person_key", part);
-                    for row in query.build().fetch_all(&mut **tx).await? {
-                        let invoice_no: String = row.try_get("invoice_no")?;
-                        let clearing: i64 = row.try_get("clearing_id")?;
-                        let held = Held {
-                            outcome: row.try_get("outcome")?,
-                            pool: row.try_get("pool")?,
-                            deductible_applied: row.try_get("deductible_applied")?,
-                            amount: row.try_get("amount")?,
-                        };
-                        match data.cleared.get(&invoice_no) {
-                            Some((later, _)) if *later > clearing => {}
-                            _ => {
-                                data.cleared.insert(invoice_no, (clearing, held));
-                            }
+                let select = "SELECT invoice_no, clearing_id, outcome, pool, deductible_applied, amount \
+                              FROM clearing_invoices WHERE year = ";
+                for row in year_rows(tx, select, year_value, "person_key", persons).await? {
+                    let invoice_no: String = row.try_get("invoice_no")?;
+                    let clearing: i64 = row.try_get("clearing_id")?;
+                    let held = Held {
+                        outcome: row.try_get("outcome")?,
+                        pool: row.try_get("pool")?,
+                        deductible_applied: row.try_get("deductible_applied")?,
+                        amount: row.try_get("amount")?,
+                    };
+                    match data.cleared.get(&invoice_no) {
+                        Some((later, _)) if *later > clearing => {}
+                        _ => {
+                            data.cleared.insert(invoice_no, (clearing, held));
                         }
                     }
                 }
 
-                for part in parts(persons) {
-                    let mut query = QueryBuilder::<$Db>::new(
-                        "SELECT person_key, kind, amount FROM clearing_lines WHERE year = ",
-                    );
-                    query.push_bind(year_value);
-                    push_keys(&mut query, "person_key", part);
-                    for row in query.build().fetch_all(&mut **tx).await? {
-                        let key: Vec<u8> = row.try_get("person_key")?;
-                        let Some(&slot) = data.slots.get(&key) else {
-                            continue;
-                        };
-                        let kind: String = row.try_get("kind")?;
-                        let amount: i64 = row.try_get("amount")?;
-                        *data.lines.entry(slot).or_default() += if kind == "top_up" { amount } else { -amount };
-                    }
+                let select = "SELECT person_key, kind, amount FROM clearing_lines WHERE year = ";
+                for row in year_rows(tx, select, year_value, "person_key", persons).await? {
+                    let key: Vec<u8> = row.try_get("person_key")?;
+                    let Some(&slot) = data.slots.get(&key) else {
+                        continue;
+                    };
+                    let kind: String = row.try_get("kind")?;
+                    let amount: i64 = row.try_get("amount")?;
+                    *data.lines.entry(slot).or_default() += if kind == "top_up" { amount } else { -amount };
                 }
 
-                for part in parts(persons) {
-                    let mut query = QueryBuilder::<$Db>::new(
-                        "SELECT person_key, pool, deductible_used, granted FROM counters WHERE year = ",
-                    );
-                    query.push_bind(year_value);
-                    push_keys(&mut query, "person_key", part);
-                    for row in query.build().fetch_all(&mut **tx).await? {
-                        let key: Vec<u8> = row.try_get("person_key")?;
-                        let Some(&slot) = data.slots.get(&key) else {
-                            continue;
-                        };
-                        data.counters.entry(slot).or_default().push((
-                            row.try_get("pool")?,
-                            row.try_get("deductible_used")?,
-                            row.try_get("granted")?,
-                        ));
-                    }
+                let select = "SELECT person_key, pool, deductible_used, granted FROM counters WHERE year = ";
+                for row in year_rows(tx, select, year_value, "person_key", persons).await? {
+                    let key: Vec<u8> = row.try_get("person_key")?;
+                    let Some(&slot) = data.slots.get(&key) else {
+                        continue;
+                    };
+                    data.counters.entry(slot).or_default().push((
+                        row.try_get("pool")?,
+                        row.try_get("deductible_used")?,
+                        row.try_get("granted")?,
+                    ));
                 }
                 Ok(data)
             }
