@@ -47,14 +47,8 @@ fail() {
 work=$(mktemp -d "${BENCH_TMP:-${TMPDIR:-/tmp}}/jiuzhu-clear.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 
-if [ -n "${BENCH_BIN_DIR:-}" ]; then
-  bin_dir=$(cd "$BENCH_BIN_DIR" && pwd)
-  echo "the binaries of $bin_dir"
-else
-  echo "building the release binary"
-  cargo build --release --locked --quiet -p jiuzhu-cli
-  bin_dir=$PWD/target/release
-fi
+source bench/lib.sh
+bench_binaries jiuzhu-cli
 jiuzhu=$bin_dir/jiuzhu
 [ -x "$jiuzhu" ] || fail "no jiuzhu in $bin_dir"
 

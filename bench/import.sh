@@ -61,16 +61,8 @@ fail() {
 work=$(mktemp -d "${BENCH_TMP:-${TMPDIR:-/tmp}}/jiuzhu-import.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 
-# BENCH_BIN_DIR: binaries built already (CI's smoke runs the ones its
-# tests built); otherwise the release profile's are built now.
-if [ -n "${BENCH_BIN_DIR:-}" ]; then
-  bin_dir=$(cd "$BENCH_BIN_DIR" && pwd)
-  echo "the binaries of $bin_dir"
-else
-  echo "building the release binaries"
-  cargo build --release --locked --quiet -p jiuzhu-cli -p jiuzhu-loadgen
-  bin_dir=$PWD/target/release
-fi
+source bench/lib.sh
+bench_binaries jiuzhu-cli jiuzhu-loadgen
 jiuzhu=$bin_dir/jiuzhu
 loadgen=$bin_dir/jiuzhu-loadgen
 [ -x "$jiuzhu" ] && [ -x "$loadgen" ] || fail "no jiuzhu and jiuzhu-loadgen in $bin_dir"

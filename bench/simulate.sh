@@ -45,16 +45,9 @@ if [ ! -x /usr/bin/time ]; then
 fi
 python3 -c 'import duckdb' 2>/dev/null || fail "the Python package duckdb is missing: pip install duckdb"
 
-# BENCH_BIN_DIR: a jiuzhu built already (CI's smoke runs the one its
-# tests built); otherwise the release profile's is built now.
-if [ -n "${BENCH_BIN_DIR:-}" ]; then
-  jiuzhu=$BENCH_BIN_DIR/jiuzhu
-  echo "the binary $jiuzhu"
-else
-  echo "building the release binary"
-  cargo build --release --locked --quiet -p jiuzhu-cli
-  jiuzhu=target/release/jiuzhu
-fi
+source bench/lib.sh
+bench_binaries jiuzhu-cli
+jiuzhu=$bin_dir/jiuzhu
 [ -x "$jiuzhu" ] || fail "no binary $jiuzhu"
 
 # measure NAME LOG COMMAND...: runs COMMAND under /usr/bin/time -v, its output

@@ -1,0 +1,19 @@
+# What the benchmark scripts share; sourced, not run.
+
+# bench_binaries PACKAGE...: sets bin_dir to a directory holding the
+# binaries of PACKAGE... . BENCH_BIN_DIR names binaries built already (CI's
+# smokes run the ones its tests built); otherwise the release profile's are
+# built now, since benchmark figures come from that profile.
+bench_binaries() {
+  if [ -n "${BENCH_BIN_DIR:-}" ]; then
+    bin_dir=$(cd "$BENCH_BIN_DIR" && pwd)
+    echo "the binaries of $bin_dir"
+  else
+    echo "building the release binaries of $*"
+    local packages=()
+    local package
+    for package in "$@"; do packages+=(-p "$package"); done
+    cargo build --release --locked --quiet "${packages[@]}"
+    bin_dir=$PWD/target/release
+  fi
+}
