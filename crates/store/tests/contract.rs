@@ -2582,10 +2582,10 @@ async fn model_run(database: &Fresh, seed: u64) {
             }
             3 => {
                 let live: Vec<usize> = (0..model.bills.len())
-                    .filter(|&index| !model.bills[index].1 && model.bills[index].0.invoice_no.as_str() < "N")
+                    .filter(|&index| !model.bills[index].1)
                     .collect();
                 if let Some(&index) = live.get(dice.below(live.len().max(1) as u64) as usize) {
-                    // Only real-time bills are reversed at the counter.
+                    // A real-time bill, or a feed bill paid by the bank or not.
                     let number = model.bills[index].0.invoice_no.clone();
                     if store.reverse("H001", &number, "H001").await.is_ok() {
                         model.bills[index].1 = true;
@@ -2594,7 +2594,7 @@ async fn model_run(database: &Fresh, seed: u64) {
             }
             4 | 5 => {
                 let mut bill = model.bill(&mut dice, step);
-                // Feed bills are numbered apart, never reversed.
+                // Feed bills are numbered apart.
                 bill.invoice_no = InvoiceNo::parse(&format!("N{}", bill.invoice_no.as_str())).unwrap();
                 let record = InvoiceRecord {
                     line: 2,
@@ -2680,4 +2680,71 @@ async fn model_run(database: &Fresh, seed: u64) {
         owed.values().any(|amount| *amount > 0),
         "seed {seed}: the model should owe something"
     );
+}
+
+#[tokio::test]
+async fn a_feed_bill_reversed_after_the_bank_paid_it_is_recovered_and_one_reversed_before_is_never_paid() {
+    for database in fresh_databases("reversed_paid").await {
+        let (store, _) = prepared(&database).await;
+        import_feed(&store, &read(INVOICES), 1024).await.unwrap();
+        let rows = jiuzhu_formats::bank::read_bank_accounts("accounts.csv", ACCOUNTS.as_bytes()).unwrap();
+        store
+            .load_bank_accounts("accounts.csv", &rows, "clerk")
+            .await
+            .unwrap();
+        let batch = store.create_batch("maker").await.unwrap().batch.unwrap();
+        store.approve_batch(batch.id, "checker").await.unwrap();
+        let lines = store.export_batch(batch.id, "checker").await.unwrap();
+        let line_of = |person: &str| {
+            lines
+                .iter()
+                .find(|line| line.person.to_string() == person)
+                .unwrap()
+                .line_id
+        };
+        let answer = format!(
+            "line_id,status,reason\n{},paid,\n{},failed,账户冻结\n",
+            line_of("110105196001010017"),
+            line_of("110105196001010025")
+        );
+        store
+            .import_bank_return(batch.id, "return.csv", &bank_return(&answer), "clerk")
+            .await
+            .unwrap();
+
+        // INV001 (2,250.00, paid) and INV003 (350.00, its line failed) are cancelled.
+        store
+            .reverse("H001", &InvoiceNo::parse("INV001").unwrap(), "H001")
+            .await
+            .unwrap();
+        store
+            .reverse("市第一人民医院", &InvoiceNo::parse("INV003").unwrap(), "H")
+            .await
+            .unwrap();
+        // The failed line's debt is cancelled with its bill: never paid.
+        let next = store.create_batch("maker").await.unwrap();
+        assert!(next.batch.is_none(), "{next:?}");
+        // What the bank paid for INV001 is recovered.
+        let report = store
+            .run_clearing(period("2024"), "admin", &|_| {})
+            .await
+            .unwrap();
+        assert_eq!(
+            difference_rows(&report),
+            vec![(
+                "110105196001010017".into(),
+                2024,
+                "5250.00".into(),
+                "3000.00".into(),
+                "-2250.00".into(),
+                "INV001".into()
+            )]
+        );
+        let again = store
+            .run_clearing(period("2024"), "admin", &|_| {})
+            .await
+            .unwrap();
+        assert!(again.differences.is_empty(), "{:?}", again.differences);
+        database.drop_database().await;
+    }
 }

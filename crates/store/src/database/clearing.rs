@@ -242,6 +242,9 @@ struct YearInvoice {
     /// The decision as stored.
     decided: Held,
     reversed: bool,
+    /// Reversed after the bank paid its decision to the person: the money
+    /// is out, and counts as granted until recovered.
+    paid_out: bool,
 }
 
 /// A year's invoices and what the clearing compares them with, for all
@@ -388,7 +391,7 @@ fn compute(policy: &Policy, data: &YearData, year: i32) -> Result<Computed, Clea
                 .cleared
                 .get(invoice.invoice_no.as_str())
                 .map(|(_, held)| held.clone());
-            if !invoice.reversed {
+            if !invoice.reversed || invoice.paid_out {
                 result.granted += invoice.decided.amount;
             }
             let now = match &recomputed[position] {
@@ -403,7 +406,7 @@ fn compute(policy: &Policy, data: &YearData, year: i32) -> Result<Computed, Clea
             };
             let before = match held {
                 Some(held) => held,
-                None if invoice.reversed => now.clone(),
+                None if invoice.reversed && !invoice.paid_out => now.clone(),
                 None => invoice.decided.clone(),
             };
             if now != before {
@@ -884,6 +887,16 @@ macro_rules! clearing_backend {
                 for row in year_rows(tx, select, year_value, "person_key", persons).await? {
                     reversed.insert(row.try_get("invoice_no")?);
                 }
+                // Reversed bills whose decision the bank had paid.
+                let mut paid_out: HashSet<String> = HashSet::new();
+                let select = "SELECT p.reference FROM payables p \
+                              JOIN decisions r ON r.invoice_no = p.reference AND r.kind = 'reversal' \
+                              WHERE p.kind = 'decision' AND EXISTS (SELECT 1 FROM payment_items t \
+                              JOIN payment_lines l ON l.id = t.line_id WHERE t.payable_id = p.id AND l.status = 'paid') \
+                              AND r.year = ";
+                for row in year_rows(tx, select, year_value, "p.person_key", persons).await? {
+                    paid_out.insert(row.try_get("reference")?);
+                }
                 let mut by_slot: Vec<Vec<u8>> = Vec::new();
                 let select = "SELECT d.invoice_no, d.person_key, d.outcome, d.pool, d.deductible_applied, d.amount, \
                          i.hospital, i.visit_type, i.service_date, i.settled_at, i.total, i.in_scope_self_pay, \
@@ -918,6 +931,7 @@ macro_rules! clearing_backend {
                             deductible_applied: row.try_get(4)?,
                             amount: row.try_get(5)?,
                         },
+                        paid_out: paid_out.contains(&invoice_no),
                         reversed: reversed.contains(&invoice_no),
                     });
                 }

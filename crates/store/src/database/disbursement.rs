@@ -5,7 +5,9 @@
 //! What is owed (`payables`) is gathered when a batch is made: each
 //! decision of the insurance feed granting more than 0 and not reversed
 //! (the person paid the whole bill at the counter), and each top-up of a
-//! clearing. Real-time decisions are not paid to persons: the hospital
+//! clearing. A decision reversed before the bank paid it is not paid (a
+//! failed line's debt is not batched again); one reversed after counts as
+//! granted in the next clearing, which recovers it. Real-time decisions are not paid to persons: the hospital
 //! deducted them at its counter. A recovery is not paid: it is reviewed.
 //!
 //! The rules, each held by the database as well as the code:
@@ -364,6 +366,8 @@ macro_rules! disburse_backend {
                 let unpaid = sqlx::query(
                     "SELECT p.id, p.person_key, p.amount FROM payables p WHERE NOT EXISTS \
                      (SELECT 1 FROM payment_items t WHERE t.payable_id = p.id AND t.live = 1) \
+                     AND NOT (p.kind = 'decision' AND EXISTS (SELECT 1 FROM decisions r \
+                     WHERE r.invoice_no = p.reference AND r.kind = 'reversal')) \
                      ORDER BY p.person_key, p.id",
                 )
                 .fetch_all(&mut *tx)
