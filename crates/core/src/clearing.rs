@@ -108,19 +108,18 @@ impl Period {
 
     /// The last day of the period.
     pub fn last_day(&self) -> Date {
-        let next_month = match self.span {
-            Span::Year => 13,
-            Span::Quarter(quarter) => u32::from(quarter) * 3 + 1,
-            Span::Month(month) => u32::from(month) + 1,
+        let last_month = match self.span {
+            Span::Year => 12,
+            Span::Quarter(quarter) => u32::from(quarter) * 3,
+            Span::Month(month) => u32::from(month),
         };
-        let first_after = if next_month == 13 {
-            Date::from_ymd(self.year + 1, 1, 1)
-        } else {
-            Date::from_ymd(self.year, next_month, 1)
+        // The first of the next month, less a day; December ends on the 31st
+        // (so that the year 9999 has a last day too).
+        let last = match last_month {
+            12 => Date::from_ymd(self.year, 12, 31),
+            month => Date::from_ymd(self.year, month + 1, 1).and_then(|date| date.add_days(-1)),
         };
-        first_after
-            .and_then(|date| date.add_days(-1))
-            .expect("a period's last day is a date")
+        last.expect("a period's last day is a date")
     }
 
     /// The period before this one, of the same kind.
@@ -217,6 +216,10 @@ mod tests {
             ("2025-01-01".into(), "2025-12-31".into())
         );
         assert_eq!(q4.year(), 2023);
+        assert_eq!(
+            Period::parse("9999").unwrap().last_day().to_string(),
+            "9999-12-31"
+        );
     }
 
     #[test]
