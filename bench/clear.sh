@@ -23,15 +23,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-smoke=false
-case "${1:-}" in
-  --smoke) smoke=true ;;
-  "") ;;
-  *)
-    echo "usage: bash bench/clear.sh [--smoke]" >&2
-    exit 2
-    ;;
-esac
+source bench/lib.sh
+bench_mode "$@"
 if $smoke; then
   invoices=${INVOICES:-20000}
 else
@@ -47,7 +40,6 @@ fail() {
 work=$(mktemp -d "${BENCH_TMP:-${TMPDIR:-/tmp}}/jiuzhu-clear.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 
-source bench/lib.sh
 bench_binaries jiuzhu-cli
 jiuzhu=$bin_dir/jiuzhu
 [ -x "$jiuzhu" ] || fail "no jiuzhu in $bin_dir"

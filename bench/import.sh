@@ -32,15 +32,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-smoke=false
-case "${1:-}" in
-  --smoke) smoke=true ;;
-  "") ;;
-  *)
-    echo "usage: bash bench/import.sh [--smoke]" >&2
-    exit 2
-    ;;
-esac
+source bench/lib.sh
+bench_mode "$@"
 
 if $smoke; then
   invoices=${INVOICES:-20000}
@@ -61,7 +54,6 @@ fail() {
 work=$(mktemp -d "${BENCH_TMP:-${TMPDIR:-/tmp}}/jiuzhu-import.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 
-source bench/lib.sh
 bench_binaries jiuzhu-cli jiuzhu-loadgen
 jiuzhu=$bin_dir/jiuzhu
 loadgen=$bin_dir/jiuzhu-loadgen

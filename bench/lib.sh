@@ -1,5 +1,19 @@
 # What the benchmark scripts share; sourced, not run.
 
+# bench_mode [--smoke]: sets smoke to true or false from the script's
+# arguments; anything else stops it with its usage, USAGE_EXTRA appended.
+bench_mode() {
+  smoke=false
+  case "${1:-}" in
+    --smoke) smoke=true ;;
+    "") ;;
+    *)
+      echo "usage: bash bench/$(basename "$0") [--smoke]${USAGE_EXTRA:+   $USAGE_EXTRA}" >&2
+      exit 2
+      ;;
+  esac
+}
+
 # bench_binaries PACKAGE...: sets bin_dir to a directory holding the
 # binaries of PACKAGE... . BENCH_BIN_DIR names binaries built already (CI's
 # smokes run the ones its tests built); otherwise the release profile's are

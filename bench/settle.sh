@@ -20,15 +20,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-smoke=false
-case "${1:-}" in
-  --smoke) smoke=true ;;
-  "") ;;
-  *)
-    echo "usage: bash bench/settle.sh [--smoke]" >&2
-    exit 2
-    ;;
-esac
+source bench/lib.sh
+bench_mode "$@"
 
 if $smoke; then
   people=${PEOPLE:-300}
@@ -77,7 +70,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-source bench/lib.sh
 bench_binaries jiuzhu-cli jiuzhu-loadgen
 jiuzhu=$bin_dir/jiuzhu
 loadgen=$bin_dir/jiuzhu-loadgen

@@ -13,15 +13,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-smoke=false
-case "${1:-}" in
-  --smoke) smoke=true ;;
-  "") ;;
-  *)
-    echo "usage: bash bench/simulate.sh [--smoke]   (SIZES=\"1000000 10000000\" to choose sizes)" >&2
-    exit 2
-    ;;
-esac
+source bench/lib.sh
+USAGE_EXTRA='(SIZES="1000000 10000000" to choose sizes)'
+bench_mode "$@"
 
 if $smoke; then
   sizes=${SIZES:-20000}
@@ -45,7 +39,6 @@ if [ ! -x /usr/bin/time ]; then
 fi
 python3 -c 'import duckdb' 2>/dev/null || fail "the Python package duckdb is missing: pip install duckdb"
 
-source bench/lib.sh
 bench_binaries jiuzhu-cli
 jiuzhu=$bin_dir/jiuzhu
 [ -x "$jiuzhu" ] || fail "no binary $jiuzhu"
