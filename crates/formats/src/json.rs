@@ -165,6 +165,16 @@ pub struct FieldError {
 }
 
 impl FieldError {
+    /// A problem of the key at `field` (`None`: the body as a whole).
+    pub(crate) fn at_path(field: Option<String>, message: impl Into<String>) -> FieldError {
+        FieldError {
+            field,
+            message: message.into(),
+            line: None,
+            column: None,
+        }
+    }
+
     fn at(field: &str, message: impl Into<String>) -> FieldError {
         FieldError {
             field: Some(field.to_owned()),
@@ -200,6 +210,14 @@ impl FieldErrors {
         self.errors
             .iter()
             .any(|error| error.field.is_none() && error.line.is_some())
+    }
+
+    /// Problems with a summary of their own.
+    pub(crate) fn with_message(message: &str, errors: Vec<FieldError>) -> FieldErrors {
+        FieldErrors {
+            message: message.to_owned(),
+            errors,
+        }
     }
 
     fn malformed(error: &serde_json::Error) -> FieldErrors {

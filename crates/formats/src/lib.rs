@@ -2,6 +2,7 @@
 //! enters goes through one validating reader here, and every problem names
 //! its file, line and column.
 
+pub mod application;
 pub mod bank;
 mod csv_input;
 pub mod feed_json;

@@ -36,10 +36,16 @@ use crate::audit::{verify_chain, ChainBreak, ChainSummary};
 use crate::crypto::{ApiKey, ApiKeyHash, CryptoError, DataKeys, Purpose};
 use crate::spell_history::{self, PendingRecomputation, SpellFile, SpellImport, StoredSpell};
 
+mod applications;
 mod clearing;
 mod department_feeds;
 mod disbursement;
 mod feed;
+pub use applications::{
+    scan_base64, AcceptanceSettings, ApplicationBillView, ApplicationError, ApplicationEvent,
+    ApplicationState, ApplicationSummary, ApplicationView, ApplyChannel, CheckResult, KnownBill, Letter,
+    Prefill, Role, ScanContent, Signature, StaffUser, Verdict,
+};
 pub use clearing::{CappedInvoice, ClearingError, ClearingReport, DifferenceRow, SuspectedDuplicate};
 pub use department_feeds::{
     check_department, DecisionKind, DecisionPage, SharedDecision, DECISIONS_PAGE_DEFAULT, DECISIONS_PAGE_MAX,
@@ -64,6 +70,7 @@ const SQLITE_MIGRATIONS: &[(i64, &str)] = &[
     (5, include_str!("../migrations/sqlite/0005_outbox_lean.sql")),
     (6, include_str!("../migrations/sqlite/0006_clearing.sql")),
     (7, include_str!("../migrations/sqlite/0007_disbursement.sql")),
+    (8, include_str!("../migrations/sqlite/0008_applications.sql")),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../migrations/postgres/0001_init.sql")),
@@ -73,6 +80,7 @@ const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
     (5, include_str!("../migrations/postgres/0005_outbox_lean.sql")),
     (6, include_str!("../migrations/postgres/0006_clearing.sql")),
     (7, include_str!("../migrations/postgres/0007_disbursement.sql")),
+    (8, include_str!("../migrations/postgres/0008_applications.sql")),
 ];
 
 /// The pages SQLite keeps in memory per connection, in KiB (SQLite's
@@ -664,6 +672,8 @@ enum Channel {
     Realtime,
     /// In the insurance feed (免申即享), after the fact.
     Feed,
+    /// In an application (救助申请), once accepted or approved.
+    Application,
 }
 
 impl Channel {
@@ -672,6 +682,7 @@ impl Channel {
         match self {
             Channel::Realtime => "realtime",
             Channel::Feed => "feed",
+            Channel::Application => "application",
         }
     }
 }
@@ -694,7 +705,9 @@ impl SettleRequest {
     fn same_as(&self, stored: &StoredBill) -> bool {
         match self.channel {
             Channel::Realtime => stored.digest.as_slice() == self.digest.as_slice(),
-            Channel::Feed => stored.content == BillContent::of(&self.invoice, &self.person.key),
+            Channel::Feed | Channel::Application => {
+                stored.content == BillContent::of(&self.invoice, &self.person.key)
+            }
         }
     }
 
@@ -702,7 +715,7 @@ impl SettleRequest {
     fn same_as_request(&self, earlier: &SettleRequest) -> bool {
         match self.channel {
             Channel::Realtime => self.digest == earlier.digest,
-            Channel::Feed => {
+            Channel::Feed | Channel::Application => {
                 BillContent::of(&self.invoice, &self.person.key)
                     == BillContent::of(&earlier.invoice, &earlier.person.key)
             }
@@ -1935,9 +1948,23 @@ macro_rules! backend {
             ) -> Result<Vec<FeedAnswer>, StoreError> {
                 let mut tx = pool.begin_with($begin).await?;
                 serialise(&mut tx).await?;
-                let policy = policy_in(&mut tx, cache).await?;
+                let answers = decide_in(&mut tx, cache, requests, &|rows| chunk_audit(rows, label)).await?;
+                tx.commit().await?;
+                Ok(answers)
+            }
+
+            /// Decides bills in a write transaction begun by the caller,
+            /// through the same reading, deciding and writing as real time,
+            /// with one audit entry for all of them.
+            pub(in crate::database) async fn decide_in(
+                tx: &mut sqlx::Transaction<'_, $Db>,
+                cache: &PolicyCache,
+                requests: &[SettleRequest],
+                entry: &dyn Fn(&[Decided<'_>]) -> AuditRecord,
+            ) -> Result<Vec<FeedAnswer>, StoreError> {
+                let policy = policy_in(tx, cache).await?;
                 let run: Vec<&SettleRequest> = requests.iter().collect();
-                let (rows, outcomes) = decide_run(&mut tx, policy.as_ref(), &run).await?;
+                let (rows, outcomes) = decide_run(tx, policy.as_ref(), &run).await?;
                 let answers = outcomes
                     .into_iter()
                     .map(|outcome| match outcome {
@@ -1952,10 +1979,9 @@ macro_rules! backend {
                     })
                     .collect();
                 if !rows.is_empty() {
-                    let entry = chunk_audit(&rows, label);
-                    write_decided(&mut tx, &rows, std::slice::from_ref(&entry)).await?;
+                    let entry = entry(&rows);
+                    write_decided(tx, &rows, std::slice::from_ref(&entry)).await?;
                 }
-                tx.commit().await?;
                 Ok(answers)
             }
 
@@ -2317,7 +2343,7 @@ macro_rules! backend {
             }
 
             /// A stored spell row as a spell of `person`.
-            fn spell_of(row: &<$Db as sqlx::Database>::Row, person: ResidentId) -> Result<Spell, StoreError> {
+            pub(in crate::database) fn spell_of(row: &<$Db as sqlx::Database>::Row, person: ResidentId) -> Result<Spell, StoreError> {
                 let damaged = |what: &str| StoreError::Damaged(format!("a stored spell has a bad {what}"));
                 let valid_from: String = row.try_get("valid_from")?;
                 let valid_to: Option<String> = row.try_get("valid_to")?;
@@ -2332,7 +2358,7 @@ macro_rules! backend {
             }
 
             /// The policy in force as the transaction sees it.
-            async fn policy_in(
+            pub(in crate::database) async fn policy_in(
                 tx: &mut sqlx::Transaction<'_, $Db>,
                 cache: &PolicyCache,
             ) -> Result<Option<PolicyInForce>, StoreError> {

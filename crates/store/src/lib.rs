@@ -44,5 +44,10 @@ pub use database::{
     DECISIONS_PAGE_DEFAULT, DECISIONS_PAGE_MAX, FEED_CHUNK_INVOICES, INSURANCE_SETTLEMENT_DEPARTMENT,
     KNOWN_KEY_SECONDS, MAX_FEED_CHUNK_INVOICES, SQLITE_CACHE_KIB,
 };
+pub use database::{
+    scan_base64, AcceptanceSettings, ApplicationBillView, ApplicationError, ApplicationEvent,
+    ApplicationState, ApplicationSummary, ApplicationView, ApplyChannel, CheckResult, KnownBill, Letter,
+    Prefill, Role, ScanContent, Signature, StaffUser, Verdict,
+};
 pub use notify::{LogFileSender, Notification, NotificationKind, Sender};
 pub use spell_history::{AlreadyImported, PendingRecomputation, SpellFile, SpellImport, StoredSpell};

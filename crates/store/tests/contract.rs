@@ -20,6 +20,9 @@ use jiuzhu_store::{
 use sha2::Digest as _;
 use sqlx::Connection as _;
 
+#[path = "contract/applications.rs"]
+mod applications;
+
 fn repository() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }

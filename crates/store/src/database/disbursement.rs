@@ -348,7 +348,7 @@ macro_rules! disburse_backend {
                     "INSERT INTO payables (person_key, kind, reference, amount, created_at) \
                      SELECT d.person_key, 'decision', d.invoice_no, d.amount, $1 \
                      FROM decisions d JOIN invoices i ON i.invoice_no = d.invoice_no \
-                     WHERE d.kind = 'decision' AND i.channel = 'feed' AND d.amount > 0 \
+                     WHERE d.kind = 'decision' AND i.channel IN ('feed', 'application') AND d.amount > 0 \
                      AND NOT EXISTS (SELECT 1 FROM decisions r WHERE r.invoice_no = d.invoice_no AND r.kind = 'reversal') \
                      ON CONFLICT (kind, reference) DO NOTHING",
                 )
@@ -664,6 +664,8 @@ macro_rules! disburse_backend {
                             .bind(row.line_id)
                             .execute(&mut *tx)
                             .await?;
+                    } else {
+                        applications_paid(&mut tx, batch, row.line_id, actor, &now).await?;
                     }
                 }
                 let answered = sqlx::query("SELECT COUNT(*) FROM payment_lines WHERE batch_id = $1 AND status = 'pending'")
@@ -691,6 +693,60 @@ macro_rules! disburse_backend {
                 audit(&mut tx, actor, "batch.return", &format!("batch {batch}"), details).await?;
                 tx.commit().await?;
                 Ok(summary)
+            }
+
+            /// Records, for each application whose bills a paid line
+            /// carried, that the bank paid them; an application is `paid`
+            /// once every bill of it that granted something is.
+            async fn applications_paid(
+                tx: &mut Tx<'_>,
+                batch: i64,
+                line: i64,
+                actor: &str,
+                now: &str,
+            ) -> Result<(), DisburseError> {
+                let applications: Vec<i64> = sqlx::query(
+                    "SELECT DISTINCT b.application_id FROM payment_items t \
+                     JOIN payables p ON p.id = t.payable_id AND p.kind = 'decision' \
+                     JOIN application_bills b ON b.invoice_no = p.reference AND b.status = 'decided' \
+                     WHERE t.line_id = $1 ORDER BY 1",
+                )
+                .bind(line)
+                .fetch_all(&mut **tx)
+                .await?
+                .iter()
+                .map(|row| row.try_get(0))
+                .collect::<Result<_, _>>()?;
+                for application in applications {
+                    sqlx::query(
+                        "INSERT INTO application_events (application_id, state, at, actor, reason) \
+                         VALUES ($1, 'paid', $2, $3, $4)",
+                    )
+                    .bind(application)
+                    .bind(now)
+                    .bind(actor)
+                    .bind(format!("paid by the bank in batch {batch}, line {line}"))
+                    .execute(&mut **tx)
+                    .await?;
+                    let unpaid: i64 = sqlx::query(
+                        "SELECT COUNT(*) FROM application_bills b JOIN decisions d ON d.invoice_no = b.invoice_no \
+                         AND d.kind = 'decision' WHERE b.application_id = $1 AND b.status = 'decided' AND d.amount > 0 \
+                         AND NOT EXISTS (SELECT 1 FROM payables p JOIN payment_items t ON t.payable_id = p.id \
+                         AND t.live = 1 JOIN payment_lines l ON l.id = t.line_id AND l.status = 'paid' \
+                         WHERE p.kind = 'decision' AND p.reference = b.invoice_no)",
+                    )
+                    .bind(application)
+                    .fetch_one(&mut **tx)
+                    .await?
+                    .try_get(0)?;
+                    if unpaid == 0 {
+                        sqlx::query("UPDATE applications SET state = 'paid' WHERE id = $1 AND state = 'decided'")
+                            .bind(application)
+                            .execute(&mut **tx)
+                            .await?;
+                    }
+                }
+                Ok(())
             }
 
             pub(super) async fn batches(pool: &$Pool) -> Result<Vec<BatchSummary>, DisburseError> {

@@ -1,0 +1,110 @@
+-- Applications (救助申请), smart acceptance (智能受理) and review (救助审核)
+-- on SQLite, with the staff who review them.
+--
+-- staff_users: who works in the bureau and in which roles (reviewer,
+-- approver, auditor, admin), space-separated; staff_tokens: their API
+-- tokens, kept only as SHA-256 hashes.
+--
+-- commitment_letters: the versions of the commitment letter (告知承诺书),
+-- the newest the current one; commitment_signatures: who signed which
+-- version, the SHA-256 of the text they saw, when and through which
+-- channel. Both append-only.
+--
+-- applications: one submission; state is where it stands now, and
+-- application_events keeps every change of state with who and when
+-- (append-only). application_bills: its bills as entered, with an optional
+-- scan; a bill is pending until decided, or excluded (it cannot be decided:
+-- already decided, applied for, repeated, amounts that do not add up) or
+-- rejected with its application. A pending or decided bill's number is in
+-- no other pending or decided bill (application_bills_live).
+-- application_checks: every check of smart acceptance and its result, per
+-- bill.
+
+CREATE TABLE staff_users (
+    name TEXT PRIMARY KEY NOT NULL,
+    roles TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    created_by TEXT NOT NULL,
+    disabled_at TEXT
+) STRICT;
+
+CREATE TABLE staff_tokens (
+    token_hash BLOB PRIMARY KEY NOT NULL,
+    name TEXT NOT NULL REFERENCES staff_users (name),
+    created_at TEXT NOT NULL,
+    revoked_at TEXT
+) STRICT;
+
+CREATE TABLE commitment_letters (
+    id INTEGER PRIMARY KEY,
+    version TEXT NOT NULL UNIQUE,
+    body TEXT NOT NULL,
+    body_sha256 BLOB NOT NULL UNIQUE,
+    published_at TEXT NOT NULL,
+    published_by TEXT NOT NULL
+) STRICT;
+
+CREATE TABLE commitment_signatures (
+    id INTEGER PRIMARY KEY,
+    person_key BLOB NOT NULL REFERENCES persons (person_key),
+    letter_id INTEGER NOT NULL REFERENCES commitment_letters (id),
+    body_sha256 BLOB NOT NULL,
+    channel TEXT NOT NULL CHECK (channel IN ('web', 'phone', 'counter')),
+    signed_at TEXT NOT NULL,
+    recorded_by TEXT NOT NULL
+) STRICT;
+CREATE INDEX commitment_signatures_by_person ON commitment_signatures (person_key, letter_id);
+
+CREATE TABLE applications (
+    id INTEGER PRIMARY KEY,
+    person_key BLOB NOT NULL REFERENCES persons (person_key),
+    signature_id INTEGER NOT NULL REFERENCES commitment_signatures (id),
+    channel TEXT NOT NULL CHECK (channel IN ('web', 'phone', 'counter')),
+    entered_by TEXT NOT NULL,
+    submitted_at TEXT NOT NULL,
+    state TEXT NOT NULL CHECK (state IN ('needs_review', 'approved', 'rejected', 'decided', 'paid')),
+    request_sha256 BLOB NOT NULL
+) STRICT;
+CREATE INDEX applications_by_person ON applications (person_key, id);
+CREATE INDEX applications_by_state ON applications (state, id);
+
+CREATE TABLE application_events (
+    id INTEGER PRIMARY KEY,
+    application_id INTEGER NOT NULL REFERENCES applications (id),
+    state TEXT NOT NULL CHECK (state IN ('submitted', 'accepted', 'needs_review', 'approved', 'rejected', 'decided', 'paid')),
+    at TEXT NOT NULL,
+    actor TEXT NOT NULL,
+    reason TEXT
+) STRICT;
+CREATE INDEX application_events_by_application ON application_events (application_id, id);
+
+CREATE TABLE application_bills (
+    application_id INTEGER NOT NULL REFERENCES applications (id),
+    line INTEGER NOT NULL,
+    invoice_no TEXT NOT NULL,
+    hospital TEXT NOT NULL,
+    visit_type TEXT NOT NULL,
+    service_date TEXT NOT NULL,
+    settled_at TEXT NOT NULL,
+    total INTEGER NOT NULL,
+    fund_paid INTEGER NOT NULL,
+    in_scope_self_pay INTEGER NOT NULL,
+    out_of_scope_self_pay INTEGER NOT NULL,
+    scan_media_type TEXT,
+    scan BLOB,
+    scan_sha256 BLOB,
+    status TEXT NOT NULL CHECK (status IN ('pending', 'decided', 'excluded', 'rejected')),
+    PRIMARY KEY (application_id, line)
+) STRICT;
+CREATE UNIQUE INDEX application_bills_live ON application_bills (invoice_no) WHERE status IN ('pending', 'decided');
+CREATE INDEX application_bills_by_invoice ON application_bills (invoice_no);
+
+CREATE TABLE application_checks (
+    application_id INTEGER NOT NULL REFERENCES applications (id),
+    line INTEGER NOT NULL,
+    name TEXT NOT NULL,
+    passed INTEGER NOT NULL CHECK (passed IN (0, 1)),
+    detail TEXT NOT NULL,
+    PRIMARY KEY (application_id, line, name)
+) STRICT;
+
