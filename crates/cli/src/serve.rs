@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{anyhow, Context as _};
-use jiuzhu_server::{Application, ServerSettings};
+use jiuzhu_server::{Application, ApplicationSettings, ServerSettings};
 
 use crate::admin::open_store_with;
 use crate::config::SettingsArgs;
@@ -62,6 +62,7 @@ pub fn run(args: &ServeArgs) -> ExitCode {
                     max_body_bytes: usize::try_from(settings.max_body_bytes).unwrap_or(usize::MAX),
                     feed_max_body_bytes: usize::try_from(settings.feed_max_body_bytes).unwrap_or(usize::MAX),
                     request_timeout_ms: settings.request_timeout_ms,
+                    applications: application_settings(&settings),
                 },
             )
             .await
@@ -124,5 +125,24 @@ pub fn run(args: &ServeArgs) -> ExitCode {
             eprintln!("error: {error:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// How the server accepts applications, from the settings: a submission
+/// may carry the most bills, each with the largest scan, in base64.
+fn application_settings(settings: &crate::settings::Settings) -> ApplicationSettings {
+    let limits = jiuzhu_formats::application::ApplicationLimits {
+        max_scan_bytes: usize::try_from(settings.application_max_scan_bytes).unwrap_or(usize::MAX),
+        ..Default::default()
+    };
+    ApplicationSettings {
+        filing_deadline_days: settings.application_filing_days,
+        limits,
+        max_body_bytes: limits
+            .max_scan_bytes
+            .saturating_mul(limits.max_bills)
+            .saturating_mul(4)
+            / 3
+            + 1024 * 1024,
     }
 }

@@ -136,6 +136,12 @@ settings! {
     /// Where the scheduled clearings write their reports, one directory per
     /// run (a relative path is from the directory the server runs in).
     clearing_report_dir: PathBuf = PathBuf::from("clearing-reports"), check not_empty;
+    /// How many days after its service date a bill may still be applied for
+    /// (1 to 3650); a later application goes to a reviewer with the finding.
+    application_filing_days: u32 = 365, check within(1, 3650);
+    /// The largest scan of a bill accepted with an application, in bytes
+    /// (1 KiB to 64 MiB): a JPEG, PNG or PDF.
+    application_max_scan_bytes: u64 = 5 * 1024 * 1024, check within(1024, 64 * 1024 * 1024);
 }
 
 /// When the periodic clearing runs by itself.

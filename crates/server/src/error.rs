@@ -43,6 +43,10 @@ pub enum ApiError {
     Conflict(String),
     #[error("invoice {0} was already reversed")]
     AlreadyReversed(String),
+    /// The request is valid but the state of things refuses it (409): a
+    /// letter not signed, an application not waiting for review.
+    #[error("{0}")]
+    Refusal(String),
     #[error("the request body is larger than {limit_bytes} bytes")]
     TooLarge { limit_bytes: usize },
     #[error("the request body could not be read")]
@@ -68,7 +72,9 @@ impl ApiError {
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::OtherHospital | ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound => StatusCode::NOT_FOUND,
-            ApiError::Conflict(_) | ApiError::AlreadyReversed(_) => StatusCode::CONFLICT,
+            ApiError::Conflict(_) | ApiError::AlreadyReversed(_) | ApiError::Refusal(_) => {
+                StatusCode::CONFLICT
+            }
             ApiError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnreadableBody => StatusCode::BAD_REQUEST,
             ApiError::NoPolicy | ApiError::Timeout => StatusCode::SERVICE_UNAVAILABLE,
@@ -91,6 +97,7 @@ impl ApiError {
             ApiError::NotFound => "not_found",
             ApiError::Conflict(_) => "conflict",
             ApiError::AlreadyReversed(_) => "already_reversed",
+            ApiError::Refusal(_) => "refused",
             ApiError::TooLarge { .. } => "payload_too_large",
             ApiError::NoPolicy => "no_policy",
             ApiError::Timeout => "timeout",

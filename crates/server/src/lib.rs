@@ -14,6 +14,14 @@
 //! | `POST /api/v1/feeds/spells` | 200, 400, 401, 413, 415, 422, 503 |
 //! | `POST /api/v1/feeds/invoices` | 200, 400, 401, 403, 413, 415, 422, 503 |
 //! | `GET /api/v1/feeds/decisions` | 200, 400, 401 |
+//! | `GET /api/v1/commitment-letter` | 200, 404 |
+//! | `POST /api/v1/commitment-signatures` | 200, 400, 401, 409 |
+//! | `POST /api/v1/applications/prefill` | 200, 400, 401 |
+//! | `POST /api/v1/applications` | 201, 400, 401, 409, 413, 422, 503 |
+//! | `GET /api/v1/applications` | 200, 400, 401, 403 |
+//! | `GET /api/v1/applications/{id}` | 200, 401, 403, 404 |
+//! | `GET /api/v1/applications/{id}/bills/{line}/scan` | 200, 401, 403, 404 |
+//! | `POST /api/v1/applications/{id}/review` | 200, 400, 401, 403, 404, 409 |
 //! | `GET /api/v1/openapi.json` | 200 |
 //! | `GET /healthz` | 200, 503 |
 //! | `GET /metrics` | 200 |
@@ -21,9 +29,11 @@
 //! Any route may also answer 500 (generic body, cause logged) and 503 when
 //! the request took longer than [`ServerSettings::request_timeout_ms`].
 //! The settlement routes authenticate a hospital's key, the feed routes a
-//! department's (`feeds.rs`); neither kind opens the other's routes.
+//! department's (`feeds.rs`), the application routes a member of staff's
+//! token (`applications.rs`); no kind opens another's routes.
 
 mod api;
+mod applications;
 mod error;
 mod feeds;
 mod metrics;
@@ -44,6 +54,7 @@ use tokio::net::TcpListener;
 use tracing::Instrument as _;
 
 pub use api::REPLAYED_HEADER;
+pub use applications::ApplicationSettings;
 pub use error::ApiError;
 
 use metrics::Metrics;
@@ -59,6 +70,8 @@ pub struct ServerSettings {
     pub feed_max_body_bytes: usize,
     /// A request not answered in this time is stopped and answered with 503.
     pub request_timeout_ms: u64,
+    /// How applications are accepted.
+    pub applications: ApplicationSettings,
 }
 
 /// The server, bound and ready to serve.
@@ -111,6 +124,7 @@ pub(crate) struct AppState {
     metrics: Arc<Metrics>,
     max_body_bytes: usize,
     feed_max_body_bytes: usize,
+    applications: ApplicationSettings,
 }
 
 /// A route the router serves: a lower-case HTTP method and a path with
@@ -124,7 +138,7 @@ pub struct Route {
 /// Every route the router serves, as it was built (the OpenAPI document is
 /// checked against this list).
 pub fn served_routes() -> Vec<Route> {
-    routes(0).served
+    routes(0, 0).served
 }
 
 /// The router and the list of what it serves, built together so that
@@ -165,7 +179,7 @@ impl Routes {
     }
 }
 
-fn routes(feed_max_body_bytes: usize) -> Routes {
+fn routes(feed_max_body_bytes: usize, application_max_body_bytes: usize) -> Routes {
     Routes {
         router: Router::new(),
         served: Vec::new(),
@@ -180,6 +194,18 @@ fn routes(feed_max_body_bytes: usize) -> Routes {
         feed_max_body_bytes,
     )
     .get("/api/v1/feeds/decisions", feeds::decisions)
+    .get("/api/v1/commitment-letter", applications::letter)
+    .post("/api/v1/commitment-signatures", applications::sign)
+    .post("/api/v1/applications/prefill", applications::prefill)
+    .post_up_to(
+        "/api/v1/applications",
+        applications::submit,
+        application_max_body_bytes,
+    )
+    .get("/api/v1/applications", applications::queue)
+    .get("/api/v1/applications/{id}", applications::application)
+    .get("/api/v1/applications/{id}/bills/{line}/scan", applications::scan)
+    .post("/api/v1/applications/{id}/review", applications::review)
     .get("/api/v1/openapi.json", api::openapi)
     .get("/healthz", api::healthz)
     .get("/metrics", api::metrics)
@@ -192,9 +218,10 @@ fn router(store: Store, settings: &ServerSettings) -> Router {
         metrics: metrics.clone(),
         max_body_bytes: settings.max_body_bytes,
         feed_max_body_bytes: settings.feed_max_body_bytes,
+        applications: settings.applications,
     };
     limited(
-        routes(settings.feed_max_body_bytes)
+        routes(settings.feed_max_body_bytes, settings.applications.max_body_bytes)
             .router
             .with_state(state)
             .layer(middleware::from_fn_with_state(metrics, count_feeds)),
@@ -274,6 +301,7 @@ mod tests {
             max_body_bytes: 1024,
             feed_max_body_bytes: 1024,
             request_timeout_ms: 50,
+            applications: ApplicationSettings::default(),
         };
         let listener = TcpListener::bind(settings.listen).await.unwrap();
         let port = listener.local_addr().unwrap().port();

@@ -8,6 +8,29 @@ use serde_json::{json, Map, Value};
 
 /// The document served at `GET /api/v1/openapi.json`.
 pub(crate) fn document() -> Value {
+    let mut document = base_document();
+    if let Some(paths) = document["paths"].as_object_mut() {
+        paths.extend(application_paths());
+    }
+    document["components"]["securitySchemes"]["staffToken"] = json!({
+        "type": "http",
+        "scheme": "bearer",
+        "description": "A member of staff's token (`jiuzhu staff add NAME --roles reviewer,...`), as \
+            `Authorization: Bearer <token>`. Opens the application routes only, each as the roles allow."
+    });
+    if let Some(schemas) = document["components"]["schemas"].as_object_mut() {
+        schemas.insert("Application".into(), application_schema());
+        schemas.insert("ApplicationSummary".into(), application_summary());
+    }
+    if let Some(codes) =
+        document["components"]["schemas"]["Error"]["properties"]["error"]["enum"].as_array_mut()
+    {
+        codes.push(json!("refused"));
+    }
+    document
+}
+
+fn base_document() -> Value {
     json!({
         "openapi": "3.1.0",
         "info": {
@@ -626,4 +649,183 @@ fn nullable_money() -> Value {
 
 fn nullable_string() -> Value {
     json!({ "type": ["string", "null"] })
+}
+
+/// The application routes (救助申请, 智能受理, 救助审核), authenticated by a
+/// member of staff's token.
+fn application_paths() -> Map<String, Value> {
+    let staff = json!([{ "staffToken": [] }]);
+    let object = |properties: Value, required: &[&str]| json!({ "type": "object", "required": required, "additionalProperties": false, "properties": properties });
+    let body =
+        |schema: Value| json!({ "required": true, "content": { "application/json": { "schema": schema } } });
+    let answer = |description: &str, schema: Value| json!({ "description": description, "content": { "application/json": { "schema": schema } } });
+    let id = json!({ "name": "id", "in": "path", "required": true, "schema": { "type": "integer" } });
+    let unauthorized =
+        error("The staff token is missing or not known (a hospital's or a department's key is not one).");
+    let forbidden = error("The caller's roles do not allow this, or the reviewer entered the application.");
+    let paths = json!({
+        "/api/v1/commitment-letter": { "get": {
+            "operationId": "commitmentLetter",
+            "summary": "The current commitment letter (告知承诺书)",
+            "security": [],
+            "responses": {
+                "200": answer("The letter: `version`, `text`, `sha256` (of the text, what a signature records), `published_at`.",
+                    json!({ "type": "object" })),
+                "404": error("No letter is published yet.")
+            }
+        }},
+        "/api/v1/commitment-signatures": { "post": {
+            "operationId": "signLetter",
+            "summary": "Record that a person signed the current letter",
+            "security": staff,
+            "requestBody": body(object(json!({
+                "person_id": { "type": "string" },
+                "sha256": { "type": "string", "description": "The SHA-256 of the text the person read, hex." },
+                "channel": { "type": "string", "enum": ["web", "phone", "counter"], "default": "counter" }
+            }), &["person_id", "sha256"])),
+            "responses": {
+                "200": answer("The signature: `person` (masked), `version`, `sha256`, `channel`, `signed_at`.", json!({ "type": "object" })),
+                "400": error("A field is missing or invalid, or the store knows nothing of the person."),
+                "401": unauthorized,
+                "409": error("No letter is published, or the hash is not the current letter's."),
+                "500": error_reference("Internal")
+            }
+        }},
+        "/api/v1/applications/prefill": { "post": {
+            "operationId": "applicationPrefill",
+            "summary": "What the bureau knows of a person, to prefill an application (a logged read)",
+            "security": staff,
+            "requestBody": body(object(json!({ "person_id": { "type": "string" } }), &["person_id"])),
+            "responses": {
+                "200": answer("`person` (masked), `spells`, `letter`, `signed_current_letter`, `bank_account` (masked), `bills`, `applications`.", json!({ "type": "object" })),
+                "400": error("`person_id` is missing or invalid."),
+                "401": unauthorized,
+                "500": error_reference("Internal")
+            }
+        }},
+        "/api/v1/applications": {
+            "post": {
+                "operationId": "submitApplication",
+                "summary": "Submit an application, checked at once by smart acceptance",
+                "description": "`person_id` and `bills`, each with the invoice fields (but `person_id`) and an \
+                    optional `scan` (`media_type` image/jpeg, image/png or application/pdf, `content_base64`). \
+                    Every check's result is stored; a clean application is decided at once (`decided`), any \
+                    finding sends it to a reviewer (`needs_review`).",
+                "security": staff,
+                "requestBody": body(json!({ "type": "object" })),
+                "responses": {
+                    "201": answer("The application as stored.", reference("Application")),
+                    "400": error("The body is not JSON."),
+                    "401": unauthorized,
+                    "409": error("The person has not signed the current commitment letter."),
+                    "413": error("The body is larger than the limit."),
+                    "422": error("Fields are invalid, each named by its path (`bills[1].service_date`)."),
+                    "500": error_reference("Internal"),
+                    "503": error("No policy is in force.")
+                }
+            },
+            "get": {
+                "operationId": "reviewQueue",
+                "summary": "The applications waiting for review, oldest first (reviewers)",
+                "security": staff,
+                "parameters": [{ "name": "state", "in": "query", "schema": { "type": "string", "enum": ["needs_review"] } }],
+                "responses": {
+                    "200": answer("`applications`: summaries.", json!({ "type": "object", "properties": {
+                        "applications": { "type": "array", "items": reference("ApplicationSummary") } } })),
+                    "400": error("An unknown `state`."),
+                    "401": unauthorized,
+                    "403": forbidden,
+                    "500": error_reference("Internal")
+                }
+            }
+        },
+        "/api/v1/applications/{id}": { "get": {
+            "operationId": "application",
+            "summary": "An application with its bills, checks and history (reviewers, auditors; a logged read)",
+            "security": staff,
+            "parameters": [id, { "name": "purpose", "in": "query", "schema": { "type": "string" } }],
+            "responses": {
+                "200": answer("The application.", reference("Application")),
+                "401": unauthorized,
+                "403": forbidden,
+                "404": error("No such application."),
+                "500": error_reference("Internal")
+            }
+        }},
+        "/api/v1/applications/{id}/bills/{line}/scan": { "get": {
+            "operationId": "applicationScan",
+            "summary": "The scan of one bill (reviewers, auditors)",
+            "security": staff,
+            "parameters": [id, { "name": "line", "in": "path", "required": true, "schema": { "type": "integer" } }],
+            "responses": {
+                "200": { "description": "The scan, with its media type." },
+                "401": unauthorized,
+                "403": forbidden,
+                "404": error("No such application, bill or scan."),
+                "500": error_reference("Internal")
+            }
+        }},
+        "/api/v1/applications/{id}/review": { "post": {
+            "operationId": "reviewApplication",
+            "summary": "Approve or reject an application waiting for review (reviewers, not its enterer)",
+            "security": staff,
+            "parameters": [id],
+            "requestBody": body(object(json!({
+                "verdict": { "type": "string", "enum": ["approve", "reject"] },
+                "reason": { "type": "string" }
+            }), &["verdict", "reason"])),
+            "responses": {
+                "200": answer("The application after the verdict: approved, its pending bills decided.", reference("Application")),
+                "400": error("A missing verdict or reason."),
+                "401": unauthorized,
+                "403": forbidden,
+                "404": error("No such application."),
+                "409": error("The application is not waiting for review, or every bill of it is excluded."),
+                "500": error_reference("Internal")
+            }
+        }}
+    });
+    match paths {
+        Value::Object(paths) => paths,
+        _ => Map::new(),
+    }
+}
+
+fn application_summary() -> Value {
+    json!({
+        "type": "object",
+        "required": ["id", "person", "state", "channel", "entered_by", "submitted_at", "bills", "findings"],
+        "properties": {
+            "id": { "type": "integer" },
+            "person": { "type": "string", "description": "The resident ID, masked." },
+            "state": { "type": "string", "enum": ["needs_review", "approved", "rejected", "decided", "paid"] },
+            "channel": { "type": "string", "enum": ["web", "phone", "counter"] },
+            "entered_by": { "type": "string" },
+            "submitted_at": { "type": "string" },
+            "bills": { "type": "integer" },
+            "findings": { "type": "integer", "description": "Checks that did not pass." },
+            "in_scope_self_pay": money()
+        }
+    })
+}
+
+fn application_schema() -> Value {
+    json!({
+        "allOf": [reference("ApplicationSummary"), {
+            "type": "object",
+            "properties": {
+                "bills": { "type": "array", "items": { "type": "object", "description": "line, the invoice fields, scan (media_type, bytes, sha256), status (pending, decided, excluded, rejected), outcome and amount once decided." } },
+                "checks": { "type": "array", "items": { "type": "object", "required": ["line", "check", "passed", "detail"], "properties": {
+                    "line": { "type": "integer" },
+                    "check": { "type": "string", "enum": ["amounts_add_up", "visit_type_known", "not_decided", "not_applied", "no_suspected_duplicate", "eligible", "within_deadline"] },
+                    "passed": { "type": "boolean" },
+                    "detail": { "type": "string" }
+                } } },
+                "events": { "type": "array", "items": { "type": "object", "properties": {
+                    "state": { "type": "string", "enum": ["submitted", "accepted", "needs_review", "approved", "rejected", "decided", "paid"] },
+                    "at": { "type": "string" }, "actor": { "type": "string" }, "reason": { "type": ["string", "null"] }
+                } } }
+            }
+        }]
+    })
 }

@@ -97,6 +97,7 @@ async fn spawn_app_with(setup: Setup) -> TestApp {
         max_body_bytes: setup.max_body_bytes,
         feed_max_body_bytes: 1024 * 1024,
         request_timeout_ms: 10_000,
+        applications: jiuzhu_server::ApplicationSettings::default(),
     };
     let application = Application::build(store, settings).await.unwrap();
     let address = format!("http://127.0.0.1:{}", application.port());
@@ -529,7 +530,7 @@ async fn the_openapi_document_describes_every_route_the_router_serves() {
         assert!(document["components"]["schemas"][schema].is_object(), "{schema}");
     }
     let served = served_routes();
-    assert_eq!(served.len(), 9);
+    assert_eq!(served.len(), 17);
     for route in &served {
         assert!(
             document["paths"][route.path][route.method].is_object(),

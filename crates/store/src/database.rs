@@ -1960,7 +1960,7 @@ macro_rules! backend {
                 tx: &mut sqlx::Transaction<'_, $Db>,
                 cache: &PolicyCache,
                 requests: &[SettleRequest],
-                entry: &dyn Fn(&[Decided<'_>]) -> AuditRecord,
+                entry: &(dyn Fn(&[Decided<'_>]) -> AuditRecord + Sync),
             ) -> Result<Vec<FeedAnswer>, StoreError> {
                 let policy = policy_in(tx, cache).await?;
                 let run: Vec<&SettleRequest> = requests.iter().collect();
