@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod admin;
+mod applications;
 mod clear;
 mod config;
 mod disburse;
@@ -69,6 +70,23 @@ enum Command {
         #[command(subcommand)]
         command: disburse::DisburseCommand,
     },
+    /// The bureau's staff and their roles (reviewer, approver, auditor,
+    /// admin), with their API tokens.
+    Staff {
+        #[command(subcommand)]
+        command: applications::StaffCommand,
+    },
+    /// The commitment letter (告知承诺书) persons sign before applying.
+    Letter {
+        #[command(subcommand)]
+        command: applications::LetterCommand,
+    },
+    /// Review of applications (救助审核): the queue, one application with its
+    /// findings, approve or reject with a reason.
+    Review {
+        #[command(subcommand)]
+        command: applications::ReviewCommand,
+    },
     /// The audit log.
     Audit {
         #[command(subcommand)]
@@ -128,6 +146,9 @@ fn main() -> ExitCode {
         Command::Apikey { command } => admin::apikey(&command),
         Command::Clear(args) => clear::run(&args, &admin::operator()),
         Command::Disburse { command } => disburse::run(&command),
+        Command::Staff { command } => applications::staff(&command),
+        Command::Letter { command } => applications::letter(&command),
+        Command::Review { command } => applications::review(&command),
         Command::Audit { command } => admin::audit(&command),
         Command::Notify { command } => notify::run(&command),
     }

@@ -1,0 +1,232 @@
+//! The application path end to end with the real binary: staff and a
+//! commitment letter from the command line, a signature and an application
+//! through `jiuzhu serve`'s API, the review from the command line.
+
+use std::path::Path;
+use std::process::Command;
+
+use serde_json::{json, Value};
+
+mod common;
+
+use common::{jiuzhu, BINARY};
+
+/// Runs `jiuzhu ARGS` in `dir`; its exit status, standard output and error.
+fn run(dir: &Path, args: &[&str]) -> (i32, String, String) {
+    let output = Command::new(BINARY)
+        .current_dir(dir)
+        .env_remove("JIUZHU_DATA_KEY")
+        .env_remove("JIUZHU_DATABASE")
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+fn token(output: &str) -> String {
+    output
+        .lines()
+        .find_map(|line| line.strip_prefix("API token (shown once; keep it secret): "))
+        .unwrap()
+        .trim()
+        .to_owned()
+}
+
+#[tokio::test]
+async fn a_clerk_enters_an_application_through_the_api_and_another_reviewer_approves_it_from_the_command_line(
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path();
+    jiuzhu(path, &["init"]);
+    let database = format!("sqlite://{}", path.join("jiuzhu.db").display());
+    let data = common::repository().join("crates/cli/tests/data/small");
+    let policy = common::repository().join("fixtures/example-policy.toml");
+    common::load_policy_and_spells(
+        path,
+        &database,
+        policy.to_str().unwrap(),
+        data.join("spells.csv").to_str().unwrap(),
+    );
+
+    let clerk = token(&jiuzhu(
+        path,
+        &[
+            "staff",
+            "add",
+            "clerk",
+            "--roles",
+            "reviewer",
+            "--database",
+            &database,
+        ],
+    ));
+    jiuzhu(
+        path,
+        &[
+            "staff",
+            "add",
+            "rev",
+            "--roles",
+            "reviewer,approver",
+            "--database",
+            &database,
+        ],
+    );
+    jiuzhu(
+        path,
+        &[
+            "staff",
+            "add",
+            "aud",
+            "--roles",
+            "auditor",
+            "--database",
+            &database,
+        ],
+    );
+    let (code, _, error) = run(
+        path,
+        &["staff", "add", "x", "--roles", "boss", "--database", &database],
+    );
+    assert_eq!(code, 2, "{error}");
+    assert!(error.contains("\"boss\" is not a role"), "{error}");
+
+    std::fs::write(
+        path.join("letter.txt"),
+        "本人承诺所提交的票据真实有效，未重复报销。",
+    )
+    .unwrap();
+    let published = jiuzhu(
+        path,
+        &[
+            "letter",
+            "publish",
+            "letter.txt",
+            "--version",
+            "2026-01",
+            "--database",
+            &database,
+        ],
+    );
+    assert!(
+        published.contains("commitment letter 2026-01 published"),
+        "{published}"
+    );
+    let shown = jiuzhu(path, &["letter", "show", "--database", &database]);
+    assert!(shown.contains("未重复报销"), "{shown}");
+
+    let server = common::serve(path, &database, None);
+    let client = reqwest::Client::new();
+    let letter: Value = client
+        .get(format!("{}/api/v1/commitment-letter", server.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let signed = client
+        .post(format!("{}/api/v1/commitment-signatures", server.base))
+        .bearer_auth(&clerk)
+        .json(&json!({"person_id": "110105196001010017", "sha256": letter["sha256"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(signed.status().as_u16(), 200);
+    let bill = |number: &str, total: &str| {
+        json!({"invoice_no": number, "hospital": "外市医院", "visit_type": "inpatient", "service_date": "2026-05-01",
+               "settled_at": "2026-05-02T09:00:00+08:00", "total": total, "fund_paid": "600",
+               "in_scope_self_pay": "300", "out_of_scope_self_pay": "100"})
+    };
+    let submitted: Value = client
+        .post(format!("{}/api/v1/applications", server.base))
+        .bearer_auth(&clerk)
+        .json(&json!({"person_id": "110105196001010017", "bills": [bill("OUT1", "1000"), bill("OUT2", "1001")]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(submitted["state"], "needs_review", "{submitted}");
+    let id = submitted["id"].as_i64().unwrap().to_string();
+    drop(server);
+
+    let queue = jiuzhu(path, &["review", "list", "--as", "rev", "--database", &database]);
+    assert!(
+        queue.starts_with(&format!("{id}\t110105********0017\t2 bills\t1 findings")),
+        "{queue}"
+    );
+    let (code, _, error) = run(path, &["review", "list", "--as", "aud", "--database", &database]);
+    assert_eq!(code, 3, "{error}");
+    assert!(error.contains("aud does not have the role reviewer"), "{error}");
+
+    let shown = jiuzhu(
+        path,
+        &[
+            "review",
+            "show",
+            &id,
+            "--as",
+            "aud",
+            "--purpose",
+            "audit",
+            "--database",
+            &database,
+        ],
+    );
+    assert!(shown.contains("bill 2: amounts_add_up — fund_paid + in_scope_self_pay + out_of_scope_self_pay = 1000.00, but total is 1001.00"), "{shown}");
+
+    let (code, _, error) = run(
+        path,
+        &[
+            "review",
+            "approve",
+            &id,
+            "--as",
+            "clerk",
+            "--reason",
+            "ok",
+            "--database",
+            &database,
+        ],
+    );
+    assert_eq!(code, 3, "{error}");
+    assert!(error.contains("another reviewer must decide it"), "{error}");
+    let approved = jiuzhu(
+        path,
+        &[
+            "review",
+            "approve",
+            &id,
+            "--as",
+            "rev",
+            "--reason",
+            "第2张票据金额有误，其余核准",
+            "--database",
+            &database,
+        ],
+    );
+    assert!(approved.contains(": decided — entered by clerk"), "{approved}");
+    assert!(
+        approved.contains("OUT1 外市医院 inpatient 2026-05-01") && approved.contains("[decided] → assisted"),
+        "{approved}"
+    );
+    assert!(
+        approved.contains("approved by rev: 第2张票据金额有误，其余核准"),
+        "{approved}"
+    );
+    let (code, _, _) = run(
+        path,
+        &["review", "show", "999", "--as", "rev", "--database", &database],
+    );
+    assert_eq!(code, 5);
+
+    // The story and the audit chain.
+    let verified = jiuzhu(path, &["audit", "verify", "--database", &database]);
+    assert!(verified.contains("The audit chain is whole"), "{verified}");
+}
