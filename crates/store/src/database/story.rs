@@ -1,7 +1,9 @@
 //! The whole story of one person (`jiuzhu audit show --person ID`): every
 //! version of their spells, every bill and its decision with the
 //! explanation, reversals, what clearings changed and the lines they
-//! made, in the order they were recorded. Reading it is itself recorded:
+//! made, commitment letters signed, applications and each change of their
+//! state, bank accounts (masked) and payments, in the order they were
+//! recorded. Reading it is itself recorded:
 //! each read appends a `person.read` entry to the audit log, naming who
 //! read whose record (masked) and why, before anything is returned.
 
@@ -23,6 +25,14 @@ pub enum StoryKind {
     Recomputed,
     /// A clearing's line: a top-up to pay or a recovery to review.
     ClearingLine,
+    /// The commitment letter signed.
+    Signature,
+    /// A change of state of an application.
+    Application,
+    /// A bank account recorded.
+    BankAccount,
+    /// A payment line: made, paid or failed.
+    Payment,
 }
 
 impl StoryKind {
@@ -33,6 +43,10 @@ impl StoryKind {
             StoryKind::Reversal => "reversal",
             StoryKind::Recomputed => "recomputed",
             StoryKind::ClearingLine => "clearing",
+            StoryKind::Signature => "signature",
+            StoryKind::Application => "application",
+            StoryKind::BankAccount => "bank_account",
+            StoryKind::Payment => "payment",
         }
     }
 }
@@ -250,6 +264,107 @@ macro_rules! story_backend {
                         ),
                         details: Vec::new(),
                     });
+                }
+                for row in sqlx::query(
+                    "SELECT s.signed_at, s.channel, s.recorded_by, l.version FROM commitment_signatures s \
+                     JOIN commitment_letters l ON l.id = s.letter_id WHERE s.person_key = $1 ORDER BY s.id",
+                )
+                .bind(key)
+                .fetch_all(&mut *read)
+                .await?
+                {
+                    let version: String = row.try_get("version")?;
+                    let channel: String = row.try_get("channel")?;
+                    let by: String = row.try_get("recorded_by")?;
+                    events.push(StoryEvent {
+                        at: row.try_get("signed_at")?,
+                        kind: StoryKind::Signature,
+                        summary: format!("commitment letter {version} signed via {channel} (recorded by {by})"),
+                        details: Vec::new(),
+                    });
+                }
+
+                for row in sqlx::query(
+                    "SELECT e.application_id, e.state, e.at, e.actor, e.reason, \
+                     (SELECT string_agg(b.invoice_no || ' ' || b.status, ', ') FROM (SELECT invoice_no, status \
+                     FROM application_bills WHERE application_id = e.application_id ORDER BY line) b) AS bills \
+                     FROM application_events e JOIN applications a ON a.id = e.application_id \
+                     WHERE a.person_key = $1 ORDER BY e.id",
+                )
+                .bind(key)
+                .fetch_all(&mut *read)
+                .await?
+                {
+                    let id: i64 = row.try_get("application_id")?;
+                    let state: String = row.try_get("state")?;
+                    let actor: String = row.try_get("actor")?;
+                    let reason: Option<String> = row.try_get("reason")?;
+                    let bills: Option<String> = row.try_get("bills")?;
+                    let mut details = Vec::new();
+                    if state == "submitted" {
+                        details.push(format!("bills: {}", bills.unwrap_or_default()));
+                    }
+                    let reason = reason.map_or_else(String::new, |reason| format!(": {reason}"));
+                    events.push(StoryEvent {
+                        at: row.try_get("at")?,
+                        kind: StoryKind::Application,
+                        summary: format!("application {id} {state} by {actor}{reason}"),
+                        details,
+                    });
+                }
+
+                for row in sqlx::query(
+                    "SELECT bank, account_masked, recorded_at, recorded_by FROM bank_accounts \
+                     WHERE person_key = $1 ORDER BY id",
+                )
+                .bind(key)
+                .fetch_all(&mut *read)
+                .await?
+                {
+                    let bank: String = row.try_get("bank")?;
+                    let account: String = row.try_get("account_masked")?;
+                    let by: String = row.try_get("recorded_by")?;
+                    events.push(StoryEvent {
+                        at: row.try_get("recorded_at")?,
+                        kind: StoryKind::BankAccount,
+                        summary: format!("bank account {bank} {account} recorded by {by}"),
+                        details: Vec::new(),
+                    });
+                }
+
+                for row in sqlx::query(
+                    "SELECT l.id, l.batch_id, l.amount, l.status, l.reason, l.answered_at, b.created_at, \
+                     (SELECT string_agg(p.reference, ' ') FROM (SELECT q.kind || ':' || q.reference AS reference \
+                     FROM payment_items t JOIN payables q ON q.id = t.payable_id WHERE t.line_id = l.id \
+                     ORDER BY q.id) p) AS paying \
+                     FROM payment_lines l JOIN payment_batches b ON b.id = l.batch_id \
+                     WHERE l.person_key = $1 ORDER BY l.id",
+                )
+                .bind(key)
+                .fetch_all(&mut *read)
+                .await?
+                {
+                    let id: i64 = row.try_get("id")?;
+                    let batch: i64 = row.try_get("batch_id")?;
+                    let amount = jiuzhu_core::Fen::from_fen(row.try_get("amount")?);
+                    let status: String = row.try_get("status")?;
+                    let paying: Option<String> = row.try_get("paying")?;
+                    events.push(StoryEvent {
+                        at: row.try_get("created_at")?,
+                        kind: StoryKind::Payment,
+                        summary: format!("payment batch {batch}, line {id}: {amount} to pay"),
+                        details: vec![format!("for {}", paying.unwrap_or_default())],
+                    });
+                    if status != "pending" {
+                        let reason: Option<String> = row.try_get("reason")?;
+                        let reason = reason.filter(|reason| !reason.is_empty()).map_or_else(String::new, |reason| format!(": {reason}"));
+                        events.push(StoryEvent {
+                            at: row.try_get::<Option<String>, _>("answered_at")?.unwrap_or_default(),
+                            kind: StoryKind::Payment,
+                            summary: format!("payment batch {batch}, line {id}: {amount} {status} by the bank{reason}"),
+                            details: Vec::new(),
+                        });
+                    }
                 }
                 read.commit().await?;
                 Ok(Some(PersonStory {

@@ -278,6 +278,49 @@ async fn a_clean_application_is_accepted_decided_as_simulate_decides_and_paid_th
         let paid = store.read_application(view.summary.id).await.unwrap();
         assert_eq!(paid.summary.state, ApplicationState::Paid);
         assert_eq!(paid.events.last().unwrap().state, "paid");
+
+        // The person's story tells all of it, in order, masked.
+        let story = store
+            .person_story(jiuzhu_core::ResidentId::parse(PERSON).unwrap(), "auditor", "test")
+            .await
+            .unwrap()
+            .unwrap();
+        let told: Vec<(&str, &str)> = story
+            .events
+            .iter()
+            .filter(|event| !matches!(event.kind.as_str(), "spell" | "decision"))
+            .map(|event| (event.kind.as_str(), event.summary.as_str()))
+            .collect();
+        let kinds: Vec<&str> = told.iter().map(|(kind, _)| *kind).collect();
+        assert_eq!(
+            kinds,
+            [
+                "signature",
+                "application",
+                "application",
+                "application",
+                "application",
+                "application",
+                "bank_account",
+                "payment",
+                "application",
+                "payment"
+            ],
+            "{told:#?}"
+        );
+        assert!(told[0]
+            .1
+            .starts_with("commitment letter 2024-01 signed via counter"));
+        assert!(told
+            .iter()
+            .any(|(_, summary)| summary.contains("bank account 农业银行 6228********5678")));
+        assert!(
+            told.iter()
+                .any(|(_, summary)| summary.ends_with("paid by the bank")),
+            "{told:#?}"
+        );
+        let text = format!("{story:?}");
+        assert!(!text.contains(PERSON) && !text.contains("6228480012345678"));
         assert!(store.verify_audit().await.unwrap().is_ok());
         database.drop_database().await;
     }
