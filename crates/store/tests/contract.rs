@@ -2473,10 +2473,14 @@ async fn per_person(database: &Fresh, sql: &str) -> BTreeMap<String, i64> {
     rows.into_iter().collect()
 }
 
-/// Granted so far: decisions not reversed plus the clearings' lines.
+/// Granted so far: decisions not reversed (or reversed after the bank paid
+/// them) plus the clearings' lines.
 const GRANTED: &str = "SELECT p.resident_id_masked, CAST(SUM(g.amount) AS BIGINT) FROM persons p JOIN ( \
-    SELECT person_key, amount FROM decisions d WHERE kind = 'decision' AND NOT EXISTS \
+    SELECT person_key, amount FROM decisions d WHERE kind = 'decision' AND (NOT EXISTS \
     (SELECT 1 FROM decisions r WHERE r.invoice_no = d.invoice_no AND r.kind = 'reversal') \
+    OR EXISTS (SELECT 1 FROM payables b JOIN payment_items t ON t.payable_id = b.id \
+    JOIN payment_lines l ON l.id = t.line_id WHERE b.kind = 'decision' AND b.reference = d.invoice_no \
+    AND l.status = 'paid')) \
     UNION ALL SELECT person_key, CASE WHEN kind = 'top_up' THEN amount ELSE -amount END FROM clearing_lines \
     ) g ON g.person_key = p.person_key GROUP BY p.resident_id_masked";
 
@@ -2575,9 +2579,26 @@ async fn model_run(database: &Fresh, seed: u64) {
         .load_bank_accounts("accounts.csv", &rows, "clerk")
         .await
         .unwrap();
+    // Every person signed the commitment letter; a reviewer reviews.
+    let letter = store.publish_letter("2024", "承诺书", "admin").await.unwrap();
+    for person in &model.persons {
+        store
+            .sign_letter(
+                *person,
+                &letter.sha256,
+                jiuzhu_store::ApplyChannel::Web,
+                "citizen",
+            )
+            .await
+            .unwrap();
+    }
+    store
+        .add_staff("reviewer", &[jiuzhu_store::Role::Reviewer], "admin")
+        .await
+        .unwrap();
 
     for step in 1..=60u64 {
-        match dice.below(10) {
+        match dice.below(12) {
             0..=2 => {
                 let bill = model.bill(&mut dice, step);
                 store.settle("H001", &bill, "H001").await.unwrap();
@@ -2644,6 +2665,64 @@ async fn model_run(database: &Fresh, seed: u64) {
                     masked(&owed),
                     "seed {seed} step {step}"
                 );
+            }
+            10 | 11 => {
+                // An application for a bill of a hospital not connected:
+                // decided at once when clean; otherwise (the person not
+                // yet eligible on the service date) approved or rejected.
+                let mut bill = model.bill(&mut dice, step);
+                bill.invoice_no = InvoiceNo::parse(&format!("A{}", bill.invoice_no.as_str())).unwrap();
+                bill.hospital = jiuzhu_core::Hospital::parse("外市医院").unwrap();
+                let request = jiuzhu_formats::application::ApplicationRequest {
+                    person: bill.person,
+                    bills: vec![jiuzhu_formats::application::ApplicationBill {
+                        invoice_no: bill.invoice_no.clone(),
+                        hospital: bill.hospital.clone(),
+                        visit_type: bill.visit_type.clone(),
+                        service_date: bill.service_date,
+                        settled_at: bill.settled_at.clone(),
+                        amounts: [
+                            bill.amounts.total(),
+                            bill.amounts.fund_paid(),
+                            bill.amounts.in_scope_self_pay(),
+                            bill.amounts.out_of_scope_self_pay(),
+                        ],
+                        scan: None,
+                    }],
+                };
+                let settings = jiuzhu_store::AcceptanceSettings {
+                    filing_deadline_days: 365,
+                    today: Some(jiuzhu_core::Date::parse("2024-12-31").unwrap()),
+                };
+                let view = store
+                    .submit_application(&request, jiuzhu_store::ApplyChannel::Web, "citizen", settings)
+                    .await
+                    .unwrap();
+                let state = match view.summary.state {
+                    jiuzhu_store::ApplicationState::NeedsReview => {
+                        let verdict = if dice.below(2) == 0 {
+                            jiuzhu_store::Verdict::Approve
+                        } else {
+                            jiuzhu_store::Verdict::Reject
+                        };
+                        store
+                            .review_application(view.summary.id, verdict, "审核", "reviewer")
+                            .await
+                            .unwrap()
+                            .summary
+                            .state
+                    }
+                    other => other,
+                };
+                if state == jiuzhu_store::ApplicationState::Decided {
+                    model.bills.push((bill, false));
+                } else {
+                    assert_eq!(
+                        state,
+                        jiuzhu_store::ApplicationState::Rejected,
+                        "seed {seed} step {step}"
+                    );
+                }
             }
             _ => pay_batches(&store, &mut || dice.below(4) == 0).await,
         }
