@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use jiuzhu_store::{ApplicationError, ApplicationView, Role, Store, Verdict};
+use jiuzhu_store::{ApplicationError, ApplicationView, RecoveryVerdict, Role, Store, Verdict};
 
 use crate::admin::{open_store, operator, runtime, BAD_INPUT};
 use crate::config::SettingsArgs;
@@ -96,6 +96,56 @@ pub enum ReviewCommand {
         #[command(flatten)]
         settings: SettingsArgs,
     },
+    /// The clearings' recovery lines (追回) and where each stands.
+    Recoveries {
+        #[command(flatten)]
+        reviewer: Reviewer,
+        #[command(flatten)]
+        settings: SettingsArgs,
+    },
+    /// Decide a recovery line: --recover it from the person or --waive it.
+    Recovery {
+        line: i64,
+        #[arg(long, conflicts_with = "waive", required_unless_present = "waive")]
+        recover: bool,
+        #[arg(long)]
+        waive: bool,
+        #[arg(long)]
+        reason: String,
+        #[command(flatten)]
+        reviewer: Reviewer,
+        #[command(flatten)]
+        settings: SettingsArgs,
+    },
+    /// Record that the person repaid a line to recover (approvers).
+    Repaid {
+        line: i64,
+        /// The bank's or the cashier's reference of the repayment.
+        #[arg(long)]
+        reference: String,
+        #[command(flatten)]
+        reviewer: Reviewer,
+        #[command(flatten)]
+        settings: SettingsArgs,
+    },
+}
+
+fn print_recovery(line: &jiuzhu_store::RecoveryLine) {
+    println!(
+        "{}\t{}\t{}\t{}\t{}\tgranted {}, owed {}\tclearing {}\t{}",
+        line.id,
+        line.person_masked,
+        line.year,
+        crate::simulate::money(line.amount),
+        line.status.as_str(),
+        crate::simulate::money(line.granted),
+        crate::simulate::money(line.recomputed),
+        line.period,
+        line.invoices
+    );
+    for (step, reason, at, actor) in &line.steps {
+        println!("\t{at} {step} by {actor}: {reason}");
+    }
 }
 
 #[derive(Debug, clap::Args)]
@@ -341,6 +391,60 @@ pub fn review(command: &ReviewCommand) -> ExitCode {
                 match store.open_application(*id, &name, purpose).await {
                     Ok(view) => {
                         print_view(&view);
+                        Ok(ExitCode::SUCCESS)
+                    }
+                    Err(error) => refused(error),
+                }
+            })
+        }
+        ReviewCommand::Recoveries { reviewer, settings } => {
+            let name = reviewer.name();
+            with_store(settings, async |store| match store.recoveries(&name).await {
+                Ok(lines) => {
+                    if lines.is_empty() {
+                        println!("no clearing has found anything to recover");
+                    }
+                    lines.iter().for_each(print_recovery);
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(error) => refused(error),
+            })
+        }
+        ReviewCommand::Recovery {
+            line,
+            recover,
+            reason,
+            reviewer,
+            settings,
+            ..
+        } => {
+            let verdict = if *recover {
+                RecoveryVerdict::Recover
+            } else {
+                RecoveryVerdict::Waive
+            };
+            let name = reviewer.name();
+            with_store(settings, async |store| {
+                match store.review_recovery(*line, verdict, reason, &name).await {
+                    Ok(line) => {
+                        print_recovery(&line);
+                        Ok(ExitCode::SUCCESS)
+                    }
+                    Err(error) => refused(error),
+                }
+            })
+        }
+        ReviewCommand::Repaid {
+            line,
+            reference,
+            reviewer,
+            settings,
+        } => {
+            let name = reviewer.name();
+            with_store(settings, async |store| {
+                match store.record_repayment(*line, reference, &name).await {
+                    Ok(line) => {
+                        print_recovery(&line);
                         Ok(ExitCode::SUCCESS)
                     }
                     Err(error) => refused(error),

@@ -230,3 +230,178 @@ async fn a_clerk_enters_an_application_through_the_api_and_another_reviewer_appr
     let verified = jiuzhu(path, &["audit", "verify", "--database", &database]);
     assert!(verified.contains("The audit chain is whole"), "{verified}");
 }
+
+#[test]
+fn a_recovery_found_by_a_clearing_is_reviewed_then_repaid_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path();
+    jiuzhu(path, &["init"]);
+    let database = format!("sqlite://{}", path.join("jiuzhu.db").display());
+    let data = common::repository().join("crates/cli/tests/data/small");
+    let policy = common::repository().join("fixtures/example-policy.toml");
+    common::load_policy_and_spells(
+        path,
+        &database,
+        policy.to_str().unwrap(),
+        data.join("spells.csv").to_str().unwrap(),
+    );
+    let invoices = data.join("invoices.csv");
+    jiuzhu(
+        path,
+        &[
+            "import",
+            "invoices",
+            invoices.to_str().unwrap(),
+            "--database",
+            &database,
+        ],
+    );
+    // 017's spell now ends before INV002 (served 2024-04-01, granted 3,000.00).
+    std::fs::write(
+        path.join("ended.csv"),
+        "person_id,category,valid_from,valid_to\n110105196001010017,DB,2023-01-01,2024-03-31\n",
+    )
+    .unwrap();
+    jiuzhu(
+        path,
+        &[
+            "import",
+            "spells",
+            "ended.csv",
+            "--source",
+            "民政",
+            "--database",
+            &database,
+        ],
+    );
+    jiuzhu(
+        path,
+        &[
+            "clear",
+            "--period",
+            "2024",
+            "--out",
+            "report",
+            "--database",
+            &database,
+        ],
+    );
+    jiuzhu(
+        path,
+        &[
+            "staff",
+            "add",
+            "rev",
+            "--roles",
+            "reviewer",
+            "--database",
+            &database,
+        ],
+    );
+    jiuzhu(
+        path,
+        &[
+            "staff",
+            "add",
+            "cashier",
+            "--roles",
+            "approver",
+            "--database",
+            &database,
+        ],
+    );
+
+    let listed = jiuzhu(
+        path,
+        &["review", "recoveries", "--as", "rev", "--database", &database],
+    );
+    assert!(
+        listed.starts_with("1\t110105********0017\t2024\t3,000.00\tto_review\t"),
+        "{listed}"
+    );
+    let (code, _, error) = run(
+        path,
+        &[
+            "review",
+            "recovery",
+            "1",
+            "--recover",
+            "--reason",
+            "x",
+            "--as",
+            "cashier",
+            "--database",
+            &database,
+        ],
+    );
+    assert_eq!(code, 3, "{error}");
+    let (code, _, error) = run(
+        path,
+        &[
+            "review",
+            "recovery",
+            "1",
+            "--reason",
+            "x",
+            "--as",
+            "rev",
+            "--database",
+            &database,
+        ],
+    );
+    assert_eq!(code, 2, "neither --recover nor --waive: {error}");
+    let reviewed = jiuzhu(
+        path,
+        &[
+            "review",
+            "recovery",
+            "1",
+            "--recover",
+            "--reason",
+            "身份已终止",
+            "--as",
+            "rev",
+            "--database",
+            &database,
+        ],
+    );
+    assert!(
+        reviewed.contains("\tto_recover\t") && reviewed.contains("recover by rev: 身份已终止"),
+        "{reviewed}"
+    );
+    let (code, _, error) = run(
+        path,
+        &[
+            "review",
+            "recovery",
+            "1",
+            "--waive",
+            "--reason",
+            "again",
+            "--as",
+            "rev",
+            "--database",
+            &database,
+        ],
+    );
+    assert_eq!(code, 3, "{error}");
+    assert!(error.contains("is to_recover"), "{error}");
+    let repaid = jiuzhu(
+        path,
+        &[
+            "review",
+            "repaid",
+            "1",
+            "--reference",
+            "流水 2024-0001",
+            "--as",
+            "cashier",
+            "--database",
+            &database,
+        ],
+    );
+    assert!(
+        repaid.contains("\trepaid\t") && repaid.contains("repaid by cashier: 流水 2024-0001"),
+        "{repaid}"
+    );
+}

@@ -94,7 +94,8 @@ impl From<ApplicationError> for ApiError {
             | ApplicationError::NotSigned { .. }
             | ApplicationError::LetterChanged { .. }
             | ApplicationError::NotInReview { .. }
-            | ApplicationError::NothingToDecide(_) => ApiError::Refusal(error.to_string()),
+            | ApplicationError::NothingToDecide(_)
+            | ApplicationError::Refused(_) => ApiError::Refusal(error.to_string()),
             ApplicationError::UnknownPerson => ApiError::BadParameter {
                 field: "person_id",
                 message: error.to_string(),

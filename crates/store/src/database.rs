@@ -56,6 +56,8 @@ pub use feed::{
     FeedDuplicate, FeedError, FeedOptions, FeedReport, FEED_CHUNK_INVOICES, MAX_FEED_CHUNK_INVOICES,
 };
 mod outbox;
+mod recoveries;
+pub use recoveries::{RecoveryLine, RecoveryStatus, RecoveryVerdict};
 mod story;
 pub use outbox::{DispatchOptions, DispatchReport, NotificationStats};
 pub use story::{PersonStory, StoryEvent, StoryKind};

@@ -47,7 +47,7 @@ pub use database::{
 pub use database::{
     scan_base64, AcceptanceSettings, ApplicationBillView, ApplicationError, ApplicationEvent,
     ApplicationState, ApplicationSummary, ApplicationView, ApplyChannel, CheckResult, KnownBill, Letter,
-    Prefill, Role, ScanContent, Signature, StaffUser, Verdict,
+    Prefill, RecoveryLine, RecoveryStatus, RecoveryVerdict, Role, ScanContent, Signature, StaffUser, Verdict,
 };
 pub use notify::{LogFileSender, Notification, NotificationKind, Sender};
 pub use spell_history::{AlreadyImported, PendingRecomputation, SpellFile, SpellImport, StoredSpell};

@@ -2032,6 +2032,73 @@ async fn a_spell_ended_earlier_makes_a_recovery_and_the_counters_follow_the_reco
             .collect();
         let expected = simulated_totals(&[&current, ENDED_EARLIER], 2024);
         assert_eq!(stored_totals(&store, expected.keys(), 2024).await, expected);
+
+        // The recovery is reviewed: by a reviewer, with a reason, once; a
+        // line to recover is repaid, recorded by an approver.
+        use jiuzhu_store::{RecoveryStatus, RecoveryVerdict, Role};
+        store.add_staff("rev", &[Role::Reviewer], "admin").await.unwrap();
+        store
+            .add_staff("cashier", &[Role::Approver], "admin")
+            .await
+            .unwrap();
+        let lines = store.recoveries("rev").await.unwrap();
+        assert_eq!(lines.len(), 1);
+        let line = &lines[0];
+        assert_eq!(
+            (
+                line.status,
+                line.amount,
+                line.person_masked.as_str(),
+                line.invoices.as_str()
+            ),
+            (
+                RecoveryStatus::ToReview,
+                Fen::from_fen(300_000),
+                "110105********0017",
+                "INV002"
+            )
+        );
+        let before = database.dump().await;
+        for (actor, reason) in [("cashier", "收回"), ("nobody", "收回"), ("rev", " ")] {
+            let refused = store
+                .review_recovery(line.id, RecoveryVerdict::Recover, reason, actor)
+                .await;
+            assert!(refused.is_err(), "{actor}: {refused:?}");
+        }
+        assert!(store
+            .record_repayment(line.id, "银行流水 001", "cashier")
+            .await
+            .is_err());
+        assert_eq!(database.dump().await, before);
+        let reviewed = store
+            .review_recovery(
+                line.id,
+                RecoveryVerdict::Recover,
+                "身份终止后的门诊费用，应予追回",
+                "rev",
+            )
+            .await
+            .unwrap();
+        assert_eq!(reviewed.status, RecoveryStatus::ToRecover);
+        assert!(store
+            .review_recovery(line.id, RecoveryVerdict::Waive, "again", "rev")
+            .await
+            .is_err());
+        assert!(store
+            .record_repayment(line.id, "银行流水 001", "rev")
+            .await
+            .is_err());
+        let repaid = store
+            .record_repayment(line.id, "银行流水 001", "cashier")
+            .await
+            .unwrap();
+        assert_eq!(repaid.status, RecoveryStatus::Repaid);
+        assert_eq!(repaid.steps.len(), 2);
+        assert_eq!(repaid.steps[1].1, "银行流水 001");
+        assert!(store
+            .record_repayment(line.id, "银行流水 002", "cashier")
+            .await
+            .is_err());
         // Another year is another clearing: 2023 has nothing to change.
         let other = store
             .run_clearing(period("2023"), "admin", &|_| {})

@@ -108,3 +108,17 @@ CREATE TABLE application_checks (
     PRIMARY KEY (application_id, line, name)
 );
 
+
+-- recovery_reviews: what a reviewer decided of a clearing's recovery line
+-- (追回): to recover it from the person, or to waive it, with a reason;
+-- then, for one recovered, that the person repaid it. Append-only; one
+-- verdict per line, and a repayment only of a line to recover.
+CREATE TABLE recovery_reviews (
+    id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    line_id BIGINT NOT NULL REFERENCES clearing_lines (id),
+    verdict TEXT NOT NULL CHECK (verdict IN ('recover', 'waive', 'repaid')),
+    reason TEXT NOT NULL,
+    at TEXT NOT NULL,
+    actor TEXT NOT NULL
+);
+CREATE UNIQUE INDEX recovery_reviews_once ON recovery_reviews (line_id, (verdict = 'repaid'));

@@ -319,6 +319,9 @@ pub enum ApplicationError {
     NoPolicy,
     #[error("{0}")]
     Invalid(String),
+    /// The state of things refuses the step.
+    #[error("{0}")]
+    Refused(String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
