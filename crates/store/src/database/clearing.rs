@@ -265,6 +265,286 @@ struct YearData {
     counters: HashMap<u32, Vec<(String, i64, i64)>>,
 }
 
+/// The queries that read a year, each ending in `year = ` (the year is
+/// bound after it), shared by both readers.
+const REVERSED_SQL: &str = "SELECT invoice_no FROM decisions WHERE kind = 'reversal' AND year = ";
+/// Reversed bills whose decision the bank had paid.
+const PAID_OUT_SQL: &str = "SELECT p.reference FROM payables p \
+    JOIN decisions r ON r.invoice_no = p.reference AND r.kind = 'reversal' \
+    WHERE p.kind = 'decision' AND EXISTS (SELECT 1 FROM payment_items t \
+    JOIN payment_lines l ON l.id = t.line_id WHERE t.payable_id = p.id AND l.status = 'paid') \
+    AND r.year = ";
+const INVOICES_SQL: &str =
+    "SELECT d.invoice_no, d.person_key, d.outcome, d.pool, d.deductible_applied, d.amount, \
+    i.hospital, i.visit_type, i.service_date, i.settled_at, i.total, i.in_scope_self_pay, \
+    i.out_of_scope_self_pay \
+    FROM decisions d JOIN invoices i ON i.invoice_no = d.invoice_no \
+    WHERE d.kind = 'decision' AND d.year = ";
+/// Current spells (no year: `AND person_key IN (…)` may follow).
+const SPELLS_SQL: &str = "SELECT person_key, category, valid_from, valid_to, source FROM spells \
+    WHERE superseded_by IS NULL";
+const CLEARED_SQL: &str = "SELECT invoice_no, clearing_id, outcome, pool, deductible_applied, amount \
+    FROM clearing_invoices WHERE year = ";
+const LINES_SQL: &str = "SELECT person_key, kind, amount FROM clearing_lines WHERE year = ";
+const COUNTERS_SQL: &str = "SELECT person_key, pool, deductible_used, granted FROM counters WHERE year = ";
+const WATERMARKS_SQL: &str = "SELECT (SELECT COALESCE(MAX(id), 0) FROM decisions) AS decision, \
+    (SELECT COALESCE(MAX(id), 0) FROM spells) AS spell, \
+    (SELECT COALESCE(MAX(id), 0) FROM clearings) AS clearing, \
+    (SELECT COALESCE(MAX(id), 0) FROM policies) AS policy";
+
+/// An invoice row of [`INVOICES_SQL`], its columns in order.
+struct InvoiceRow {
+    invoice_no: String,
+    key: Vec<u8>,
+    decided: Held,
+    hospital: String,
+    visit_type: String,
+    service_date: String,
+    settled_at: String,
+    total: i64,
+    base: i64,
+    out_of_scope: i64,
+}
+
+/// A year's data built from the rows of the queries above, taken in their
+/// order (reversals and payments first: an invoice's flags need them),
+/// whichever reader runs them.
+#[derive(Debug, Default)]
+struct YearReader {
+    data: YearData,
+    reversed: HashSet<String>,
+    paid_out: HashSet<String>,
+}
+
+impl YearReader {
+    fn reversed(&mut self, invoice_no: String) {
+        self.reversed.insert(invoice_no);
+    }
+
+    fn paid_out(&mut self, reference: String) {
+        self.paid_out.insert(reference);
+    }
+
+    fn invoice(&mut self, row: InvoiceRow) -> Result<(), StoreError> {
+        let bad =
+            |what: &str| StoreError::Damaged(format!("invoice {} has a bad stored {what}", row.invoice_no));
+        let data = &mut self.data;
+        let next = data.slots.len() as u32;
+        let person = match data.slots.get(&row.key) {
+            Some(&slot) => slot,
+            None => {
+                data.persons.push(row.key.clone());
+                data.slots.insert(row.key, next);
+                next
+            }
+        };
+        data.invoices.push(YearInvoice {
+            invoice_no: InvoiceNo::parse(&row.invoice_no).map_err(|_| bad("number"))?,
+            person,
+            hospital: row.hospital,
+            visit_type: row.visit_type,
+            service_date: Date::parse(&row.service_date).map_err(|_| bad("service date"))?,
+            settled_at: Timestamp::parse(&row.settled_at).map_err(|_| bad("settled_at"))?,
+            total: row.total,
+            base: row.base,
+            out_of_scope: row.out_of_scope,
+            decided: row.decided,
+            paid_out: self.paid_out.contains(&row.invoice_no),
+            reversed: self.reversed.contains(&row.invoice_no),
+        });
+        Ok(())
+    }
+
+    fn spell(
+        &mut self,
+        key: &[u8],
+        category: String,
+        valid_from: &str,
+        valid_to: Option<&str>,
+        source: String,
+    ) -> Result<(), StoreError> {
+        let Some(&slot) = self.data.slots.get(key) else {
+            return Ok(());
+        };
+        let damaged = |what: &str| StoreError::Damaged(format!("a stored spell has a bad {what}"));
+        let valid_from = Date::parse(valid_from).map_err(|_| damaged("valid_from"))?;
+        let valid_to = match valid_to {
+            Some(text) => Some(Date::parse(text).map_err(|_| damaged("valid_to"))?),
+            None => None,
+        };
+        let spell = Spell::new(stand_in(slot), category, valid_from, valid_to, Some(source))
+            .map_err(|_| damaged("period"))?;
+        self.data.spells.push(spell);
+        Ok(())
+    }
+
+    fn cleared(&mut self, invoice_no: String, clearing: i64, held: Held) {
+        match self.data.cleared.get(&invoice_no) {
+            Some((later, _)) if *later > clearing => {}
+            _ => {
+                self.data.cleared.insert(invoice_no, (clearing, held));
+            }
+        }
+    }
+
+    fn line(&mut self, key: &[u8], kind: &str, amount: i64) {
+        if let Some(&slot) = self.data.slots.get(key) {
+            *self.data.lines.entry(slot).or_default() += if kind == "top_up" { amount } else { -amount };
+        }
+    }
+
+    fn counter(&mut self, key: &[u8], pool: String, used: i64, granted: i64) {
+        if let Some(&slot) = self.data.slots.get(key) {
+            self.data
+                .counters
+                .entry(slot)
+                .or_default()
+                .push((pool, used, granted));
+        }
+    }
+
+    fn finish(self) -> YearData {
+        self.data
+    }
+}
+
+/// How much of the database file the snapshot's reader maps (SQLite maps
+/// at most what the file holds).
+const SNAPSHOT_MMAP_BYTES: i64 = 1 << 40;
+
+/// The SQLite snapshot of a whole year, read through SQLite's own API on a
+/// read-only connection of its own: no row crosses a thread, as each row of
+/// a pool connection does. One read transaction holds the watermarks, the
+/// policy's source and every row.
+fn read_sqlite_snapshot(
+    path: &std::path::Path,
+    year: i32,
+) -> Result<(Watermarks, String, YearData), StoreError> {
+    use rusqlite::OpenFlags;
+    let failed =
+        |error: rusqlite::Error| StoreError::NotCommitted(format!("reading the year failed: {error}"));
+    let mut connection = rusqlite::Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(failed)?;
+    connection
+        .busy_timeout(std::time::Duration::from_secs(30))
+        .map_err(failed)?;
+    connection
+        .pragma_update(None, "cache_size", format!("-{}", super::SQLITE_CACHE_KIB))
+        .map_err(failed)?;
+    // Pages read in place from the file's mapping, not copied one by one.
+    connection
+        .pragma_update(None, "mmap_size", SNAPSHOT_MMAP_BYTES)
+        .map_err(failed)?;
+    let tx = connection.transaction().map_err(failed)?;
+    let marks = tx
+        .query_row(WATERMARKS_SQL, [], |row| {
+            Ok(Watermarks {
+                decision: row.get(0)?,
+                spell: row.get(1)?,
+                clearing: row.get(2)?,
+                policy: row.get(3)?,
+            })
+        })
+        .map_err(failed)?;
+    let source: String = if marks.policy == 0 {
+        String::new()
+    } else {
+        tx.query_row(
+            "SELECT source FROM policies WHERE id = ?1",
+            [marks.policy],
+            |row| row.get(0),
+        )
+        .map_err(failed)?
+    };
+    let year = i64::from(year);
+    let mut reader = YearReader::default();
+    let each = |sql: &str, bind: bool, step: &mut dyn FnMut(&rusqlite::Row<'_>) -> Result<(), StoreError>| {
+        let sql = if bind { format!("{sql}?1") } else { sql.to_owned() };
+        let mut statement = tx.prepare(&sql).map_err(failed)?;
+        let mut rows = if bind {
+            statement.query([year])
+        } else {
+            statement.query([])
+        }
+        .map_err(failed)?;
+        while let Some(row) = rows.next().map_err(failed)? {
+            step(row)?;
+        }
+        Ok::<(), StoreError>(())
+    };
+    let get = |error: rusqlite::Error| StoreError::Damaged(format!("a stored row does not read: {error}"));
+    each(REVERSED_SQL, true, &mut |row| {
+        reader.reversed(row.get(0).map_err(get)?);
+        Ok(())
+    })?;
+    each(PAID_OUT_SQL, true, &mut |row| {
+        reader.paid_out(row.get(0).map_err(get)?);
+        Ok(())
+    })?;
+    each(INVOICES_SQL, true, &mut |row| {
+        reader.invoice(InvoiceRow {
+            invoice_no: row.get(0).map_err(get)?,
+            key: row.get(1).map_err(get)?,
+            decided: Held {
+                outcome: row.get(2).map_err(get)?,
+                pool: row.get(3).map_err(get)?,
+                deductible_applied: row.get(4).map_err(get)?,
+                amount: row.get(5).map_err(get)?,
+            },
+            hospital: row.get(6).map_err(get)?,
+            visit_type: row.get(7).map_err(get)?,
+            service_date: row.get(8).map_err(get)?,
+            settled_at: row.get(9).map_err(get)?,
+            total: row.get(10).map_err(get)?,
+            base: row.get(11).map_err(get)?,
+            out_of_scope: row.get(12).map_err(get)?,
+        })
+    })?;
+    each(SPELLS_SQL, false, &mut |row| {
+        let key: Vec<u8> = row.get(0).map_err(get)?;
+        let valid_from: String = row.get(2).map_err(get)?;
+        let valid_to: Option<String> = row.get(3).map_err(get)?;
+        reader.spell(
+            &key,
+            row.get(1).map_err(get)?,
+            &valid_from,
+            valid_to.as_deref(),
+            row.get(4).map_err(get)?,
+        )
+    })?;
+    each(CLEARED_SQL, true, &mut |row| {
+        let held = Held {
+            outcome: row.get(2).map_err(get)?,
+            pool: row.get(3).map_err(get)?,
+            deductible_applied: row.get(4).map_err(get)?,
+            amount: row.get(5).map_err(get)?,
+        };
+        reader.cleared(row.get(0).map_err(get)?, row.get(1).map_err(get)?, held);
+        Ok(())
+    })?;
+    each(LINES_SQL, true, &mut |row| {
+        let key: Vec<u8> = row.get(0).map_err(get)?;
+        let kind: String = row.get(1).map_err(get)?;
+        reader.line(&key, &kind, row.get(2).map_err(get)?);
+        Ok(())
+    })?;
+    each(COUNTERS_SQL, true, &mut |row| {
+        let key: Vec<u8> = row.get(0).map_err(get)?;
+        reader.counter(
+            &key,
+            row.get(1).map_err(get)?,
+            row.get(2).map_err(get)?,
+            row.get(3).map_err(get)?,
+        );
+        Ok(())
+    })?;
+    tx.commit().map_err(failed)?;
+    Ok((marks, source, reader.finish()))
+}
+
 /// An invoice's decision changed by the clearing.
 #[derive(Debug, Clone)]
 struct ChangedInvoice {
@@ -669,16 +949,14 @@ fn decrypt_id(keys: &DataKeys, encrypted: &[u8]) -> Result<ResidentId, StoreErro
 /// The clearing's SQL for one backend. `$snapshot` makes the reading
 /// transaction see one snapshot (PostgreSQL's default isolation does not).
 macro_rules! clearing_backend {
-    ($module:ident, $backend:ident, $Pool:ty, $Db:ty, $snapshot:expr) => {
+    ($module:ident, $backend:ident, $Pool:ty, $Db:ty, $snapshot:expr, $file:expr) => {
         mod $module {
-            use std::collections::HashSet;
-
-            use jiuzhu_core::{Date, InvoiceNo, Timestamp};
+            use jiuzhu_core::InvoiceNo;
             use sqlx::{QueryBuilder, Row as _};
 
             use super::{
                 compute, decrypt_id, hex, lines_text, report, summary_json, ClearingError, ClearingJob, ClearingReport,
-                Computed, Held, PersonResult, Watermarks, YearData, YearInvoice,
+                Computed, Held, PersonResult, Watermarks, YearData,
             };
             use crate::database::$backend::{audit, begin_write};
             use crate::database::{sha256, StoreError, KEYS_PER_STATEMENT, ROWS_PER_STATEMENT};
@@ -689,17 +967,36 @@ macro_rules! clearing_backend {
             pub(super) async fn run(pool: &$Pool, job: &ClearingJob<'_>) -> Result<ClearingReport, ClearingError> {
                 let year = job.period.year();
                 (job.stage)("reading the year's invoices");
-                let mut read = pool.begin().await.map_err(StoreError::from)?;
-                if let Some(statement) = $snapshot {
-                    sqlx::raw_sql(statement).execute(&mut *read).await.map_err(StoreError::from)?;
-                }
-                let marks = watermarks(&mut read).await?;
-                if marks.policy == 0 {
-                    return Err(ClearingError::NoPolicy);
-                }
-                let policy = policy_of(&mut read, job, marks.policy).await?;
-                let data = read_year(&mut read, year, None).await?;
-                read.commit().await.map_err(StoreError::from)?;
+                let (marks, policy, data) = match ($file)(pool) {
+                    Some(path) => {
+                        let (marks, source, data) =
+                            tokio::task::spawn_blocking(move || super::read_sqlite_snapshot(&path, year))
+                                .await
+                                .map_err(|error| StoreError::NotCommitted(format!("the read stopped: {error}")))??;
+                        if marks.policy == 0 {
+                            return Err(ClearingError::NoPolicy);
+                        }
+                        let policy = match job.policy_cache.get(marks.policy) {
+                            Some((_, policy)) => policy,
+                            None => job.policy_cache.parse(marks.policy, &source)?.1,
+                        };
+                        (marks, policy, data)
+                    }
+                    None => {
+                        let mut read = pool.begin().await.map_err(StoreError::from)?;
+                        if let Some(statement) = $snapshot {
+                            sqlx::raw_sql(statement).execute(&mut *read).await.map_err(StoreError::from)?;
+                        }
+                        let marks = watermarks(&mut read).await?;
+                        if marks.policy == 0 {
+                            return Err(ClearingError::NoPolicy);
+                        }
+                        let policy = policy_of(&mut read, job, marks.policy).await?;
+                        let data = read_year(&mut read, year, None).await?;
+                        read.commit().await.map_err(StoreError::from)?;
+                        (marks, policy, data)
+                    }
+                };
 
                 (job.stage)("recomputing the year");
                 let computing = policy.clone();
@@ -795,14 +1092,7 @@ macro_rules! clearing_backend {
             }
 
             async fn watermarks(tx: &mut Tx<'_>) -> Result<Watermarks, StoreError> {
-                let row = sqlx::query(
-                    "SELECT (SELECT COALESCE(MAX(id), 0) FROM decisions) AS decision, \
-                     (SELECT COALESCE(MAX(id), 0) FROM spells) AS spell, \
-                     (SELECT COALESCE(MAX(id), 0) FROM clearings) AS clearing, \
-                     (SELECT COALESCE(MAX(id), 0) FROM policies) AS policy",
-                )
-                .fetch_one(&mut **tx)
-                .await?;
+                let row = sqlx::query(super::WATERMARKS_SQL).fetch_one(&mut **tx).await?;
                 Ok(Watermarks {
                     decision: row.try_get("decision")?,
                     spell: row.try_get("spell")?,
@@ -878,146 +1168,77 @@ macro_rules! clearing_backend {
                 persons: Option<&[Vec<u8>]>,
             ) -> Result<YearData, StoreError> {
                 let year_value = i64::from(year);
-                let mut data = YearData::default();
-                let bad = |what: &str, invoice_no: &str| {
-                    StoreError::Damaged(format!("invoice {invoice_no} has a bad stored {what}"))
-                };
-                let mut reversed: HashSet<String> = HashSet::new();
-                let select = "SELECT invoice_no FROM decisions WHERE kind = 'reversal' AND year = ";
-                for row in year_rows(tx, select, year_value, "person_key", persons).await? {
-                    reversed.insert(row.try_get("invoice_no")?);
+                let mut reader = super::YearReader::default();
+                for row in year_rows(tx, super::REVERSED_SQL, year_value, "person_key", persons).await? {
+                    reader.reversed(row.try_get("invoice_no")?);
                 }
-                // Reversed bills whose decision the bank had paid.
-                let mut paid_out: HashSet<String> = HashSet::new();
-                let select = "SELECT p.reference FROM payables p \
-                              JOIN decisions r ON r.invoice_no = p.reference AND r.kind = 'reversal' \
-                              WHERE p.kind = 'decision' AND EXISTS (SELECT 1 FROM payment_items t \
-                              JOIN payment_lines l ON l.id = t.line_id WHERE t.payable_id = p.id AND l.status = 'paid') \
-                              AND r.year = ";
-                for row in year_rows(tx, select, year_value, "p.person_key", persons).await? {
-                    paid_out.insert(row.try_get("reference")?);
+                for row in year_rows(tx, super::PAID_OUT_SQL, year_value, "p.person_key", persons).await? {
+                    reader.paid_out(row.try_get("reference")?);
                 }
-                let mut by_slot: Vec<Vec<u8>> = Vec::new();
-                let select = "SELECT d.invoice_no, d.person_key, d.outcome, d.pool, d.deductible_applied, d.amount, \
-                         i.hospital, i.visit_type, i.service_date, i.settled_at, i.total, i.in_scope_self_pay, \
-                         i.out_of_scope_self_pay \
-                         FROM decisions d JOIN invoices i ON i.invoice_no = d.invoice_no \
-                         WHERE d.kind = 'decision' AND d.year = ";
-                let rows = year_rows(tx, select, year_value, "d.person_key", persons).await?;
-                data.invoices.reserve(rows.len());
-                for row in rows {
-                    let invoice_no: String = row.try_get(0)?;
-                    let key: Vec<u8> = row.try_get(1)?;
-                    let next = data.slots.len() as u32;
-                    let person = *data.slots.entry(key.clone()).or_insert_with(|| {
-                        by_slot.push(key);
-                        next
-                    });
-                    let service_date: String = row.try_get(8)?;
-                    let settled_at: String = row.try_get(9)?;
-                    data.invoices.push(YearInvoice {
-                        invoice_no: InvoiceNo::parse(&invoice_no).map_err(|_| bad("number", &invoice_no))?,
-                        person,
-                        hospital: row.try_get(6)?,
-                        visit_type: row.try_get(7)?,
-                        service_date: Date::parse(&service_date).map_err(|_| bad("service date", &invoice_no))?,
-                        settled_at: Timestamp::parse(&settled_at).map_err(|_| bad("settled_at", &invoice_no))?,
-                        total: row.try_get(10)?,
-                        base: row.try_get(11)?,
-                        out_of_scope: row.try_get(12)?,
+                for row in year_rows(tx, super::INVOICES_SQL, year_value, "d.person_key", persons).await? {
+                    reader.invoice(super::InvoiceRow {
+                        invoice_no: row.try_get(0)?,
+                        key: row.try_get(1)?,
                         decided: Held {
                             outcome: row.try_get(2)?,
                             pool: row.try_get(3)?,
                             deductible_applied: row.try_get(4)?,
                             amount: row.try_get(5)?,
                         },
-                        paid_out: paid_out.contains(&invoice_no),
-                        reversed: reversed.contains(&invoice_no),
-                    });
+                        hospital: row.try_get(6)?,
+                        visit_type: row.try_get(7)?,
+                        service_date: row.try_get(8)?,
+                        settled_at: row.try_get(9)?,
+                        total: row.try_get(10)?,
+                        base: row.try_get(11)?,
+                        out_of_scope: row.try_get(12)?,
+                    })?;
                 }
-                let wanted: Vec<Vec<u8>> = by_slot.clone();
-                data.persons = by_slot;
-
+                let wanted: Vec<Vec<u8>> = reader.data.persons.clone();
                 let spell_parts: Vec<Option<&[Vec<u8>]>> = match persons {
                     None => vec![None],
                     Some(_) => wanted.chunks(KEYS_PER_STATEMENT).map(Some).collect(),
                 };
                 for part in spell_parts {
-                    let mut query = QueryBuilder::<$Db>::new(
-                        "SELECT person_key, category, valid_from, valid_to, source FROM spells \
-                         WHERE superseded_by IS NULL",
-                    );
+                    let mut query = QueryBuilder::<$Db>::new(super::SPELLS_SQL);
                     push_keys(&mut query, "person_key", part);
                     for row in query.build().fetch_all(&mut **tx).await? {
                         let key: Vec<u8> = row.try_get("person_key")?;
-                        let Some(&slot) = data.slots.get(&key) else {
-                            continue;
-                        };
-                        let damaged = |what: &str| StoreError::Damaged(format!("a stored spell has a bad {what}"));
                         let valid_from: String = row.try_get("valid_from")?;
                         let valid_to: Option<String> = row.try_get("valid_to")?;
-                        let valid_from = Date::parse(&valid_from).map_err(|_| damaged("valid_from"))?;
-                        let valid_to = match valid_to {
-                            Some(text) => Some(Date::parse(&text).map_err(|_| damaged("valid_to"))?),
-                            None => None,
-                        };
-                        let category: String = row.try_get("category")?;
-                        let source: String = row.try_get("source")?;
-                        let spell = jiuzhu_core::Spell::new(
-                            super::stand_in(slot),
-                            category,
-                            valid_from,
-                            valid_to,
-                            Some(source),
-                        )
-                        .map_err(|_| damaged("period"))?;
-                        data.spells.push(spell);
+                        reader.spell(
+                            &key,
+                            row.try_get("category")?,
+                            &valid_from,
+                            valid_to.as_deref(),
+                            row.try_get("source")?,
+                        )?;
                     }
                 }
-
-                let select = "SELECT invoice_no, clearing_id, outcome, pool, deductible_applied, amount \
-                              FROM clearing_invoices WHERE year = ";
-                for row in year_rows(tx, select, year_value, "person_key", persons).await? {
-                    let invoice_no: String = row.try_get("invoice_no")?;
-                    let clearing: i64 = row.try_get("clearing_id")?;
+                for row in year_rows(tx, super::CLEARED_SQL, year_value, "person_key", persons).await? {
                     let held = Held {
                         outcome: row.try_get("outcome")?,
                         pool: row.try_get("pool")?,
                         deductible_applied: row.try_get("deductible_applied")?,
                         amount: row.try_get("amount")?,
                     };
-                    match data.cleared.get(&invoice_no) {
-                        Some((later, _)) if *later > clearing => {}
-                        _ => {
-                            data.cleared.insert(invoice_no, (clearing, held));
-                        }
-                    }
+                    reader.cleared(row.try_get("invoice_no")?, row.try_get("clearing_id")?, held);
                 }
-
-                let select = "SELECT person_key, kind, amount FROM clearing_lines WHERE year = ";
-                for row in year_rows(tx, select, year_value, "person_key", persons).await? {
+                for row in year_rows(tx, super::LINES_SQL, year_value, "person_key", persons).await? {
                     let key: Vec<u8> = row.try_get("person_key")?;
-                    let Some(&slot) = data.slots.get(&key) else {
-                        continue;
-                    };
                     let kind: String = row.try_get("kind")?;
-                    let amount: i64 = row.try_get("amount")?;
-                    *data.lines.entry(slot).or_default() += if kind == "top_up" { amount } else { -amount };
+                    reader.line(&key, &kind, row.try_get("amount")?);
                 }
-
-                let select = "SELECT person_key, pool, deductible_used, granted FROM counters WHERE year = ";
-                for row in year_rows(tx, select, year_value, "person_key", persons).await? {
+                for row in year_rows(tx, super::COUNTERS_SQL, year_value, "person_key", persons).await? {
                     let key: Vec<u8> = row.try_get("person_key")?;
-                    let Some(&slot) = data.slots.get(&key) else {
-                        continue;
-                    };
-                    data.counters.entry(slot).or_default().push((
+                    reader.counter(
+                        &key,
                         row.try_get("pool")?,
                         row.try_get("deductible_used")?,
                         row.try_get("granted")?,
-                    ));
+                    );
                 }
-                Ok(data)
+                Ok(reader.finish())
             }
 
             /// Stores the run, its lines, the changed invoices and
@@ -1142,12 +1363,14 @@ clearing_backend!(
     sqlite,
     sqlx::SqlitePool,
     sqlx::Sqlite,
-    None::<&str>
+    None::<&str>,
+    |pool: &sqlx::SqlitePool| Some(pool.connect_options().get_filename().to_owned())
 );
 clearing_backend!(
     postgres_clearing,
     postgres,
     sqlx::PgPool,
     sqlx::Postgres,
-    Some("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+    Some("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY"),
+    |_: &sqlx::PgPool| None::<std::path::PathBuf>
 );
