@@ -175,6 +175,17 @@ fn finish(result: anyhow::Result<ExitCode>) -> ExitCode {
     }
 }
 
+/// What a step answered, printed, or its refusal.
+fn shown<T>(answer: Result<T, ApplicationError>, print: fn(&T)) -> anyhow::Result<ExitCode> {
+    match answer {
+        Ok(value) => {
+            print(&value);
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(error) => refused(error),
+    }
+}
+
 /// A refusal by the rules: its message and the exit status.
 fn refused(error: ApplicationError) -> anyhow::Result<ExitCode> {
     match error {
@@ -388,13 +399,7 @@ pub fn review(command: &ReviewCommand) -> ExitCode {
                         return refused(error);
                     }
                 }
-                match store.open_application(*id, &name, purpose).await {
-                    Ok(view) => {
-                        print_view(&view);
-                        Ok(ExitCode::SUCCESS)
-                    }
-                    Err(error) => refused(error),
-                }
+                shown(store.open_application(*id, &name, purpose).await, print_view)
             })
         }
         ReviewCommand::Recoveries { reviewer, settings } => {
@@ -425,13 +430,10 @@ pub fn review(command: &ReviewCommand) -> ExitCode {
             };
             let name = reviewer.name();
             with_store(settings, async |store| {
-                match store.review_recovery(*line, verdict, reason, &name).await {
-                    Ok(line) => {
-                        print_recovery(&line);
-                        Ok(ExitCode::SUCCESS)
-                    }
-                    Err(error) => refused(error),
-                }
+                shown(
+                    store.review_recovery(*line, verdict, reason, &name).await,
+                    print_recovery,
+                )
             })
         }
         ReviewCommand::Repaid {
@@ -442,13 +444,10 @@ pub fn review(command: &ReviewCommand) -> ExitCode {
         } => {
             let name = reviewer.name();
             with_store(settings, async |store| {
-                match store.record_repayment(*line, reference, &name).await {
-                    Ok(line) => {
-                        print_recovery(&line);
-                        Ok(ExitCode::SUCCESS)
-                    }
-                    Err(error) => refused(error),
-                }
+                shown(
+                    store.record_repayment(*line, reference, &name).await,
+                    print_recovery,
+                )
             })
         }
         ReviewCommand::Approve {
@@ -469,13 +468,10 @@ pub fn review(command: &ReviewCommand) -> ExitCode {
             };
             let name = reviewer.name();
             with_store(settings, async |store| {
-                match store.review_application(*id, verdict, reason, &name).await {
-                    Ok(view) => {
-                        print_view(&view);
-                        Ok(ExitCode::SUCCESS)
-                    }
-                    Err(error) => refused(error),
-                }
+                shown(
+                    store.review_application(*id, verdict, reason, &name).await,
+                    print_view,
+                )
             })
         }
     }

@@ -322,38 +322,11 @@ async fn the_server_runs_the_scheduled_clearing_once_and_makes_up_a_missed_one_a
     assert!(verified.contains("whole"), "{verified}");
 }
 
-/// A SQLite store in `path` with the example policy, the small fixture's
-/// spells and its bills imported as the insurance feed; its URL.
-fn small_store_with_feed(path: &Path) -> String {
-    jiuzhu(path, &["init"]);
-    let database = format!("sqlite://{}", path.join("jiuzhu.db").display());
-    let data = common::repository().join("crates/cli/tests/data/small");
-    let policy = common::repository().join("fixtures/example-policy.toml");
-    common::load_policy_and_spells(
-        path,
-        &database,
-        policy.to_str().unwrap(),
-        data.join("spells.csv").to_str().unwrap(),
-    );
-    let invoices = data.join("invoices.csv");
-    jiuzhu(
-        path,
-        &[
-            "import",
-            "invoices",
-            invoices.to_str().unwrap(),
-            "--database",
-            &database,
-        ],
-    );
-    database
-}
-
 #[tokio::test]
 async fn audit_show_tells_a_persons_story_and_logs_the_read() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path();
-    let database = small_store_with_feed(path);
+    let database = common::small_store_with_feed(path);
     let shown = jiuzhu(
         path,
         &[
@@ -416,7 +389,7 @@ fn as_user(dir: &Path, user: &str, args: &[&str]) -> std::process::Output {
 fn a_batch_goes_from_maker_to_checker_to_the_bank_and_back() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path();
-    let database = small_store_with_feed(path);
+    let database = common::small_store_with_feed(path);
     let db = ["--database", database.as_str()];
     std::fs::write(
         path.join("accounts.csv"),

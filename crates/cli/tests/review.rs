@@ -2,30 +2,11 @@
 //! commitment letter from the command line, a signature and an application
 //! through `jiuzhu serve`'s API, the review from the command line.
 
-use std::path::Path;
-use std::process::Command;
-
 use serde_json::{json, Value};
 
 mod common;
 
-use common::{jiuzhu, BINARY};
-
-/// Runs `jiuzhu ARGS` in `dir`; its exit status, standard output and error.
-fn run(dir: &Path, args: &[&str]) -> (i32, String, String) {
-    let output = Command::new(BINARY)
-        .current_dir(dir)
-        .env_remove("JIUZHU_DATA_KEY")
-        .env_remove("JIUZHU_DATABASE")
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        output.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
-}
+use common::{jiuzhu, jiuzhu_status as run};
 
 fn token(output: &str) -> String {
     output
@@ -235,27 +216,7 @@ async fn a_clerk_enters_an_application_through_the_api_and_another_reviewer_appr
 fn a_recovery_found_by_a_clearing_is_reviewed_then_repaid_from_the_command_line() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path();
-    jiuzhu(path, &["init"]);
-    let database = format!("sqlite://{}", path.join("jiuzhu.db").display());
-    let data = common::repository().join("crates/cli/tests/data/small");
-    let policy = common::repository().join("fixtures/example-policy.toml");
-    common::load_policy_and_spells(
-        path,
-        &database,
-        policy.to_str().unwrap(),
-        data.join("spells.csv").to_str().unwrap(),
-    );
-    let invoices = data.join("invoices.csv");
-    jiuzhu(
-        path,
-        &[
-            "import",
-            "invoices",
-            invoices.to_str().unwrap(),
-            "--database",
-            &database,
-        ],
-    );
+    let database = common::small_store_with_feed(path);
     // 017's spell now ends before INV002 (served 2024-04-01, granted 3,000.00).
     std::fs::write(
         path.join("ended.csv"),

@@ -106,3 +106,48 @@ pub fn generated_invoices(dir: &Path) -> (Vec<String>, Vec<jiuzhu_core::Invoice>
         jiuzhu_formats::read_invoices_file(&dir.join("data/invoices.csv"), "invoices.csv", &known).unwrap();
     (known, invoices)
 }
+
+/// A SQLite store in `path` with the example policy, the small fixture's
+/// spells and its bills imported as the insurance feed; its URL.
+pub fn small_store_with_feed(path: &Path) -> String {
+    jiuzhu(path, &["init"]);
+    let database = format!("sqlite://{}", path.join("jiuzhu.db").display());
+    let data = repository().join("crates/cli/tests/data/small");
+    let policy = repository().join("fixtures/example-policy.toml");
+    load_policy_and_spells(
+        path,
+        &database,
+        policy.to_str().unwrap(),
+        data.join("spells.csv").to_str().unwrap(),
+    );
+    let invoices = data.join("invoices.csv");
+    jiuzhu(
+        path,
+        &[
+            "import",
+            "invoices",
+            invoices.to_str().unwrap(),
+            "--database",
+            &database,
+        ],
+    );
+    database
+}
+
+/// Runs `jiuzhu ARGS` in `dir` (without the caller's JIUZHU_* settings),
+/// whether it succeeds or not: its exit status, standard output and
+/// standard error.
+pub fn jiuzhu_status(dir: &Path, args: &[&str]) -> (i32, String, String) {
+    let output = Command::new(BINARY)
+        .current_dir(dir)
+        .env_remove("JIUZHU_DATA_KEY")
+        .env_remove("JIUZHU_DATABASE")
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
