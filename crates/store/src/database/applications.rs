@@ -1328,14 +1328,27 @@ macro_rules! applications_backend {
                 for (line, invoice) in bills {
                     lines.insert(invoice.invoice_no.as_str(), *line);
                 }
+                let mut granted = 0i64;
+                let mut excluded: Vec<String> = Vec::new();
                 for (request, answer) in requests.iter().zip(answers) {
-                    let line = lines[request.invoice.invoice_no.as_str()];
+                    let number = request.invoice.invoice_no.as_str();
+                    let line = lines[number];
                     let status = match answer {
-                        FeedAnswer::Decided { .. } => "decided",
+                        FeedAnswer::Decided { amount, .. } => {
+                            granted += amount.fen();
+                            "decided"
+                        }
                         FeedAnswer::NoPolicy => return Err(ApplicationError::NoPolicy),
                         // Stored meanwhile by another channel, or a visit
                         // type a new policy no longer maps.
-                        FeedAnswer::AlreadyDecided | FeedAnswer::Conflict | FeedAnswer::UnknownVisitType => "excluded",
+                        FeedAnswer::AlreadyDecided | FeedAnswer::Conflict => {
+                            excluded.push(format!("{number} (stored meanwhile by another channel)"));
+                            "excluded"
+                        }
+                        FeedAnswer::UnknownVisitType => {
+                            excluded.push(format!("{number} (the policy in force does not map its visit type)"));
+                            "excluded"
+                        }
                     };
                     sqlx::query("UPDATE application_bills SET status = $1 WHERE application_id = $2 AND line = $3")
                         .bind(status)
@@ -1348,7 +1361,15 @@ macro_rules! applications_backend {
                     .bind(id)
                     .execute(&mut **tx)
                     .await?;
-                event(tx, id, "decided", actor, None).await?;
+                let mut reason = format!(
+                    "{} bill(s) decided, {} granted",
+                    requests.len() - excluded.len(),
+                    Fen::from_fen(granted)
+                );
+                if !excluded.is_empty() {
+                    reason.push_str(&format!("; not decided: {}", excluded.join(", ")));
+                }
+                event(tx, id, "decided", actor, Some(&reason)).await?;
                 Ok(())
             }
 

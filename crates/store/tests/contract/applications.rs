@@ -601,3 +601,73 @@ async fn count_reads(database: &Fresh) -> i64 {
         .number("SELECT COUNT(*) FROM audit_log WHERE action = 'person.read'")
         .await
 }
+
+#[tokio::test]
+async fn a_bill_the_feed_decides_while_its_application_waits_is_not_decided_twice() {
+    for database in fresh_databases("apply_race").await {
+        let (store, _) = prepared(&database).await;
+        staff(&store).await;
+        store.publish_letter("2024-01", LETTER, "admin").await.unwrap();
+        signed(&store, PERSON).await;
+        // A finding (past the deadline) sends it to a reviewer.
+        let late = AcceptanceSettings {
+            filing_deadline_days: 10,
+            today: Some(Date::parse("2024-06-01").unwrap()),
+        };
+        let view = store
+            .submit_application(
+                &request(
+                    PERSON,
+                    &[
+                        bill(
+                            "INV001",
+                            "H001",
+                            "inpatient",
+                            "2024-03-01",
+                            ["10000", "7000", "2500", "500"],
+                        ),
+                        bill(
+                            "OUT7",
+                            "外市医院",
+                            "outpatient",
+                            "2024-04-02",
+                            ["800", "200", "600", "0"],
+                        ),
+                    ],
+                ),
+                ApplyChannel::Counter,
+                "clerk",
+                late,
+            )
+            .await
+            .unwrap();
+        assert_eq!(view.summary.state, ApplicationState::NeedsReview);
+        assert!(
+            view.bills.iter().all(|bill| bill.status == "pending"),
+            "{:?}",
+            view.bills
+        );
+        // Meanwhile the insurance feed brings INV001, the same bill.
+        import_feed(&store, &read(INVOICES), 1024).await.unwrap();
+        let approved = store
+            .review_application(view.summary.id, Verdict::Approve, "逾期有正当理由", "reviewer")
+            .await
+            .unwrap();
+        assert_eq!(approved.bills[0].status, "excluded");
+        assert_eq!(approved.bills[1].status, "decided");
+        let decided = approved.events.last().unwrap();
+        assert_eq!(decided.state, "decided");
+        let reason = decided.reason.as_deref().unwrap();
+        assert!(reason.starts_with("1 bill(s) decided"), "{reason}");
+        assert!(
+            reason.contains("INV001 (stored meanwhile by another channel)"),
+            "{reason}"
+        );
+        // One decision of INV001: the feed's.
+        let decisions = database
+            .number("SELECT COUNT(*) FROM decisions WHERE invoice_no = 'INV001' AND kind = 'decision'")
+            .await;
+        assert_eq!(decisions, 1);
+        database.drop_database().await;
+    }
+}
