@@ -399,7 +399,16 @@ pub fn review(command: &ReviewCommand) -> ExitCode {
                         return refused(error);
                     }
                 }
-                shown(store.open_application(*id, &name, purpose).await, print_view)
+                shown(
+                    store.open_application(*id, &name, purpose).await,
+                    |(view, story)| {
+                        print_view(view);
+                        println!("the person's story:");
+                        for event in &story.events {
+                            println!("  {} [{}] {}", event.at, event.kind.as_str(), event.summary);
+                        }
+                    },
+                )
             })
         }
         ReviewCommand::Recoveries { reviewer, settings } => {

@@ -160,6 +160,10 @@ async fn a_clerk_enters_an_application_through_the_api_and_another_reviewer_appr
             &database,
         ],
     );
+    assert!(
+        shown.contains("the person's story:") && shown.contains("[signature] commitment letter 2026-01"),
+        "{shown}"
+    );
     assert!(shown.contains("bill 2: amounts_add_up — fund_paid + in_scope_self_pay + out_of_scope_self_pay = 1000.00, but total is 1001.00"), "{shown}");
 
     let (code, _, error) = run(

@@ -383,7 +383,8 @@ pub(crate) struct ReadQuery {
 }
 
 /// `GET /api/v1/applications/{id}`: an application with its bills, checks
-/// and history (reviewers and auditors); a logged read.
+/// and history, and the person's whole story (`history`: spells, bills,
+/// other applications, payments; reviewers and auditors); a logged read.
 pub(crate) async fn application(
     State(state): State<AppState>,
     staff: Staff,
@@ -393,8 +394,16 @@ pub(crate) async fn application(
     staff.require(&[Role::Reviewer, Role::Auditor])?;
     let id = application_id(id)?;
     let purpose = query.purpose.clone().unwrap_or_else(|| "review".to_owned());
-    let view = state.store.open_application(id, &staff.0.name, &purpose).await?;
-    Ok(Json(view_json(&view)))
+    let (view, story) = state.store.open_application(id, &staff.0.name, &purpose).await?;
+    let mut value = view_json(&view);
+    value["history"] = Value::Array(
+        story
+            .events
+            .iter()
+            .map(|event| json!({"at": event.at, "kind": event.kind.as_str(), "summary": event.summary, "details": event.details}))
+            .collect(),
+    );
+    Ok(Json(value))
 }
 
 /// `GET /api/v1/applications/{id}/bills/{line}/scan`: a bill's scan

@@ -226,6 +226,16 @@ async fn findings_go_to_the_queue_and_only_another_reviewer_decides() {
         .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(opened["bills"][0]["scan"]["media_type"], "image/png");
+    let history: Vec<&str> = opened["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|event| event["kind"].as_str().unwrap())
+        .collect();
+    assert!(
+        history.contains(&"spell") && history.contains(&"signature") && history.contains(&"application"),
+        "{history:?}"
+    );
     let scan = app
         .client
         .get(format!("{}/api/v1/applications/{id}/bills/1/scan", app.address))

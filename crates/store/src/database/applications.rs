@@ -35,7 +35,7 @@ use jiuzhu_formats::application::ApplicationRequest;
 use sha2::{Digest, Sha256};
 use thiserror::Error;
 
-use super::{Backend, Store, StoreError};
+use super::{Backend, PersonStory, Store, StoreError};
 use crate::crypto::{ApiKey, ApiKeyHash, Purpose};
 
 /// A staff role. Each route and each step checks the one it needs.
@@ -575,24 +575,26 @@ impl Store {
         })
     }
 
-    /// An application as staff open it: the read is logged as `actor`
-    /// reading the person's record for `purpose`.
+    /// An application as staff open it, with the person's whole story
+    /// (their spells, bills, other applications, payments). The read is
+    /// logged as `actor` reading the person's record for `purpose`.
     pub async fn open_application(
         &self,
         id: i64,
         actor: &str,
         purpose: &str,
-    ) -> Result<ApplicationView, ApplicationError> {
+    ) -> Result<(ApplicationView, PersonStory), ApplicationError> {
         let view = self.read_application(id).await?;
-        match &self.backend {
-            Backend::Sqlite(pool) => {
-                sqlite_applications::log_read(pool, id, &view.summary.person_masked, actor, purpose).await?
-            }
-            Backend::Postgres(pool) => {
-                postgres_applications::log_read(pool, id, &view.summary.person_masked, actor, purpose).await?
-            }
-        }
-        Ok(view)
+        let key = match &self.backend {
+            Backend::Sqlite(pool) => sqlite_applications::person_key(pool, id).await?,
+            Backend::Postgres(pool) => postgres_applications::person_key(pool, id).await?,
+        };
+        let purpose = format!("application {id}: {purpose}");
+        let story = self
+            .story_of_key(&key, &view.summary.person_masked, actor, &purpose)
+            .await?
+            .ok_or(ApplicationError::NotFound(id))?;
+        Ok((view, story))
     }
 
     /// An application, unlogged: for the person's own channels and for the
@@ -1471,22 +1473,13 @@ macro_rules! applications_backend {
                 Ok(())
             }
 
-            pub(super) async fn log_read(
-                pool: &Pool,
-                id: i64,
-                masked: &str,
-                actor: &str,
-                purpose: &str,
-            ) -> Result<(), StoreError> {
-                let mut tx = begin_write(pool).await?;
-                let details = format!(
-                    "{{\"person\":{},\"application\":{id},\"purpose\":{}}}",
-                    json_string(masked),
-                    json_string(purpose)
-                );
-                audit(&mut tx, actor, "person.read", &format!("person {masked}"), details).await?;
-                tx.commit().await?;
-                Ok(())
+            pub(super) async fn person_key(pool: &Pool, id: i64) -> Result<Vec<u8>, ApplicationError> {
+                let row = sqlx::query("SELECT person_key FROM applications WHERE id = $1")
+                    .bind(id)
+                    .fetch_optional(pool)
+                    .await?
+                    .ok_or(ApplicationError::NotFound(id))?;
+                Ok(row.try_get(0)?)
             }
 
             pub(super) async fn summaries(

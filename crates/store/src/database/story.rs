@@ -85,10 +85,20 @@ impl Store {
             .keys
             .blind_index(Purpose::ResidentId, person.to_string().as_bytes())
             .to_vec();
-        let masked = person.masked();
+        self.story_of_key(&key, &person.masked(), actor, purpose).await
+    }
+
+    /// [`Store::person_story`] of the person with the blind index `key`.
+    pub(crate) async fn story_of_key(
+        &self,
+        key: &[u8],
+        masked: &str,
+        actor: &str,
+        purpose: &str,
+    ) -> Result<Option<PersonStory>, StoreError> {
         let mut story = match &self.backend {
-            Backend::Sqlite(pool) => sqlite_story::read(pool, &key, &masked, actor, purpose).await?,
-            Backend::Postgres(pool) => postgres_story::read(pool, &key, &masked, actor, purpose).await?,
+            Backend::Sqlite(pool) => sqlite_story::read(pool, key, masked, actor, purpose).await?,
+            Backend::Postgres(pool) => postgres_story::read(pool, key, masked, actor, purpose).await?,
         };
         if let Some(story) = &mut story {
             // Stable: events recorded at the same instant keep the order

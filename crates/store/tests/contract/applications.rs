@@ -589,8 +589,24 @@ async fn each_finding_is_named_on_its_bill_and_a_reviewer_other_than_the_clerk_d
         assert_eq!(prefill.applications.len(), 3);
         // Opening an application is a logged read of the person's record.
         let reads = count_reads(&database).await;
-        store.open_application(id, "reviewer", "review").await.unwrap();
+        let (opened, history) = store.open_application(id, "reviewer", "review").await.unwrap();
         assert_eq!(count_reads(&database).await, reads + 1);
+        assert_eq!(opened.summary.id, id);
+        // With the person's history: the feed's bills, the other applications.
+        let told: Vec<&str> = history
+            .events
+            .iter()
+            .map(|event| event.summary.as_str())
+            .collect();
+        assert!(
+            told.iter().any(|summary| summary.starts_with("bill INV001")),
+            "{told:#?}"
+        );
+        assert!(
+            told.iter()
+                .any(|summary| summary.starts_with(&format!("application {} rejected", blocked.summary.id))),
+            "{told:#?}"
+        );
         assert!(store.verify_audit().await.unwrap().is_ok());
         database.drop_database().await;
     }
