@@ -60,7 +60,7 @@ pub enum ReviewCommand {
     /// The applications waiting for review, oldest first.
     List {
         #[command(flatten)]
-        reviewer: Reviewer,
+        reviewer: Acting,
         #[command(flatten)]
         settings: SettingsArgs,
     },
@@ -72,7 +72,7 @@ pub enum ReviewCommand {
         #[arg(long, default_value = "review")]
         purpose: String,
         #[command(flatten)]
-        reviewer: Reviewer,
+        reviewer: Acting,
         #[command(flatten)]
         settings: SettingsArgs,
     },
@@ -82,7 +82,7 @@ pub enum ReviewCommand {
         #[arg(long)]
         reason: String,
         #[command(flatten)]
-        reviewer: Reviewer,
+        reviewer: Acting,
         #[command(flatten)]
         settings: SettingsArgs,
     },
@@ -92,14 +92,14 @@ pub enum ReviewCommand {
         #[arg(long)]
         reason: String,
         #[command(flatten)]
-        reviewer: Reviewer,
+        reviewer: Acting,
         #[command(flatten)]
         settings: SettingsArgs,
     },
     /// The clearings' recovery lines (追回) and where each stands.
     Recoveries {
         #[command(flatten)]
-        reviewer: Reviewer,
+        reviewer: Acting,
         #[command(flatten)]
         settings: SettingsArgs,
     },
@@ -113,7 +113,7 @@ pub enum ReviewCommand {
         #[arg(long)]
         reason: String,
         #[command(flatten)]
-        reviewer: Reviewer,
+        reviewer: Acting,
         #[command(flatten)]
         settings: SettingsArgs,
     },
@@ -124,7 +124,7 @@ pub enum ReviewCommand {
         #[arg(long)]
         reference: String,
         #[command(flatten)]
-        reviewer: Reviewer,
+        reviewer: Acting,
         #[command(flatten)]
         settings: SettingsArgs,
     },
@@ -148,15 +148,16 @@ fn print_recovery(line: &jiuzhu_store::RecoveryLine) {
     }
 }
 
+/// Who acts: a member of staff.
 #[derive(Debug, clap::Args)]
-pub struct Reviewer {
+pub struct Acting {
     /// The member of staff acting [default: the operating-system user].
     #[arg(long = "as", value_name = "NAME")]
     name: Option<String>,
 }
 
-impl Reviewer {
-    fn name(&self) -> String {
+impl Acting {
+    pub fn name(&self) -> String {
         self.name.clone().unwrap_or_else(|| {
             std::env::var("USER")
                 .or_else(|_| std::env::var("LOGNAME"))

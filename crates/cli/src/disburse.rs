@@ -1,7 +1,8 @@
 //! `jiuzhu disburse`: bank accounts, payment batches (maker-checker), the
 //! bank payment file and the bank's return file ([`Store::create_batch`]
-//! and the rest hold the rules). Who runs a command is the operating-system
-//! user (`cli:USER`): the maker of a batch cannot approve it.
+//! and the rest hold the rules). Who runs a command is the member of staff
+//! `--as NAME` (by default the operating-system user's name): the maker of
+//! a batch cannot approve it, and only an approver approves or exports.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -12,7 +13,8 @@ use jiuzhu_formats::bank::{payment_file_text, read_bank_accounts, read_bank_retu
 use jiuzhu_formats::{check_input_size, Problem, DEFAULT_MAX_INPUT_BYTES};
 use jiuzhu_store::{BatchSummary, DisburseError, Store};
 
-use crate::admin::{open_store, operator, runtime, BAD_INPUT};
+use crate::admin::{open_store, runtime, BAD_INPUT};
+use crate::applications::Acting;
 use crate::config::SettingsArgs;
 
 /// Exit status when a rule refuses the step (maker-checker, state, totals).
@@ -26,6 +28,8 @@ pub enum DisburseCommand {
     Accounts {
         file: PathBuf,
         #[command(flatten)]
+        acting: Acting,
+        #[command(flatten)]
         settings: SettingsArgs,
     },
     /// Make a batch of everything owed and not yet in a batch: the insurance
@@ -33,11 +37,15 @@ pub enum DisburseCommand {
     /// a bank account.
     Create {
         #[command(flatten)]
+        acting: Acting,
+        #[command(flatten)]
         settings: SettingsArgs,
     },
     /// Approve a batch: someone other than its maker.
     Approve {
         batch: i64,
+        #[command(flatten)]
+        acting: Acting,
         #[command(flatten)]
         settings: SettingsArgs,
     },
@@ -50,6 +58,8 @@ pub enum DisburseCommand {
         #[arg(long, value_name = "FILE")]
         out: PathBuf,
         #[command(flatten)]
+        acting: Acting,
+        #[command(flatten)]
         settings: SettingsArgs,
     },
     /// Import the bank's return file (CSV line_id,status,reason[,amount]):
@@ -58,6 +68,8 @@ pub enum DisburseCommand {
     Return {
         batch: i64,
         file: PathBuf,
+        #[command(flatten)]
+        acting: Acting,
         #[command(flatten)]
         settings: SettingsArgs,
     },
@@ -136,15 +148,15 @@ fn refused(error: DisburseError) -> anyhow::Result<ExitCode> {
 }
 
 fn disburse(command: &DisburseCommand) -> anyhow::Result<ExitCode> {
-    let actor = operator();
-    let settings = match command {
-        DisburseCommand::Accounts { settings, .. }
-        | DisburseCommand::Create { settings }
-        | DisburseCommand::Approve { settings, .. }
-        | DisburseCommand::Export { settings, .. }
-        | DisburseCommand::Return { settings, .. }
-        | DisburseCommand::List { settings } => settings,
+    let (settings, acting) = match command {
+        DisburseCommand::Accounts { settings, acting, .. }
+        | DisburseCommand::Create { settings, acting }
+        | DisburseCommand::Approve { settings, acting, .. }
+        | DisburseCommand::Export { settings, acting, .. }
+        | DisburseCommand::Return { settings, acting, .. } => (settings, Some(acting)),
+        DisburseCommand::List { settings } => (settings, None),
     };
+    let actor = acting.map(Acting::name).unwrap_or_default();
     runtime()?.block_on(async {
         let store = open_store(settings).await?;
         let code = step(&store, command, &actor).await;

@@ -374,64 +374,56 @@ async fn audit_show_tells_a_persons_story_and_logs_the_read() {
     assert!(verified.contains("whole"), "{verified}");
 }
 
-/// Runs `jiuzhu ARGS` in `dir` as the operating-system user `user`.
-fn as_user(dir: &Path, user: &str, args: &[&str]) -> std::process::Output {
-    std::process::Command::new(common::BINARY)
-        .current_dir(dir)
-        .env_remove("JIUZHU_DATA_KEY")
-        .env("USER", user)
-        .args(args)
-        .output()
-        .unwrap()
-}
-
 #[test]
 fn a_batch_goes_from_maker_to_checker_to_the_bank_and_back() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path();
     let database = common::small_store_with_feed(path);
     let db = ["--database", database.as_str()];
+    for (name, roles) in [
+        ("maker", "reviewer,approver"),
+        ("checker", "approver"),
+        ("clerk", "reviewer"),
+    ] {
+        jiuzhu(
+            path,
+            &[&["staff", "add", name, "--roles", roles][..], &db].concat(),
+        );
+    }
+    let as_user =
+        |user: &str, args: &[&str]| common::jiuzhu_status(path, &[args, &["--as", user], &db].concat());
     std::fs::write(
         path.join("accounts.csv"),
         "person_id,name,bank,account\n110105196001010017,张三,农业银行,6228 4800 1234 5678\n",
     )
     .unwrap();
-    let loaded = jiuzhu(
-        path,
-        &[&["disburse", "accounts", "accounts.csv"][..], &db].concat(),
-    );
+    let (_, loaded, _) = as_user("clerk", &["disburse", "accounts", "accounts.csv"]);
     assert!(loaded.contains("1 accounts stored"), "{loaded}");
 
-    let made = as_user(path, "maker", &[&["disburse", "create"][..], &db].concat());
-    let made_text = String::from_utf8_lossy(&made.stdout);
-    assert!(made.status.success(), "{made_text}");
+    let (code, made_text, _) = as_user("maker", &["disburse", "create"]);
+    assert_eq!(code, 0, "{made_text}");
     assert!(
         made_text.contains("Made batch 1: 1 lines, 5,250.00"),
         "{made_text}"
     );
     assert!(made_text.contains("3 persons are owed"), "{made_text}");
 
-    let own = as_user(path, "maker", &[&["disburse", "approve", "1"][..], &db].concat());
-    assert_eq!(own.status.code(), Some(3));
-    assert!(String::from_utf8_lossy(&own.stderr).contains("maker-checker"));
-    let early = as_user(
-        path,
-        "checker",
-        &[&["disburse", "export", "1", "--out", "pay.csv"][..], &db].concat(),
-    );
-    assert_eq!(early.status.code(), Some(3));
+    let (code, _, error) = as_user("maker", &["disburse", "approve", "1"]);
+    assert_eq!(code, 3);
+    assert!(error.contains("maker-checker"), "{error}");
+    let (code, _, error) = as_user("clerk", &["disburse", "approve", "1"]);
+    assert_eq!(code, 3);
+    assert!(error.contains("clerk does not have the role approver"), "{error}");
+    let (code, _, error) = as_user("nobody", &["disburse", "create"]);
+    assert_eq!(code, 3);
+    assert!(error.contains("nobody is not a member of staff"), "{error}");
+    let (code, _, _) = as_user("checker", &["disburse", "export", "1", "--out", "pay.csv"]);
+    assert_eq!(code, 3);
     assert!(!path.join("pay.csv").exists());
-    let approved = as_user(
-        path,
-        "checker",
-        &[&["disburse", "approve", "1"][..], &db].concat(),
-    );
-    assert!(approved.status.success());
-
-    jiuzhu(
-        path,
-        &[&["disburse", "export", "1", "--out", "pay.csv"][..], &db].concat(),
-    );
+    let (code, _, _) = as_user("checker", &["disburse", "approve", "1"]);
+    assert_eq!(code, 0);
+    let (code, _, error) = as_user("checker", &["disburse", "export", "1", "--out", "pay.csv"]);
+    assert_eq!(code, 0, "{error}");
     let file = std::fs::read_to_string(path.join("pay.csv")).unwrap();
     assert_eq!(
         file,
@@ -440,27 +432,21 @@ fn a_batch_goes_from_maker_to_checker_to_the_bank_and_back() {
     );
 
     std::fs::write(path.join("bad.csv"), "line_id,status,reason\n2,paid,\n").unwrap();
-    let bad = as_user(
-        path,
-        "clerk",
-        &[&["disburse", "return", "1", "bad.csv"][..], &db].concat(),
-    );
-    assert_eq!(bad.status.code(), Some(2));
+    let (code, _, error) = as_user("clerk", &["disburse", "return", "1", "bad.csv"]);
+    assert_eq!(code, 2);
     assert!(
-        String::from_utf8_lossy(&bad.stderr).contains("bad.csv:2: line_id: line 2 is not a line of batch 1")
+        error.contains("bad.csv:2: line_id: line 2 is not a line of batch 1"),
+        "{error}"
     );
     std::fs::write(path.join("return.csv"), "line_id,status,reason\n1,paid,\n").unwrap();
-    let returned = jiuzhu(
-        path,
-        &[&["disburse", "return", "1", "return.csv"][..], &db].concat(),
-    );
+    let (_, returned, _) = as_user("clerk", &["disburse", "return", "1", "return.csv"]);
     assert!(returned.contains("returned; paid 1 (5,250.00)"), "{returned}");
     let listed = jiuzhu(path, &[&["disburse", "list"][..], &db].concat());
     assert!(
         listed.contains("approved by") || listed.contains("returned"),
         "{listed}"
     );
-    let none = jiuzhu(path, &[&["disburse", "create"][..], &db].concat());
+    let (_, none, _) = as_user("maker", &["disburse", "create"]);
     assert!(none.contains("no batch was made"), "{none}");
     let verified = jiuzhu(path, &[&["audit", "verify"][..], &db].concat());
     assert!(verified.contains("whole"), "{verified}");

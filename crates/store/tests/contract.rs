@@ -2257,6 +2257,19 @@ const ACCOUNTS: &str = "person_id,name,bank,account\n\
     110105196001010025,李四,工商银行,6222020200112233\n\
     110105196001010033,王五,建设银行,6217000010002000\n";
 
+/// The staff of disbursement: a maker and a clerk, and a checker who
+/// approves.
+async fn disbursement_staff(store: &Store) {
+    use jiuzhu_store::Role;
+    for (name, roles) in [
+        ("maker", &[Role::Reviewer, Role::Approver][..]),
+        ("clerk", &[Role::Reviewer][..]),
+        ("checker", &[Role::Approver][..]),
+    ] {
+        store.add_staff(name, roles, "admin").await.unwrap();
+    }
+}
+
 fn bank_return(text: &str) -> Vec<jiuzhu_formats::bank::ReturnRow> {
     jiuzhu_formats::bank::read_bank_return("return.csv", text.as_bytes()).unwrap()
 }
@@ -2265,6 +2278,7 @@ fn bank_return(text: &str) -> Vec<jiuzhu_formats::bank::ReturnRow> {
 async fn a_batch_pays_each_debt_once_is_approved_by_another_and_a_failed_line_waits_for_the_next_batch() {
     for database in fresh_databases("disburse").await {
         let (store, _) = prepared(&database).await;
+        disbursement_staff(&store).await;
         import_feed(&store, &read(INVOICES), 1024).await.unwrap();
         import(&store, "late.csv", "民政", LATE_SPELL).await.unwrap();
         store
@@ -2305,6 +2319,20 @@ async fn a_batch_pays_each_debt_once_is_approved_by_another_and_a_failed_line_wa
         assert!(matches!(
             store.approve_batch(batch.id, "maker").await,
             Err(DisburseError::SelfApproval { .. })
+        ));
+        // Only a member of staff disburses, and only an approver approves
+        // or exports.
+        assert!(matches!(
+            store.approve_batch(batch.id, "clerk").await,
+            Err(DisburseError::NotApprover { .. })
+        ));
+        assert!(matches!(
+            store.export_batch(batch.id, "clerk").await,
+            Err(DisburseError::NotApprover { .. })
+        ));
+        assert!(matches!(
+            store.create_batch("stranger").await,
+            Err(DisburseError::NotStaff(_))
         ));
         let approved = store.approve_batch(batch.id, "checker").await.unwrap();
         assert_eq!(approved.approved_by.as_deref(), Some("checker"));
@@ -2612,6 +2640,7 @@ async fn random_interleavings_of_the_money_path_keep_every_rule_and_end_paying_w
 
 async fn model_run(database: &Fresh, seed: u64) {
     let store = with_policy(database).await;
+    disbursement_staff(&store).await;
     let mut dice = Dice(seed);
     let mut model = Model {
         persons: (0..5)
@@ -2835,6 +2864,7 @@ async fn model_run(database: &Fresh, seed: u64) {
 async fn a_feed_bill_reversed_after_the_bank_paid_it_is_recovered_and_one_reversed_before_is_never_paid() {
     for database in fresh_databases("reversed_paid").await {
         let (store, _) = prepared(&database).await;
+        disbursement_staff(&store).await;
         import_feed(&store, &read(INVOICES), 1024).await.unwrap();
         let rows = jiuzhu_formats::bank::read_bank_accounts("accounts.csv", ACCOUNTS.as_bytes()).unwrap();
         store

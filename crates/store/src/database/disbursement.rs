@@ -10,7 +10,9 @@
 //! granted in the next clearing, which recovers it. Real-time decisions are not paid to persons: the hospital
 //! deducted them at its counter. A recovery is not paid: it is reviewed.
 //!
-//! The rules, each held by the database as well as the code:
+//! Every step is taken by a member of staff; approving a batch and
+//! exporting its payment file (with full account numbers) need the role
+//! `approver`. The rules, each held by the database as well as the code:
 //!
 //! - a payable is in at most one live line (pending or paid): never in two
 //!   unpaid batches, never paid twice (`payment_items_live`);
@@ -74,6 +76,10 @@ pub struct AccountsLoaded {
 pub enum DisburseError {
     #[error("there is no payment batch {0}")]
     NotFound(i64),
+    #[error("{0} is not a member of staff")]
+    NotStaff(String),
+    #[error("{name} does not have the role approver, which approving or exporting a batch needs")]
+    NotApprover { name: String },
     #[error("batch {batch} was made by {actor}: another person must approve it (maker-checker)")]
     SelfApproval { batch: i64, actor: String },
     #[error("batch {0} is approved already")]
@@ -121,6 +127,21 @@ fn masked_account(account: &str) -> String {
 }
 
 impl Store {
+    /// Refuses unless `actor` is a member of staff, and an approver when
+    /// `approver`.
+    async fn disbursing(&self, actor: &str, approver: bool) -> Result<(), DisburseError> {
+        let user = self
+            .staff(actor)
+            .await?
+            .ok_or_else(|| DisburseError::NotStaff(actor.to_owned()))?;
+        if approver && !user.has(super::Role::Approver) {
+            return Err(DisburseError::NotApprover {
+                name: actor.to_owned(),
+            });
+        }
+        Ok(())
+    }
+
     /// Stores bank accounts (a new row per change; a person's newest is
     /// used from the next batch). A row for a person the store does not
     /// know refuses the file whole.
@@ -130,6 +151,7 @@ impl Store {
         rows: &[BankAccountRow],
         actor: &str,
     ) -> Result<AccountsLoaded, DisburseError> {
+        self.disbursing(actor, false).await?;
         let mut accounts = Vec::with_capacity(rows.len());
         for row in rows {
             let account = row.account.as_bytes();
@@ -167,6 +189,7 @@ impl Store {
     /// Makes a batch of everything owed and not yet in a live line, one
     /// line per person with a bank account.
     pub async fn create_batch(&self, actor: &str) -> Result<BatchMade, DisburseError> {
+        self.disbursing(actor, false).await?;
         match &self.backend {
             Backend::Sqlite(pool) => sqlite_disburse::create_batch(pool, actor).await,
             Backend::Postgres(pool) => postgres_disburse::create_batch(pool, actor).await,
@@ -175,6 +198,7 @@ impl Store {
 
     /// Approves a batch; its maker cannot.
     pub async fn approve_batch(&self, batch: i64, actor: &str) -> Result<BatchSummary, DisburseError> {
+        self.disbursing(actor, true).await?;
         match &self.backend {
             Backend::Sqlite(pool) => sqlite_disburse::approve(pool, batch, actor).await,
             Backend::Postgres(pool) => postgres_disburse::approve(pool, batch, actor).await,
@@ -184,6 +208,7 @@ impl Store {
     /// The payment file's lines of an approved batch, account numbers in
     /// full, after its totals are checked; the export is recorded.
     pub async fn export_batch(&self, batch: i64, actor: &str) -> Result<Vec<PaymentLine>, DisburseError> {
+        self.disbursing(actor, true).await?;
         let rows = match &self.backend {
             Backend::Sqlite(pool) => sqlite_disburse::export(pool, batch, actor).await?,
             Backend::Postgres(pool) => postgres_disburse::export(pool, batch, actor).await?,
@@ -228,6 +253,7 @@ impl Store {
         rows: &[ReturnRow],
         actor: &str,
     ) -> Result<BatchSummary, DisburseError> {
+        self.disbursing(actor, false).await?;
         match &self.backend {
             Backend::Sqlite(pool) => sqlite_disburse::import_return(pool, batch, file, rows, actor).await,
             Backend::Postgres(pool) => postgres_disburse::import_return(pool, batch, file, rows, actor).await,

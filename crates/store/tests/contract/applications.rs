@@ -178,6 +178,7 @@ async fn an_application_is_possible_only_after_signing_the_current_letter_and_a_
 async fn a_clean_application_is_accepted_decided_as_simulate_decides_and_paid_through_a_batch() {
     for database in fresh_databases("apply_clean").await {
         let (store, _) = prepared(&database).await;
+        super::disbursement_staff(&store).await;
         store.publish_letter("2024-01", LETTER, "admin").await.unwrap();
         signed(&store, PERSON).await;
         let png = jiuzhu_store::scan_base64(b"\x89PNG\r\n\x1a\n-a-scan-");
