@@ -34,6 +34,14 @@ pub enum StaffCommand {
         #[command(flatten)]
         settings: SettingsArgs,
     },
+    /// Set a member of staff's password for the web pages, read from the
+    /// first line of standard input (at least 10 characters); their open
+    /// sessions end.
+    Password {
+        name: String,
+        #[command(flatten)]
+        settings: SettingsArgs,
+    },
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -221,11 +229,30 @@ where
 }
 
 pub fn staff(command: &StaffCommand) -> ExitCode {
-    let StaffCommand::Add {
-        name,
-        roles,
-        settings,
-    } = command;
+    let (name, roles, settings) = match command {
+        StaffCommand::Add {
+            name,
+            roles,
+            settings,
+        } => (name, roles, settings),
+        StaffCommand::Password { name, settings } => {
+            let mut line = String::new();
+            if let Err(error) = std::io::stdin().read_line(&mut line) {
+                eprintln!("cannot read the password from standard input: {error}");
+                return ExitCode::from(BAD_INPUT);
+            }
+            let password = line.trim_end_matches(['\r', '\n']).to_owned();
+            return with_store(settings, async |store| {
+                match store.set_staff_password(name, &password, &operator()).await {
+                    Ok(()) => {
+                        println!("the password of {name} is set; their open sessions have ended");
+                        Ok(ExitCode::SUCCESS)
+                    }
+                    Err(error) => refused(error),
+                }
+            });
+        }
+    };
     let mut parsed = Vec::new();
     for role in roles {
         match Role::parse(role.trim()) {

@@ -371,6 +371,56 @@ pub(crate) async fn push_spells(
     Ok(Json(answer))
 }
 
+/// Imports a spells file a member of staff uploaded through the web page,
+/// from `source`, as a push from that department is imported: every bad
+/// row refuses the file whole ([`ApiError::Refused`], every problem named).
+pub(crate) async fn import_uploaded_spells(
+    state: &AppState,
+    file_name: &str,
+    body: Vec<u8>,
+    source: &str,
+    actor: &str,
+) -> Result<SpellImport, ApiError> {
+    if source.is_empty() {
+        return Err(ApiError::BadParameter {
+            field: "source",
+            message: "is empty: name the department that reported the spells".into(),
+        });
+    }
+    let Some((_, policy)) = state.store.policy_in_force().await? else {
+        return Err(ApiError::NoPolicy);
+    };
+    let kind = if file_name.to_ascii_lowercase().ends_with(".xlsx") {
+        BodyKind::Xlsx
+    } else {
+        BodyKind::Csv
+    };
+    let named = Some(file_name.to_owned());
+    let checked = {
+        let source = source.to_owned();
+        tokio::task::spawn_blocking(move || spells_to_import(kind, named, &body, &policy, &source))
+            .await
+            .map_err(joined)??
+    };
+    let file = SpellFile {
+        source,
+        file_name: &checked.file_name,
+        digest: checked.digest,
+        rows: &checked.rows,
+    };
+    let actor = format!("staff:{actor}");
+    let report = state
+        .store
+        .import_spells(&file, &actor)
+        .await
+        .map_err(|error| match error {
+            jiuzhu_store::StoreError::Refused(problems) => ApiError::Refused(problems),
+            other => ApiError::from(other),
+        })?;
+    tracing::info!(file = %checked.file_name, source, rows = report.rows, added = report.added, "spells uploaded");
+    Ok(report)
+}
+
 /// What importing pushed spells did: [`SpellImport`] as JSON.
 #[derive(Debug, Serialize)]
 pub(crate) struct SpellsReport {

@@ -38,6 +38,7 @@ mod error;
 mod feeds;
 mod metrics;
 mod openapi;
+mod web;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -125,6 +126,7 @@ pub(crate) struct AppState {
     max_body_bytes: usize,
     feed_max_body_bytes: usize,
     applications: ApplicationSettings,
+    web: Arc<web::WebState>,
 }
 
 /// A route the router serves: a lower-case HTTP method and a path with
@@ -219,10 +221,12 @@ fn router(store: Store, settings: &ServerSettings) -> Router {
         max_body_bytes: settings.max_body_bytes,
         feed_max_body_bytes: settings.feed_max_body_bytes,
         applications: settings.applications,
+        web: web::state(),
     };
     limited(
         routes(settings.feed_max_body_bytes, settings.applications.max_body_bytes)
             .router
+            .merge(web::routes())
             .with_state(state)
             .layer(middleware::from_fn_with_state(metrics, count_feeds)),
         settings,

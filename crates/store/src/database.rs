@@ -57,7 +57,9 @@ pub use feed::{
 };
 mod outbox;
 mod recoveries;
+mod web_sessions;
 pub use recoveries::{RecoveryLine, RecoveryStatus, RecoveryVerdict};
+pub use web_sessions::{NewSession, WebSession, SHORTEST_PASSWORD};
 mod story;
 pub use outbox::{DispatchOptions, DispatchReport, NotificationStats};
 pub use story::{PersonStory, StoryEvent, StoryKind};

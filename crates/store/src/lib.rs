@@ -49,5 +49,6 @@ pub use database::{
     ApplicationState, ApplicationSummary, ApplicationView, ApplyChannel, CheckResult, KnownBill, Letter,
     Prefill, RecoveryLine, RecoveryStatus, RecoveryVerdict, Role, ScanContent, Signature, StaffUser, Verdict,
 };
+pub use database::{NewSession, WebSession, SHORTEST_PASSWORD};
 pub use notify::{LogFileSender, Notification, NotificationKind, Sender};
 pub use spell_history::{AlreadyImported, PendingRecomputation, SpellFile, SpellImport, StoredSpell};

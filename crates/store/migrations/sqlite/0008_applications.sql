@@ -1,8 +1,9 @@
 -- Applications (救助申请), smart acceptance (智能受理) and review (救助审核)
 -- on SQLite, with the staff who review them.
 --
--- staff_users: who works in the bureau and in which roles (reviewer,
--- approver, auditor, admin), space-separated; staff_tokens: their API
+-- staff_users: who works in the bureau, in which roles (reviewer,
+-- approver, auditor, admin; space-separated) and with which password for
+-- the web pages (Argon2id, PHC string; none until set); staff_tokens: their API
 -- tokens, kept only as SHA-256 hashes.
 --
 -- commitment_letters: the versions of the commitment letter (告知承诺书),
@@ -23,6 +24,7 @@
 CREATE TABLE staff_users (
     name TEXT PRIMARY KEY NOT NULL,
     roles TEXT NOT NULL,
+    password_hash TEXT,
     created_at TEXT NOT NULL,
     created_by TEXT NOT NULL,
     disabled_at TEXT
@@ -122,3 +124,16 @@ CREATE TABLE recovery_reviews (
     actor TEXT NOT NULL
 ) STRICT;
 CREATE UNIQUE INDEX recovery_reviews_once ON recovery_reviews (line_id, (verdict = 'repaid'));
+
+-- web_sessions: the sessions of the web pages, kept only as the SHA-256 of
+-- their token (the cookie holds the token); each with its CSRF token, its
+-- subject (a member of staff's name) and when it ends.
+CREATE TABLE web_sessions (
+    token_hash BLOB PRIMARY KEY NOT NULL,
+    kind TEXT NOT NULL CHECK (kind IN ('staff', 'citizen')),
+    subject TEXT NOT NULL,
+    csrf TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    expires_unix INTEGER NOT NULL,
+    ended_at TEXT
+) STRICT;

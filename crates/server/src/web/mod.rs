@@ -1,0 +1,746 @@
+//! The web pages: server-rendered HTML (minijinja, every value escaped),
+//! Chinese by default with English on request, large type and high contrast
+//! on request (适老化), phone first, nothing loaded from outside the server
+//! and no script needed.
+//!
+//! Staff log in with their name and password (Argon2id in the store); the
+//! session's token goes in a `Secure`, `HttpOnly`, `SameSite=Strict` cookie
+//! and every form carries the session's CSRF token (the login form a token
+//! of its own, double-submitted). Failed logins are limited per name. Each
+//! page is checked for the role it needs on the server. Every answer has a
+//! content security policy without inline script or style, and may not be
+//! framed.
+//!
+//! | page | who |
+//! | --- | --- |
+//! | `GET /` | anyone |
+//! | `GET /prefs?lang=zh|en&size=large|normal&back=/path` | anyone: remembered in cookies |
+//! | `GET, POST /staff/login`, `POST /staff/logout` | staff |
+//! | `GET /staff` | staff: the dashboard |
+//! | `GET /staff/reviews` | reviewers: the review queue |
+//! | `GET /staff/imports`, `POST /staff/imports/spells` | admins: a department's spells file, uploaded |
+//! | `GET /staff/imports/rejected/{id}` | the admin who uploaded it: the report of a refused file, CSV |
+
+mod text;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use axum::extract::{DefaultBodyLimit, Multipart, Path, Query, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::{Form, Router};
+use jiuzhu_formats::Problems;
+use jiuzhu_store::{Role, StaffUser, WebSession};
+use minijinja::{context, Environment};
+use serde::Deserialize;
+
+use crate::AppState;
+use text::Language;
+
+/// How long a staff session lasts.
+const SESSION_SECONDS: i64 = 8 * 3600;
+/// Failed logins allowed per name in [`LOGIN_WINDOW`].
+const LOGIN_FAILURES: u32 = 5;
+const LOGIN_WINDOW: Duration = Duration::from_secs(15 * 60);
+/// How long the report of a refused file can be downloaded.
+const REPORT_KEPT: Duration = Duration::from_secs(3600);
+/// Reports kept at most, all users together.
+const REPORTS_KEPT: usize = 256;
+
+const SESSION_COOKIE: &str = "jiuzhu_session";
+const LOGIN_COOKIE: &str = "jiuzhu_login";
+
+/// What the pages share beyond the API's state.
+#[derive(Debug, Default)]
+pub(crate) struct WebState {
+    /// Failed logins by name: how many, since when.
+    failures: Mutex<HashMap<String, (u32, Instant)>>,
+    /// Reports of refused files, by id.
+    reports: Mutex<HashMap<String, RejectedReport>>,
+}
+
+/// The report of a refused file, for its uploader to download.
+#[derive(Debug)]
+struct RejectedReport {
+    owner: String,
+    file: String,
+    csv: Vec<u8>,
+    at: Instant,
+}
+
+fn templates() -> &'static Environment<'static> {
+    static TEMPLATES: OnceLock<Environment<'static>> = OnceLock::new();
+    TEMPLATES.get_or_init(|| {
+        let mut environment = Environment::new();
+        for (name, source) in [
+            ("layout.html", include_str!("templates/layout.html")),
+            ("home.html", include_str!("templates/home.html")),
+            ("login.html", include_str!("templates/login.html")),
+            ("dashboard.html", include_str!("templates/dashboard.html")),
+            ("imports.html", include_str!("templates/imports.html")),
+            ("import_result.html", include_str!("templates/import_result.html")),
+            ("reviews.html", include_str!("templates/reviews.html")),
+            ("error.html", include_str!("templates/error.html")),
+        ] {
+            environment
+                .add_template(name, source)
+                .unwrap_or_else(|error| panic!("template {name} does not parse: {error}"));
+        }
+        environment
+    })
+}
+
+/// The pages' routes, with their security headers.
+pub(crate) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/", get(home))
+        .route("/static/app.css", get(stylesheet))
+        .route("/prefs", get(preferences))
+        .route("/staff/login", get(login_page).post(login))
+        .route("/staff/logout", post(logout))
+        .route("/staff", get(dashboard))
+        .route("/staff/reviews", get(reviews))
+        .route("/staff/imports", get(imports_page))
+        .route(
+            "/staff/imports/spells",
+            post(upload_spells).layer(DefaultBodyLimit::max(64 * 1024 * 1024)),
+        )
+        .route("/staff/imports/rejected/{id}", get(rejected_report))
+        .layer(middleware::from_fn(secure_headers))
+}
+
+/// Security headers on every page.
+async fn secure_headers(request: Request, next: Next) -> Response {
+    let mut response = next.run(request).await;
+    let headers = response.headers_mut();
+    for (name, value) in [
+        (
+            header::CONTENT_SECURITY_POLICY,
+            "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+             form-action 'self'; frame-ancestors 'none'; base-uri 'none'; object-src 'none'",
+        ),
+        (header::X_FRAME_OPTIONS, "DENY"),
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        (header::REFERRER_POLICY, "same-origin"),
+    ] {
+        headers.insert(name, HeaderValue::from_static(value));
+    }
+    if !headers.contains_key(header::CACHE_CONTROL) {
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    response
+}
+
+fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(key, _)| *key == name)
+        .map(|(_, value)| value)
+}
+
+/// A cookie for the whole site, not readable by scripts.
+fn set_cookie(name: &str, value: &str, max_age: i64) -> HeaderValue {
+    HeaderValue::from_str(&format!(
+        "{name}={value}; Path=/; Max-Age={max_age}; HttpOnly; Secure; SameSite=Strict"
+    ))
+    .unwrap_or_else(|_| HeaderValue::from_static(""))
+}
+
+/// Who looks at a page and how they want it shown.
+struct Viewer {
+    language: Language,
+    large: bool,
+    /// The path shown, to come back to after changing a preference.
+    here: String,
+    staff: Option<(WebSession, StaffUser)>,
+}
+
+impl Viewer {
+    async fn of(state: &AppState, headers: &HeaderMap, here: &str) -> Result<Viewer, Box<Response>> {
+        let language = cookie(headers, "lang")
+            .and_then(Language::parse)
+            .unwrap_or(Language::Chinese);
+        let large = cookie(headers, "size") == Some("large");
+        let staff = match cookie(headers, SESSION_COOKIE) {
+            Some(token) => state.store.session(token).await.map_err(|error| {
+                tracing::error!(cause = %error, "a session could not be read");
+                Box::new(StatusCode::INTERNAL_SERVER_ERROR.into_response())
+            })?,
+            None => None,
+        };
+        Ok(Viewer {
+            language,
+            large,
+            here: here.to_owned(),
+            staff,
+        })
+    }
+
+    /// Renders `template` with what every page has and `extra`.
+    fn render(&self, status: StatusCode, template: &str, extra: minijinja::Value) -> Response {
+        let staff = self.staff.as_ref().map(|(_, user)| {
+            context! {
+                name => user.name.clone(),
+                roles => user.roles.iter().map(|role| role.as_str()).collect::<Vec<_>>(),
+            }
+        });
+        let csrf = self.staff.as_ref().map(|(session, _)| session.csrf.clone());
+        let base = context! {
+            t => self.language.texts(),
+            lang => self.language.code(),
+            lang_tag => self.language.tag(),
+            large => self.large,
+            here => self.here.clone(),
+            staff => staff,
+            csrf => csrf,
+        };
+        let page = templates()
+            .get_template(template)
+            .and_then(|template| template.render(context! { ..base, ..extra }));
+        match page {
+            Ok(page) => (status, Html(page)).into_response(),
+            Err(error) => {
+                tracing::error!(%error, template, "a page did not render");
+                StatusCode::INTERNAL_SERVER_ERROR.into_response()
+            }
+        }
+    }
+
+    fn error(&self, status: StatusCode, heading: &str, message: &str) -> Response {
+        self.render(
+            status,
+            "error.html",
+            context! { heading => self.language.text(heading), message => self.language.text(message) },
+        )
+    }
+
+    /// The member of staff, if they have one of `roles`; else the page that
+    /// says why not (login, or forbidden).
+    fn require(&self, roles: &[Role]) -> Result<&StaffUser, Box<Response>> {
+        match &self.staff {
+            None => Err(Box::new(Redirect::to("/staff/login").into_response())),
+            Some((_, user)) if roles.is_empty() || roles.iter().any(|role| user.has(*role)) => Ok(user),
+            Some(_) => Err(Box::new(self.error(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                "forbidden_text",
+            ))),
+        }
+    }
+
+    /// Whether `given` is the session's CSRF token.
+    fn csrf_ok(&self, given: &str) -> bool {
+        self.staff
+            .as_ref()
+            .is_some_and(|(session, _)| !given.is_empty() && session.csrf == given)
+    }
+}
+
+async fn home(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    match Viewer::of(&state, &headers, "/").await {
+        Ok(viewer) => viewer.render(StatusCode::OK, "home.html", context! {}),
+        Err(response) => *response,
+    }
+}
+
+async fn stylesheet() -> Response {
+    (
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/css; charset=utf-8"),
+            ),
+            (
+                header::CACHE_CONTROL,
+                HeaderValue::from_static("public, max-age=3600"),
+            ),
+        ],
+        include_str!("app.css"),
+    )
+        .into_response()
+}
+
+#[derive(Debug, Deserialize)]
+struct Preferences {
+    lang: Option<String>,
+    size: Option<String>,
+    back: Option<String>,
+}
+
+/// Remembers a language or a type size and goes back to the page.
+async fn preferences(Query(preferences): Query<Preferences>) -> Response {
+    let back = preferences
+        .back
+        .filter(|back| back.starts_with('/') && !back.starts_with("//") && !back.contains('\\'))
+        .unwrap_or_else(|| "/".to_owned());
+    let mut response = Redirect::to(&back).into_response();
+    let year = 365 * 24 * 3600;
+    if let Some(language) = preferences.lang.as_deref().and_then(Language::parse) {
+        response
+            .headers_mut()
+            .append(header::SET_COOKIE, set_cookie("lang", language.code(), year));
+    }
+    match preferences.size.as_deref() {
+        Some("large") => {
+            response
+                .headers_mut()
+                .append(header::SET_COOKIE, set_cookie("size", "large", year));
+        }
+        Some("normal") => {
+            response
+                .headers_mut()
+                .append(header::SET_COOKIE, set_cookie("size", "normal", year));
+        }
+        _ => {}
+    }
+    response
+}
+
+fn random_token() -> String {
+    jiuzhu_store::ApiKey::generate()
+        .map(|(key, _)| key.into_string())
+        .unwrap_or_default()
+}
+
+async fn login_page(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let viewer = match Viewer::of(&state, &headers, "/staff/login").await {
+        Ok(viewer) => viewer,
+        Err(response) => return *response,
+    };
+    if viewer.staff.is_some() {
+        return Redirect::to("/staff").into_response();
+    }
+    login_form(&viewer, StatusCode::OK, "", None)
+}
+
+/// The login form with a fresh token of its own, double-submitted.
+fn login_form(viewer: &Viewer, status: StatusCode, name: &str, problem: Option<&str>) -> Response {
+    let token = random_token();
+    let mut response = viewer.render(
+        status,
+        "login.html",
+        context! { login_csrf => token.clone(), name => name, problem => problem.map(|key| viewer.language.text(key)) },
+    );
+    response
+        .headers_mut()
+        .append(header::SET_COOKIE, set_cookie(LOGIN_COOKIE, &token, 3600));
+    response
+}
+
+#[derive(Debug, Deserialize)]
+struct LoginForm {
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    password: String,
+    #[serde(default)]
+    csrf: String,
+}
+
+async fn login(State(state): State<AppState>, headers: HeaderMap, Form(form): Form<LoginForm>) -> Response {
+    let viewer = match Viewer::of(&state, &headers, "/staff/login").await {
+        Ok(viewer) => viewer,
+        Err(response) => return *response,
+    };
+    let expected = cookie(&headers, LOGIN_COOKIE).unwrap_or_default();
+    if form.csrf.is_empty() || form.csrf != expected {
+        return viewer.error(StatusCode::FORBIDDEN, "forbidden", "bad_form");
+    }
+    let name = form.name.trim().to_owned();
+    {
+        let mut failures = state
+            .web
+            .failures
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        failures.retain(|_, (_, since)| since.elapsed() < LOGIN_WINDOW);
+        if failures
+            .get(&name)
+            .is_some_and(|(count, _)| *count >= LOGIN_FAILURES)
+        {
+            return login_form(
+                &viewer,
+                StatusCode::TOO_MANY_REQUESTS,
+                &name,
+                Some("login_limited"),
+            );
+        }
+    }
+    let user = match state.store.staff_login(&name, &form.password).await {
+        Ok(user) => user,
+        Err(error) => {
+            tracing::error!(cause = %error, "a login could not be checked");
+            return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+        }
+    };
+    let Some(user) = user else {
+        let mut failures = state
+            .web
+            .failures
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let entry = failures.entry(name.clone()).or_insert((0, Instant::now()));
+        entry.0 += 1;
+        tracing::warn!(name = %name, failures = entry.0, "a staff login failed");
+        return login_form(&viewer, StatusCode::UNAUTHORIZED, &name, Some("login_failed"));
+    };
+    state
+        .web
+        .failures
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .remove(&name);
+    match state.store.open_session(&user.name, SESSION_SECONDS).await {
+        Ok(session) => {
+            let mut response = Redirect::to("/staff").into_response();
+            let headers = response.headers_mut();
+            headers.append(
+                header::SET_COOKIE,
+                set_cookie(SESSION_COOKIE, &session.token, SESSION_SECONDS),
+            );
+            headers.append(header::SET_COOKIE, set_cookie(LOGIN_COOKIE, "", 0));
+            response
+        }
+        Err(error) => {
+            tracing::error!(cause = %error, "a session could not be opened");
+            StatusCode::INTERNAL_SERVER_ERROR.into_response()
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct CsrfForm {
+    #[serde(default)]
+    csrf: String,
+}
+
+async fn logout(State(state): State<AppState>, headers: HeaderMap, Form(form): Form<CsrfForm>) -> Response {
+    let viewer = match Viewer::of(&state, &headers, "/staff").await {
+        Ok(viewer) => viewer,
+        Err(response) => return *response,
+    };
+    if !viewer.csrf_ok(&form.csrf) {
+        return viewer.error(StatusCode::FORBIDDEN, "forbidden", "bad_form");
+    }
+    if let Some(token) = cookie(&headers, SESSION_COOKIE) {
+        if let Err(error) = state.store.end_session(token).await {
+            tracing::error!(cause = %error, "a session could not be ended");
+        }
+    }
+    let mut response = Redirect::to("/staff/login").into_response();
+    response
+        .headers_mut()
+        .append(header::SET_COOKIE, set_cookie(SESSION_COOKIE, "", 0));
+    response
+}
+
+async fn dashboard(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let viewer = match Viewer::of(&state, &headers, "/staff").await {
+        Ok(viewer) => viewer,
+        Err(response) => return *response,
+    };
+    let user = match viewer.require(&[]) {
+        Ok(user) => user.clone(),
+        Err(response) => return *response,
+    };
+    let reviews = if user.has(Role::Reviewer) {
+        state
+            .store
+            .review_queue(&user.name)
+            .await
+            .ok()
+            .map(|queue| queue.len())
+    } else {
+        None
+    };
+    let batches = if user.has(Role::Approver) {
+        state
+            .store
+            .batches()
+            .await
+            .ok()
+            .map(|batches| batches.iter().filter(|batch| batch.approved_by.is_none()).count())
+    } else {
+        None
+    };
+    viewer.render(
+        StatusCode::OK,
+        "dashboard.html",
+        context! { reviews => reviews, batches => batches },
+    )
+}
+
+async fn reviews(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let viewer = match Viewer::of(&state, &headers, "/staff/reviews").await {
+        Ok(viewer) => viewer,
+        Err(response) => return *response,
+    };
+    let user = match viewer.require(&[Role::Reviewer]) {
+        Ok(user) => user.clone(),
+        Err(response) => return *response,
+    };
+    match state.store.review_queue(&user.name).await {
+        Ok(queue) => {
+            let applications: Vec<minijinja::Value> = queue
+                .iter()
+                .map(|item| {
+                    context! {
+                        id => item.id, person => item.person_masked.clone(), bills => item.bills,
+                        findings => item.findings, in_scope => item.in_scope_self_pay.to_string(),
+                        entered_by => item.entered_by.clone(), submitted_at => item.submitted_at.clone(),
+                    }
+                })
+                .collect();
+            viewer.render(
+                StatusCode::OK,
+                "reviews.html",
+                context! { applications => applications },
+            )
+        }
+        Err(error) => {
+            tracing::error!(cause = %error, "the review queue could not be read");
+            StatusCode::INTERNAL_SERVER_ERROR.into_response()
+        }
+    }
+}
+
+async fn imports_page(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let viewer = match Viewer::of(&state, &headers, "/staff/imports").await {
+        Ok(viewer) => viewer,
+        Err(response) => return *response,
+    };
+    match viewer.require(&[Role::Admin]) {
+        Ok(_) => viewer.render(StatusCode::OK, "imports.html", context! {}),
+        Err(response) => *response,
+    }
+}
+
+/// The parts of the upload form.
+#[derive(Debug, Default)]
+struct Upload {
+    csrf: String,
+    source: String,
+    file_name: String,
+    bytes: Vec<u8>,
+}
+
+async fn read_upload(mut multipart: Multipart) -> Result<Upload, String> {
+    let mut upload = Upload::default();
+    while let Some(field) = multipart.next_field().await.map_err(|error| error.body_text())? {
+        match field.name().unwrap_or_default() {
+            "csrf" => upload.csrf = field.text().await.map_err(|error| error.body_text())?,
+            "source" => {
+                upload.source = field
+                    .text()
+                    .await
+                    .map_err(|error| error.body_text())?
+                    .trim()
+                    .to_owned()
+            }
+            "file" => {
+                upload.file_name = field.file_name().unwrap_or("upload.csv").to_owned();
+                upload.bytes = field.bytes().await.map_err(|error| error.body_text())?.to_vec();
+            }
+            _ => {}
+        }
+    }
+    Ok(upload)
+}
+
+/// A refused file's problems as the rejected-rows report: `line,column,
+/// message`, with a byte order mark so that Excel reads it as UTF-8.
+fn report_csv(problems: &Problems) -> Vec<u8> {
+    let mut text = String::from("\u{feff}line,column,message\n");
+    let quote = |field: &str| {
+        if field.contains([',', '"', '\n', '\r']) {
+            format!("\"{}\"", field.replace('"', "\"\""))
+        } else {
+            field.to_owned()
+        }
+    };
+    for problem in problems.kept() {
+        text.push_str(&format!(
+            "{},{},{}\n",
+            problem.line.map_or_else(String::new, |line| line.to_string()),
+            quote(problem.column.as_deref().unwrap_or_default()),
+            quote(&problem.message)
+        ));
+    }
+    let more = problems.total() - problems.kept().len();
+    if more > 0 {
+        text.push_str(&format!(",,{}\n", quote(&format!("… and {more} more problems"))));
+    }
+    text.into_bytes()
+}
+
+async fn upload_spells(State(state): State<AppState>, headers: HeaderMap, multipart: Multipart) -> Response {
+    let viewer = match Viewer::of(&state, &headers, "/staff/imports").await {
+        Ok(viewer) => viewer,
+        Err(response) => return *response,
+    };
+    let user = match viewer.require(&[Role::Admin]) {
+        Ok(user) => user.clone(),
+        Err(response) => return *response,
+    };
+    let upload = match read_upload(multipart).await {
+        Ok(upload) => upload,
+        Err(message) => {
+            let heading = viewer.language.text("import_result");
+            return viewer.render(
+                StatusCode::BAD_REQUEST,
+                "error.html",
+                context! { heading => heading, message => message },
+            );
+        }
+    };
+    if !viewer.csrf_ok(&upload.csrf) {
+        return viewer.error(StatusCode::FORBIDDEN, "forbidden", "bad_form");
+    }
+    let imported = crate::feeds::import_uploaded_spells(
+        &state,
+        &upload.file_name,
+        upload.bytes,
+        &upload.source,
+        &user.name,
+    )
+    .await;
+    match imported {
+        Ok(report) => {
+            let already = report.already_imported.as_ref().map(|earlier| {
+                format!(
+                    "{} ({}, {})",
+                    earlier.file_name, earlier.imported_at, earlier.imported_by
+                )
+            });
+            viewer.render(
+                StatusCode::OK,
+                "import_result.html",
+                context! {
+                    file => upload.file_name,
+                    already => already,
+                    report => context! {
+                        rows => report.rows, added => report.added, changed => report.changed,
+                        new_persons => report.new_persons, ended_persons => report.ended_persons,
+                        marked => report.marked,
+                    },
+                },
+            )
+        }
+        Err(crate::ApiError::Refused(problems)) => {
+            let id = random_token();
+            {
+                let mut reports = state
+                    .web
+                    .reports
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner());
+                reports.retain(|_, report| report.at.elapsed() < REPORT_KEPT);
+                if reports.len() >= REPORTS_KEPT {
+                    reports.clear();
+                }
+                reports.insert(
+                    id.clone(),
+                    RejectedReport {
+                        owner: user.name.clone(),
+                        file: upload.file_name.clone(),
+                        csv: report_csv(&problems),
+                        at: Instant::now(),
+                    },
+                );
+            }
+            let rows: Vec<minijinja::Value> = problems
+                .kept()
+                .iter()
+                .map(|problem| {
+                    context! {
+                        line => problem.line.map_or_else(String::new, |line| line.to_string()),
+                        column => problem.column.clone().unwrap_or_default(),
+                        message => problem.message.clone(),
+                    }
+                })
+                .collect();
+            viewer.render(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "import_result.html",
+                context! {
+                    file => upload.file_name, problems => rows, total => problems.total(),
+                    report_url => format!("/staff/imports/rejected/{id}"),
+                },
+            )
+        }
+        Err(other) => {
+            let heading = viewer.language.text("import_result");
+            viewer.render(
+                other.status_code(),
+                "error.html",
+                context! { heading => heading, message => other.to_string() },
+            )
+        }
+    }
+}
+
+async fn rejected_report(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    let viewer = match Viewer::of(&state, &headers, "/staff/imports").await {
+        Ok(viewer) => viewer,
+        Err(response) => return *response,
+    };
+    let user = match viewer.require(&[Role::Admin]) {
+        Ok(user) => user.clone(),
+        Err(response) => return *response,
+    };
+    let found = {
+        let reports = state
+            .web
+            .reports
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        reports
+            .get(&id)
+            .filter(|report| report.owner == user.name && report.at.elapsed() < REPORT_KEPT)
+            .map(|report| (report.file.clone(), report.csv.clone()))
+    };
+    let Some((file, csv)) = found else {
+        return viewer.error(StatusCode::NOT_FOUND, "not_found", "not_found");
+    };
+    let stem: String = file
+        .chars()
+        .take_while(|c| *c != '.')
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
+        .collect();
+    let disposition = format!(
+        "attachment; filename=\"{}-rejected.csv\"",
+        if stem.is_empty() { "file" } else { &stem }
+    );
+    (
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/csv; charset=utf-8"),
+            ),
+            (
+                header::CONTENT_DISPOSITION,
+                HeaderValue::from_str(&disposition)
+                    .unwrap_or_else(|_| HeaderValue::from_static("attachment")),
+            ),
+        ],
+        csv,
+    )
+        .into_response()
+}
+
+/// The web's state, shared by clones of the router.
+pub(crate) fn state() -> Arc<WebState> {
+    Arc::new(WebState::default())
+}

@@ -1,0 +1,180 @@
+//! The words of the pages, in Chinese (the default) and English: one key,
+//! one text per language.
+
+/// (key, 中文, English).
+const TEXTS: &[(&str, &str, &str)] = &[
+    ("brand", "医疗救助一件事", "Jiuzhu medical assistance"),
+    ("skip", "跳到正文", "Skip to the content"),
+    ("preferences", "显示设置", "Display settings"),
+    ("large_type", "大字版", "Large type"),
+    ("normal_type", "标准字号", "Normal type"),
+    ("menu", "工作台菜单", "Staff menu"),
+    ("footer", "医疗保障局 · 医疗救助", "Medical Security Bureau · medical financial assistance"),
+    ("home_title", "医疗救助", "Medical financial assistance"),
+    (
+        "home_text",
+        "基本医保报销后，符合条件的困难群众的个人自付部分由医疗救助按政策再报销。",
+        "After basic medical insurance has paid, medical assistance pays part of what eligible people still owe, under the bureau's policy.",
+    ),
+    ("staff_login", "工作人员登录", "Staff login"),
+    ("user_name", "用户名", "User name"),
+    ("password", "密码", "Password"),
+    ("log_in", "登录", "Log in"),
+    ("logout", "退出", "Log out"),
+    ("login_failed", "用户名或密码不正确。", "The user name or the password is not right."),
+    (
+        "login_limited",
+        "登录失败次数过多，请15分钟后再试。",
+        "Too many failed logins: try again in 15 minutes.",
+    ),
+    ("dashboard", "工作台", "Dashboard"),
+    ("signed_in_as", "当前用户", "Signed in as"),
+    ("pending_reviews", "待审核申请", "Applications to review"),
+    ("batches_awaiting", "待审批拨付批次", "Batches awaiting approval"),
+    ("reviews", "救助审核", "Review queue"),
+    ("no_reviews", "目前没有待审核的申请。", "No application is waiting for review."),
+    ("application", "申请号", "Application"),
+    ("person", "救助对象", "Person"),
+    ("bills", "票据数", "Bills"),
+    ("findings", "疑点", "Findings"),
+    ("in_scope", "政策范围内自付", "In-scope self-pay"),
+    ("entered_by", "录入人", "Entered by"),
+    ("submitted_at", "提交时间", "Submitted"),
+    ("imports", "数据导入", "Imports"),
+    ("import_spells", "导入身份认定数据", "Import category spells"),
+    (
+        "import_help",
+        "上传部门提供的身份认定文件（CSV：UTF-8 或 GBK；或 XLSX）。有任何一行错误，整个文件都不导入，并列出每一处错误。",
+        "Upload a department's spells file (CSV in UTF-8 or GBK, or XLSX). If any row is wrong, nothing is imported and every problem is listed.",
+    ),
+    ("source", "数据来源部门", "Reporting department"),
+    ("file", "文件", "File"),
+    ("upload", "上传并导入", "Upload and import"),
+    ("import_result", "导入结果", "Import result"),
+    ("refused_whole", "文件未导入，未作任何修改。错误数：", "The file was refused; nothing was changed. Problems:"),
+    ("download_report", "下载错误报告（CSV）", "Download the error report (CSV)"),
+    ("problems", "错误明细", "Problems"),
+    ("line", "行", "Line"),
+    ("column", "列", "Column"),
+    ("message", "说明", "What is wrong"),
+    ("already_imported", "该文件已导入过，未作任何修改：", "This file was imported before; nothing changed:"),
+    ("imported", "导入完成。", "Imported."),
+    ("rows", "行数", "Rows"),
+    ("added", "新增", "Added"),
+    ("changed", "变更", "Changed"),
+    ("new_recipients", "救助新增", "New recipients"),
+    ("ended", "身份终止", "Ended"),
+    ("marked", "待重算", "Marked for recomputation"),
+    ("import_another", "继续导入", "Import another file"),
+    ("forbidden", "无权访问", "Not allowed"),
+    ("forbidden_text", "您的角色不能使用此页面。", "Your roles do not open this page."),
+    ("not_found", "未找到", "Not found"),
+    ("bad_form", "表单已过期，请返回重新提交。", "The form has expired: go back and send it again."),
+];
+
+/// The language of a page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Language {
+    Chinese,
+    English,
+}
+
+impl Language {
+    pub(crate) fn code(self) -> &'static str {
+        match self {
+            Language::Chinese => "zh",
+            Language::English => "en",
+        }
+    }
+
+    /// The `lang` attribute of the page.
+    pub(crate) fn tag(self) -> &'static str {
+        match self {
+            Language::Chinese => "zh-CN",
+            Language::English => "en",
+        }
+    }
+
+    pub(crate) fn parse(code: &str) -> Option<Language> {
+        match code {
+            "zh" => Some(Language::Chinese),
+            "en" => Some(Language::English),
+            _ => None,
+        }
+    }
+
+    /// Every text in this language, by key.
+    pub(crate) fn texts(self) -> std::collections::BTreeMap<&'static str, &'static str> {
+        TEXTS
+            .iter()
+            .map(|(key, chinese, english)| {
+                (
+                    *key,
+                    match self {
+                        Language::Chinese => *chinese,
+                        Language::English => *english,
+                    },
+                )
+            })
+            .collect()
+    }
+
+    /// One text.
+    pub(crate) fn text(self, key: &str) -> &'static str {
+        TEXTS
+            .iter()
+            .find(|(name, _, _)| *name == key)
+            .map_or("", |(_, chinese, english)| match self {
+                Language::Chinese => chinese,
+                Language::English => english,
+            })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::TEXTS;
+
+    #[test]
+    fn every_key_is_given_once_with_both_languages() {
+        let mut keys: Vec<&str> = TEXTS.iter().map(|(key, _, _)| *key).collect();
+        keys.sort_unstable();
+        let before = keys.len();
+        keys.dedup();
+        assert_eq!(keys.len(), before);
+        assert!(TEXTS
+            .iter()
+            .all(|(_, chinese, english)| !chinese.is_empty() && !english.is_empty()));
+    }
+
+    #[test]
+    fn every_text_a_template_uses_is_defined() {
+        let templates = [
+            include_str!("templates/layout.html"),
+            include_str!("templates/home.html"),
+            include_str!("templates/login.html"),
+            include_str!("templates/dashboard.html"),
+            include_str!("templates/imports.html"),
+            include_str!("templates/import_result.html"),
+            include_str!("templates/reviews.html"),
+            include_str!("templates/error.html"),
+        ];
+        for template in templates {
+            let bytes = template.as_bytes();
+            for (at, _) in template.match_indices("t.") {
+                let word_before = at > 0 && (bytes[at - 1].is_ascii_alphanumeric() || bytes[at - 1] == b'_');
+                if word_before {
+                    continue;
+                }
+                let key: String = template[at + 2..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_lowercase() || *c == '_')
+                    .collect();
+                assert!(
+                    TEXTS.iter().any(|(name, _, _)| *name == key),
+                    "t.{key} is not defined"
+                );
+            }
+        }
+    }
+}

@@ -1,0 +1,372 @@
+//! The staff's web pages over HTTP, against the real server on port 0 over
+//! a fresh SQLite store: login with CSRF and rate limits, sessions, roles,
+//! the spells upload with its report of refused rows, the review queue,
+//! languages and large type, and the security headers.
+
+use std::net::SocketAddr;
+use std::path::Path;
+
+use jiuzhu_formats::parse_policy;
+use jiuzhu_server::{Application, ApplicationSettings, ServerSettings};
+use jiuzhu_store::{DataKeys, Role, Store};
+use reqwest::StatusCode;
+
+const POLICY: &str = "fixtures/example-policy.toml";
+const PASSWORD: &str = "correct horse battery";
+
+fn read(path: &str) -> String {
+    let repository = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    std::fs::read_to_string(repository.join(path)).unwrap()
+}
+
+struct TestApp {
+    address: String,
+    _dir: tempfile::TempDir,
+}
+
+async fn spawn_app() -> TestApp {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("jiuzhu.db").display());
+    let store = Store::open(&url, DataKeys::from_bytes([7; 32], [9; 32]), 4)
+        .await
+        .unwrap();
+    let policy = parse_policy(POLICY, &read(POLICY)).unwrap();
+    store.load_policy(&read(POLICY), &policy, "admin").await.unwrap();
+    for (name, role) in [
+        ("admin", Role::Admin),
+        ("rev", Role::Reviewer),
+        ("aud", Role::Auditor),
+    ] {
+        store.add_staff(name, &[role], "setup").await.unwrap();
+        store.set_staff_password(name, PASSWORD, "setup").await.unwrap();
+    }
+    let settings = ServerSettings {
+        listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+        max_body_bytes: 64 * 1024,
+        feed_max_body_bytes: 1024 * 1024,
+        request_timeout_ms: 10_000,
+        applications: ApplicationSettings::default(),
+    };
+    let application = Application::build(store, settings).await.unwrap();
+    let address = format!("http://127.0.0.1:{}", application.port());
+    tokio::spawn(application.run_until_stopped());
+    TestApp { address, _dir: dir }
+}
+
+/// A browser: keeps cookies, does not follow redirects (the tests look at
+/// them).
+fn browser() -> reqwest::Client {
+    reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+/// The value of `<input ... name="NAME" value="...">` in a page.
+fn hidden(page: &str, name: &str) -> String {
+    let marker = format!("name=\"{name}\" value=\"");
+    let start = page
+        .find(&marker)
+        .unwrap_or_else(|| panic!("no {name} in {page}"))
+        + marker.len();
+    page[start..start + page[start..].find('"').unwrap()].to_owned()
+}
+
+impl TestApp {
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.address)
+    }
+
+    async fn page(&self, client: &reqwest::Client, path: &str) -> (StatusCode, String) {
+        let response = client.get(self.url(path)).send().await.unwrap();
+        (response.status(), response.text().await.unwrap())
+    }
+
+    /// Logs `name` in; the browser then holds the session. Returns the
+    /// session's CSRF token, as the dashboard's forms carry it.
+    async fn log_in(&self, client: &reqwest::Client, name: &str) -> String {
+        let (_, form) = self.page(client, "/staff/login").await;
+        let csrf = hidden(&form, "csrf");
+        let response = client
+            .post(self.url("/staff/login"))
+            .form(&[("name", name), ("password", PASSWORD), ("csrf", &csrf)])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::SEE_OTHER);
+        assert_eq!(response.headers()["location"], "/staff");
+        let (status, dashboard) = self.page(client, "/staff").await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(
+            dashboard.contains(&format!("<strong>{name}</strong>")),
+            "{dashboard}"
+        );
+        hidden(&dashboard, "csrf")
+    }
+}
+
+#[tokio::test]
+async fn a_member_of_staff_logs_in_with_the_forms_token_and_out_again() {
+    let app = spawn_app().await;
+    let client = browser();
+    // Not logged in: the dashboard sends to the login page.
+    let response = client.get(app.url("/staff")).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    assert_eq!(response.headers()["location"], "/staff/login");
+
+    // The login page, with its security headers and cookie.
+    let response = client.get(app.url("/staff/login")).send().await.unwrap();
+    let headers = response.headers().clone();
+    let csp = headers["content-security-policy"].to_str().unwrap();
+    assert!(
+        csp.contains("frame-ancestors 'none'")
+            && csp.contains("script-src 'self'")
+            && !csp.contains("unsafe-inline")
+    );
+    assert_eq!(headers["x-frame-options"], "DENY");
+    assert_eq!(headers["x-content-type-options"], "nosniff");
+    let cookie = headers["set-cookie"].to_str().unwrap();
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("Secure") && cookie.contains("SameSite=Strict"),
+        "{cookie}"
+    );
+    let form = response.text().await.unwrap();
+    assert!(
+        form.contains("<html lang=\"zh-CN\">") && form.contains("工作人员登录"),
+        "{form}"
+    );
+    let csrf = hidden(&form, "csrf");
+
+    // Without the form's token, or with another, the login is refused.
+    for token in ["", "forged"] {
+        let refused = client
+            .post(app.url("/staff/login"))
+            .form(&[("name", "admin"), ("password", PASSWORD), ("csrf", token)])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(refused.status(), StatusCode::FORBIDDEN, "token {token:?}");
+    }
+    // A wrong password is refused, and the name is kept in the form.
+    let wrong = client
+        .post(app.url("/staff/login"))
+        .form(&[
+            ("name", "admin"),
+            ("password", "not the password"),
+            ("csrf", &csrf),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
+    let page = wrong.text().await.unwrap();
+    assert!(
+        page.contains("用户名或密码不正确") && page.contains("value=\"admin\""),
+        "{page}"
+    );
+
+    let session_csrf = app.log_in(&client, "admin").await;
+    // A logout without the session's token is refused; with it, the
+    // session ends and the dashboard is closed again.
+    let refused = client
+        .post(app.url("/staff/logout"))
+        .form(&[("csrf", "forged")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+    assert_eq!(app.page(&client, "/staff").await.0, StatusCode::OK);
+    let out = client
+        .post(app.url("/staff/logout"))
+        .form(&[("csrf", session_csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(out.status(), StatusCode::SEE_OTHER);
+    assert_eq!(app.page(&client, "/staff").await.0, StatusCode::SEE_OTHER);
+}
+
+#[tokio::test]
+async fn failed_logins_are_limited_per_name() {
+    let app = spawn_app().await;
+    let client = browser();
+    let mut statuses = Vec::new();
+    for _ in 0..6 {
+        let (_, form) = app.page(&client, "/staff/login").await;
+        let csrf = hidden(&form, "csrf");
+        let response = client
+            .post(app.url("/staff/login"))
+            .form(&[
+                ("name", "rev"),
+                ("password", "guess guess guess"),
+                ("csrf", &csrf),
+            ])
+            .send()
+            .await
+            .unwrap();
+        statuses.push(response.status().as_u16());
+    }
+    assert_eq!(statuses, [401, 401, 401, 401, 401, 429]);
+    // Even the right password waits now; another name does not.
+    let (_, form) = app.page(&client, "/staff/login").await;
+    let csrf = hidden(&form, "csrf");
+    let limited = client
+        .post(app.url("/staff/login"))
+        .form(&[("name", "rev"), ("password", PASSWORD), ("csrf", &csrf)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(limited.status(), StatusCode::TOO_MANY_REQUESTS);
+    app.log_in(&browser(), "aud").await;
+}
+
+#[tokio::test]
+async fn each_page_is_open_only_to_its_roles() {
+    let app = spawn_app().await;
+    let auditor = browser();
+    app.log_in(&auditor, "aud").await;
+    for path in ["/staff/imports", "/staff/reviews"] {
+        let (status, page) = app.page(&auditor, path).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{path}");
+        assert!(page.contains("无权访问"), "{page}");
+    }
+    let reviewer = browser();
+    app.log_in(&reviewer, "rev").await;
+    let (status, page) = app.page(&reviewer, "/staff/reviews").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains("目前没有待审核的申请"), "{page}");
+    assert_eq!(
+        app.page(&reviewer, "/staff/imports").await.0,
+        StatusCode::FORBIDDEN
+    );
+    // Nobody's session: the login page.
+    assert_eq!(
+        app.page(&browser(), "/staff/reviews").await.0,
+        StatusCode::SEE_OTHER
+    );
+}
+
+async fn upload(
+    app: &TestApp,
+    client: &reqwest::Client,
+    csrf: &str,
+    name: &str,
+    bytes: Vec<u8>,
+) -> (StatusCode, String) {
+    let form = reqwest::multipart::Form::new()
+        .text("csrf", csrf.to_owned())
+        .text("source", "民政")
+        .part(
+            "file",
+            reqwest::multipart::Part::bytes(bytes).file_name(name.to_owned()),
+        );
+    let response = client
+        .post(app.url("/staff/imports/spells"))
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    (response.status(), response.text().await.unwrap())
+}
+
+#[tokio::test]
+async fn an_uploaded_spells_file_is_refused_whole_with_a_report_to_download_or_imported() {
+    let app = spawn_app().await;
+    let admin = browser();
+    let csrf = app.log_in(&admin, "admin").await;
+    let (status, form) = app.page(&admin, "/staff/imports").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(form.contains("enctype=\"multipart/form-data\""));
+
+    let bad = "person_id,category,valid_from,valid_to\n\
+               110105196001010017,DB,2024-01-01,\n\
+               110105196001010018,DB,2024-01-01,\n\
+               110105196001010025,XX,2024-01-01,\n\
+               110105196001010041,DB,2024-05-01,2024-02-01\n";
+    let (status, page) = upload(&app, &admin, &csrf, "民政-2024.csv", bad.as_bytes().to_vec()).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{page}");
+    assert!(
+        page.contains("文件未导入") && page.contains("错误数： 3"),
+        "{page}"
+    );
+    let rows: Vec<&str> = page.matches("<tr><td>").collect();
+    assert_eq!(rows.len(), 3, "{page}");
+    // The page escapes every value (`/` as `&#x2f;`), as a browser reads it.
+    let page = page.replace("&#x2f;", "/");
+    let link = {
+        let start = page.find("/staff/imports/rejected/").unwrap();
+        page[start..start + page[start..].find('"').unwrap()].to_owned()
+    };
+    let report = admin.get(app.url(&link)).send().await.unwrap();
+    assert_eq!(report.status(), StatusCode::OK);
+    assert_eq!(report.headers()["content-type"], "text/csv; charset=utf-8");
+    assert!(report.headers()["content-disposition"]
+        .to_str()
+        .unwrap()
+        .contains("-rejected.csv"));
+    let csv = report.text().await.unwrap();
+    let lines: Vec<&str> = csv.trim_start_matches('\u{feff}').lines().collect();
+    assert_eq!(lines[0], "line,column,message");
+    assert_eq!(lines.len(), 4, "{csv}");
+    assert!(
+        lines[1].starts_with("3,person_id,")
+            && lines[2].starts_with("4,category,")
+            && lines[3].starts_with("5,"),
+        "{csv}"
+    );
+    // The report is the uploader's alone.
+    let other = browser();
+    app.log_in(&other, "rev").await;
+    assert_eq!(
+        other.get(app.url(&link)).send().await.unwrap().status(),
+        StatusCode::FORBIDDEN
+    );
+    // Without the session's token the upload is refused.
+    let (status, _) = upload(&app, &admin, "forged", "x.csv", bad.as_bytes().to_vec()).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    // Nothing of the refused file was stored: its good row 017 is new to
+    // the good file that follows.
+    let good = "person_id,category,valid_from,valid_to\n110105196001010017,DB,2024-01-01,\n110105196001010025,TK,2024-01-01,\n";
+    let (status, page) = upload(&app, &admin, &csrf, "民政-2024.csv", good.as_bytes().to_vec()).await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert!(page.contains("导入完成"), "{page}");
+    assert!(
+        page.contains("<dt>新增</dt><dd>2</dd>") && page.contains("<dt>救助新增</dt><dd>2</dd>"),
+        "{page}"
+    );
+    let (status, page) = upload(&app, &admin, &csrf, "民政-2024.csv", good.as_bytes().to_vec()).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains("该文件已导入过"), "{page}");
+}
+
+#[tokio::test]
+async fn the_pages_speak_english_or_large_type_when_asked_and_remember_it() {
+    let app = spawn_app().await;
+    let client = browser();
+    let response = client
+        .get(app.url("/prefs?lang=en&size=large&back=/staff/login"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    assert_eq!(response.headers()["location"], "/staff/login");
+    let (_, page) = app.page(&client, "/staff/login").await;
+    assert!(page.contains("<html lang=\"en\" class=\"large\">"), "{page}");
+    assert!(
+        page.contains("Staff login") && page.contains("中文") && page.contains("Normal type"),
+        "{page}"
+    );
+    // Only a path of this site is a place to go back to.
+    let response = client
+        .get(app.url("/prefs?lang=zh&back=//evil.example/"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.headers()["location"], "/");
+    let (_, page) = app.page(&client, "/").await;
+    assert!(page.contains("<html lang=\"zh-CN\" class=\"large\">"), "{page}");
+    let css = client.get(app.url("/static/app.css")).send().await.unwrap();
+    assert_eq!(css.headers()["content-type"], "text/css; charset=utf-8");
+    assert!(css.text().await.unwrap().contains("html.large"));
+}

@@ -1,0 +1,257 @@
+//! Staff passwords and the sessions of the web pages.
+//!
+//! A password is kept only as its Argon2id hash (a PHC string with its own
+//! salt). A session's token lives in the browser's cookie; the store keeps
+//! its SHA-256, its CSRF token, whose it is and when it ends. A session
+//! ended (logout) or expired opens nothing.
+
+use argon2::password_hash::{PasswordHasher as _, PasswordVerifier as _};
+use argon2::Argon2;
+
+use super::applications::{ApplicationError, StaffUser};
+use super::{Backend, Store, StoreError};
+use crate::crypto::{ApiKey, ApiKeyHash};
+
+/// The shortest password accepted.
+pub const SHORTEST_PASSWORD: usize = 10;
+
+/// A session of the web pages, as its token finds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebSession {
+    /// A member of staff's name.
+    pub subject: String,
+    /// The token every form of the session carries.
+    pub csrf: String,
+    pub expires_unix: i64,
+}
+
+/// A new session: the cookie's token and the forms' CSRF token, each shown
+/// once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewSession {
+    pub token: String,
+    pub csrf: String,
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_secs() as i64)
+}
+
+fn random_token() -> Result<String, StoreError> {
+    Ok(ApiKey::generate()?.0.into_string())
+}
+
+impl Store {
+    /// Sets a member of staff's password (Argon2id).
+    pub async fn set_staff_password(
+        &self,
+        name: &str,
+        password: &str,
+        actor: &str,
+    ) -> Result<(), ApplicationError> {
+        if password.chars().count() < SHORTEST_PASSWORD {
+            return Err(ApplicationError::Invalid(format!(
+                "a password has at least {SHORTEST_PASSWORD} characters"
+            )));
+        }
+        if self.staff(name).await?.is_none() {
+            return Err(ApplicationError::NotStaff(name.to_owned()));
+        }
+        let hash = Argon2::default()
+            .hash_password(password.as_bytes())
+            .map_err(|error| StoreError::Damaged(format!("a password could not be hashed: {error}")))?
+            .to_string();
+        match &self.backend {
+            Backend::Sqlite(pool) => sqlite_sessions::set_password(pool, name, &hash, actor).await?,
+            Backend::Postgres(pool) => postgres_sessions::set_password(pool, name, &hash, actor).await?,
+        }
+        Ok(())
+    }
+
+    /// The member of staff whose name and password these are, if they are.
+    /// The hash is checked on a blocking thread: Argon2 is slow on purpose.
+    pub async fn staff_login(&self, name: &str, password: &str) -> Result<Option<StaffUser>, StoreError> {
+        let hash = match &self.backend {
+            Backend::Sqlite(pool) => sqlite_sessions::password_hash(pool, name).await?,
+            Backend::Postgres(pool) => postgres_sessions::password_hash(pool, name).await?,
+        };
+        let Some(hash) = hash else {
+            return Ok(None);
+        };
+        let password = password.to_owned();
+        let verified = tokio::task::spawn_blocking(move || {
+            Argon2::default()
+                .verify_password(password.as_bytes(), hash.as_str())
+                .is_ok()
+        })
+        .await
+        .map_err(|error| StoreError::NotCommitted(format!("the password check stopped: {error}")))?;
+        if !verified {
+            return Ok(None);
+        }
+        self.staff(name).await
+    }
+
+    /// Opens a session for a member of staff, lasting `seconds`.
+    pub async fn open_session(&self, subject: &str, seconds: i64) -> Result<NewSession, StoreError> {
+        let token = random_token()?;
+        let csrf = random_token()?;
+        let hash = ApiKeyHash::of(&token);
+        let expires = unix_now() + seconds;
+        match &self.backend {
+            Backend::Sqlite(pool) => sqlite_sessions::open(pool, &hash, subject, &csrf, expires).await?,
+            Backend::Postgres(pool) => postgres_sessions::open(pool, &hash, subject, &csrf, expires).await?,
+        }
+        Ok(NewSession { token, csrf })
+    }
+
+    /// The session a token opens, if it is known, not ended, not expired
+    /// and its member of staff not disabled.
+    pub async fn session(&self, token: &str) -> Result<Option<(WebSession, StaffUser)>, StoreError> {
+        let hash = ApiKeyHash::of(token);
+        let session = match &self.backend {
+            Backend::Sqlite(pool) => sqlite_sessions::find(pool, &hash, unix_now()).await?,
+            Backend::Postgres(pool) => postgres_sessions::find(pool, &hash, unix_now()).await?,
+        };
+        let Some(session) = session else {
+            return Ok(None);
+        };
+        Ok(self.staff(&session.subject).await?.map(|user| (session, user)))
+    }
+
+    /// Ends a session (logout).
+    pub async fn end_session(&self, token: &str) -> Result<(), StoreError> {
+        let hash = ApiKeyHash::of(token);
+        match &self.backend {
+            Backend::Sqlite(pool) => sqlite_sessions::end(pool, &hash).await,
+            Backend::Postgres(pool) => postgres_sessions::end(pool, &hash).await,
+        }
+    }
+}
+
+macro_rules! sessions_backend {
+    ($module:ident, $backend:ident, $Pool:ty) => {
+        mod $module {
+            use sqlx::Row as _;
+
+            use super::WebSession;
+            use crate::crypto::ApiKeyHash;
+            use crate::database::$backend::{audit, begin_write};
+            use crate::database::{now_text, StoreError};
+
+            pub(super) async fn set_password(
+                pool: &$Pool,
+                name: &str,
+                hash: &str,
+                actor: &str,
+            ) -> Result<(), StoreError> {
+                let mut tx = begin_write(pool).await?;
+                sqlx::query("UPDATE staff_users SET password_hash = $1 WHERE name = $2")
+                    .bind(hash)
+                    .bind(name)
+                    .execute(&mut *tx)
+                    .await?;
+                // Every session of theirs ends with the old password.
+                sqlx::query("UPDATE web_sessions SET ended_at = $1 WHERE subject = $2 AND ended_at IS NULL")
+                    .bind(now_text())
+                    .bind(name)
+                    .execute(&mut *tx)
+                    .await?;
+                audit(
+                    &mut tx,
+                    actor,
+                    "staff.password",
+                    &format!("staff {name}"),
+                    "{}".to_owned(),
+                )
+                .await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            pub(super) async fn password_hash(
+                pool: &$Pool,
+                name: &str,
+            ) -> Result<Option<String>, StoreError> {
+                let row = sqlx::query(
+                    "SELECT password_hash FROM staff_users WHERE name = $1 AND disabled_at IS NULL \
+                     AND password_hash IS NOT NULL",
+                )
+                .bind(name)
+                .fetch_optional(pool)
+                .await?;
+                Ok(row.map(|row| row.try_get(0)).transpose()?)
+            }
+
+            pub(super) async fn open(
+                pool: &$Pool,
+                hash: &ApiKeyHash,
+                subject: &str,
+                csrf: &str,
+                expires: i64,
+            ) -> Result<(), StoreError> {
+                let mut tx = begin_write(pool).await?;
+                sqlx::query(
+                    "INSERT INTO web_sessions (token_hash, kind, subject, csrf, created_at, expires_unix) \
+                     VALUES ($1, 'staff', $2, $3, $4, $5)",
+                )
+                .bind(hash.as_bytes().to_vec())
+                .bind(subject)
+                .bind(csrf)
+                .bind(now_text())
+                .bind(expires)
+                .execute(&mut *tx)
+                .await?;
+                audit(
+                    &mut tx,
+                    subject,
+                    "staff.login",
+                    &format!("staff {subject}"),
+                    "{}".to_owned(),
+                )
+                .await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            pub(super) async fn find(
+                pool: &$Pool,
+                hash: &ApiKeyHash,
+                now: i64,
+            ) -> Result<Option<WebSession>, StoreError> {
+                let row = sqlx::query(
+                    "SELECT subject, csrf, expires_unix FROM web_sessions WHERE token_hash = $1 \
+                     AND ended_at IS NULL AND expires_unix > $2",
+                )
+                .bind(hash.as_bytes().to_vec())
+                .bind(now)
+                .fetch_optional(pool)
+                .await?;
+                match row {
+                    Some(row) => Ok(Some(WebSession {
+                        subject: row.try_get(0)?,
+                        csrf: row.try_get(1)?,
+                        expires_unix: row.try_get(2)?,
+                    })),
+                    None => Ok(None),
+                }
+            }
+
+            pub(super) async fn end(pool: &$Pool, hash: &ApiKeyHash) -> Result<(), StoreError> {
+                sqlx::query(
+                    "UPDATE web_sessions SET ended_at = $1 WHERE token_hash = $2 AND ended_at IS NULL",
+                )
+                .bind(now_text())
+                .bind(hash.as_bytes().to_vec())
+                .execute(pool)
+                .await?;
+                Ok(())
+            }
+        }
+    };
+}
+
+sessions_backend!(sqlite_sessions, sqlite, sqlx::SqlitePool);
+sessions_backend!(postgres_sessions, postgres, sqlx::PgPool);
