@@ -122,6 +122,11 @@ pub fn due_period(schedule: ClearingSchedule, today: Date, minute: u32) -> Optio
     })
 }
 
+/// Today in China (UTC+8).
+pub fn today_in_china() -> Option<Date> {
+    now_in_china().map(|(date, _)| date)
+}
+
 /// Today's date and the minutes since midnight, in China (UTC+8).
 fn now_in_china() -> Option<(Date, u32)> {
     let seconds = std::time::SystemTime::now()

@@ -75,7 +75,8 @@ pub struct GenArgs {
     pub dir: PathBuf,
 }
 
-pub fn run(args: &GenArgs) -> Result<()> {
+/// Writes the files and returns the line that sums them up.
+pub fn run(args: &GenArgs) -> Result<String> {
     let started = Instant::now();
     if args.invoices > 0 && args.people == 0 {
         bail!(
@@ -100,7 +101,7 @@ pub fn run(args: &GenArgs) -> Result<()> {
     let duplicates = invoices.write(&args.dir.join("invoices.csv"), args.invoices)?;
 
     let elapsed = started.elapsed();
-    println!(
+    let summary = format!(
         "gen: {} people ({} spells, {} people without any), {} invoices ({} duplicates) in {} in {}.{:03} s",
         args.people,
         spells.spells,
@@ -111,7 +112,7 @@ pub fn run(args: &GenArgs) -> Result<()> {
         elapsed.as_secs(),
         elapsed.subsec_millis()
     );
-    Ok(())
+    Ok(summary)
 }
 
 // ---------------------------------------------------------------------------

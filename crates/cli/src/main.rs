@@ -9,6 +9,7 @@ mod admin;
 mod applications;
 mod clear;
 mod config;
+mod demo_store;
 mod disburse;
 mod feed;
 mod gen;
@@ -125,7 +126,10 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Simulate(args) => finish_simulation(simulate::run(&args)),
         Command::Gen(args) => match gen::run(&args) {
-            Ok(()) => ExitCode::SUCCESS,
+            Ok(summary) => {
+                println!("{summary}");
+                ExitCode::SUCCESS
+            }
             Err(error) => {
                 eprintln!("error: {error:#}");
                 ExitCode::FAILURE
@@ -176,9 +180,12 @@ fn demo(args: &DemoArgs) -> ExitCode {
         seed: args.seed,
         dir: args.dir.clone(),
     });
-    if let Err(error) = generated {
-        eprintln!("error: {error:#}");
-        return ExitCode::FAILURE;
+    match generated {
+        Ok(summary) => println!("{summary}"),
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            return ExitCode::FAILURE;
+        }
     }
     let what_if = args.dir.join("what-if-policy.toml");
     if let Err(error) = std::fs::write(&what_if, WHAT_IF_POLICY) {

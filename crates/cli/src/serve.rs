@@ -29,6 +29,18 @@ pub struct ServeArgs {
     #[arg(long, value_name = "BYTES",
           value_parser = clap::value_parser!(u64).range(1024..=1024 * 1024 * 1024))]
     pub feed_max_body_bytes: Option<u64>,
+    /// Serve a fresh demo store: a generated district (about 7,500
+    /// recipients and 33,000 bills), staff with passwords, applications in
+    /// each state, a batch awaiting approval. In a new temporary folder, or
+    /// in --database (a SQLite file that must not exist yet).
+    #[arg(long)]
+    pub demo: bool,
+    /// The demo's recipients.
+    #[arg(long, default_value_t = 7_500, hide = true)]
+    pub demo_people: u64,
+    /// The demo's bills.
+    #[arg(long, default_value_t = 33_000, hide = true)]
+    pub demo_invoices: u64,
 }
 
 pub fn run(args: &ServeArgs) -> ExitCode {
@@ -49,12 +61,20 @@ pub fn run(args: &ServeArgs) -> ExitCode {
             .enable_all()
             .build()
             .context("cannot start the async runtime")?;
+        let demo = if args.demo { Some(demo_folder(args)?) } else { None };
+        let notification_log_path = match &demo {
+            Some((folder, _)) if args.notification_log.is_none() => folder.join("notifications.log"),
+            _ => settings.notification_log.clone(),
+        };
         let notification_log = match settings.notify_interval_ms {
             0 => None,
-            _ => Some(open_log(&settings.notification_log)?),
+            _ => Some(open_log(&notification_log_path)?),
         };
         runtime.block_on(async {
-            let store = open_store_with(&settings).await?;
+            let store = match &demo {
+                Some((folder, url)) => demo_store(args, &settings, folder, url).await?,
+                None => open_store_with(&settings).await?,
+            };
             let application = Application::build(
                 store.clone(),
                 ServerSettings {
@@ -67,19 +87,29 @@ pub fn run(args: &ServeArgs) -> ExitCode {
             )
             .await
             .with_context(|| format!("cannot listen on {}", settings.listen))?;
+            let database = match &demo {
+                Some((_, url)) => url.clone(),
+                None => settings.database.to_string(),
+            };
             println!(
-                "Jiuzhu is listening on http://{}:{} (database {}). Stop it with Ctrl-C.",
+                "Jiuzhu is listening on http://{}:{} (database {database}). Stop it with Ctrl-C.",
                 settings.listen.ip(),
                 application.port(),
-                settings.database
             );
+            if demo.is_some() {
+                println!("Open http://{}:{}/ in a browser. The demo's staff, each with the password {}:", settings.listen.ip(), application.port(), crate::demo_store::DEMO_PASSWORD);
+                for (name, title, roles) in crate::demo_store::DEMO_STAFF {
+                    let roles: Vec<&str> = roles.iter().map(|role| role.as_str()).collect();
+                    println!("  {name:<8} {title} ({})", roles.join(", "));
+                }
+            }
             let (stop, stopped) = tokio::sync::watch::channel(false);
             let dispatcher = match notification_log {
                 // On standard error: whoever reads the first line of
                 // standard output (the address) may close it after.
                 Some(sender) => {
                     tracing::info!(
-                        log = %settings.notification_log.display(),
+                        log = %notification_log_path.display(),
                         interval_ms = settings.notify_interval_ms,
                         "notifications due are written to the notification log"
                     );
@@ -145,4 +175,66 @@ fn application_settings(settings: &crate::settings::Settings) -> ApplicationSett
             / 3
             + 1024 * 1024,
     }
+}
+
+/// The demo's folder and database URL: --database (a SQLite file that must
+/// not exist yet), or a new temporary folder.
+fn demo_folder(args: &ServeArgs) -> anyhow::Result<(PathBuf, String)> {
+    match &args.settings.database {
+        Some(url) => {
+            let url = url.expose().to_owned();
+            let path = url
+                .strip_prefix("sqlite://")
+                .ok_or_else(|| anyhow!("--demo makes a SQLite store: give --database sqlite://PATH"))?;
+            let path = PathBuf::from(path);
+            if path.exists() {
+                return Err(anyhow!(
+                    "{} exists: the demo makes a fresh store; give another --database or none",
+                    path.display()
+                ));
+            }
+            let folder = path
+                .parent()
+                .map_or_else(|| PathBuf::from("."), PathBuf::from)
+                .join("jiuzhu-demo-district");
+            std::fs::create_dir_all(&folder)
+                .with_context(|| format!("cannot create {}", folder.display()))?;
+            Ok((folder, url))
+        }
+        None => {
+            let stamp = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |elapsed| elapsed.as_millis());
+            let folder = std::env::temp_dir().join(format!("jiuzhu-demo-{}-{stamp}", std::process::id()));
+            std::fs::create_dir_all(&folder)
+                .with_context(|| format!("cannot create {}", folder.display()))?;
+            let url = format!("sqlite://{}", folder.join("jiuzhu.db").display());
+            Ok((folder, url))
+        }
+    }
+}
+
+/// A fresh demo store (see [`crate::demo_store`]), under the configured
+/// data key or a new one.
+async fn demo_store(
+    args: &ServeArgs,
+    settings: &crate::settings::Settings,
+    folder: &std::path::Path,
+    url: &str,
+) -> anyhow::Result<jiuzhu_store::Store> {
+    let keys = match &settings.data_key {
+        Some(key) => key.keys().map_err(|error| anyhow!("the data key: {error}"))?,
+        None => jiuzhu_store::DataKeys::generate().map_err(|error| anyhow!("a data key: {error}"))?,
+    };
+    let store = jiuzhu_store::Store::open(url, keys, settings.database_pool_size)
+        .await
+        .with_context(|| format!("cannot open the database {url}"))?;
+    let today = crate::clear::today_in_china().ok_or_else(|| anyhow!("the clock is not readable"))?;
+    eprintln!("Making the demo district in {} …", folder.display());
+    let size = crate::demo_store::DemoSize {
+        people: args.demo_people,
+        invoices: args.demo_invoices,
+    };
+    crate::demo_store::fill(&store, &folder.join("district"), size, today).await?;
+    Ok(store)
 }
