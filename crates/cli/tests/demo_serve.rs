@@ -1,8 +1,7 @@
 //! `jiuzhu serve --demo`: a fresh store with a district, staff, applications
 //! in each state and a batch awaiting approval, served at once.
 
-use std::io::{BufRead as _, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 mod common;
 
@@ -20,41 +19,9 @@ fn hidden(page: &str, name: &str) -> String {
 async fn the_demo_serves_a_district_whose_staff_log_in_and_find_work_waiting() {
     let dir = tempfile::tempdir().unwrap();
     let database = format!("sqlite://{}", dir.path().join("demo.db").display());
-    let mut child = Command::new(common::BINARY)
-        .current_dir(dir.path())
-        .env_remove("JIUZHU_DATA_KEY")
-        .env_remove("JIUZHU_DATABASE")
-        .args([
-            "serve",
-            "--demo",
-            "--listen",
-            "127.0.0.1:0",
-            "--database",
-            &database,
-            "--demo-people",
-            "400",
-            "--demo-invoices",
-            "2000",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let first = lines.next().unwrap().unwrap();
-    let base = first
-        .split_whitespace()
-        .find(|word| word.starts_with("http://"))
-        .unwrap_or_else(|| panic!("no address in {first:?}"))
-        .to_owned();
-    assert!(first.contains(&database), "{first}");
-    let printed: Vec<String> = (0..5).map(|_| lines.next().unwrap().unwrap()).collect();
-    let password = printed[0]
-        .rsplit("password ")
-        .next()
-        .unwrap()
-        .trim_end_matches(':')
-        .to_owned();
+    let (server, printed) = common::serve_demo(dir.path(), &database);
+    let base = server.base.clone();
+    let password = common::demo_password(&printed);
     assert!(
         printed[2].trim_start().starts_with("shenhe") && printed[2].contains("reviewer"),
         "{printed:?}"
@@ -118,8 +85,7 @@ async fn the_demo_serves_a_district_whose_staff_log_in_and_find_work_waiting() {
         .await
         .unwrap();
     assert!(dashboard.contains("待审批拨付批次</dt><dd>1</dd>"), "{dashboard}");
-    child.kill().unwrap();
-    child.wait().unwrap();
+    drop(server);
 
     // A demo never overwrites a store.
     let again = Command::new(common::BINARY)

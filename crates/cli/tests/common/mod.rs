@@ -3,6 +3,8 @@
 
 #![allow(dead_code, reason = "each test file uses a part")]
 
+pub mod browser;
+
 use std::io::{BufRead as _, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -150,4 +152,51 @@ pub fn jiuzhu_status(dir: &Path, args: &[&str]) -> (i32, String, String) {
         String::from_utf8_lossy(&output.stdout).into_owned(),
         String::from_utf8_lossy(&output.stderr).into_owned(),
     )
+}
+
+/// A running `jiuzhu serve --demo` of a small district on `database` (a
+/// SQLite file that must not exist yet), and what it printed after its
+/// address: the line with the staff's password, then one line per member
+/// of staff.
+pub fn serve_demo(dir: &Path, database: &str) -> (Server, Vec<String>) {
+    let mut child = Command::new(BINARY)
+        .current_dir(dir)
+        .env_remove("JIUZHU_DATA_KEY")
+        .env_remove("JIUZHU_DATABASE")
+        .args([
+            "serve",
+            "--demo",
+            "--listen",
+            "127.0.0.1:0",
+            "--database",
+            database,
+            "--demo-people",
+            "400",
+            "--demo-invoices",
+            "2000",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = lines.next().unwrap().unwrap();
+    let base = first
+        .split_whitespace()
+        .find(|word| word.starts_with("http://"))
+        .unwrap_or_else(|| panic!("no address in {first:?}"))
+        .to_owned();
+    assert!(first.contains(database), "{first}");
+    let printed: Vec<String> = (0..5).map(|_| lines.next().unwrap().unwrap()).collect();
+    (Server { child, base }, printed)
+}
+
+/// The staff's password a demo printed.
+pub fn demo_password(printed: &[String]) -> String {
+    printed[0]
+        .rsplit("password ")
+        .next()
+        .unwrap()
+        .trim_end_matches(':')
+        .to_owned()
 }

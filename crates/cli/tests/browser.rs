@@ -1,0 +1,89 @@
+//! Browser tests: headless Chromium on a 360-pixel phone screen against a
+//! real `jiuzhu serve --demo`. Screenshots of a failed page go to
+//! target/browser-screenshots/.
+
+mod common;
+
+use common::browser::Browser;
+
+async fn logged_in(base: &str, browser: &Browser, name: &str, password: &str) {
+    browser.open(&format!("{base}/staff/login")).await;
+    browser.type_into("#name", name).await;
+    browser.type_into("#password", password).await;
+    browser.click("button[type=submit]").await;
+    browser.wait_for("/staff").await;
+}
+
+#[tokio::test]
+async fn on_a_phone_a_reviewer_logs_in_finds_the_queue_and_reads_it_in_english_and_large_type() {
+    let Some(browser) = Browser::start("reviewer_on_a_phone", 360, 740).await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let database = format!("sqlite://{}", dir.path().join("demo.db").display());
+    let (server, printed) = common::serve_demo(dir.path(), &database);
+    let password = common::demo_password(&printed);
+    let base = server.base.clone();
+
+    browser.open(&format!("{base}/")).await;
+    assert_eq!(browser.script("document.documentElement.lang").await, "zh-CN");
+    // Nothing is wider than the phone's screen.
+    let width = browser.script("document.documentElement.scrollWidth").await;
+    assert!(width.as_u64().unwrap() <= 360, "the page is {width} pixels wide");
+
+    logged_in(&base, &browser, "shenhe", &password).await;
+    browser.click("nav.menu a[href='/staff/reviews']").await;
+    browser.wait_for("/staff/reviews").await;
+    assert_eq!(browser.count("tbody tr").await, 2);
+    assert!(browser.text("h1").await.contains("救助审核"));
+
+    browser.click("nav.prefs a[lang=en]").await;
+    browser.wait_for("/staff/reviews").await;
+    assert_eq!(browser.script("document.documentElement.lang").await, "en");
+    assert_eq!(browser.text("h1").await, "Review queue");
+    browser.click("nav.prefs a[href*='size=large']").await;
+    browser.wait_for("/staff/reviews").await;
+    assert_eq!(
+        browser.script("document.documentElement.className").await,
+        "large"
+    );
+    let size = browser
+        .script("parseFloat(getComputedStyle(document.body).fontSize)")
+        .await;
+    assert!(size.as_f64().unwrap() >= 24.0, "{size}");
+
+    // Logging out closes the pages again.
+    browser.click("nav.menu button").await;
+    browser.wait_for("/staff/login").await;
+    browser.open(&format!("{base}/staff/reviews")).await;
+    browser.wait_for("/staff/login").await;
+}
+
+#[tokio::test]
+async fn an_admin_uploads_a_bad_spells_file_and_sees_every_problem_with_its_line() {
+    let Some(browser) = Browser::start("admin_upload", 360, 740).await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let database = format!("sqlite://{}", dir.path().join("demo.db").display());
+    let (server, printed) = common::serve_demo(dir.path(), &database);
+    let password = common::demo_password(&printed);
+    let base = server.base.clone();
+    let file = dir.path().join("bad-spells.csv");
+    std::fs::write(
+        &file,
+        "person_id,category,valid_from,valid_to\n110105196001010018,DB,2024-01-01,\n110105196001010025,XX,2024-01-01,\n",
+    )
+    .unwrap();
+
+    logged_in(&base, &browser, "admin", &password).await;
+    browser.click("nav.menu a[href='/staff/imports']").await;
+    browser.wait_for("/staff/imports").await;
+    browser.type_into("#file", file.to_str().unwrap()).await;
+    browser.click("main button[type=submit]").await;
+    browser.wait_for("/staff/imports/spells").await;
+    assert_eq!(browser.count("tbody tr").await, 2);
+    let first = browser.text("tbody tr:first-child").await;
+    assert!(first.starts_with("2 person_id"), "{first}");
+    assert!(browser.count("a[download]").await == 1);
+}
