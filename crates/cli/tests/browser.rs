@@ -37,6 +37,16 @@ async fn on_a_phone_a_reviewer_logs_in_finds_the_queue_and_reads_it_in_english_a
     assert_eq!(browser.count("tbody tr").await, 2);
     assert!(browser.text("h1").await.contains("救助审核"));
 
+    // Open the first, read its finding, reject it with a reason.
+    browser.click("tbody tr:first-child a").await;
+    browser.wait_for_path_containing("/staff/reviews/").await;
+    assert_eq!(browser.count("ul.findings li").await, 1);
+    browser.type_into("#reason", "超过申请期限且无正当理由").await;
+    browser.click("button[value=reject]").await;
+    browser.wait_for_text("h1", "未通过").await;
+    browser.open(&format!("{base}/staff/reviews")).await;
+    assert_eq!(browser.count("tbody tr").await, 1);
+
     browser.click("nav.prefs a[lang=en]").await;
     browser.wait_for("/staff/reviews").await;
     assert_eq!(browser.script("document.documentElement.lang").await, "en");

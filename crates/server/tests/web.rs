@@ -370,3 +370,182 @@ async fn the_pages_speak_english_or_large_type_when_asked_and_remember_it() {
     assert_eq!(css.headers()["content-type"], "text/css; charset=utf-8");
     assert!(css.text().await.unwrap().contains("html.large"));
 }
+
+#[tokio::test]
+async fn a_reviewer_decides_an_application_on_its_page_and_an_approver_approves_a_batch() {
+    // A store with spells, a letter, an application with a finding entered
+    // by the clerk, and a batch made by the admin.
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("jiuzhu.db").display());
+    let store = Store::open(&url, DataKeys::from_bytes([7; 32], [9; 32]), 4)
+        .await
+        .unwrap();
+    let policy = parse_policy(POLICY, &read(POLICY)).unwrap();
+    store.load_policy(&read(POLICY), &policy, "admin").await.unwrap();
+    let spells = read("crates/cli/tests/data/small/spells.csv");
+    let rows = jiuzhu_formats::read_spell_rows("spells.csv", spells.as_bytes(), Some(&policy)).unwrap();
+    store
+        .import_spells(
+            &jiuzhu_store::SpellFile::new("民政", "spells.csv", spells.as_bytes(), &rows),
+            "admin",
+        )
+        .await
+        .unwrap();
+    for (name, roles) in [
+        ("clerk", &[Role::Reviewer][..]),
+        ("rev", &[Role::Reviewer][..]),
+        ("pay", &[Role::Approver][..]),
+        ("admin", &[Role::Admin][..]),
+    ] {
+        store.add_staff(name, roles, "setup").await.unwrap();
+        store.set_staff_password(name, PASSWORD, "setup").await.unwrap();
+    }
+    let letter = store.publish_letter("v1", "承诺书", "admin").await.unwrap();
+    let person = jiuzhu_core::ResidentId::parse("110105196001010017").unwrap();
+    store
+        .sign_letter(
+            person,
+            &letter.sha256,
+            jiuzhu_store::ApplyChannel::Counter,
+            "clerk",
+        )
+        .await
+        .unwrap();
+    let body = r#"{"person_id":"110105196001010017","bills":[{"invoice_no":"OUT9","hospital":"外市医院",
+        "visit_type":"inpatient","service_date":"2026-10-01","settled_at":"2026-10-02T09:00:00+08:00",
+        "total":"1000","fund_paid":"600","in_scope_self_pay":"300","out_of_scope_self_pay":"101"}]}"#;
+    let request = jiuzhu_formats::application::parse_application_request(
+        body.as_bytes(),
+        jiuzhu_formats::application::ApplicationLimits::default(),
+    )
+    .unwrap();
+    let amounts_wrong = store
+        .submit_application(
+            &request,
+            jiuzhu_store::ApplyChannel::Counter,
+            "clerk",
+            Default::default(),
+        )
+        .await
+        .unwrap();
+    let ok = body
+        .replace("OUT9", "OUT10")
+        .replace("\"101\"", "\"100\"")
+        .replace("2026-10-01", "2026-10-03");
+    let request = jiuzhu_formats::application::parse_application_request(
+        ok.as_bytes(),
+        jiuzhu_formats::application::ApplicationLimits::default(),
+    )
+    .unwrap();
+    // Past a deadline of 1 day: to review, then approvable.
+    let late = jiuzhu_store::AcceptanceSettings {
+        filing_deadline_days: 1,
+        today: None,
+    };
+    let late_one = store
+        .submit_application(&request, jiuzhu_store::ApplyChannel::Counter, "clerk", late)
+        .await
+        .unwrap();
+    let settings = ServerSettings {
+        listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+        max_body_bytes: 64 * 1024,
+        feed_max_body_bytes: 1024 * 1024,
+        request_timeout_ms: 10_000,
+        applications: ApplicationSettings::default(),
+    };
+    let application = Application::build(store.clone(), settings).await.unwrap();
+    let app = TestApp {
+        address: format!("http://127.0.0.1:{}", application.port()),
+        _dir: dir,
+    };
+    tokio::spawn(application.run_until_stopped());
+
+    // The clerk sees the finding but no form: they entered it.
+    let clerk = browser();
+    app.log_in(&clerk, "clerk").await;
+    let (status, page) = app
+        .page(&clerk, &format!("/staff/reviews/{}", amounts_wrong.summary.id))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        page.contains("amounts_add_up") && !page.contains("name=\"verdict\""),
+        "{page}"
+    );
+
+    let reviewer = browser();
+    let csrf = app.log_in(&reviewer, "rev").await;
+    let path = format!("/staff/reviews/{}", late_one.summary.id);
+    let (_, page) = app.page(&reviewer, &path).await;
+    assert!(
+        page.contains("within_deadline") && page.contains("name=\"verdict\""),
+        "{page}"
+    );
+    assert!(
+        page.contains("该对象的全部记录") && page.contains("commitment letter v1 signed"),
+        "{page}"
+    );
+    // Without a reason: refused on the page, nothing decided.
+    let refused = reviewer
+        .post(app.url(&path))
+        .form(&[("csrf", csrf.as_str()), ("verdict", "approve"), ("reason", "")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    // Without the token: refused.
+    let forged = reviewer
+        .post(app.url(&path))
+        .form(&[("csrf", "forged"), ("verdict", "approve"), ("reason", "ok")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), StatusCode::FORBIDDEN);
+    let approved = reviewer
+        .post(app.url(&path))
+        .form(&[
+            ("csrf", csrf.as_str()),
+            ("verdict", "approve"),
+            ("reason", "逾期有正当理由"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(approved.status(), StatusCode::SEE_OTHER);
+    let (_, page) = app.page(&reviewer, &path).await;
+    assert!(
+        page.contains("已核定") && page.contains("逾期有正当理由"),
+        "{page}"
+    );
+
+    // A batch of what the approved bill granted, made by the admin, is
+    // approved on the page by the approver.
+    let accounts = jiuzhu_formats::bank::read_bank_accounts(
+        "accounts.csv",
+        "person_id,name,bank,account\n110105196001010017,张三,农业银行,6228480012345678\n".as_bytes(),
+    )
+    .unwrap();
+    store
+        .load_bank_accounts("accounts.csv", &accounts, "admin")
+        .await
+        .unwrap();
+    let batch = store.create_batch("admin").await.unwrap().batch.unwrap();
+    let payer = browser();
+    let csrf = app.log_in(&payer, "pay").await;
+    let (status, page) = app.page(&payer, "/staff/batches").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains("待审批"), "{page}");
+    let done = payer
+        .post(app.url(&format!("/staff/batches/{}/approve", batch.id)))
+        .form(&[("csrf", csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(done.status(), StatusCode::SEE_OTHER);
+    let (_, page) = app.page(&payer, "/staff/batches").await;
+    assert!(page.contains("已审批"), "{page}");
+    // The reviewer has no batches page.
+    assert_eq!(
+        app.page(&reviewer, "/staff/batches").await.0,
+        StatusCode::FORBIDDEN
+    );
+}

@@ -110,14 +110,26 @@ impl Browser {
     }
 
     async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+        self.try_call(method, path, body)
+            .await
+            .unwrap_or_else(|error| panic!("WebDriver {path}: {error}"))
+    }
+
+    /// A WebDriver command, or its error (as while a page is replaced).
+    async fn try_call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<Value, String> {
         let url = format!("{}/session/{}{path}", self.base, self.session);
         let mut request = self.client.request(method, url);
         request = request.json(&body.unwrap_or_else(|| json!({})));
         let answer: Value = request.send().await.unwrap().json().await.unwrap();
         if let Some(error) = answer["value"].get("error") {
-            panic!("WebDriver {path}: {error}: {}", answer["value"]["message"]);
+            return Err(format!("{error}: {}", answer["value"]["message"]));
         }
-        answer["value"].clone()
+        Ok(answer["value"].clone())
     }
 
     /// Opens `url` and waits for the page.
@@ -191,18 +203,63 @@ impl Browser {
         .await
     }
 
+    /// Whether the page's address passes `test` and the page has loaded;
+    /// false while a page is being replaced.
+    async fn arrived(&self, test: impl Fn(&str) -> bool) -> bool {
+        let url = self.try_call(reqwest::Method::GET, "/url", None).await;
+        let ready = self
+            .try_call(
+                reqwest::Method::POST,
+                "/execute/sync",
+                Some(json!({"script": "return document.readyState;", "args": []})),
+            )
+            .await;
+        matches!((url, ready), (Ok(url), Ok(ready)) if url.as_str().is_some_and(&test) && ready == "complete")
+    }
+
     /// Waits (up to 10 s) until the page's address ends with `suffix`, as
     /// after a click that leads to another page; panics naming both.
     pub async fn wait_for(&self, suffix: &str) {
         let started = Instant::now();
+        while !self.arrived(|url| url.ends_with(suffix)).await {
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "still at {}, not at …{suffix}",
+                self.url().await
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Waits (up to 10 s) until the page's address contains `part`.
+    pub async fn wait_for_path_containing(&self, part: &str) {
+        let started = Instant::now();
+        while !self.arrived(|url| url.contains(part)).await {
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "never reached …{part}…"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Waits (up to 10 s) until the element `css` selects holds `text`.
+    pub async fn wait_for_text(&self, css: &str, text: &str) {
+        let started = Instant::now();
+        let script = json!({
+            "script": "const element = document.querySelector(arguments[0]); return element ? element.innerText : '';",
+            "args": [css],
+        });
         loop {
-            let url = self.url().await;
-            if url.ends_with(suffix) && self.script("document.readyState").await == "complete" {
+            let shown = self
+                .try_call(reqwest::Method::POST, "/execute/sync", Some(script.clone()))
+                .await;
+            if shown.is_ok_and(|shown| shown.as_str().is_some_and(|shown| shown.contains(text))) {
                 return;
             }
             assert!(
                 started.elapsed() < Duration::from_secs(10),
-                "still at {url}, not at …{suffix}"
+                "{css} never showed {text:?}"
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }

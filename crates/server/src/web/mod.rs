@@ -18,6 +18,8 @@
 //! | `GET, POST /staff/login`, `POST /staff/logout` | staff |
 //! | `GET /staff` | staff: the dashboard |
 //! | `GET /staff/reviews` | reviewers: the review queue |
+//! | `GET, POST /staff/reviews/{id}` | reviewers (auditors read): an application, its findings, the person's record; the verdict |
+//! | `GET /staff/batches`, `POST /staff/batches/{id}/approve` | approvers: payment batches, approved by another than their maker |
 //! | `GET /staff/imports`, `POST /staff/imports/spells` | admins: a department's spells file, uploaded |
 //! | `GET /staff/imports/rejected/{id}` | the admin who uploaded it: the report of a refused file, CSV |
 
@@ -84,6 +86,8 @@ fn templates() -> &'static Environment<'static> {
             ("imports.html", include_str!("templates/imports.html")),
             ("import_result.html", include_str!("templates/import_result.html")),
             ("reviews.html", include_str!("templates/reviews.html")),
+            ("review.html", include_str!("templates/review.html")),
+            ("batches.html", include_str!("templates/batches.html")),
             ("error.html", include_str!("templates/error.html")),
         ] {
             environment
@@ -104,6 +108,9 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/staff/logout", post(logout))
         .route("/staff", get(dashboard))
         .route("/staff/reviews", get(reviews))
+        .route("/staff/reviews/{id}", get(review_page).post(review))
+        .route("/staff/batches", get(batches_page))
+        .route("/staff/batches/{id}/approve", post(approve_batch))
         .route("/staff/imports", get(imports_page))
         .route(
             "/staff/imports/spells",
@@ -738,6 +745,241 @@ async fn rejected_report(
         csv,
     )
         .into_response()
+}
+
+/// An application as the review page shows it.
+fn application_context(view: &jiuzhu_store::ApplicationView, language: Language) -> minijinja::Value {
+    let bills: Vec<minijinja::Value> = view
+        .bills
+        .iter()
+        .map(|bill| {
+            context! {
+                line => bill.line, invoice_no => bill.invoice_no.clone(), hospital => bill.hospital.clone(),
+                service_date => bill.service_date.clone(), total => bill.amounts[0].to_string(),
+                in_scope => bill.amounts[2].to_string(), status => bill.status.clone(),
+                amount => bill.decision.as_ref().map(|(_, amount)| amount.to_string()).unwrap_or_default(),
+            }
+        })
+        .collect();
+    let findings: Vec<minijinja::Value> = view
+        .findings()
+        .map(|check| context! { line => check.line, name => check.name.clone(), detail => check.detail.clone() })
+        .collect();
+    let events: Vec<minijinja::Value> = view
+        .events
+        .iter()
+        .map(|event| {
+            context! {
+                at => event.at.clone(), state => event.state.clone(), actor => event.actor.clone(),
+                reason => event.reason.clone(),
+            }
+        })
+        .collect();
+    let state = view.summary.state.as_str();
+    context! {
+        id => view.summary.id, person => view.summary.person_masked.clone(),
+        state => state, state_text => language.text(&format!("state_{state}")),
+        entered_by => view.summary.entered_by.clone(), submitted_at => view.summary.submitted_at.clone(),
+        bills => bills, findings => findings, events => events,
+    }
+}
+
+async fn review_page(State(state): State<AppState>, headers: HeaderMap, Path(id): Path<String>) -> Response {
+    show_application(&state, &headers, &id, StatusCode::OK, None).await
+}
+
+/// The review page of application `id`, opened (and logged) for review.
+async fn show_application(
+    state: &AppState,
+    headers: &HeaderMap,
+    id: &str,
+    status: StatusCode,
+    problem: Option<String>,
+) -> Response {
+    let here = format!("/staff/reviews/{id}");
+    let viewer = match Viewer::of(state, headers, &here).await {
+        Ok(viewer) => viewer,
+        Err(response) => return *response,
+    };
+    let user = match viewer.require(&[Role::Reviewer, Role::Auditor]) {
+        Ok(user) => user.clone(),
+        Err(response) => return *response,
+    };
+    let Ok(id) = id.parse::<i64>() else {
+        return viewer.error(StatusCode::NOT_FOUND, "not_found", "not_found");
+    };
+    match state.store.open_application(id, &user.name, "review page").await {
+        Ok((view, story)) => {
+            let events: Vec<minijinja::Value> = story
+                .events
+                .iter()
+                .map(|event| context! { at => event.at.clone(), summary => event.summary.clone() })
+                .collect();
+            let can_review = user.has(Role::Reviewer)
+                && view.summary.state == jiuzhu_store::ApplicationState::NeedsReview
+                && view.summary.entered_by != user.name;
+            viewer.render(
+                status,
+                "review.html",
+                context! {
+                    application => application_context(&view, viewer.language),
+                    story => events, can_review => can_review, problem => problem,
+                },
+            )
+        }
+        Err(jiuzhu_store::ApplicationError::NotFound(_)) => {
+            viewer.error(StatusCode::NOT_FOUND, "not_found", "not_found")
+        }
+        Err(error) => {
+            tracing::error!(cause = %error, "an application could not be opened");
+            StatusCode::INTERNAL_SERVER_ERROR.into_response()
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct VerdictForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    verdict: String,
+    #[serde(default)]
+    reason: String,
+}
+
+async fn review(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Form(form): Form<VerdictForm>,
+) -> Response {
+    let viewer = match Viewer::of(&state, &headers, "/staff/reviews").await {
+        Ok(viewer) => viewer,
+        Err(response) => return *response,
+    };
+    let user = match viewer.require(&[Role::Reviewer]) {
+        Ok(user) => user.clone(),
+        Err(response) => return *response,
+    };
+    if !viewer.csrf_ok(&form.csrf) {
+        return viewer.error(StatusCode::FORBIDDEN, "forbidden", "bad_form");
+    }
+    let Ok(number) = id.parse::<i64>() else {
+        return viewer.error(StatusCode::NOT_FOUND, "not_found", "not_found");
+    };
+    let verdict = match form.verdict.as_str() {
+        "approve" => jiuzhu_store::Verdict::Approve,
+        "reject" => jiuzhu_store::Verdict::Reject,
+        _ => return viewer.error(StatusCode::BAD_REQUEST, "forbidden", "bad_form"),
+    };
+    match state
+        .store
+        .review_application(number, verdict, &form.reason, &user.name)
+        .await
+    {
+        Ok(_) => Redirect::to(&format!("/staff/reviews/{number}")).into_response(),
+        Err(error) => {
+            let status = status_of(&error);
+            show_application(&state, &headers, &id, status, Some(error.to_string())).await
+        }
+    }
+}
+
+/// The status of a page that shows a refusal.
+fn status_of(error: &jiuzhu_store::ApplicationError) -> StatusCode {
+    use jiuzhu_store::ApplicationError as E;
+    match error {
+        E::SelfReview { .. } | E::MissingRole { .. } | E::NotStaff(_) => StatusCode::FORBIDDEN,
+        E::ReasonRequired | E::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
+        E::NotFound(_) => StatusCode::NOT_FOUND,
+        E::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        _ => StatusCode::CONFLICT,
+    }
+}
+
+async fn batches_page(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    show_batches(&state, &headers, StatusCode::OK, None).await
+}
+
+async fn show_batches(
+    state: &AppState,
+    headers: &HeaderMap,
+    status: StatusCode,
+    problem: Option<String>,
+) -> Response {
+    let viewer = match Viewer::of(state, headers, "/staff/batches").await {
+        Ok(viewer) => viewer,
+        Err(response) => return *response,
+    };
+    if let Err(response) = viewer.require(&[Role::Approver]) {
+        return *response;
+    }
+    match state.store.batches().await {
+        Ok(batches) => {
+            let language = viewer.language;
+            let rows: Vec<minijinja::Value> = batches
+                .iter()
+                .map(|batch| {
+                    let status = if batch.returned {
+                        "returned"
+                    } else if batch.exported {
+                        "exported"
+                    } else if batch.approved_by.is_some() {
+                        "approved"
+                    } else {
+                        "awaiting_approval"
+                    };
+                    context! {
+                        id => batch.id, lines => batch.lines, total => batch.total.to_string(),
+                        created_by => batch.created_by.clone(), status => language.text(status),
+                        awaiting => batch.approved_by.is_none(),
+                    }
+                })
+                .collect();
+            viewer.render(
+                status,
+                "batches.html",
+                context! { batches => rows, problem => problem },
+            )
+        }
+        Err(error) => {
+            tracing::error!(cause = %error, "the batches could not be read");
+            StatusCode::INTERNAL_SERVER_ERROR.into_response()
+        }
+    }
+}
+
+async fn approve_batch(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Form(form): Form<CsrfForm>,
+) -> Response {
+    let viewer = match Viewer::of(&state, &headers, "/staff/batches").await {
+        Ok(viewer) => viewer,
+        Err(response) => return *response,
+    };
+    let user = match viewer.require(&[Role::Approver]) {
+        Ok(user) => user.clone(),
+        Err(response) => return *response,
+    };
+    if !viewer.csrf_ok(&form.csrf) {
+        return viewer.error(StatusCode::FORBIDDEN, "forbidden", "bad_form");
+    }
+    let Ok(batch) = id.parse::<i64>() else {
+        return viewer.error(StatusCode::NOT_FOUND, "not_found", "not_found");
+    };
+    match state.store.approve_batch(batch, &user.name).await {
+        Ok(_) => Redirect::to("/staff/batches").into_response(),
+        Err(error) => {
+            let status = match error {
+                jiuzhu_store::DisburseError::NotFound(_) => StatusCode::NOT_FOUND,
+                jiuzhu_store::DisburseError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
+                _ => StatusCode::CONFLICT,
+            };
+            show_batches(&state, &headers, status, Some(error.to_string())).await
+        }
+    }
 }
 
 /// The web's state, shared by clones of the router.
