@@ -6,6 +6,13 @@ mod common;
 
 use common::browser::Browser;
 
+/// Fails with every serious or critical accessibility problem of the page.
+async fn accessible(browser: &Browser, page: &str) {
+    if let Some(problems) = browser.accessibility_problems().await {
+        assert!(problems.is_empty(), "{page}: {problems:#?}");
+    }
+}
+
 async fn logged_in(base: &str, browser: &Browser, name: &str, password: &str) {
     browser.open(&format!("{base}/staff/login")).await;
     browser.type_into("#name", name).await;
@@ -27,6 +34,7 @@ async fn on_a_phone_a_reviewer_logs_in_finds_the_queue_and_reads_it_in_english_a
 
     browser.open(&format!("{base}/")).await;
     assert_eq!(browser.script("document.documentElement.lang").await, "zh-CN");
+    accessible(&browser, "home").await;
     // Nothing is wider than the phone's screen.
     let width = browser.script("document.documentElement.scrollWidth").await;
     assert!(width.as_u64().unwrap() <= 360, "the page is {width} pixels wide");
@@ -38,9 +46,11 @@ async fn on_a_phone_a_reviewer_logs_in_finds_the_queue_and_reads_it_in_english_a
     assert!(browser.text("h1").await.contains("救助审核"));
 
     // Open the first, read its finding, reject it with a reason.
+    accessible(&browser, "review queue").await;
     browser.click("tbody tr:first-child a").await;
     browser.wait_for_path_containing("/staff/reviews/").await;
     assert_eq!(browser.count("ul.findings li").await, 1);
+    accessible(&browser, "an application").await;
     browser.type_into("#reason", "超过申请期限且无正当理由").await;
     browser.click("button[value=reject]").await;
     browser.wait_for_text("h1", "未通过").await;
@@ -67,6 +77,7 @@ async fn on_a_phone_a_reviewer_logs_in_finds_the_queue_and_reads_it_in_english_a
     browser.wait_for("/staff/login").await;
     browser.open(&format!("{base}/staff/reviews")).await;
     browser.wait_for("/staff/login").await;
+    accessible(&browser, "login, English, large type").await;
 }
 
 #[tokio::test]
@@ -96,4 +107,7 @@ async fn an_admin_uploads_a_bad_spells_file_and_sees_every_problem_with_its_line
     let first = browser.text("tbody tr:first-child").await;
     assert!(first.starts_with("2 person_id"), "{first}");
     assert!(browser.count("a[download]").await == 1);
+    accessible(&browser, "a refused upload").await;
+    browser.open(&format!("{base}/staff/imports")).await;
+    accessible(&browser, "the upload form").await;
 }

@@ -274,6 +274,56 @@ impl Browser {
             .to_owned()
     }
 
+    /// The serious and critical accessibility problems axe-core finds on
+    /// the page (WCAG 2.1 A and AA rules), one line each. `None` where
+    /// axe-core is not installed (`npm ci --prefix tests/axe`); in CI that
+    /// fails the test.
+    pub async fn accessibility_problems(&self) -> Option<Vec<String>> {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../tests/axe/node_modules/axe-core/axe.min.js");
+        let Ok(axe) = std::fs::read_to_string(&path) else {
+            if std::env::var("CI").as_deref() == Ok("true") {
+                panic!("axe-core is required in CI: npm ci --prefix tests/axe");
+            }
+            eprintln!(
+                "SKIPPED accessibility check of {}: axe-core is not installed",
+                self.name
+            );
+            return None;
+        };
+        self.call(
+            reqwest::Method::POST,
+            "/execute/sync",
+            Some(json!({"script": format!("{axe}\nreturn true;"), "args": []})),
+        )
+        .await;
+        let found = self
+            .call(
+                reqwest::Method::POST,
+                "/execute/async",
+                Some(json!({
+                    "script": "const done = arguments[arguments.length - 1]; \
+                        axe.run(document, {runOnly: {type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa']}}) \
+                        .then(result => done(result.violations.filter(v => v.impact === 'serious' || v.impact === 'critical') \
+                        .map(v => v.id + ': ' + v.help + ' (' + v.nodes.map(n => n.target.join(' ')).join(', ') + ')'))) \
+                        .catch(error => done(['axe failed: ' + error]));",
+                    "args": [],
+                })),
+            )
+            .await;
+        Some(
+            found
+                .as_array()
+                .map(|problems| {
+                    problems
+                        .iter()
+                        .filter_map(|problem| problem.as_str().map(str::to_owned))
+                        .collect()
+                })
+                .unwrap_or_default(),
+        )
+    }
+
     fn save_screenshot_blocking(&self) {
         let url = format!("{}/session/{}/screenshot", self.base, self.session);
         let Ok(output) = Command::new("curl").args(["-s", &url]).output() else {
