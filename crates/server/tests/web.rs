@@ -549,3 +549,59 @@ async fn a_reviewer_decides_an_application_on_its_page_and_an_approver_approves_
         StatusCode::FORBIDDEN
     );
 }
+
+#[tokio::test]
+async fn every_staff_page_is_tried_as_every_role_and_as_nobody() {
+    let app = spawn_app().await;
+    // (page, who may open it).
+    let pages: [(&str, &[&str]); 6] = [
+        ("/staff", &["admin", "rev", "aud"]),
+        ("/staff/reviews", &["rev"]),
+        ("/staff/imports", &["admin"]),
+        ("/staff/batches", &[]),
+        // No application 1: the roles that may read one are told so.
+        ("/staff/reviews/1", &["rev", "aud"]),
+        ("/staff/imports/rejected/nothing", &["admin"]),
+    ];
+    let mut sessions = Vec::new();
+    for name in ["admin", "rev", "aud"] {
+        let client = browser();
+        app.log_in(&client, name).await;
+        sessions.push((name, client));
+    }
+    for (page, allowed) in pages {
+        let (status, _) = app.page(&browser(), page).await;
+        assert_eq!(status, StatusCode::SEE_OTHER, "nobody at {page}");
+        for (name, client) in &sessions {
+            let (status, _) = app.page(client, page).await;
+            let expected = if !allowed.contains(name) {
+                StatusCode::FORBIDDEN
+            } else if page.ends_with("/1") || page.ends_with("/nothing") {
+                StatusCode::NOT_FOUND
+            } else {
+                StatusCode::OK
+            };
+            assert_eq!(status, expected, "{name} at {page}");
+        }
+    }
+    // Every form refuses a post without the session's token.
+    for (name, client) in &sessions {
+        for (path, form) in [
+            ("/staff/logout", vec![("csrf", "")]),
+            (
+                "/staff/reviews/1",
+                vec![("csrf", ""), ("verdict", "approve"), ("reason", "x")],
+            ),
+            ("/staff/batches/1/approve", vec![("csrf", "")]),
+        ] {
+            let status = client
+                .post(app.url(path))
+                .form(&form)
+                .send()
+                .await
+                .unwrap()
+                .status();
+            assert_eq!(status, StatusCode::FORBIDDEN, "{name} posting {path}");
+        }
+    }
+}
