@@ -22,6 +22,16 @@ pub const DEMO_STAFF: [(&str, &str, &[Role]); 4] = [
 ];
 pub const DEMO_PASSWORD: &str = "jiuzhu-demo-2026";
 
+/// The phone on record of the demo's `index`th applicant.
+pub fn demo_phone(index: usize) -> String {
+    format!("1380013{:04}", 8000 + index)
+}
+
+/// The demo's resident who logs in, and their phone.
+pub fn demo_resident(store_persons: &[ResidentId]) -> Option<(ResidentId, String)> {
+    store_persons.first().map(|person| (*person, demo_phone(0)))
+}
+
 /// The demo's size.
 #[derive(Debug, Clone, Copy)]
 pub struct DemoSize {
@@ -30,7 +40,13 @@ pub struct DemoSize {
 }
 
 /// Generates the district into `dir` and fills `store` with it.
-pub async fn fill(store: &Store, dir: &Path, size: DemoSize, today: Date) -> anyhow::Result<()> {
+/// Returns the resident whose login the demo prints, with their phone.
+pub async fn fill(
+    store: &Store,
+    dir: &Path,
+    size: DemoSize,
+    today: Date,
+) -> anyhow::Result<(ResidentId, String)> {
     let summary = crate::gen::run(&crate::gen::GenArgs {
         people: size.people,
         invoices: size.invoices,
@@ -101,9 +117,13 @@ pub async fn fill(store: &Store, dir: &Path, size: DemoSize, today: Date) -> any
         return Err(anyhow!("the demo district has too few recipients"));
     }
     let persons = &persons[..6];
-    for person in persons {
+    for (index, person) in persons.iter().enumerate() {
         store
             .sign_letter(*person, &letter.sha256, ApplyChannel::Web, "citizen")
+            .await
+            .map_err(|error| anyhow!("{error}"))?;
+        store
+            .set_phone(*person, &demo_phone(index), actor)
             .await
             .map_err(|error| anyhow!("{error}"))?;
     }
@@ -233,5 +253,5 @@ pub async fn fill(store: &Store, dir: &Path, size: DemoSize, today: Date) -> any
         .create_batch("chuangkou")
         .await
         .map_err(|error| anyhow!("{error}"))?;
-    Ok(())
+    demo_resident(persons).ok_or_else(|| anyhow!("the demo has no resident"))
 }

@@ -71,9 +71,9 @@ pub fn run(args: &ServeArgs) -> ExitCode {
             _ => Some(open_log(&notification_log_path)?),
         };
         runtime.block_on(async {
-            let store = match &demo {
+            let (store, resident) = match &demo {
                 Some((folder, url)) => demo_store(args, &settings, folder, url).await?,
-                None => open_store_with(&settings).await?,
+                None => (open_store_with(&settings).await?, None),
             };
             let application = Application::build(
                 store.clone(),
@@ -83,6 +83,7 @@ pub fn run(args: &ServeArgs) -> ExitCode {
                     feed_max_body_bytes: usize::try_from(settings.feed_max_body_bytes).unwrap_or(usize::MAX),
                     request_timeout_ms: settings.request_timeout_ms,
                     applications: application_settings(&settings),
+                    demo: demo.is_some(),
                 },
             )
             .await
@@ -101,6 +102,9 @@ pub fn run(args: &ServeArgs) -> ExitCode {
                 for (name, title, roles) in crate::demo_store::DEMO_STAFF {
                     let roles: Vec<&str> = roles.iter().map(|role| role.as_str()).collect();
                     println!("  {name:<8} {title} ({})", roles.join(", "));
+                }
+                if let Some((person, phone)) = &resident {
+                    println!("A resident logs in at /login with ID {person} and phone {phone}; the one-time code is shown on the page.");
                 }
             }
             let (stop, stopped) = tokio::sync::watch::channel(false);
@@ -221,7 +225,7 @@ async fn demo_store(
     settings: &crate::settings::Settings,
     folder: &std::path::Path,
     url: &str,
-) -> anyhow::Result<jiuzhu_store::Store> {
+) -> anyhow::Result<(jiuzhu_store::Store, Option<(jiuzhu_core::ResidentId, String)>)> {
     let keys = match &settings.data_key {
         Some(key) => key.keys().map_err(|error| anyhow!("the data key: {error}"))?,
         None => jiuzhu_store::DataKeys::generate().map_err(|error| anyhow!("a data key: {error}"))?,
@@ -235,6 +239,6 @@ async fn demo_store(
         people: args.demo_people,
         invoices: args.demo_invoices,
     };
-    crate::demo_store::fill(&store, &folder.join("district"), size, today).await?;
-    Ok(store)
+    let resident = crate::demo_store::fill(&store, &folder.join("district"), size, today).await?;
+    Ok((store, Some(resident)))
 }

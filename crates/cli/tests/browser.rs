@@ -111,3 +111,45 @@ async fn an_admin_uploads_a_bad_spells_file_and_sees_every_problem_with_its_line
     browser.open(&format!("{base}/staff/imports")).await;
     accessible(&browser, "the upload form").await;
 }
+
+#[tokio::test]
+async fn on_a_phone_a_resident_logs_in_with_a_code_and_reads_each_bill_in_plain_words() {
+    let Some(browser) = Browser::start("resident_on_a_phone", 360, 740).await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let database = format!("sqlite://{}", dir.path().join("demo.db").display());
+    let (server, printed) = common::serve_demo(dir.path(), &database);
+    let (id, phone) = common::demo_resident(&printed);
+    let base = server.base.clone();
+
+    browser.open(&format!("{base}/")).await;
+    browser.click("a[href='/login']").await;
+    browser.wait_for("/login").await;
+    accessible(&browser, "resident login").await;
+    browser.type_into("#person_id", &id).await;
+    browser.type_into("#phone", &phone).await;
+    browser.click("main button[type=submit]").await;
+    browser.wait_for_text("p.notice", "验证码").await;
+    let notice = browser.text("p.notice strong").await;
+    let code: String = notice.chars().filter(char::is_ascii_digit).collect();
+    assert_eq!(code.len(), 6, "{notice}");
+    browser.type_into("#code", &code).await;
+    browser.click("main button[type=submit]").await;
+    browser.wait_for("/me").await;
+    assert!(browser.text("h1").await.contains("我的救助票据"));
+    let bills = browser.count("ul.bills li").await;
+    assert!(bills >= 1, "no bill");
+    let words = browser.text("ul.bills li:first-child p:last-child").await;
+    assert!(words.starts_with("您这张票据总金额 ¥"), "{words}");
+    // Nothing shows the full ID.
+    let page = browser.script("document.body.innerText").await;
+    assert!(
+        !page.as_str().unwrap().contains(&id),
+        "the full ID is on the page"
+    );
+    accessible(&browser, "my bills").await;
+    browser.click("nav.prefs a[href*='size=large']").await;
+    browser.wait_for("/me").await;
+    accessible(&browser, "my bills, large type").await;
+}

@@ -73,6 +73,8 @@ pub struct ServerSettings {
     pub request_timeout_ms: u64,
     /// How applications are accepted.
     pub applications: ApplicationSettings,
+    /// A demo: residents' login codes are shown on the page.
+    pub demo: bool,
 }
 
 /// The server, bound and ready to serve.
@@ -127,6 +129,7 @@ pub(crate) struct AppState {
     feed_max_body_bytes: usize,
     applications: ApplicationSettings,
     web: Arc<web::WebState>,
+    demo: bool,
 }
 
 /// A route the router serves: a lower-case HTTP method and a path with
@@ -222,6 +225,7 @@ fn router(store: Store, settings: &ServerSettings) -> Router {
         feed_max_body_bytes: settings.feed_max_body_bytes,
         applications: settings.applications,
         web: web::state(),
+        demo: settings.demo,
     };
     limited(
         routes(settings.feed_max_body_bytes, settings.applications.max_body_bytes)
@@ -306,6 +310,7 @@ mod tests {
             feed_max_body_bytes: 1024,
             request_timeout_ms: 50,
             applications: ApplicationSettings::default(),
+            demo: false,
         };
         let listener = TcpListener::bind(settings.listen).await.unwrap();
         let port = listener.local_addr().unwrap().port();

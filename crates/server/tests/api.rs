@@ -98,6 +98,7 @@ async fn spawn_app_with(setup: Setup) -> TestApp {
         feed_max_body_bytes: 1024 * 1024,
         request_timeout_ms: 10_000,
         applications: jiuzhu_server::ApplicationSettings::default(),
+        demo: false,
     };
     let application = Application::build(store, settings).await.unwrap();
     let address = format!("http://127.0.0.1:{}", application.port());

@@ -65,6 +65,7 @@ async fn spawn_app() -> TestApp {
             max_body_bytes: 256 * 1024,
             ..ApplicationSettings::default()
         },
+        demo: false,
     };
     let application = Application::build(store, settings).await.unwrap();
     let address = format!("http://127.0.0.1:{}", application.port());

@@ -46,6 +46,7 @@ async fn spawn_app() -> TestApp {
         feed_max_body_bytes: 1024 * 1024,
         request_timeout_ms: 10_000,
         applications: ApplicationSettings::default(),
+        demo: false,
     };
     let application = Application::build(store, settings).await.unwrap();
     let address = format!("http://127.0.0.1:{}", application.port());
@@ -452,6 +453,7 @@ async fn a_reviewer_decides_an_application_on_its_page_and_an_approver_approves_
         feed_max_body_bytes: 1024 * 1024,
         request_timeout_ms: 10_000,
         applications: ApplicationSettings::default(),
+        demo: false,
     };
     let application = Application::build(store.clone(), settings).await.unwrap();
     let app = TestApp {
@@ -604,4 +606,141 @@ async fn every_staff_page_is_tried_as_every_role_and_as_nobody() {
             assert_eq!(status, StatusCode::FORBIDDEN, "{name} posting {path}");
         }
     }
+}
+
+/// The one-time code a demo page shows, if it shows one.
+fn shown_code(page: &str) -> Option<String> {
+    let start = page.find("<strong>")? + "<strong>".len();
+    let text = &page[start..start + page[start..].find("</strong>")?];
+    let code: String = text.chars().filter(char::is_ascii_digit).collect();
+    (code.len() == 6).then_some(code)
+}
+
+#[tokio::test]
+async fn a_resident_logs_in_with_id_phone_and_a_code_and_sees_only_their_own_bills() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("jiuzhu.db").display());
+    let store = Store::open(&url, DataKeys::from_bytes([7; 32], [9; 32]), 4)
+        .await
+        .unwrap();
+    let policy = parse_policy(POLICY, &read(POLICY)).unwrap();
+    store.load_policy(&read(POLICY), &policy, "admin").await.unwrap();
+    let spells = read("crates/cli/tests/data/small/spells.csv");
+    let rows = jiuzhu_formats::read_spell_rows("spells.csv", spells.as_bytes(), Some(&policy)).unwrap();
+    store
+        .import_spells(
+            &jiuzhu_store::SpellFile::new("民政", "spells.csv", spells.as_bytes(), &rows),
+            "admin",
+        )
+        .await
+        .unwrap();
+    let known: Vec<String> = policy
+        .visit_types()
+        .iter()
+        .map(|(name, _)| name.clone())
+        .collect();
+    let feed = read("crates/cli/tests/data/small/invoices.csv");
+    let records = jiuzhu_formats::read_invoice_records("feed.csv", feed.as_bytes(), &known).unwrap();
+    store
+        .import_invoices(
+            "feed.csv",
+            records,
+            "admin",
+            jiuzhu_store::FeedOptions::default(),
+            &|_| {},
+        )
+        .await
+        .unwrap();
+    let person = jiuzhu_core::ResidentId::parse("110105196001010017").unwrap();
+    store.set_phone(person, "13800138000", "clerk").await.unwrap();
+    assert!(store.set_phone(person, "2380013800", "clerk").await.is_err());
+    let settings = ServerSettings {
+        listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+        max_body_bytes: 64 * 1024,
+        feed_max_body_bytes: 1024 * 1024,
+        request_timeout_ms: 10_000,
+        applications: ApplicationSettings::default(),
+        demo: true,
+    };
+    let application = Application::build(store.clone(), settings).await.unwrap();
+    let app = TestApp {
+        address: format!("http://127.0.0.1:{}", application.port()),
+        _dir: dir,
+    };
+    tokio::spawn(application.run_until_stopped());
+
+    let resident = browser();
+    let ask = |phone: &'static str| {
+        let resident = resident.clone();
+        let app_url = app.url("/login");
+        async move {
+            let form = resident.get(&app_url).send().await.unwrap().text().await.unwrap();
+            let csrf = hidden(&form, "csrf");
+            let response = resident
+                .post(&app_url)
+                .form(&[
+                    ("csrf", csrf.as_str()),
+                    ("person_id", "110105196001010017"),
+                    ("phone", phone),
+                ])
+                .send()
+                .await
+                .unwrap();
+            (response.status(), response.text().await.unwrap())
+        }
+    };
+    // A wrong phone: the same page, and no code.
+    let (status, page) = ask("13900139000").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        page.contains("验证码已发送") && shown_code(&page).is_none(),
+        "{page}"
+    );
+    let (_, page) = ask("13800138000").await;
+    let code = shown_code(&page).unwrap();
+    let csrf = hidden(&page, "csrf");
+    let wrong = if code == "000000" { "111111" } else { "000000" };
+    let refused = resident
+        .post(app.url("/login/code"))
+        .form(&[
+            ("csrf", csrf.as_str()),
+            ("person_id", "110105196001010017"),
+            ("code", wrong),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
+    let page = refused.text().await.unwrap();
+    let csrf = hidden(&page, "csrf");
+    let done = resident
+        .post(app.url("/login/code"))
+        .form(&[
+            ("csrf", csrf.as_str()),
+            ("person_id", "110105196001010017"),
+            ("code", code.as_str()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(done.status(), StatusCode::SEE_OTHER);
+    let (status, page) = app.page(&resident, "/me").await;
+    assert_eq!(status, StatusCode::OK);
+    // 017's bills (INV001, INV002, INV007), explained; nobody else's.
+    assert!(
+        page.contains("INV001") && page.contains("INV002") && !page.contains("INV003"),
+        "{page}"
+    );
+    assert!(page.contains("救助比例 90%"), "{page}");
+    assert!(!page.contains("110105196001010017"), "{page}");
+    // A used code opens nothing again; a staff page stays closed.
+    assert_eq!(app.page(&resident, "/staff").await.0, StatusCode::SEE_OTHER);
+    // Codes are limited: five in the window (one was made), then refused.
+    let mut statuses = Vec::new();
+    for _ in 0..5 {
+        statuses.push(ask("13800138000").await.0.as_u16());
+    }
+    assert_eq!(statuses, [200, 200, 200, 200, 429]);
+    // Without a session, /me sends to the login page.
+    assert_eq!(app.page(&browser(), "/me").await.0, StatusCode::SEE_OTHER);
 }

@@ -44,6 +44,8 @@ pub enum Purpose {
     ResidentId,
     /// A bank account number, digits only.
     BankAccount,
+    /// A mobile phone number, digits only.
+    Phone,
 }
 
 impl Purpose {
@@ -53,6 +55,7 @@ impl Purpose {
         match self {
             Purpose::ResidentId => b"jiuzhu/resident-id/v1",
             Purpose::BankAccount => b"jiuzhu/bank-account/v1",
+            Purpose::Phone => b"jiuzhu/phone/v1",
         }
     }
 }
@@ -62,6 +65,7 @@ impl fmt::Display for Purpose {
         f.write_str(match self {
             Purpose::ResidentId => "resident ID number",
             Purpose::BankAccount => "bank account number",
+            Purpose::Phone => "phone number",
         })
     }
 }

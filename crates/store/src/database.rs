@@ -55,9 +55,11 @@ pub use disbursement::{AccountsLoaded, BatchMade, BatchSummary, DisburseError};
 pub use feed::{
     FeedDuplicate, FeedError, FeedOptions, FeedReport, FEED_CHUNK_INVOICES, MAX_FEED_CHUNK_INVOICES,
 };
+mod citizens;
 mod outbox;
 mod recoveries;
 mod web_sessions;
+pub use citizens::{check_phone, CitizenBill, CodeRequest, CODE_SECONDS};
 pub use recoveries::{RecoveryLine, RecoveryStatus, RecoveryVerdict};
 pub use web_sessions::{NewSession, WebSession, SHORTEST_PASSWORD};
 mod story;

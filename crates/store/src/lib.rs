@@ -45,10 +45,12 @@ pub use database::{
     KNOWN_KEY_SECONDS, MAX_FEED_CHUNK_INVOICES, SQLITE_CACHE_KIB,
 };
 pub use database::{
+    check_phone, CitizenBill, CodeRequest, NewSession, WebSession, CODE_SECONDS, SHORTEST_PASSWORD,
+};
+pub use database::{
     scan_base64, AcceptanceSettings, ApplicationBillView, ApplicationError, ApplicationEvent,
     ApplicationState, ApplicationSummary, ApplicationView, ApplyChannel, CheckResult, KnownBill, Letter,
     Prefill, RecoveryLine, RecoveryStatus, RecoveryVerdict, Role, ScanContent, Signature, StaffUser, Verdict,
 };
-pub use database::{NewSession, WebSession, SHORTEST_PASSWORD};
 pub use notify::{LogFileSender, Notification, NotificationKind, Sender};
 pub use spell_history::{AlreadyImported, PendingRecomputation, SpellFile, SpellImport, StoredSpell};

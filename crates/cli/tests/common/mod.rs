@@ -156,8 +156,8 @@ pub fn jiuzhu_status(dir: &Path, args: &[&str]) -> (i32, String, String) {
 
 /// A running `jiuzhu serve --demo` of a small district on `database` (a
 /// SQLite file that must not exist yet), and what it printed after its
-/// address: the line with the staff's password, then one line per member
-/// of staff.
+/// address: the line with the staff's password, one line per member of
+/// staff, then the resident's login.
 pub fn serve_demo(dir: &Path, database: &str) -> (Server, Vec<String>) {
     let mut child = Command::new(BINARY)
         .current_dir(dir)
@@ -187,7 +187,7 @@ pub fn serve_demo(dir: &Path, database: &str) -> (Server, Vec<String>) {
         .unwrap_or_else(|| panic!("no address in {first:?}"))
         .to_owned();
     assert!(first.contains(database), "{first}");
-    let printed: Vec<String> = (0..5).map(|_| lines.next().unwrap().unwrap()).collect();
+    let printed: Vec<String> = (0..6).map(|_| lines.next().unwrap().unwrap()).collect();
     (Server { child, base }, printed)
 }
 
@@ -199,4 +199,15 @@ pub fn demo_password(printed: &[String]) -> String {
         .unwrap()
         .trim_end_matches(':')
         .to_owned()
+}
+
+/// The resident's ID and phone a demo printed.
+pub fn demo_resident(printed: &[String]) -> (String, String) {
+    let words: Vec<&str> = printed[5].split_whitespace().collect();
+    let after = |word: &str| {
+        words[words.iter().position(|found| *found == word).unwrap() + 1]
+            .trim_end_matches(';')
+            .to_owned()
+    };
+    (after("ID"), after("phone"))
 }

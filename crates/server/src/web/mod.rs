@@ -15,6 +15,8 @@
 //! | --- | --- |
 //! | `GET /` | anyone |
 //! | `GET /prefs?lang=zh|en&size=large|normal&back=/path` | anyone: remembered in cookies |
+//! | `GET, POST /login`, `POST /login/code` | residents: ID, phone, one-time code |
+//! | `GET /me`, `POST /me/logout` | the resident: their assisted bills, each explained in plain words |
 //! | `GET, POST /staff/login`, `POST /staff/logout` | staff |
 //! | `GET /staff` | staff: the dashboard |
 //! | `GET /staff/reviews` | reviewers: the review queue |
@@ -54,6 +56,7 @@ const REPORT_KEPT: Duration = Duration::from_secs(3600);
 const REPORTS_KEPT: usize = 256;
 
 const SESSION_COOKIE: &str = "jiuzhu_session";
+const CITIZEN_COOKIE: &str = "jiuzhu_resident";
 const LOGIN_COOKIE: &str = "jiuzhu_login";
 
 /// What the pages share beyond the API's state.
@@ -88,6 +91,8 @@ fn templates() -> &'static Environment<'static> {
             ("reviews.html", include_str!("templates/reviews.html")),
             ("review.html", include_str!("templates/review.html")),
             ("batches.html", include_str!("templates/batches.html")),
+            ("citizen_login.html", include_str!("templates/citizen_login.html")),
+            ("my_bills.html", include_str!("templates/my_bills.html")),
             ("error.html", include_str!("templates/error.html")),
         ] {
             environment
@@ -104,6 +109,10 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/", get(home))
         .route("/static/app.css", get(stylesheet))
         .route("/prefs", get(preferences))
+        .route("/login", get(citizen_login_page).post(citizen_request_code))
+        .route("/login/code", post(citizen_login))
+        .route("/me", get(my_bills))
+        .route("/me/logout", post(citizen_logout))
         .route("/staff/login", get(login_page).post(login))
         .route("/staff/logout", post(logout))
         .route("/staff", get(dashboard))
@@ -979,6 +988,293 @@ async fn approve_batch(
             };
             show_batches(&state, &headers, status, Some(error.to_string())).await
         }
+    }
+}
+
+/// The login page of residents, with a fresh form token.
+fn citizen_form(viewer: &Viewer, status: StatusCode, extra: minijinja::Value) -> Response {
+    let token = random_token();
+    let mut response = viewer.render(
+        status,
+        "citizen_login.html",
+        context! { login_csrf => token.clone(), ..extra },
+    );
+    response
+        .headers_mut()
+        .append(header::SET_COOKIE, set_cookie(LOGIN_COOKIE, &token, 3600));
+    response
+}
+
+async fn citizen_login_page(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let viewer = match Viewer::of(&state, &headers, "/login").await {
+        Ok(viewer) => viewer,
+        Err(response) => return *response,
+    };
+    citizen_form(
+        &viewer,
+        StatusCode::OK,
+        context! { step => "ask", person_id => "" },
+    )
+}
+
+#[derive(Debug, Deserialize)]
+struct CodeForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    person_id: String,
+    #[serde(default)]
+    phone: String,
+    #[serde(default)]
+    code: String,
+}
+
+/// Checks the login form's own token; the resident ID as typed.
+fn login_form_ok(headers: &HeaderMap, form: &CodeForm) -> bool {
+    let expected = cookie(headers, LOGIN_COOKIE).unwrap_or_default();
+    !form.csrf.is_empty() && form.csrf == expected
+}
+
+async fn citizen_request_code(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Form(form): Form<CodeForm>,
+) -> Response {
+    let viewer = match Viewer::of(&state, &headers, "/login").await {
+        Ok(viewer) => viewer,
+        Err(response) => return *response,
+    };
+    if !login_form_ok(&headers, &form) {
+        return viewer.error(StatusCode::FORBIDDEN, "forbidden", "bad_form");
+    }
+    let typed = form.person_id.trim().to_owned();
+    let Ok(person) = jiuzhu_core::ResidentId::parse(&typed) else {
+        let problem = viewer.language.text("bad_id");
+        return citizen_form(
+            &viewer,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            context! { step => "ask", person_id => typed, problem => problem },
+        );
+    };
+    match state.store.request_login_code(person, form.phone.trim()).await {
+        Ok(jiuzhu_store::CodeRequest::Limited) => {
+            let problem = viewer.language.text("codes_limited");
+            citizen_form(
+                &viewer,
+                StatusCode::TOO_MANY_REQUESTS,
+                context! { step => "ask", person_id => typed, problem => problem },
+            )
+        }
+        Ok(request) => {
+            let demo_code = match &request {
+                jiuzhu_store::CodeRequest::Made {
+                    code, masked_phone, ..
+                } => {
+                    if state.demo {
+                        tracing::info!(person = %person.masked(), phone = %masked_phone, code = %code, "a login code (demo)");
+                        Some(code.clone())
+                    } else {
+                        tracing::info!(person = %person.masked(), phone = %masked_phone, "a login code was made");
+                        None
+                    }
+                }
+                _ => None,
+            };
+            // The same page whether or not the ID and phone matched.
+            citizen_form(
+                &viewer,
+                StatusCode::OK,
+                context! { step => "code", person_id => typed, demo_code => demo_code },
+            )
+        }
+        Err(error) => {
+            tracing::error!(cause = %error, "a login code could not be made");
+            StatusCode::INTERNAL_SERVER_ERROR.into_response()
+        }
+    }
+}
+
+async fn citizen_login(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Form(form): Form<CodeForm>,
+) -> Response {
+    let viewer = match Viewer::of(&state, &headers, "/login").await {
+        Ok(viewer) => viewer,
+        Err(response) => return *response,
+    };
+    if !login_form_ok(&headers, &form) {
+        return viewer.error(StatusCode::FORBIDDEN, "forbidden", "bad_form");
+    }
+    let typed = form.person_id.trim().to_owned();
+    let session = match jiuzhu_core::ResidentId::parse(&typed) {
+        Ok(person) => {
+            state
+                .store
+                .finish_login(person, &form.code, SESSION_SECONDS)
+                .await
+        }
+        Err(_) => Ok(None),
+    };
+    match session {
+        Ok(Some(session)) => {
+            let mut response = Redirect::to("/me").into_response();
+            let headers = response.headers_mut();
+            headers.append(
+                header::SET_COOKIE,
+                set_cookie(CITIZEN_COOKIE, &session.token, SESSION_SECONDS),
+            );
+            headers.append(header::SET_COOKIE, set_cookie(LOGIN_COOKIE, "", 0));
+            response
+        }
+        Ok(None) => {
+            let problem = viewer.language.text("code_wrong");
+            citizen_form(
+                &viewer,
+                StatusCode::UNAUTHORIZED,
+                context! { step => "code", person_id => typed, problem => problem },
+            )
+        }
+        Err(error) => {
+            tracing::error!(cause = %error, "a login could not be checked");
+            StatusCode::INTERNAL_SERVER_ERROR.into_response()
+        }
+    }
+}
+
+/// A ratio as the explanation writes it (`"0.9"`, `"1"`, `"0.755"`) in
+/// percent (`"90%"`, `"100%"`, `"75.5%"`), without floating point.
+fn percent_of(ratio: &str) -> String {
+    let (whole, fraction) = ratio.split_once('.').unwrap_or((ratio, ""));
+    let Ok(whole) = whole.parse::<u64>() else {
+        return String::new();
+    };
+    let digits: String = fraction.chars().chain(std::iter::repeat('0')).take(4).collect();
+    let Ok(fraction) = digits.parse::<u64>() else {
+        return String::new();
+    };
+    let basis_points = whole * 10_000 + fraction;
+    let (percent, rest) = (basis_points / 100, basis_points % 100);
+    if rest == 0 {
+        format!("{percent}%")
+    } else {
+        format!("{percent}.{}%", format!("{rest:02}").trim_end_matches('0'))
+    }
+}
+
+/// A bill explained in plain words, in the page's language.
+fn bill_in_words(bill: &jiuzhu_store::CitizenBill, language: Language) -> String {
+    let response: Option<jiuzhu_formats::json::SettlementResponse> =
+        serde_json::from_str(&bill.response).ok();
+    let explanation = response.as_ref().map(|response| &response.explanation);
+    let category = explanation
+        .map(|explanation| {
+            format!(
+                "{} {}",
+                explanation.category_code.clone().unwrap_or_default(),
+                explanation.category_name.clone().unwrap_or_default()
+            )
+        })
+        .unwrap_or_default();
+    let ratio = explanation
+        .and_then(|explanation| explanation.ratio.clone())
+        .unwrap_or_default();
+    let percent = percent_of(&ratio);
+    match (language, bill.outcome.as_str()) {
+        (Language::Chinese, "assisted" | "capped") => format!(
+            "您这张票据总金额 ¥{}，其中医保目录内个人自付 ¥{}；按您的类别 {category}，救助比例 {percent}，获医疗救助 ¥{}。",
+            bill.total, bill.in_scope_self_pay, bill.amount
+        ),
+        (Language::English, "assisted" | "capped") => format!(
+            "Your bill of ¥{}: ¥{} was yours to pay within the insurance catalogue; your category {category} covers {percent}: ¥{} assistance.",
+            bill.total, bill.in_scope_self_pay, bill.amount
+        ),
+        (Language::Chinese, "not_eligible") => format!("您这张票据总金额 ¥{}；就诊当天您不在救助对象名单内，未获救助。", bill.total),
+        (Language::English, "not_eligible") => {
+            format!("Your bill of ¥{}: on that day you were not a recipient, so nothing was paid.", bill.total)
+        }
+        (Language::Chinese, _) => format!("您这张票据总金额 ¥{}；按政策未获救助（¥{}）。", bill.total, bill.amount),
+        (Language::English, _) => format!("Your bill of ¥{}: the policy pays nothing for it (¥{}).", bill.total, bill.amount),
+    }
+}
+
+async fn my_bills(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let viewer = match Viewer::of(&state, &headers, "/me").await {
+        Ok(viewer) => viewer,
+        Err(response) => return *response,
+    };
+    let citizen = match cookie(&headers, CITIZEN_COOKIE) {
+        Some(token) => state.store.citizen_session(token).await,
+        None => Ok(None),
+    };
+    let (session, key, masked) = match citizen {
+        Ok(Some(found)) => found,
+        Ok(None) => return Redirect::to("/login").into_response(),
+        Err(error) => {
+            tracing::error!(cause = %error, "a resident's session could not be read");
+            return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+        }
+    };
+    match state.store.citizen_bills(&key).await {
+        Ok(bills) => {
+            let language = viewer.language;
+            let rows: Vec<minijinja::Value> = bills
+                .iter()
+                .map(|bill| {
+                    context! {
+                        invoice_no => bill.invoice_no.clone(), hospital => bill.hospital.clone(),
+                        service_date => bill.service_date.clone(), reversed => bill.reversed,
+                        paid => bill.amount.fen() > 0 && !bill.reversed, words => bill_in_words(bill, language),
+                    }
+                })
+                .collect();
+            viewer.render(
+                StatusCode::OK,
+                "my_bills.html",
+                context! { citizen => masked, bills => rows, csrf => session.csrf },
+            )
+        }
+        Err(error) => {
+            tracing::error!(cause = %error, "a resident's bills could not be read");
+            StatusCode::INTERNAL_SERVER_ERROR.into_response()
+        }
+    }
+}
+
+async fn citizen_logout(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Form(form): Form<CsrfForm>,
+) -> Response {
+    let token = cookie(&headers, CITIZEN_COOKIE).unwrap_or_default().to_owned();
+    let session = state.store.citizen_session(&token).await.ok().flatten();
+    match session {
+        Some((session, _, _)) if !form.csrf.is_empty() && session.csrf == form.csrf => {
+            if let Err(error) = state.store.end_session(&token).await {
+                tracing::error!(cause = %error, "a session could not be ended");
+            }
+            let mut response = Redirect::to("/login").into_response();
+            response
+                .headers_mut()
+                .append(header::SET_COOKIE, set_cookie(CITIZEN_COOKIE, "", 0));
+            response
+        }
+        _ => StatusCode::FORBIDDEN.into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::percent_of;
+
+    #[test]
+    fn a_ratio_is_said_in_percent() {
+        assert_eq!(percent_of("0.9"), "90%");
+        assert_eq!(percent_of("1"), "100%");
+        assert_eq!(percent_of("0.755"), "75.5%");
+        assert_eq!(percent_of("0.05"), "5%");
+        assert_eq!(percent_of("0"), "0%");
+        assert_eq!(percent_of(""), "");
     }
 }
 

@@ -127,7 +127,8 @@ CREATE UNIQUE INDEX recovery_reviews_once ON recovery_reviews (line_id, (verdict
 
 -- web_sessions: the sessions of the web pages, kept only as the SHA-256 of
 -- their token (the cookie holds the token); each with its CSRF token, its
--- subject (a member of staff's name) and when it ends.
+-- subject (a member of staff's name, or a citizen's blind index in hex) and
+-- when it ends.
 CREATE TABLE web_sessions (
     token_hash BLOB PRIMARY KEY NOT NULL,
     kind TEXT NOT NULL CHECK (kind IN ('staff', 'citizen')),
@@ -137,3 +138,29 @@ CREATE TABLE web_sessions (
     expires_unix INTEGER NOT NULL,
     ended_at TEXT
 ) STRICT;
+
+-- contacts: a person's mobile phone, append-only (the newest is theirs),
+-- encrypted, masked for screens, and found by its blind index.
+-- login_codes: the one-time codes of citizens' logins, kept only as their
+-- SHA-256, each for a few minutes and a few tries.
+CREATE TABLE contacts (
+    id INTEGER PRIMARY KEY,
+    person_key BLOB NOT NULL REFERENCES persons (person_key),
+    phone_encrypted BLOB NOT NULL,
+    phone_masked TEXT NOT NULL,
+    phone_index BLOB NOT NULL,
+    recorded_at TEXT NOT NULL,
+    recorded_by TEXT NOT NULL
+) STRICT;
+CREATE INDEX contacts_by_person ON contacts (person_key, id);
+
+CREATE TABLE login_codes (
+    id INTEGER PRIMARY KEY,
+    person_key BLOB NOT NULL REFERENCES persons (person_key),
+    code_hash BLOB NOT NULL,
+    expires_unix INTEGER NOT NULL,
+    attempts INTEGER NOT NULL,
+    used_at TEXT,
+    created_at TEXT NOT NULL
+) STRICT;
+CREATE INDEX login_codes_by_person ON login_codes (person_key, id);

@@ -96,13 +96,29 @@ impl Store {
 
     /// Opens a session for a member of staff, lasting `seconds`.
     pub async fn open_session(&self, subject: &str, seconds: i64) -> Result<NewSession, StoreError> {
+        self.open_session_of("staff", subject, seconds, subject).await
+    }
+
+    /// Opens a session of `kind` (`staff` or `citizen`) for `subject`; the
+    /// audit log names `shown` (a citizen's masked ID).
+    pub(crate) async fn open_session_of(
+        &self,
+        kind: &'static str,
+        subject: &str,
+        seconds: i64,
+        shown: &str,
+    ) -> Result<NewSession, StoreError> {
         let token = random_token()?;
         let csrf = random_token()?;
         let hash = ApiKeyHash::of(&token);
         let expires = unix_now() + seconds;
         match &self.backend {
-            Backend::Sqlite(pool) => sqlite_sessions::open(pool, &hash, subject, &csrf, expires).await?,
-            Backend::Postgres(pool) => postgres_sessions::open(pool, &hash, subject, &csrf, expires).await?,
+            Backend::Sqlite(pool) => {
+                sqlite_sessions::open(pool, &hash, kind, subject, &csrf, expires, shown).await?
+            }
+            Backend::Postgres(pool) => {
+                postgres_sessions::open(pool, &hash, kind, subject, &csrf, expires, shown).await?
+            }
         }
         Ok(NewSession { token, csrf })
     }
@@ -110,15 +126,24 @@ impl Store {
     /// The session a token opens, if it is known, not ended, not expired
     /// and its member of staff not disabled.
     pub async fn session(&self, token: &str) -> Result<Option<(WebSession, StaffUser)>, StoreError> {
-        let hash = ApiKeyHash::of(token);
-        let session = match &self.backend {
-            Backend::Sqlite(pool) => sqlite_sessions::find(pool, &hash, unix_now()).await?,
-            Backend::Postgres(pool) => postgres_sessions::find(pool, &hash, unix_now()).await?,
-        };
-        let Some(session) = session else {
+        let Some(session) = self.session_of_kind(token, "staff").await? else {
             return Ok(None);
         };
         Ok(self.staff(&session.subject).await?.map(|user| (session, user)))
+    }
+
+    /// A session of `kind` a token opens, if it is known, not ended and
+    /// not expired.
+    pub(crate) async fn session_of_kind(
+        &self,
+        token: &str,
+        kind: &str,
+    ) -> Result<Option<WebSession>, StoreError> {
+        let hash = ApiKeyHash::of(token);
+        match &self.backend {
+            Backend::Sqlite(pool) => sqlite_sessions::find(pool, &hash, kind, unix_now()).await,
+            Backend::Postgres(pool) => postgres_sessions::find(pool, &hash, kind, unix_now()).await,
+        }
     }
 
     /// Ends a session (logout).
@@ -188,30 +213,35 @@ macro_rules! sessions_backend {
             pub(super) async fn open(
                 pool: &$Pool,
                 hash: &ApiKeyHash,
+                kind: &str,
                 subject: &str,
                 csrf: &str,
                 expires: i64,
+                shown: &str,
             ) -> Result<(), StoreError> {
                 let mut tx = begin_write(pool).await?;
                 sqlx::query(
                     "INSERT INTO web_sessions (token_hash, kind, subject, csrf, created_at, expires_unix) \
-                     VALUES ($1, 'staff', $2, $3, $4, $5)",
+                     VALUES ($1, $2, $3, $4, $5, $6)",
                 )
                 .bind(hash.as_bytes().to_vec())
+                .bind(kind)
                 .bind(subject)
                 .bind(csrf)
                 .bind(now_text())
                 .bind(expires)
                 .execute(&mut *tx)
                 .await?;
-                audit(
-                    &mut tx,
-                    subject,
-                    "staff.login",
-                    &format!("staff {subject}"),
-                    "{}".to_owned(),
-                )
-                .await?;
+                let (actor, action, what) = if kind == "staff" {
+                    (shown.to_owned(), "staff.login", format!("staff {shown}"))
+                } else {
+                    (
+                        format!("citizen:{shown}"),
+                        "citizen.login",
+                        format!("person {shown}"),
+                    )
+                };
+                audit(&mut tx, &actor, action, &what, "{}".to_owned()).await?;
                 tx.commit().await?;
                 Ok(())
             }
@@ -219,13 +249,15 @@ macro_rules! sessions_backend {
             pub(super) async fn find(
                 pool: &$Pool,
                 hash: &ApiKeyHash,
+                kind: &str,
                 now: i64,
             ) -> Result<Option<WebSession>, StoreError> {
                 let row = sqlx::query(
                     "SELECT subject, csrf, expires_unix FROM web_sessions WHERE token_hash = $1 \
-                     AND ended_at IS NULL AND expires_unix > $2",
+                     AND kind = $2 AND ended_at IS NULL AND expires_unix > $3",
                 )
                 .bind(hash.as_bytes().to_vec())
+                .bind(kind)
                 .bind(now)
                 .fetch_optional(pool)
                 .await?;

@@ -1,0 +1,374 @@
+//! Citizens: their phone on record, their login by resident ID, phone and
+//! a one-time code, and what their own pages show (their assisted bills).
+//!
+//! A phone is kept like a resident ID: encrypted, masked, found by its
+//! blind index; a change is a new row. A login code is six digits, kept
+//! only as its SHA-256, good for [`CODE_SECONDS`] and [`CODE_TRIES`]
+//! tries; at most [`CODES_PER_WINDOW`] codes are made for a person in
+//! [`CODE_WINDOW_SECONDS`]. A citizen's session names them by their blind
+//! index, never their ID.
+
+use jiuzhu_core::{Fen, ResidentId};
+use sha2::{Digest, Sha256};
+
+use super::applications::ApplicationError;
+use super::web_sessions::NewSession;
+use super::{Backend, Store, StoreError};
+use crate::crypto::Purpose;
+
+pub const CODE_SECONDS: i64 = 300;
+pub const CODE_TRIES: i64 = 5;
+pub const CODES_PER_WINDOW: i64 = 5;
+pub const CODE_WINDOW_SECONDS: i64 = 900;
+
+/// What asking for a login code did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CodeRequest {
+    /// The ID and phone match: the code to send, and its number (for the
+    /// sender, which tells codes apart from notifications by it).
+    Made {
+        code: String,
+        id: i64,
+        masked_phone: String,
+    },
+    /// They do not match, or the person is unknown: no code (the page says
+    /// the same as when one is sent).
+    NoMatch,
+    /// Too many codes lately.
+    Limited,
+}
+
+/// A bill of the citizen's, as their page shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CitizenBill {
+    pub invoice_no: String,
+    pub hospital: String,
+    pub service_date: String,
+    pub total: Fen,
+    pub in_scope_self_pay: Fen,
+    pub outcome: String,
+    pub amount: Fen,
+    pub reversed: bool,
+    /// The decision's answer as stored (JSON of the settlement response).
+    pub response: String,
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_secs() as i64)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
+}
+
+/// A mainland mobile number: 11 digits, starting with 1.
+pub fn check_phone(phone: &str) -> Result<(), ApplicationError> {
+    if phone.len() == 11 && phone.starts_with('1') && phone.bytes().all(|byte| byte.is_ascii_digit()) {
+        Ok(())
+    } else {
+        Err(ApplicationError::Invalid(
+            "a phone number is 11 digits starting with 1".into(),
+        ))
+    }
+}
+
+fn masked_phone(phone: &str) -> String {
+    format!("{}****{}", &phone[..3], &phone[7..])
+}
+
+impl Store {
+    /// Records `person`'s phone (a new row; the newest is theirs).
+    pub async fn set_phone(
+        &self,
+        person: ResidentId,
+        phone: &str,
+        actor: &str,
+    ) -> Result<String, ApplicationError> {
+        check_phone(phone)?;
+        let key = self
+            .keys
+            .blind_index(Purpose::ResidentId, person.to_string().as_bytes())
+            .to_vec();
+        let encrypted = self
+            .keys
+            .encrypt(Purpose::Phone, phone.as_bytes())
+            .map_err(StoreError::from)?;
+        let index = self.keys.blind_index(Purpose::Phone, phone.as_bytes()).to_vec();
+        let masked = masked_phone(phone);
+        let stored = match &self.backend {
+            Backend::Sqlite(pool) => {
+                sqlite_citizens::set_phone(pool, &key, &person.masked(), &encrypted, &masked, &index, actor)
+                    .await?
+            }
+            Backend::Postgres(pool) => {
+                postgres_citizens::set_phone(pool, &key, &person.masked(), &encrypted, &masked, &index, actor)
+                    .await?
+            }
+        };
+        if !stored {
+            return Err(ApplicationError::UnknownPerson);
+        }
+        Ok(masked)
+    }
+
+    /// Makes a login code for `person` if `phone` is the one on record.
+    pub async fn request_login_code(
+        &self,
+        person: ResidentId,
+        phone: &str,
+    ) -> Result<CodeRequest, StoreError> {
+        if check_phone(phone).is_err() {
+            return Ok(CodeRequest::NoMatch);
+        }
+        let key = self
+            .keys
+            .blind_index(Purpose::ResidentId, person.to_string().as_bytes())
+            .to_vec();
+        let index = self.keys.blind_index(Purpose::Phone, phone.as_bytes()).to_vec();
+        let mut random = [0u8; 4];
+        getrandom::fill(&mut random)
+            .map_err(|error| StoreError::Damaged(format!("no randomness: {error}")))?;
+        let code = format!("{:06}", u32::from_le_bytes(random) % 1_000_000);
+        let hash = Sha256::digest(code.as_bytes()).to_vec();
+        let now = unix_now();
+        let made = match &self.backend {
+            Backend::Sqlite(pool) => sqlite_citizens::make_code(pool, &key, &index, &hash, now).await?,
+            Backend::Postgres(pool) => postgres_citizens::make_code(pool, &key, &index, &hash, now).await?,
+        };
+        Ok(match made {
+            Some(Ok(id)) => CodeRequest::Made {
+                code,
+                id,
+                masked_phone: masked_phone(phone),
+            },
+            Some(Err(())) => CodeRequest::Limited,
+            None => CodeRequest::NoMatch,
+        })
+    }
+
+    /// Opens a citizen's session if `code` is their latest code, unexpired,
+    /// unused and within its tries.
+    pub async fn finish_login(
+        &self,
+        person: ResidentId,
+        code: &str,
+        seconds: i64,
+    ) -> Result<Option<NewSession>, StoreError> {
+        let key = self
+            .keys
+            .blind_index(Purpose::ResidentId, person.to_string().as_bytes())
+            .to_vec();
+        let hash = Sha256::digest(code.trim().as_bytes()).to_vec();
+        let now = unix_now();
+        let matched = match &self.backend {
+            Backend::Sqlite(pool) => sqlite_citizens::use_code(pool, &key, &hash, now).await?,
+            Backend::Postgres(pool) => postgres_citizens::use_code(pool, &key, &hash, now).await?,
+        };
+        if !matched {
+            return Ok(None);
+        }
+        self.open_session_of("citizen", &hex(&key), seconds, &person.masked())
+            .await
+            .map(Some)
+    }
+
+    /// A citizen's session: the session and their blind index.
+    pub async fn citizen_session(
+        &self,
+        token: &str,
+    ) -> Result<Option<(super::WebSession, Vec<u8>, String)>, StoreError> {
+        let Some(session) = self.session_of_kind(token, "citizen").await? else {
+            return Ok(None);
+        };
+        let key: Option<Vec<u8>> = (0..session.subject.len() / 2)
+            .map(|at| u8::from_str_radix(&session.subject[2 * at..2 * at + 2], 16).ok())
+            .collect();
+        let Some(key) = key else {
+            return Ok(None);
+        };
+        let masked = match &self.backend {
+            Backend::Sqlite(pool) => sqlite_citizens::masked(pool, &key).await?,
+            Backend::Postgres(pool) => postgres_citizens::masked(pool, &key).await?,
+        };
+        Ok(masked.map(|masked| (session, key, masked)))
+    }
+
+    /// The citizen's bills with their decisions, newest service date first.
+    pub async fn citizen_bills(&self, key: &[u8]) -> Result<Vec<CitizenBill>, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(pool) => sqlite_citizens::bills(pool, key).await,
+            Backend::Postgres(pool) => postgres_citizens::bills(pool, key).await,
+        }
+    }
+}
+
+macro_rules! citizens_backend {
+    ($module:ident, $backend:ident, $Pool:ty) => {
+        mod $module {
+            use jiuzhu_core::Fen;
+            use sqlx::Row as _;
+
+            use super::{CitizenBill, CODES_PER_WINDOW, CODE_SECONDS, CODE_TRIES, CODE_WINDOW_SECONDS};
+            use crate::database::$backend::{audit, begin_write};
+            use crate::database::{json_string, now_text, StoreError};
+
+            pub(super) async fn set_phone(
+                pool: &$Pool,
+                key: &[u8],
+                person: &str,
+                encrypted: &[u8],
+                masked: &str,
+                index: &[u8],
+                actor: &str,
+            ) -> Result<bool, StoreError> {
+                let mut tx = begin_write(pool).await?;
+                let known = sqlx::query("SELECT 1 FROM persons WHERE person_key = $1")
+                    .bind(key.to_vec())
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                if known.is_none() {
+                    return Ok(false);
+                }
+                sqlx::query(
+                    "INSERT INTO contacts (person_key, phone_encrypted, phone_masked, phone_index, recorded_at, \
+                     recorded_by) VALUES ($1, $2, $3, $4, $5, $6)",
+                )
+                .bind(key.to_vec())
+                .bind(encrypted.to_vec())
+                .bind(masked)
+                .bind(index.to_vec())
+                .bind(now_text())
+                .bind(actor)
+                .execute(&mut *tx)
+                .await?;
+                let details = format!("{{\"person\":{},\"phone\":{}}}", json_string(person), json_string(masked));
+                audit(&mut tx, actor, "contact.set", &format!("person {person}"), details).await?;
+                tx.commit().await?;
+                Ok(true)
+            }
+
+            /// `None`: no match; `Some(Err)`: too many codes lately.
+            pub(super) async fn make_code(
+                pool: &$Pool,
+                key: &[u8],
+                index: &[u8],
+                hash: &[u8],
+                now: i64,
+            ) -> Result<Option<Result<i64, ()>>, StoreError> {
+                let mut tx = begin_write(pool).await?;
+                let current = sqlx::query("SELECT phone_index FROM contacts WHERE person_key = $1 ORDER BY id DESC LIMIT 1")
+                    .bind(key.to_vec())
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                let matches = match current {
+                    Some(row) => row.try_get::<Vec<u8>, _>(0)? == index,
+                    None => false,
+                };
+                if !matches {
+                    return Ok(None);
+                }
+                let recent: i64 = sqlx::query(
+                    "SELECT COUNT(*) FROM login_codes WHERE person_key = $1 AND expires_unix > $2",
+                )
+                .bind(key.to_vec())
+                .bind(now - CODE_WINDOW_SECONDS + CODE_SECONDS)
+                .fetch_one(&mut *tx)
+                .await?
+                .try_get(0)?;
+                if recent >= CODES_PER_WINDOW {
+                    return Ok(Some(Err(())));
+                }
+                let id: i64 = sqlx::query(
+                    "INSERT INTO login_codes (person_key, code_hash, expires_unix, attempts, created_at) \
+                     VALUES ($1, $2, $3, 0, $4) RETURNING id",
+                )
+                .bind(key.to_vec())
+                .bind(hash.to_vec())
+                .bind(now + CODE_SECONDS)
+                .bind(now_text())
+                .fetch_one(&mut *tx)
+                .await?
+                .try_get(0)?;
+                tx.commit().await?;
+                Ok(Some(Ok(id)))
+            }
+
+            pub(super) async fn use_code(pool: &$Pool, key: &[u8], hash: &[u8], now: i64) -> Result<bool, StoreError> {
+                let mut tx = begin_write(pool).await?;
+                let latest = sqlx::query(
+                    "SELECT id, code_hash, attempts FROM login_codes WHERE person_key = $1 AND used_at IS NULL \
+                     AND expires_unix > $2 ORDER BY id DESC LIMIT 1",
+                )
+                .bind(key.to_vec())
+                .bind(now)
+                .fetch_optional(&mut *tx)
+                .await?;
+                let Some(latest) = latest else {
+                    return Ok(false);
+                };
+                let id: i64 = latest.try_get(0)?;
+                let stored: Vec<u8> = latest.try_get(1)?;
+                let attempts: i64 = latest.try_get(2)?;
+                if attempts >= CODE_TRIES {
+                    return Ok(false);
+                }
+                if stored != hash {
+                    sqlx::query("UPDATE login_codes SET attempts = attempts + 1 WHERE id = $1")
+                        .bind(id)
+                        .execute(&mut *tx)
+                        .await?;
+                    tx.commit().await?;
+                    return Ok(false);
+                }
+                sqlx::query("UPDATE login_codes SET used_at = $1 WHERE id = $2")
+                    .bind(now_text())
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                Ok(true)
+            }
+
+            pub(super) async fn masked(pool: &$Pool, key: &[u8]) -> Result<Option<String>, StoreError> {
+                let row = sqlx::query("SELECT resident_id_masked FROM persons WHERE person_key = $1")
+                    .bind(key.to_vec())
+                    .fetch_optional(pool)
+                    .await?;
+                Ok(row.map(|row| row.try_get(0)).transpose()?)
+            }
+
+            pub(super) async fn bills(pool: &$Pool, key: &[u8]) -> Result<Vec<CitizenBill>, StoreError> {
+                let rows = sqlx::query(
+                    "SELECT i.invoice_no, i.hospital, i.service_date, i.total, i.in_scope_self_pay, d.outcome, d.amount, \
+                     d.response, EXISTS (SELECT 1 FROM decisions r WHERE r.invoice_no = d.invoice_no \
+                     AND r.kind = 'reversal') AS reversed \
+                     FROM decisions d JOIN invoices i ON i.invoice_no = d.invoice_no \
+                     WHERE d.person_key = $1 AND d.kind = 'decision' ORDER BY i.service_date DESC, i.invoice_no",
+                )
+                .bind(key.to_vec())
+                .fetch_all(pool)
+                .await?;
+                let mut bills = Vec::with_capacity(rows.len());
+                for row in rows {
+                    bills.push(CitizenBill {
+                        invoice_no: row.try_get(0)?,
+                        hospital: row.try_get(1)?,
+                        service_date: row.try_get(2)?,
+                        total: Fen::from_fen(row.try_get(3)?),
+                        in_scope_self_pay: Fen::from_fen(row.try_get(4)?),
+                        outcome: row.try_get(5)?,
+                        amount: Fen::from_fen(row.try_get(6)?),
+                        response: row.try_get(7)?,
+                        reversed: row.try_get(8)?,
+                    });
+                }
+                Ok(bills)
+            }
+        }
+    };
+}
+
+citizens_backend!(sqlite_citizens, sqlite, sqlx::SqlitePool);
+citizens_backend!(postgres_citizens, postgres, sqlx::PgPool);
