@@ -149,7 +149,26 @@ async fn on_a_phone_a_resident_logs_in_with_a_code_and_reads_each_bill_in_plain_
         "the full ID is on the page"
     );
     accessible(&browser, "my bills").await;
+
+    // Their applications, step by step: the demo's first was decided, then
+    // paid.
+    browser.click("nav.menu a[href='/me/applications']").await;
+    browser.wait_for("/me/applications").await;
+    let steps = browser.text("ul.bills").await;
+    assert!(
+        steps.contains("已提交") && steps.contains("已核定") && steps.contains("已拨付"),
+        "{steps}"
+    );
+    accessible(&browser, "my applications").await;
+    // Their payments: one paid by the bank, one in a batch awaiting approval.
+    browser.click("nav.menu a[href='/me/payments']").await;
+    browser.wait_for("/me/payments").await;
+    let payments = browser.text("tbody").await;
+    assert!(
+        payments.contains("已到账") && payments.contains("银行处理中"),
+        "{payments}"
+    );
     browser.click("nav.prefs a[href*='size=large']").await;
-    browser.wait_for("/me").await;
-    accessible(&browser, "my bills, large type").await;
+    browser.wait_for("/me/payments").await;
+    accessible(&browser, "my payments, large type").await;
 }

@@ -17,6 +17,7 @@
 //! | `GET /prefs?lang=zh|en&size=large|normal&back=/path` | anyone: remembered in cookies |
 //! | `GET, POST /login`, `POST /login/code` | residents: ID, phone, one-time code |
 //! | `GET /me`, `POST /me/logout` | the resident: their assisted bills, each explained in plain words |
+//! | `GET /me/applications`, `GET /me/payments` | the resident: their applications step by step, their payments made and coming |
 //! | `GET, POST /staff/login`, `POST /staff/logout` | staff |
 //! | `GET /staff` | staff: the dashboard |
 //! | `GET /staff/reviews` | reviewers: the review queue |
@@ -93,6 +94,12 @@ fn templates() -> &'static Environment<'static> {
             ("batches.html", include_str!("templates/batches.html")),
             ("citizen_login.html", include_str!("templates/citizen_login.html")),
             ("my_bills.html", include_str!("templates/my_bills.html")),
+            (
+                "my_applications.html",
+                include_str!("templates/my_applications.html"),
+            ),
+            ("my_payments.html", include_str!("templates/my_payments.html")),
+            ("resident_menu.html", include_str!("templates/resident_menu.html")),
             ("error.html", include_str!("templates/error.html")),
         ] {
             environment
@@ -112,6 +119,8 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/login", get(citizen_login_page).post(citizen_request_code))
         .route("/login/code", post(citizen_login))
         .route("/me", get(my_bills))
+        .route("/me/applications", get(my_applications))
+        .route("/me/payments", get(my_payments))
         .route("/me/logout", post(citizen_logout))
         .route("/staff/login", get(login_page).post(login))
         .route("/staff/logout", post(logout))
@@ -1198,22 +1207,32 @@ fn bill_in_words(bill: &jiuzhu_store::CitizenBill, language: Language) -> String
     }
 }
 
-async fn my_bills(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    let viewer = match Viewer::of(&state, &headers, "/me").await {
-        Ok(viewer) => viewer,
-        Err(response) => return *response,
-    };
-    let citizen = match cookie(&headers, CITIZEN_COOKIE) {
+/// The resident whose session came with the request: their session,
+/// blind index and masked ID; else the login page.
+async fn resident(
+    state: &AppState,
+    headers: &HeaderMap,
+    here: &str,
+) -> Result<(Viewer, jiuzhu_store::WebSession, Vec<u8>, String), Box<Response>> {
+    let viewer = Viewer::of(state, headers, here).await?;
+    let citizen = match cookie(headers, CITIZEN_COOKIE) {
         Some(token) => state.store.citizen_session(token).await,
         None => Ok(None),
     };
-    let (session, key, masked) = match citizen {
-        Ok(Some(found)) => found,
-        Ok(None) => return Redirect::to("/login").into_response(),
+    match citizen {
+        Ok(Some((session, key, masked))) => Ok((viewer, session, key, masked)),
+        Ok(None) => Err(Box::new(Redirect::to("/login").into_response())),
         Err(error) => {
             tracing::error!(cause = %error, "a resident's session could not be read");
-            return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+            Err(Box::new(StatusCode::INTERNAL_SERVER_ERROR.into_response()))
         }
+    }
+}
+
+async fn my_bills(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let (viewer, session, key, masked) = match resident(&state, &headers, "/me").await {
+        Ok(found) => found,
+        Err(response) => return *response,
     };
     match state.store.citizen_bills(&key).await {
         Ok(bills) => {
@@ -1236,6 +1255,75 @@ async fn my_bills(State(state): State<AppState>, headers: HeaderMap) -> Response
         }
         Err(error) => {
             tracing::error!(cause = %error, "a resident's bills could not be read");
+            StatusCode::INTERNAL_SERVER_ERROR.into_response()
+        }
+    }
+}
+
+async fn my_applications(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let (viewer, _, key, _) = match resident(&state, &headers, "/me/applications").await {
+        Ok(found) => found,
+        Err(response) => return *response,
+    };
+    match state.store.applications_of_key(&key).await {
+        Ok(views) => {
+            let language = viewer.language;
+            let applications: Vec<minijinja::Value> = views
+                .iter()
+                .map(|view| {
+                    let events: Vec<minijinja::Value> = view
+                        .events
+                        .iter()
+                        .map(|event| {
+                            context! {
+                                at => event.at.clone(),
+                                state_text => language.text(&format!("state_{}", event.state)),
+                                reason => event.reason.clone(),
+                            }
+                        })
+                        .collect();
+                    let state = view.summary.state.as_str();
+                    context! {
+                        id => view.summary.id, state_text => language.text(&format!("state_{state}")),
+                        events => events,
+                    }
+                })
+                .collect();
+            viewer.render(
+                StatusCode::OK,
+                "my_applications.html",
+                context! { applications => applications },
+            )
+        }
+        Err(error) => {
+            tracing::error!(cause = %error, "a resident's applications could not be read");
+            StatusCode::INTERNAL_SERVER_ERROR.into_response()
+        }
+    }
+}
+
+async fn my_payments(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let (viewer, _, key, _) = match resident(&state, &headers, "/me/payments").await {
+        Ok(found) => found,
+        Err(response) => return *response,
+    };
+    match state.store.citizen_payments(&key).await {
+        Ok(payments) => {
+            let language = viewer.language;
+            let rows: Vec<minijinja::Value> = payments
+                .iter()
+                .map(|payment| {
+                    context! {
+                        status => language.text(&format!("payment_{}", payment.status)),
+                        amount => payment.amount.to_string(), at => payment.at.clone(),
+                        paying => payment.paying.join(", "), reason => payment.reason.clone(),
+                    }
+                })
+                .collect();
+            viewer.render(StatusCode::OK, "my_payments.html", context! { payments => rows })
+        }
+        Err(error) => {
+            tracing::error!(cause = %error, "a resident's payments could not be read");
             StatusCode::INTERNAL_SERVER_ERROR.into_response()
         }
     }

@@ -616,6 +616,20 @@ impl Store {
         }
     }
 
+    /// A person's applications by their blind index (a resident's own
+    /// pages), newest first, each with its history.
+    pub async fn applications_of_key(&self, key: &[u8]) -> Result<Vec<ApplicationView>, ApplicationError> {
+        let summaries = match &self.backend {
+            Backend::Sqlite(pool) => sqlite_applications::summaries(pool, Some(key), None).await?,
+            Backend::Postgres(pool) => postgres_applications::summaries(pool, Some(key), None).await?,
+        };
+        let mut views = Vec::with_capacity(summaries.len());
+        for summary in summaries {
+            views.push(self.read_application(summary.id).await?);
+        }
+        Ok(views)
+    }
+
     /// A reviewer's verdict on an application waiting for review. Approved,
     /// its pending bills are decided by the engine at once.
     pub async fn review_application(

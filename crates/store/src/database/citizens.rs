@@ -38,6 +38,20 @@ pub enum CodeRequest {
     Limited,
 }
 
+/// A payment to the citizen: a line of a batch, or what waits for one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CitizenPayment {
+    /// `paid`, `pending` (sent to the bank), `failed`, or `waiting` (owed,
+    /// in no batch yet).
+    pub status: String,
+    pub amount: Fen,
+    /// When the bank answered, or when the line was made.
+    pub at: String,
+    /// What it pays: `decision:<bill>` or `top_up:<clearing line>`.
+    pub paying: Vec<String>,
+    pub reason: Option<String>,
+}
+
 /// A bill of the citizen's, as their page shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CitizenBill {
@@ -195,6 +209,14 @@ impl Store {
         Ok(masked.map(|masked| (session, key, masked)))
     }
 
+    /// The citizen's payments, newest first, then what waits for a batch.
+    pub async fn citizen_payments(&self, key: &[u8]) -> Result<Vec<CitizenPayment>, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(pool) => sqlite_citizens::payments(pool, key).await,
+            Backend::Postgres(pool) => postgres_citizens::payments(pool, key).await,
+        }
+    }
+
     /// The citizen's bills with their decisions, newest service date first.
     pub async fn citizen_bills(&self, key: &[u8]) -> Result<Vec<CitizenBill>, StoreError> {
         match &self.backend {
@@ -210,7 +232,7 @@ macro_rules! citizens_backend {
             use jiuzhu_core::Fen;
             use sqlx::Row as _;
 
-            use super::{CitizenBill, CODES_PER_WINDOW, CODE_SECONDS, CODE_TRIES, CODE_WINDOW_SECONDS};
+            use super::{CitizenBill, CitizenPayment, CODES_PER_WINDOW, CODE_SECONDS, CODE_TRIES, CODE_WINDOW_SECONDS};
             use crate::database::$backend::{audit, begin_write};
             use crate::database::{json_string, now_text, StoreError};
 
@@ -337,6 +359,68 @@ macro_rules! citizens_backend {
                     .fetch_optional(pool)
                     .await?;
                 Ok(row.map(|row| row.try_get(0)).transpose()?)
+            }
+
+            pub(super) async fn payments(pool: &$Pool, key: &[u8]) -> Result<Vec<CitizenPayment>, StoreError> {
+                let mut payments = Vec::new();
+                for row in sqlx::query(
+                    "SELECT l.id, l.status, l.amount, COALESCE(l.answered_at, b.created_at), l.reason \
+                     FROM payment_lines l JOIN payment_batches b ON b.id = l.batch_id \
+                     WHERE l.person_key = $1 ORDER BY l.id DESC",
+                )
+                .bind(key.to_vec())
+                .fetch_all(pool)
+                .await?
+                {
+                    let line: i64 = row.try_get(0)?;
+                    let mut paying = Vec::new();
+                    for item in sqlx::query(
+                        "SELECT q.kind, q.reference FROM payment_items t JOIN payables q ON q.id = t.payable_id \
+                         WHERE t.line_id = $1 ORDER BY q.id",
+                    )
+                    .bind(line)
+                    .fetch_all(pool)
+                    .await?
+                    {
+                        let kind: String = item.try_get(0)?;
+                        let reference: String = item.try_get(1)?;
+                        paying.push(format!("{kind}:{reference}"));
+                    }
+                    payments.push(CitizenPayment {
+                        status: row.try_get(1)?,
+                        amount: Fen::from_fen(row.try_get(2)?),
+                        at: row.try_get(3)?,
+                        paying,
+                        reason: row.try_get(4)?,
+                    });
+                }
+                // Owed and in no live line: feed and application decisions
+                // not reversed, and top-ups.
+                let waiting = sqlx::query(
+                    "SELECT d.invoice_no, d.amount, d.decided_at FROM decisions d JOIN invoices i ON i.invoice_no = d.invoice_no \
+                     WHERE d.person_key = $1 AND d.kind = 'decision' AND i.channel IN ('feed', 'application') \
+                     AND d.amount > 0 AND NOT EXISTS (SELECT 1 FROM decisions r WHERE r.invoice_no = d.invoice_no \
+                     AND r.kind = 'reversal') AND NOT EXISTS (SELECT 1 FROM payables q JOIN payment_items t \
+                     ON t.payable_id = q.id AND t.live = 1 WHERE q.kind = 'decision' AND q.reference = d.invoice_no) \
+                     UNION ALL SELECT CAST(c.id AS TEXT), c.amount, c.created_at FROM clearing_lines c \
+                     WHERE c.person_key = $1 AND c.kind = 'top_up' AND NOT EXISTS (SELECT 1 FROM payables q \
+                     JOIN payment_items t ON t.payable_id = q.id AND t.live = 1 WHERE q.kind = 'top_up' \
+                     AND q.reference = CAST(c.id AS TEXT)) ORDER BY 3",
+                )
+                .bind(key.to_vec())
+                .fetch_all(pool)
+                .await?;
+                for row in waiting {
+                    let reference: String = row.try_get(0)?;
+                    payments.push(CitizenPayment {
+                        status: "waiting".into(),
+                        amount: Fen::from_fen(row.try_get(1)?),
+                        at: row.try_get(2)?,
+                        paying: vec![reference],
+                        reason: None,
+                    });
+                }
+                Ok(payments)
             }
 
             pub(super) async fn bills(pool: &$Pool, key: &[u8]) -> Result<Vec<CitizenBill>, StoreError> {
