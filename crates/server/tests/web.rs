@@ -733,6 +733,68 @@ async fn a_resident_logs_in_with_id_phone_and_a_code_and_sees_only_their_own_bil
     );
     assert!(page.contains("救助比例 90%"), "{page}");
     assert!(!page.contains("110105196001010017"), "{page}");
+    // The commitment letter: read, signed with the hash of the text shown;
+    // a new version is read and signed again.
+    let first = store
+        .publish_letter("v1", "本人承诺票据真实。", "admin")
+        .await
+        .unwrap();
+    let (_, page) = app.page(&resident, "/me/letter").await;
+    assert!(
+        page.contains("本人承诺票据真实。") && page.contains(&first.sha256),
+        "{page}"
+    );
+    let csrf = hidden(&page, "csrf");
+    let forged = resident
+        .post(app.url("/me/letter"))
+        .form(&[("csrf", "forged"), ("sha256", first.sha256.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), StatusCode::FORBIDDEN);
+    let signed = resident
+        .post(app.url("/me/letter"))
+        .form(&[("csrf", csrf.as_str()), ("sha256", first.sha256.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(signed.status(), StatusCode::SEE_OTHER);
+    let (_, page) = app.page(&resident, "/me/letter").await;
+    assert!(page.contains("您已签署"), "{page}");
+    let second = store
+        .publish_letter("v2", "本人承诺票据真实、未重复报销。", "admin")
+        .await
+        .unwrap();
+    let (_, page) = app.page(&resident, "/me/letter").await;
+    assert!(
+        page.contains("未重复报销") && !page.contains("您已签署"),
+        "{page}"
+    );
+    // Signing what the page showed before v2 signs nothing.
+    resident
+        .post(app.url("/me/letter"))
+        .form(&[("csrf", csrf.as_str()), ("sha256", first.sha256.as_str())])
+        .send()
+        .await
+        .unwrap();
+    let (_, page) = app.page(&resident, "/me/letter").await;
+    assert!(
+        !page.contains("您已签署") && page.contains(&second.sha256),
+        "{page}"
+    );
+
+    // Logging out ends the session.
+    let (_, page) = app.page(&resident, "/me").await;
+    let csrf = hidden(&page, "csrf");
+    let out = resident
+        .post(app.url("/me/logout"))
+        .form(&[("csrf", csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(out.status(), StatusCode::SEE_OTHER);
+    assert_eq!(app.page(&resident, "/me").await.0, StatusCode::SEE_OTHER);
+
     // A used code opens nothing again; a staff page stays closed.
     assert_eq!(app.page(&resident, "/staff").await.0, StatusCode::SEE_OTHER);
     // Codes are limited: five in the window (one was made), then refused.

@@ -18,6 +18,7 @@
 //! | `GET, POST /login`, `POST /login/code` | residents: ID, phone, one-time code |
 //! | `GET /me`, `POST /me/logout` | the resident: their assisted bills, each explained in plain words |
 //! | `GET /me/applications`, `GET /me/payments` | the resident: their applications step by step, their payments made and coming |
+//! | `GET, POST /me/letter` | the resident: the commitment letter, read and signed (its text's hash recorded) |
 //! | `GET, POST /staff/login`, `POST /staff/logout` | staff |
 //! | `GET /staff` | staff: the dashboard |
 //! | `GET /staff/reviews` | reviewers: the review queue |
@@ -100,6 +101,7 @@ fn templates() -> &'static Environment<'static> {
             ),
             ("my_payments.html", include_str!("templates/my_payments.html")),
             ("resident_menu.html", include_str!("templates/resident_menu.html")),
+            ("my_letter.html", include_str!("templates/my_letter.html")),
             ("error.html", include_str!("templates/error.html")),
         ] {
             environment
@@ -121,6 +123,7 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/me", get(my_bills))
         .route("/me/applications", get(my_applications))
         .route("/me/payments", get(my_payments))
+        .route("/me/letter", get(my_letter).post(sign_my_letter))
         .route("/me/logout", post(citizen_logout))
         .route("/staff/login", get(login_page).post(login))
         .route("/staff/logout", post(logout))
@@ -209,7 +212,8 @@ impl Viewer {
         })
     }
 
-    /// Renders `template` with what every page has and `extra`.
+    /// Renders `template` with what every page has and `extra` (whose
+    /// values win over the common ones of the same name).
     fn render(&self, status: StatusCode, template: &str, extra: minijinja::Value) -> Response {
         let staff = self.staff.as_ref().map(|(_, user)| {
             context! {
@@ -229,7 +233,7 @@ impl Viewer {
         };
         let page = templates()
             .get_template(template)
-            .and_then(|template| template.render(context! { ..base, ..extra }));
+            .and_then(|template| template.render(context! { ..extra, ..base }));
         match page {
             Ok(page) => (status, Html(page)).into_response(),
             Err(error) => {
@@ -1325,6 +1329,75 @@ async fn my_payments(State(state): State<AppState>, headers: HeaderMap) -> Respo
         Err(error) => {
             tracing::error!(cause = %error, "a resident's payments could not be read");
             StatusCode::INTERNAL_SERVER_ERROR.into_response()
+        }
+    }
+}
+
+async fn my_letter(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let (viewer, session, key, _) = match resident(&state, &headers, "/me/letter").await {
+        Ok(found) => found,
+        Err(response) => return *response,
+    };
+    let letter = state.store.current_letter().await;
+    let signed = state.store.signed_current_letter(&key).await;
+    match (letter, signed) {
+        (Ok(letter), Ok(signed)) => {
+            let letter = letter.map(|letter| {
+                context! { version => letter.version, text => letter.body, sha256 => letter.sha256 }
+            });
+            viewer.render(
+                StatusCode::OK,
+                "my_letter.html",
+                context! { letter => letter, signed => signed, csrf => session.csrf },
+            )
+        }
+        (Err(error), _) | (_, Err(error)) => {
+            tracing::error!(cause = %error, "the letter could not be read");
+            StatusCode::INTERNAL_SERVER_ERROR.into_response()
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct SignForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    sha256: String,
+}
+
+/// Signs the letter whose text the page showed: if a new version came
+/// meanwhile, the page shows that one to read and sign.
+async fn sign_my_letter(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Form(form): Form<SignForm>,
+) -> Response {
+    let (viewer, session, key, masked) = match resident(&state, &headers, "/me/letter").await {
+        Ok(found) => found,
+        Err(response) => return *response,
+    };
+    if form.csrf.is_empty() || form.csrf != session.csrf {
+        return viewer.error(StatusCode::FORBIDDEN, "forbidden", "bad_form");
+    }
+    let actor = format!("citizen:{masked}");
+    match state
+        .store
+        .sign_letter_as(
+            &key,
+            &masked,
+            &form.sha256,
+            jiuzhu_store::ApplyChannel::Web,
+            &actor,
+        )
+        .await
+    {
+        Ok(_) | Err(jiuzhu_store::ApplicationError::LetterChanged { .. }) => {
+            Redirect::to("/me/letter").into_response()
+        }
+        Err(error) => {
+            tracing::error!(cause = %error, "a letter could not be signed");
+            viewer.error(StatusCode::CONFLICT, "letter", "no_letter")
         }
     }
 }

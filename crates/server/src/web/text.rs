@@ -124,6 +124,11 @@ const TEXTS: &[(&str, &str, &str)] = &[
     ("payment_waiting", "待拨付", "To be paid"),
     ("state_submitted", "已提交", "Submitted"),
     ("state_accepted", "已受理", "Accepted"),
+    ("letter", "告知承诺书", "Commitment letter"),
+    ("version", "版本", "Version"),
+    ("no_letter", "目前没有需要签署的承诺书。", "There is no letter to sign now."),
+    ("letter_signed", "您已签署这一版承诺书，可以提交救助申请。", "You signed this version: you can apply."),
+    ("sign_letter", "我已阅读，承诺所述属实", "I have read it and I promise"),
     ("forbidden", "无权访问", "Not allowed"),
     ("forbidden_text", "您的角色不能使用此页面。", "Your roles do not open this page."),
     ("not_found", "未找到", "Not found"),
@@ -222,6 +227,7 @@ mod tests {
             include_str!("templates/my_applications.html"),
             include_str!("templates/my_payments.html"),
             include_str!("templates/resident_menu.html"),
+            include_str!("templates/my_letter.html"),
             include_str!("templates/error.html"),
         ];
         for template in templates {

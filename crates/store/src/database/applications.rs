@@ -461,14 +461,37 @@ impl Store {
         actor: &str,
     ) -> Result<Signature, ApplicationError> {
         let key = self.person_key(person);
+        self.sign_letter_as(&key, &person.masked(), sha256, channel, actor)
+            .await
+    }
+
+    /// [`Store::sign_letter`] for the person with the blind index `key`
+    /// (a resident signing on their own page).
+    pub async fn sign_letter_as(
+        &self,
+        key: &[u8],
+        masked: &str,
+        sha256: &str,
+        channel: ApplyChannel,
+        actor: &str,
+    ) -> Result<Signature, ApplicationError> {
         let sha256 = sha256.trim().to_ascii_lowercase();
         match &self.backend {
             Backend::Sqlite(pool) => {
-                sqlite_applications::sign(pool, &key, &person.masked(), &sha256, channel, actor).await
+                sqlite_applications::sign(pool, key, masked, &sha256, channel, actor).await
             }
             Backend::Postgres(pool) => {
-                postgres_applications::sign(pool, &key, &person.masked(), &sha256, channel, actor).await
+                postgres_applications::sign(pool, key, masked, &sha256, channel, actor).await
             }
+        }
+    }
+
+    /// Whether the person with the blind index `key` signed the current
+    /// letter.
+    pub async fn signed_current_letter(&self, key: &[u8]) -> Result<bool, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(pool) => sqlite_applications::signed_current(pool, key).await,
+            Backend::Postgres(pool) => postgres_applications::signed_current(pool, key).await,
         }
     }
 
@@ -904,6 +927,17 @@ macro_rules! applications_backend {
                     channel: channel.as_str().to_owned(),
                     signed_at: now,
                 })
+            }
+
+            pub(super) async fn signed_current(pool: &Pool, key: &[u8]) -> Result<bool, StoreError> {
+                let row = sqlx::query(
+                    "SELECT 1 FROM commitment_signatures s WHERE s.person_key = $1 AND s.letter_id = \
+                     (SELECT MAX(id) FROM commitment_letters)",
+                )
+                .bind(key.to_vec())
+                .fetch_optional(pool)
+                .await?;
+                Ok(row.is_some())
             }
 
             pub(super) async fn prefill(
