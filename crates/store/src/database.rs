@@ -59,7 +59,9 @@ mod citizens;
 mod outbox;
 mod recoveries;
 mod web_sessions;
-pub use citizens::{check_phone, CitizenBill, CitizenPayment, CodeRequest, CODE_SECONDS};
+pub use citizens::{
+    check_phone, CitizenBill, CitizenDetails, CitizenPayment, CodeRequest, NewDetails, CODE_SECONDS,
+};
 pub use recoveries::{RecoveryLine, RecoveryStatus, RecoveryVerdict};
 pub use web_sessions::{NewSession, WebSession, SHORTEST_PASSWORD};
 mod story;

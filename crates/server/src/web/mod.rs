@@ -19,6 +19,7 @@
 //! | `GET /me`, `POST /me/logout` | the resident: their assisted bills, each explained in plain words |
 //! | `GET /me/applications`, `GET /me/payments` | the resident: their applications step by step, their payments made and coming |
 //! | `GET, POST /me/letter` | the resident: the commitment letter, read and signed (its text's hash recorded) |
+//! | `GET, POST /me/details`, `POST /me/details/code` | the resident: phone and bank account, changed with a code sent to the phone on record |
 //! | `GET, POST /staff/login`, `POST /staff/logout` | staff |
 //! | `GET /staff` | staff: the dashboard |
 //! | `GET /staff/reviews` | reviewers: the review queue |
@@ -102,6 +103,7 @@ fn templates() -> &'static Environment<'static> {
             ("my_payments.html", include_str!("templates/my_payments.html")),
             ("resident_menu.html", include_str!("templates/resident_menu.html")),
             ("my_letter.html", include_str!("templates/my_letter.html")),
+            ("my_details.html", include_str!("templates/my_details.html")),
             ("error.html", include_str!("templates/error.html")),
         ] {
             environment
@@ -124,6 +126,8 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/me/applications", get(my_applications))
         .route("/me/payments", get(my_payments))
         .route("/me/letter", get(my_letter).post(sign_my_letter))
+        .route("/me/details", get(my_details).post(change_my_details))
+        .route("/me/details/code", post(details_code))
         .route("/me/logout", post(citizen_logout))
         .route("/staff/login", get(login_page).post(login))
         .route("/staff/logout", post(logout))
@@ -1398,6 +1402,158 @@ async fn sign_my_letter(
         Err(error) => {
             tracing::error!(cause = %error, "a letter could not be signed");
             viewer.error(StatusCode::CONFLICT, "letter", "no_letter")
+        }
+    }
+}
+
+/// The details page, with what a step adds.
+async fn details_page(
+    state: &AppState,
+    headers: &HeaderMap,
+    status: StatusCode,
+    extra: minijinja::Value,
+) -> Response {
+    let (viewer, session, key, _) = match resident(state, headers, "/me/details").await {
+        Ok(found) => found,
+        Err(response) => return *response,
+    };
+    match state.store.citizen_details(&key).await {
+        Ok(details) => {
+            let account = details
+                .bank_account
+                .map(|(holder, bank, number)| context! { holder => holder, bank => bank, number => number });
+            viewer.render(
+                status,
+                "my_details.html",
+                context! { ..extra, ..context! { phone => details.phone, account => account, csrf => session.csrf } },
+            )
+        }
+        Err(error) => {
+            tracing::error!(cause = %error, "a resident's details could not be read");
+            StatusCode::INTERNAL_SERVER_ERROR.into_response()
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct DoneQuery {
+    done: Option<String>,
+}
+
+async fn my_details(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(query): Query<DoneQuery>,
+) -> Response {
+    details_page(
+        &state,
+        &headers,
+        StatusCode::OK,
+        context! { done => query.done.is_some() },
+    )
+    .await
+}
+
+async fn details_code(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Form(form): Form<CsrfForm>,
+) -> Response {
+    let (viewer, session, key, masked) = match resident(&state, &headers, "/me/details").await {
+        Ok(found) => found,
+        Err(response) => return *response,
+    };
+    if form.csrf.is_empty() || form.csrf != session.csrf {
+        return viewer.error(StatusCode::FORBIDDEN, "forbidden", "bad_form");
+    }
+    match state.store.request_code_by_key(&key).await {
+        Ok(jiuzhu_store::CodeRequest::Made { code, .. }) => {
+            let demo_code = if state.demo {
+                tracing::info!(person = %masked, code = %code, "a code to change details (demo)");
+                Some(code)
+            } else {
+                tracing::info!(person = %masked, "a code to change details was made");
+                None
+            };
+            details_page(
+                &state,
+                &headers,
+                StatusCode::OK,
+                context! { code_sent => true, demo_code => demo_code },
+            )
+            .await
+        }
+        Ok(jiuzhu_store::CodeRequest::Limited) => {
+            let problem = viewer.language.text("codes_limited");
+            details_page(
+                &state,
+                &headers,
+                StatusCode::TOO_MANY_REQUESTS,
+                context! { problem => problem },
+            )
+            .await
+        }
+        Ok(jiuzhu_store::CodeRequest::NoMatch) => {
+            let problem = viewer.language.text("code_wrong");
+            details_page(
+                &state,
+                &headers,
+                StatusCode::CONFLICT,
+                context! { problem => problem },
+            )
+            .await
+        }
+        Err(error) => {
+            tracing::error!(cause = %error, "a code could not be made");
+            StatusCode::INTERNAL_SERVER_ERROR.into_response()
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct DetailsForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    holder: String,
+    #[serde(default)]
+    bank: String,
+    #[serde(default)]
+    account: String,
+    #[serde(default)]
+    new_phone: String,
+    #[serde(default)]
+    code: String,
+}
+
+async fn change_my_details(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Form(form): Form<DetailsForm>,
+) -> Response {
+    let (viewer, session, key, masked) = match resident(&state, &headers, "/me/details").await {
+        Ok(found) => found,
+        Err(response) => return *response,
+    };
+    if form.csrf.is_empty() || form.csrf != session.csrf {
+        return viewer.error(StatusCode::FORBIDDEN, "forbidden", "bad_form");
+    }
+    let account: String = form.account.chars().filter(|c| !c.is_whitespace()).collect();
+    let new = jiuzhu_store::NewDetails {
+        phone: Some(form.new_phone.trim().to_owned()).filter(|phone| !phone.is_empty()),
+        bank_account: (!account.is_empty()).then(|| (form.holder.clone(), form.bank.clone(), account)),
+    };
+    match state.store.change_details(&key, &masked, &form.code, &new).await {
+        Ok(()) => Redirect::to("/me/details?done=1").into_response(),
+        Err(error) => {
+            let status = status_of(&error);
+            details_page(
+                &state,
+                &headers,
+                status,
+                context! { problem => error.to_string() },
+            )
+            .await
         }
     }
 }

@@ -52,6 +52,22 @@ pub struct CitizenPayment {
     pub reason: Option<String>,
 }
 
+/// A resident's details as their page shows them, masked.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CitizenDetails {
+    pub phone: Option<String>,
+    /// Holder, bank, masked account.
+    pub bank_account: Option<(String, String, String)>,
+}
+
+/// New details, confirmed by a code sent to the phone on record.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NewDetails {
+    pub phone: Option<String>,
+    /// Holder, bank, account number (digits).
+    pub bank_account: Option<(String, String, String)>,
+}
+
 /// A bill of the citizen's, as their page shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CitizenBill {
@@ -209,6 +225,138 @@ impl Store {
         Ok(masked.map(|masked| (session, key, masked)))
     }
 
+    /// A resident's phone and bank account, masked.
+    pub async fn citizen_details(&self, key: &[u8]) -> Result<CitizenDetails, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(pool) => sqlite_citizens::details(pool, key).await,
+            Backend::Postgres(pool) => postgres_citizens::details(pool, key).await,
+        }
+    }
+
+    /// Makes a code for a resident already logged in, to the phone on
+    /// record, to confirm a change of their details.
+    pub async fn request_code_by_key(&self, key: &[u8]) -> Result<CodeRequest, StoreError> {
+        let index = match &self.backend {
+            Backend::Sqlite(pool) => sqlite_citizens::phone_index(pool, key).await?,
+            Backend::Postgres(pool) => postgres_citizens::phone_index(pool, key).await?,
+        };
+        let Some(index) = index else {
+            return Ok(CodeRequest::NoMatch);
+        };
+        let mut random = [0u8; 4];
+        getrandom::fill(&mut random)
+            .map_err(|error| StoreError::Damaged(format!("no randomness: {error}")))?;
+        let code = format!("{:06}", u32::from_le_bytes(random) % 1_000_000);
+        let hash = Sha256::digest(code.as_bytes()).to_vec();
+        let made = match &self.backend {
+            Backend::Sqlite(pool) => sqlite_citizens::make_code(pool, key, &index, &hash, unix_now()).await?,
+            Backend::Postgres(pool) => {
+                postgres_citizens::make_code(pool, key, &index, &hash, unix_now()).await?
+            }
+        };
+        Ok(match made {
+            Some(Ok(id)) => CodeRequest::Made {
+                code,
+                id,
+                masked_phone: String::new(),
+            },
+            Some(Err(())) => CodeRequest::Limited,
+            None => CodeRequest::NoMatch,
+        })
+    }
+
+    /// Changes a resident's phone or bank account (from the next batch),
+    /// if `code` is the one just sent to the phone on record; audited.
+    pub async fn change_details(
+        &self,
+        key: &[u8],
+        masked: &str,
+        code: &str,
+        new: &NewDetails,
+    ) -> Result<(), ApplicationError> {
+        if let Some(phone) = &new.phone {
+            check_phone(phone)?;
+        }
+        if let Some((holder, bank, account)) = &new.bank_account {
+            if holder.trim().is_empty() || bank.trim().is_empty() {
+                return Err(ApplicationError::Invalid(
+                    "the holder and the bank are needed".into(),
+                ));
+            }
+            if account.len() < 12 || account.len() > 30 || !account.bytes().all(|byte| byte.is_ascii_digit())
+            {
+                return Err(ApplicationError::Invalid(
+                    "an account number is 12 to 30 digits".into(),
+                ));
+            }
+        }
+        let hash = Sha256::digest(code.trim().as_bytes()).to_vec();
+        let matched = match &self.backend {
+            Backend::Sqlite(pool) => sqlite_citizens::use_code(pool, key, &hash, unix_now()).await?,
+            Backend::Postgres(pool) => postgres_citizens::use_code(pool, key, &hash, unix_now()).await?,
+        };
+        if !matched {
+            return Err(ApplicationError::Refused(
+                "the code is wrong or has expired".into(),
+            ));
+        }
+        let actor = format!("citizen:{masked}");
+        if let Some(phone) = &new.phone {
+            let encrypted = self
+                .keys
+                .encrypt(Purpose::Phone, phone.as_bytes())
+                .map_err(StoreError::from)?;
+            let index = self.keys.blind_index(Purpose::Phone, phone.as_bytes()).to_vec();
+            let masked_phone = masked_phone(phone);
+            match &self.backend {
+                Backend::Sqlite(pool) => {
+                    sqlite_citizens::set_phone(pool, key, masked, &encrypted, &masked_phone, &index, &actor)
+                        .await?
+                }
+                Backend::Postgres(pool) => {
+                    postgres_citizens::set_phone(pool, key, masked, &encrypted, &masked_phone, &index, &actor)
+                        .await?
+                }
+            };
+        }
+        if let Some((holder, bank, account)) = &new.bank_account {
+            let encrypted = self
+                .keys
+                .encrypt(Purpose::BankAccount, account.as_bytes())
+                .map_err(StoreError::from)?;
+            let shown = super::disbursement::masked_account(account);
+            match &self.backend {
+                Backend::Sqlite(pool) => {
+                    sqlite_citizens::set_account(
+                        pool,
+                        key,
+                        masked,
+                        holder.trim(),
+                        bank.trim(),
+                        &encrypted,
+                        &shown,
+                        &actor,
+                    )
+                    .await?
+                }
+                Backend::Postgres(pool) => {
+                    postgres_citizens::set_account(
+                        pool,
+                        key,
+                        masked,
+                        holder.trim(),
+                        bank.trim(),
+                        &encrypted,
+                        &shown,
+                        &actor,
+                    )
+                    .await?
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// The citizen's payments, newest first, then what waits for a batch.
     pub async fn citizen_payments(&self, key: &[u8]) -> Result<Vec<CitizenPayment>, StoreError> {
         match &self.backend {
@@ -232,7 +380,7 @@ macro_rules! citizens_backend {
             use jiuzhu_core::Fen;
             use sqlx::Row as _;
 
-            use super::{CitizenBill, CitizenPayment, CODES_PER_WINDOW, CODE_SECONDS, CODE_TRIES, CODE_WINDOW_SECONDS};
+            use super::{CitizenBill, CitizenDetails, CitizenPayment, CODES_PER_WINDOW, CODE_SECONDS, CODE_TRIES, CODE_WINDOW_SECONDS};
             use crate::database::$backend::{audit, begin_write};
             use crate::database::{json_string, now_text, StoreError};
 
@@ -351,6 +499,69 @@ macro_rules! citizens_backend {
                     .await?;
                 tx.commit().await?;
                 Ok(true)
+            }
+
+            pub(super) async fn details(pool: &$Pool, key: &[u8]) -> Result<CitizenDetails, StoreError> {
+                let phone = sqlx::query("SELECT phone_masked FROM contacts WHERE person_key = $1 ORDER BY id DESC LIMIT 1")
+                    .bind(key.to_vec())
+                    .fetch_optional(pool)
+                    .await?
+                    .map(|row| row.try_get(0))
+                    .transpose()?;
+                let bank_account = sqlx::query(
+                    "SELECT holder_name, bank, account_masked FROM bank_accounts WHERE person_key = $1 \
+                     ORDER BY id DESC LIMIT 1",
+                )
+                .bind(key.to_vec())
+                .fetch_optional(pool)
+                .await?
+                .map(|row| -> Result<_, StoreError> { Ok((row.try_get(0)?, row.try_get(1)?, row.try_get(2)?)) })
+                .transpose()?;
+                Ok(CitizenDetails { phone, bank_account })
+            }
+
+            pub(super) async fn phone_index(pool: &$Pool, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+                let row = sqlx::query("SELECT phone_index FROM contacts WHERE person_key = $1 ORDER BY id DESC LIMIT 1")
+                    .bind(key.to_vec())
+                    .fetch_optional(pool)
+                    .await?;
+                Ok(row.map(|row| row.try_get(0)).transpose()?)
+            }
+
+            #[allow(clippy::too_many_arguments, reason = "the columns of one row")]
+            pub(super) async fn set_account(
+                pool: &$Pool,
+                key: &[u8],
+                person: &str,
+                holder: &str,
+                bank: &str,
+                encrypted: &[u8],
+                shown: &str,
+                actor: &str,
+            ) -> Result<(), StoreError> {
+                let mut tx = begin_write(pool).await?;
+                sqlx::query(
+                    "INSERT INTO bank_accounts (person_key, holder_name, bank, account_encrypted, account_masked, \
+                     recorded_at, recorded_by) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                )
+                .bind(key.to_vec())
+                .bind(holder)
+                .bind(bank)
+                .bind(encrypted.to_vec())
+                .bind(shown)
+                .bind(now_text())
+                .bind(actor)
+                .execute(&mut *tx)
+                .await?;
+                let details = format!(
+                    "{{\"person\":{},\"bank\":{},\"account\":{}}}",
+                    json_string(person),
+                    json_string(bank),
+                    json_string(shown)
+                );
+                audit(&mut tx, actor, "bank_account.change", &format!("person {person}"), details).await?;
+                tx.commit().await?;
+                Ok(())
             }
 
             pub(super) async fn masked(pool: &$Pool, key: &[u8]) -> Result<Option<String>, StoreError> {

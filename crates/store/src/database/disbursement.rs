@@ -116,7 +116,7 @@ struct AccountRow {
 }
 
 /// `6228********5678`: the first and last 4 digits (2 of a short number).
-fn masked_account(account: &str) -> String {
+pub(super) fn masked_account(account: &str) -> String {
     let keep = 4.min(account.len() / 4);
     format!(
         "{}{}{}",
