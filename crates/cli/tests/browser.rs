@@ -171,4 +171,39 @@ async fn on_a_phone_a_resident_logs_in_with_a_code_and_reads_each_bill_in_plain_
     browser.click("nav.prefs a[href*='size=large']").await;
     browser.wait_for("/me/payments").await;
     accessible(&browser, "my payments, large type").await;
+
+    // An application for a bill of a hospital elsewhere, with a photo of it:
+    // clean, it is decided at once.
+    let scan = dir.path().join("bill.png");
+    std::fs::write(&scan, b"\x89PNG\r\n\x1a\nthe bill").unwrap();
+    browser.click("nav.menu a[href='/me/apply']").await;
+    browser.wait_for("/me/apply").await;
+    accessible(&browser, "apply, large type").await;
+    let yesterday = browser
+        .script("new Date(Date.now() - 86400000 * 3).toISOString().slice(0, 10)")
+        .await;
+    for (field, value) in [
+        ("#invoice_no", "WEB-0001"),
+        ("#hospital", "外市中心医院"),
+        ("#total", "3000"),
+        ("#fund_paid", "1800"),
+        ("#in_scope_self_pay", "1000"),
+        ("#out_of_scope_self_pay", "200"),
+    ] {
+        browser.type_into(field, value).await;
+    }
+    browser
+        .script(&format!(
+            "document.querySelector('#service_date').value = '{}'",
+            yesterday.as_str().unwrap()
+        ))
+        .await;
+    browser.type_into("#scan", scan.to_str().unwrap()).await;
+    browser.click("main button[type=submit]").await;
+    browser.wait_for("/me/applications").await;
+    let newest = browser.text("ul.bills > li:first-child h2").await;
+    assert!(
+        newest.contains("已核定") || newest.contains("Decided"),
+        "{newest}"
+    );
 }

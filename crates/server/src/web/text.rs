@@ -144,6 +144,19 @@ const TEXTS: &[(&str, &str, &str)] = &[
     ("new_phone", "新手机号码（不改可不填）", "New mobile number (leave empty to keep it)"),
     ("save_details", "确认修改", "Save the change"),
     ("details_changed", "已修改。", "Changed."),
+    ("apply", "申请救助", "Apply"),
+    ("sign_first", "申请前请先阅读并签署告知承诺书：", "Before applying, read and sign the commitment letter:"),
+    (
+        "apply_help",
+        "填写医院开具的结算单上的金额（元）。在外地或未联网医院就医、没有自动救助的票据，可以在这里申请。",
+        "Copy the amounts (yuan) from the hospital's settlement slip: for a bill of a hospital elsewhere or not connected, not assisted automatically.",
+    ),
+    ("apply_problems", "请修改以下内容：", "Please correct:"),
+    ("visit_type", "就诊类型", "Visit type"),
+    ("fund_paid", "医保等基金支付", "Paid by insurance funds"),
+    ("out_of_scope", "目录外自费", "Out-of-scope self-pay"),
+    ("scan", "票据照片或扫描件（可选，JPEG、PNG 或 PDF）", "Photo or scan of the bill (optional: JPEG, PNG or PDF)"),
+    ("submit_application", "提交申请", "Submit"),
     ("forbidden", "无权访问", "Not allowed"),
     ("forbidden_text", "您的角色不能使用此页面。", "Your roles do not open this page."),
     ("not_found", "未找到", "Not found"),
@@ -244,6 +257,7 @@ mod tests {
             include_str!("templates/resident_menu.html"),
             include_str!("templates/my_letter.html"),
             include_str!("templates/my_details.html"),
+            include_str!("templates/my_apply.html"),
             include_str!("templates/error.html"),
         ];
         for template in templates {

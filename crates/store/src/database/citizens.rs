@@ -225,6 +225,22 @@ impl Store {
         Ok(masked.map(|masked| (session, key, masked)))
     }
 
+    /// The resident ID of the person with the blind index `key`, decrypted
+    /// from their record (for a resident's own application).
+    pub async fn resident_id_of_key(&self, key: &[u8]) -> Result<Option<ResidentId>, StoreError> {
+        let encrypted = match &self.backend {
+            Backend::Sqlite(pool) => sqlite_citizens::encrypted_id(pool, key).await?,
+            Backend::Postgres(pool) => postgres_citizens::encrypted_id(pool, key).await?,
+        };
+        let Some(encrypted) = encrypted else {
+            return Ok(None);
+        };
+        let plain = self.keys.decrypt(Purpose::ResidentId, &encrypted)?;
+        Ok(std::str::from_utf8(&plain)
+            .ok()
+            .and_then(|text| ResidentId::parse(text).ok()))
+    }
+
     /// A resident's phone and bank account, masked.
     pub async fn citizen_details(&self, key: &[u8]) -> Result<CitizenDetails, StoreError> {
         match &self.backend {
@@ -518,6 +534,14 @@ macro_rules! citizens_backend {
                 .map(|row| -> Result<_, StoreError> { Ok((row.try_get(0)?, row.try_get(1)?, row.try_get(2)?)) })
                 .transpose()?;
                 Ok(CitizenDetails { phone, bank_account })
+            }
+
+            pub(super) async fn encrypted_id(pool: &$Pool, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+                let row = sqlx::query("SELECT resident_id_encrypted FROM persons WHERE person_key = $1")
+                    .bind(key.to_vec())
+                    .fetch_optional(pool)
+                    .await?;
+                Ok(row.map(|row| row.try_get(0)).transpose()?)
             }
 
             pub(super) async fn phone_index(pool: &$Pool, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
