@@ -285,6 +285,38 @@ impl Viewer {
     }
 }
 
+/// The viewer of a staff page and the member of staff, if they have one of
+/// `roles` (any role when empty); else the page that says why not.
+async fn staff_page(
+    state: &AppState,
+    headers: &HeaderMap,
+    here: &str,
+    roles: &[Role],
+) -> Result<(Viewer, StaffUser), Box<Response>> {
+    let viewer = Viewer::of(state, headers, here).await?;
+    let user = viewer.require(roles)?.clone();
+    Ok((viewer, user))
+}
+
+/// [`staff_page`] for a form's post: the session's token must come with it.
+async fn staff_post(
+    state: &AppState,
+    headers: &HeaderMap,
+    here: &str,
+    roles: &[Role],
+    csrf: &str,
+) -> Result<(Viewer, StaffUser), Box<Response>> {
+    let (viewer, user) = staff_page(state, headers, here, roles).await?;
+    if !viewer.csrf_ok(csrf) {
+        return Err(Box::new(viewer.error(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "bad_form",
+        )));
+    }
+    Ok((viewer, user))
+}
+
 async fn home(State(state): State<AppState>, headers: HeaderMap) -> Response {
     match Viewer::of(&state, &headers, "/").await {
         Ok(viewer) => viewer.render(StatusCode::OK, "home.html", context! {}),
@@ -484,12 +516,8 @@ async fn logout(State(state): State<AppState>, headers: HeaderMap, Form(form): F
 }
 
 async fn dashboard(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    let viewer = match Viewer::of(&state, &headers, "/staff").await {
-        Ok(viewer) => viewer,
-        Err(response) => return *response,
-    };
-    let user = match viewer.require(&[]) {
-        Ok(user) => user.clone(),
+    let (viewer, user) = match staff_page(&state, &headers, "/staff", &[]).await {
+        Ok(found) => found,
         Err(response) => return *response,
     };
     let reviews = if user.has(Role::Reviewer) {
@@ -520,12 +548,8 @@ async fn dashboard(State(state): State<AppState>, headers: HeaderMap) -> Respons
 }
 
 async fn reviews(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    let viewer = match Viewer::of(&state, &headers, "/staff/reviews").await {
-        Ok(viewer) => viewer,
-        Err(response) => return *response,
-    };
-    let user = match viewer.require(&[Role::Reviewer]) {
-        Ok(user) => user.clone(),
+    let (viewer, user) = match staff_page(&state, &headers, "/staff/reviews", &[Role::Reviewer]).await {
+        Ok(found) => found,
         Err(response) => return *response,
     };
     match state.store.review_queue(&user.name).await {
@@ -623,12 +647,8 @@ fn report_csv(problems: &Problems) -> Vec<u8> {
 }
 
 async fn upload_spells(State(state): State<AppState>, headers: HeaderMap, multipart: Multipart) -> Response {
-    let viewer = match Viewer::of(&state, &headers, "/staff/imports").await {
-        Ok(viewer) => viewer,
-        Err(response) => return *response,
-    };
-    let user = match viewer.require(&[Role::Admin]) {
-        Ok(user) => user.clone(),
+    let (viewer, user) = match staff_page(&state, &headers, "/staff/imports", &[Role::Admin]).await {
+        Ok(found) => found,
         Err(response) => return *response,
     };
     let upload = match read_upload(multipart).await {
@@ -733,12 +753,8 @@ async fn rejected_report(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
-    let viewer = match Viewer::of(&state, &headers, "/staff/imports").await {
-        Ok(viewer) => viewer,
-        Err(response) => return *response,
-    };
-    let user = match viewer.require(&[Role::Admin]) {
-        Ok(user) => user.clone(),
+    let (viewer, user) = match staff_page(&state, &headers, "/staff/imports", &[Role::Admin]).await {
+        Ok(found) => found,
         Err(response) => return *response,
     };
     let found = {
@@ -887,17 +903,11 @@ async fn review(
     Path(id): Path<String>,
     Form(form): Form<VerdictForm>,
 ) -> Response {
-    let viewer = match Viewer::of(&state, &headers, "/staff/reviews").await {
-        Ok(viewer) => viewer,
-        Err(response) => return *response,
-    };
-    let user = match viewer.require(&[Role::Reviewer]) {
-        Ok(user) => user.clone(),
-        Err(response) => return *response,
-    };
-    if !viewer.csrf_ok(&form.csrf) {
-        return viewer.error(StatusCode::FORBIDDEN, "forbidden", "bad_form");
-    }
+    let (viewer, user) =
+        match staff_post(&state, &headers, "/staff/reviews", &[Role::Reviewer], &form.csrf).await {
+            Ok(found) => found,
+            Err(response) => return *response,
+        };
     let Ok(number) = id.parse::<i64>() else {
         return viewer.error(StatusCode::NOT_FOUND, "not_found", "not_found");
     };
@@ -989,17 +999,11 @@ async fn approve_batch(
     Path(id): Path<String>,
     Form(form): Form<CsrfForm>,
 ) -> Response {
-    let viewer = match Viewer::of(&state, &headers, "/staff/batches").await {
-        Ok(viewer) => viewer,
-        Err(response) => return *response,
-    };
-    let user = match viewer.require(&[Role::Approver]) {
-        Ok(user) => user.clone(),
-        Err(response) => return *response,
-    };
-    if !viewer.csrf_ok(&form.csrf) {
-        return viewer.error(StatusCode::FORBIDDEN, "forbidden", "bad_form");
-    }
+    let (viewer, user) =
+        match staff_post(&state, &headers, "/staff/batches", &[Role::Approver], &form.csrf).await {
+            Ok(found) => found,
+            Err(response) => return *response,
+        };
     let Ok(batch) = id.parse::<i64>() else {
         return viewer.error(StatusCode::NOT_FOUND, "not_found", "not_found");
     };
