@@ -519,6 +519,30 @@ async fn a_reviewer_decides_an_application_on_its_page_and_an_approver_approves_
         "{page}"
     );
 
+    // The person's whole record, found by their full ID, shown masked; the
+    // read is logged with its purpose.
+    let (status, page) = app
+        .page(
+            &reviewer,
+            "/staff/persons?id=110105196001010017&purpose=%E7%94%B3%E8%AF%89%2042",
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        page.contains("110105********0017") && !page.contains("110105196001010017"),
+        "{page}"
+    );
+    assert!(
+        page.contains("application") && page.contains("spell DB"),
+        "{page}"
+    );
+    let (status, _) = app
+        .page(&reviewer, "/staff/persons?id=11010519491231002X&purpose=x")
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = app.page(&reviewer, "/staff/persons?id=123&purpose=x").await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+
     // A batch of what the approved bill granted, made by the admin, is
     // approved on the page by the approver.
     let accounts = jiuzhu_formats::bank::read_bank_accounts(
@@ -556,7 +580,8 @@ async fn a_reviewer_decides_an_application_on_its_page_and_an_approver_approves_
 async fn every_staff_page_is_tried_as_every_role_and_as_nobody() {
     let app = spawn_app().await;
     // (page, who may open it).
-    let pages: [(&str, &[&str]); 6] = [
+    let pages: [(&str, &[&str]); 7] = [
+        ("/staff/persons", &["rev", "aud"]),
         ("/staff", &["admin", "rev", "aud"]),
         ("/staff/reviews", &["rev"]),
         ("/staff/imports", &["admin"]),

@@ -26,6 +26,7 @@
 //! | `GET /staff/reviews` | reviewers: the review queue |
 //! | `GET, POST /staff/reviews/{id}` | reviewers (auditors read): an application, its findings, the person's record; the verdict |
 //! | `GET /staff/batches`, `POST /staff/batches/{id}/approve` | approvers: payment batches, approved by another than their maker |
+//! | `GET /staff/persons?id=…&purpose=…` | reviewers, auditors: a person's whole record, masked; each read logged with its purpose |
 //! | `GET /staff/imports`, `POST /staff/imports/spells` | admins: a department's spells file, uploaded |
 //! | `GET /staff/imports/rejected/{id}` | the admin who uploaded it: the report of a refused file, CSV |
 
@@ -106,6 +107,7 @@ fn templates() -> &'static Environment<'static> {
             ("my_letter.html", include_str!("templates/my_letter.html")),
             ("my_details.html", include_str!("templates/my_details.html")),
             ("my_apply.html", include_str!("templates/my_apply.html")),
+            ("person.html", include_str!("templates/person.html")),
             ("error.html", include_str!("templates/error.html")),
         ] {
             environment
@@ -143,6 +145,7 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/staff/reviews", get(reviews))
         .route("/staff/reviews/{id}", get(review_page).post(review))
         .route("/staff/batches", get(batches_page))
+        .route("/staff/persons", get(find_person))
         .route("/staff/batches/{id}/approve", post(approve_batch))
         .route("/staff/imports", get(imports_page))
         .route(
@@ -315,6 +318,75 @@ async fn staff_post(
         )));
     }
     Ok((viewer, user))
+}
+
+#[derive(Debug, Deserialize)]
+struct FindQuery {
+    id: Option<String>,
+    purpose: Option<String>,
+}
+
+/// A person's whole record by their full ID (typed, never shown back):
+/// the read is logged with who and why before anything is shown.
+async fn find_person(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(query): Query<FindQuery>,
+) -> Response {
+    let (viewer, user) = match staff_page(
+        &state,
+        &headers,
+        "/staff/persons",
+        &[Role::Reviewer, Role::Auditor],
+    )
+    .await
+    {
+        Ok(found) => found,
+        Err(response) => return *response,
+    };
+    let purpose = query.purpose.unwrap_or_default();
+    let Some(typed) = query.id.filter(|id| !id.trim().is_empty()) else {
+        return viewer.render(StatusCode::OK, "person.html", context! { purpose => purpose });
+    };
+    let Ok(person) = jiuzhu_core::ResidentId::parse(typed.trim()) else {
+        let problem = viewer.language.text("bad_id");
+        return viewer.render(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "person.html",
+            context! { purpose => purpose, problem => problem },
+        );
+    };
+    let why = if purpose.trim().is_empty() {
+        "staff search".to_owned()
+    } else {
+        purpose.clone()
+    };
+    match state.store.person_story(person, &user.name, &why).await {
+        Ok(Some(story)) => {
+            let events: Vec<minijinja::Value> = story
+                .events
+                .iter()
+                .map(|event| context! { at => event.at.clone(), summary => event.summary.clone(), details => event.details.clone() })
+                .collect();
+            viewer.render(
+                StatusCode::OK,
+                "person.html",
+                context! { purpose => purpose, person => story.masked_id, events => events },
+            )
+        }
+        Ok(None) => {
+            let problem = viewer.language.text("unknown_person");
+            viewer.render(
+                StatusCode::NOT_FOUND,
+                "person.html",
+                context! { purpose => purpose, problem => problem },
+            )
+        }
+        Err(error) => {
+            tracing::error!(cause = %error, "a record could not be read");
+            StatusCode::INTERNAL_SERVER_ERROR.into_response()
+        }
+    }
 }
 
 async fn home(State(state): State<AppState>, headers: HeaderMap) -> Response {

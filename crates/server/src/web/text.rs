@@ -157,6 +157,11 @@ const TEXTS: &[(&str, &str, &str)] = &[
     ("out_of_scope", "目录外自费", "Out-of-scope self-pay"),
     ("scan", "票据照片或扫描件（可选，JPEG、PNG 或 PDF）", "Photo or scan of the bill (optional: JPEG, PNG or PDF)"),
     ("submit_application", "提交申请", "Submit"),
+    ("find_person", "查询救助对象", "Find a person"),
+    ("purpose", "查询事由（记入审计日志）", "Why (kept in the audit log)"),
+    ("open_record", "打开记录", "Open the record"),
+    ("read_logged", "本次查询已记入审计日志。", "This read is in the audit log."),
+    ("unknown_person", "没有此人的记录。", "There is no record of this person."),
     ("forbidden", "无权访问", "Not allowed"),
     ("forbidden_text", "您的角色不能使用此页面。", "Your roles do not open this page."),
     ("not_found", "未找到", "Not found"),
@@ -258,6 +263,7 @@ mod tests {
             include_str!("templates/my_letter.html"),
             include_str!("templates/my_details.html"),
             include_str!("templates/my_apply.html"),
+            include_str!("templates/person.html"),
             include_str!("templates/error.html"),
         ];
         for template in templates {
