@@ -569,6 +569,22 @@ async fn a_reviewer_decides_an_application_on_its_page_and_an_approver_approves_
     assert_eq!(done.status(), StatusCode::SEE_OTHER);
     let (_, page) = app.page(&payer, "/staff/batches").await;
     assert!(page.contains("已审批"), "{page}");
+    // Both tables export to Excel, for their roles only.
+    let workbook = payer.get(app.url("/staff/batches.xlsx")).send().await.unwrap();
+    assert_eq!(workbook.status(), StatusCode::OK);
+    let bytes = workbook.bytes().await.unwrap();
+    assert!(bytes.starts_with(b"PK"), "not an XLSX file");
+    let queue = reviewer.get(app.url("/staff/reviews.xlsx")).send().await.unwrap();
+    assert_eq!(queue.status(), StatusCode::OK);
+    assert_eq!(
+        reviewer
+            .get(app.url("/staff/batches.xlsx"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::FORBIDDEN
+    );
     // The reviewer has no batches page.
     assert_eq!(
         app.page(&reviewer, "/staff/batches").await.0,
