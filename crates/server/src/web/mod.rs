@@ -520,6 +520,61 @@ async fn batches_xlsx(State(state): State<AppState>, headers: HeaderMap) -> Resp
     }
 }
 
+/// Today in China (UTC+8), `YYYY-MM-DD`.
+fn today_in_china() -> String {
+    let seconds = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_secs() as i64)
+        + 8 * 3600;
+    jiuzhu_core::Date::from_days_since_epoch(seconds.div_euclid(86_400) as i32)
+        .map(|date| date.to_string())
+        .unwrap_or_default()
+}
+
+fn escaped(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// A bar chart as SVG, drawn on the server: one bar per (label, value,
+/// value as shown), heights in integer proportion to the largest value.
+/// Every text is escaped; the chart is an image with a title for screen
+/// readers, and each bar carries its value as text.
+fn bar_chart(title: &str, bars: &[(String, i64, String)]) -> String {
+    const HEIGHT: i64 = 160;
+    const BAR: i64 = 36;
+    const GAP: i64 = 14;
+    let largest = bars.iter().map(|(_, value, _)| *value).max().unwrap_or(0).max(1);
+    let width = (bars.len() as i64 * (BAR + GAP) + GAP).max(200);
+    let mut svg = format!(
+        "<svg class=\"chart\" role=\"img\" aria-label=\"{title}\" viewBox=\"0 0 {width} {}\" \
+         xmlns=\"http://www.w3.org/2000/svg\"><title>{title}</title>",
+        HEIGHT + 60,
+        title = escaped(title)
+    );
+    for (index, (label, value, shown)) in bars.iter().enumerate() {
+        let height = (*value).max(0) * HEIGHT / largest;
+        let x = GAP + index as i64 * (BAR + GAP);
+        let y = 20 + HEIGHT - height;
+        svg.push_str(&format!(
+            "<rect x=\"{x}\" y=\"{y}\" width=\"{BAR}\" height=\"{height}\" class=\"bar\"><title>{} {}</title></rect>\
+             <text x=\"{}\" y=\"{}\" class=\"label\">{}</text><text x=\"{}\" y=\"{}\" class=\"value\">{}</text>",
+            escaped(label),
+            escaped(shown),
+            x + BAR / 2,
+            HEIGHT + 40,
+            escaped(label),
+            x + BAR / 2,
+            (y - 4).max(12),
+            escaped(shown),
+        ));
+    }
+    svg.push_str("</svg>");
+    svg
+}
+
 async fn home(State(state): State<AppState>, headers: HeaderMap) -> Response {
     match Viewer::of(&state, &headers, "/").await {
         Ok(viewer) => viewer.render(StatusCode::OK, "home.html", context! {}),
@@ -743,10 +798,46 @@ async fn dashboard(State(state): State<AppState>, headers: HeaderMap) -> Respons
     } else {
         None
     };
+    let today = today_in_china();
+    let year: i32 = today.get(..4).and_then(|year| year.parse().ok()).unwrap_or(2026);
+    let (recipients_chart, months_chart) = match state.store.dashboard(&today, year).await {
+        Ok(figures) => (
+            bar_chart(
+                viewer.language.text("recipients_by_category"),
+                &figures
+                    .recipients
+                    .iter()
+                    .map(|(code, count)| (code.clone(), *count as i64, count.to_string()))
+                    .collect::<Vec<_>>(),
+            ),
+            bar_chart(
+                &format!("{} {year}", viewer.language.text("assistance_per_month")),
+                &figures
+                    .per_month
+                    .iter()
+                    .map(|(month, amount)| {
+                        (
+                            month.get(5..).unwrap_or_default().to_owned(),
+                            amount.fen(),
+                            format!("¥{amount}"),
+                        )
+                    })
+                    .collect::<Vec<_>>(),
+            ),
+        ),
+        Err(error) => {
+            tracing::error!(cause = %error, "the dashboard's figures could not be read");
+            (String::new(), String::new())
+        }
+    };
     viewer.render(
         StatusCode::OK,
         "dashboard.html",
-        context! { reviews => reviews, batches => batches },
+        context! {
+            reviews => reviews, batches => batches,
+            recipients_chart => minijinja::Value::from_safe_string(recipients_chart),
+            months_chart => minijinja::Value::from_safe_string(months_chart),
+        },
     )
 }
 

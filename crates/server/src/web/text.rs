@@ -163,6 +163,8 @@ const TEXTS: &[(&str, &str, &str)] = &[
     ("read_logged", "本次查询已记入审计日志。", "This read is in the audit log."),
     ("unknown_person", "没有此人的记录。", "There is no record of this person."),
     ("download_xlsx", "导出 Excel", "Export to Excel"),
+    ("recipients_by_category", "各类救助对象人数", "Recipients by category"),
+    ("assistance_per_month", "每月救助金额", "Assistance per month"),
     ("forbidden", "无权访问", "Not allowed"),
     ("forbidden_text", "您的角色不能使用此页面。", "Your roles do not open this page."),
     ("not_found", "未找到", "Not found"),

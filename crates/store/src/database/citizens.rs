@@ -691,3 +691,75 @@ macro_rules! citizens_backend {
 
 citizens_backend!(sqlite_citizens, sqlite, sqlx::SqlitePool);
 citizens_backend!(postgres_citizens, postgres, sqlx::PgPool);
+
+/// The dashboard's figures.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Dashboard {
+    /// Category code → persons with a current open or running spell.
+    pub recipients: Vec<(String, u64)>,
+    /// Month (`YYYY-MM`) → assistance granted for bills served then, in
+    /// `year`, decisions not reversed.
+    pub per_month: Vec<(String, Fen)>,
+    pub year: i32,
+}
+
+impl Store {
+    /// Recipients by category today, and assistance per month of `year`.
+    pub async fn dashboard(&self, today: &str, year: i32) -> Result<Dashboard, StoreError> {
+        let (recipients, per_month) = match &self.backend {
+            Backend::Sqlite(pool) => sqlite_dashboard::read(pool, today, year).await?,
+            Backend::Postgres(pool) => postgres_dashboard::read(pool, today, year).await?,
+        };
+        Ok(Dashboard {
+            recipients,
+            per_month,
+            year,
+        })
+    }
+}
+
+macro_rules! dashboard_backend {
+    ($module:ident, $Pool:ty) => {
+        mod $module {
+            use jiuzhu_core::Fen;
+            use sqlx::Row as _;
+
+            use crate::database::StoreError;
+
+            type Figures = (Vec<(String, u64)>, Vec<(String, Fen)>);
+
+            pub(super) async fn read(pool: &$Pool, today: &str, year: i32) -> Result<Figures, StoreError> {
+                let mut recipients = Vec::new();
+                for row in sqlx::query(
+                    "SELECT category, COUNT(DISTINCT person_key) FROM spells WHERE superseded_by IS NULL \
+                     AND valid_from <= $1 AND (valid_to IS NULL OR valid_to >= $1) GROUP BY category ORDER BY category",
+                )
+                .bind(today)
+                .fetch_all(pool)
+                .await?
+                {
+                    let count: i64 = row.try_get(1)?;
+                    recipients.push((row.try_get(0)?, count as u64));
+                }
+                let mut per_month = Vec::new();
+                for row in sqlx::query(
+                    "SELECT SUBSTR(i.service_date, 1, 7) AS month, CAST(SUM(d.amount) AS BIGINT) \
+                     FROM decisions d JOIN invoices i ON i.invoice_no = d.invoice_no \
+                     WHERE d.kind = 'decision' AND d.year = $1 AND NOT EXISTS (SELECT 1 FROM decisions r \
+                     WHERE r.invoice_no = d.invoice_no AND r.kind = 'reversal') GROUP BY 1 ORDER BY 1",
+                )
+                .bind(i64::from(year))
+                .fetch_all(pool)
+                .await?
+                {
+                    let amount: i64 = row.try_get(1)?;
+                    per_month.push((row.try_get(0)?, Fen::from_fen(amount)));
+                }
+                Ok((recipients, per_month))
+            }
+        }
+    };
+}
+
+dashboard_backend!(sqlite_dashboard, sqlx::SqlitePool);
+dashboard_backend!(postgres_dashboard, sqlx::PgPool);
