@@ -523,7 +523,10 @@ async fn a_reviewer_decides_an_application_on_its_page_and_an_approver_approves_
     // (the fixture's 4 current ones) and assistance per month.
     let (_, page) = app.page(&reviewer, "/staff").await;
     assert!(page.contains("<svg class=\"chart\" role=\"img\""), "{page}");
-    assert!(page.contains(">DB</text>") && page.contains(">TK</text>"), "{page}");
+    assert!(
+        page.contains(">DB</text>") && page.contains(">TK</text>"),
+        "{page}"
+    );
 
     // The person's whole record, found by their full ID, shown masked; the
     // read is logged with its purpose.
