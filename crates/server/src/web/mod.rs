@@ -2067,6 +2067,11 @@ async fn citizen_logout(
     }
 }
 
+/// The web's state, shared by clones of the router.
+pub(crate) fn state() -> Arc<WebState> {
+    Arc::new(WebState::default())
+}
+
 #[cfg(test)]
 mod tests {
     use super::percent_of;
@@ -2080,9 +2085,4 @@ mod tests {
         assert_eq!(percent_of("0"), "0%");
         assert_eq!(percent_of(""), "");
     }
-}
-
-/// The web's state, shared by clones of the router.
-pub(crate) fn state() -> Arc<WebState> {
-    Arc::new(WebState::default())
 }
