@@ -29,6 +29,20 @@ impl Drop for Browser {
         if std::thread::panicking() {
             self.save_screenshot_blocking();
         }
+        // Ending the session closes Chromium; killing chromedriver alone
+        // would leave it running.
+        let _ = Command::new("curl")
+            .args([
+                "-s",
+                "-m",
+                "10",
+                "-X",
+                "DELETE",
+                &format!("{}/session/{}", self.base, self.session),
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
         let _ = self.driver.kill();
         let _ = self.driver.wait();
     }
