@@ -385,10 +385,7 @@ async fn find_person(
                 context! { purpose => purpose, problem => problem },
             )
         }
-        Err(error) => {
-            tracing::error!(cause = %error, "a record could not be read");
-            StatusCode::INTERNAL_SERVER_ERROR.into_response()
-        }
+        Err(error) => failed("a record could not be read", &error),
     }
 }
 
@@ -471,10 +468,7 @@ async fn reviews_xlsx(State(state): State<AppState>, headers: HeaderMap) -> Resp
             ];
             xlsx_download("reviews.xlsx", workbook("待审核 reviews", &header, &rows))
         }
-        Err(error) => {
-            tracing::error!(cause = %error, "the review queue could not be read");
-            StatusCode::INTERNAL_SERVER_ERROR.into_response()
-        }
+        Err(error) => failed("the review queue could not be read", &error),
     }
 }
 
@@ -513,11 +507,15 @@ async fn batches_xlsx(State(state): State<AppState>, headers: HeaderMap) -> Resp
             ];
             xlsx_download("batches.xlsx", workbook("拨付批次 batches", &header, &rows))
         }
-        Err(error) => {
-            tracing::error!(cause = %error, "the batches could not be read");
-            StatusCode::INTERNAL_SERVER_ERROR.into_response()
-        }
+        Err(error) => failed("the batches could not be read", &error),
     }
+}
+
+/// The answer to a failure of the store: a generic 500, the cause logged
+/// with what was being done.
+fn failed(doing: &str, error: &dyn std::fmt::Display) -> Response {
+    tracing::error!(cause = %error, "{doing}");
+    StatusCode::INTERNAL_SERVER_ERROR.into_response()
 }
 
 /// Today in China (UTC+8), `YYYY-MM-DD`.
@@ -707,10 +705,7 @@ async fn login(State(state): State<AppState>, headers: HeaderMap, Form(form): Fo
     }
     let user = match state.store.staff_login(&name, &form.password).await {
         Ok(user) => user,
-        Err(error) => {
-            tracing::error!(cause = %error, "a login could not be checked");
-            return StatusCode::INTERNAL_SERVER_ERROR.into_response();
-        }
+        Err(error) => return failed("a login could not be checked", &error),
     };
     let Some(user) = user else {
         let mut failures = state
@@ -740,10 +735,7 @@ async fn login(State(state): State<AppState>, headers: HeaderMap, Form(form): Fo
             headers.append(header::SET_COOKIE, set_cookie(LOGIN_COOKIE, "", 0));
             response
         }
-        Err(error) => {
-            tracing::error!(cause = %error, "a session could not be opened");
-            StatusCode::INTERNAL_SERVER_ERROR.into_response()
-        }
+        Err(error) => failed("a session could not be opened", &error),
     }
 }
 
@@ -864,10 +856,7 @@ async fn reviews(State(state): State<AppState>, headers: HeaderMap) -> Response 
                 context! { applications => applications },
             )
         }
-        Err(error) => {
-            tracing::error!(cause = %error, "the review queue could not be read");
-            StatusCode::INTERNAL_SERVER_ERROR.into_response()
-        }
+        Err(error) => failed("the review queue could not be read", &error),
     }
 }
 
@@ -1174,10 +1163,7 @@ async fn show_application(
         Err(jiuzhu_store::ApplicationError::NotFound(_)) => {
             viewer.error(StatusCode::NOT_FOUND, "not_found", "not_found")
         }
-        Err(error) => {
-            tracing::error!(cause = %error, "an application could not be opened");
-            StatusCode::INTERNAL_SERVER_ERROR.into_response()
-        }
+        Err(error) => failed("an application could not be opened", &error),
     }
 }
 
@@ -1280,10 +1266,7 @@ async fn show_batches(
                 context! { batches => rows, problem => problem },
             )
         }
-        Err(error) => {
-            tracing::error!(cause = %error, "the batches could not be read");
-            StatusCode::INTERNAL_SERVER_ERROR.into_response()
-        }
+        Err(error) => failed("the batches could not be read", &error),
     }
 }
 
@@ -1410,10 +1393,7 @@ async fn citizen_request_code(
                 context! { step => "code", person_id => typed, demo_code => demo_code },
             )
         }
-        Err(error) => {
-            tracing::error!(cause = %error, "a login code could not be made");
-            StatusCode::INTERNAL_SERVER_ERROR.into_response()
-        }
+        Err(error) => failed("a login code could not be made", &error),
     }
 }
 
@@ -1458,10 +1438,7 @@ async fn citizen_login(
                 context! { step => "code", person_id => typed, problem => problem },
             )
         }
-        Err(error) => {
-            tracing::error!(cause = %error, "a login could not be checked");
-            StatusCode::INTERNAL_SERVER_ERROR.into_response()
-        }
+        Err(error) => failed("a login could not be checked", &error),
     }
 }
 
@@ -1567,10 +1544,7 @@ async fn my_bills(State(state): State<AppState>, headers: HeaderMap) -> Response
                 context! { citizen => masked, bills => rows, csrf => session.csrf },
             )
         }
-        Err(error) => {
-            tracing::error!(cause = %error, "a resident's bills could not be read");
-            StatusCode::INTERNAL_SERVER_ERROR.into_response()
-        }
+        Err(error) => failed("a resident's bills could not be read", &error),
     }
 }
 
@@ -1609,10 +1583,7 @@ async fn my_applications(State(state): State<AppState>, headers: HeaderMap) -> R
                 context! { applications => applications },
             )
         }
-        Err(error) => {
-            tracing::error!(cause = %error, "a resident's applications could not be read");
-            StatusCode::INTERNAL_SERVER_ERROR.into_response()
-        }
+        Err(error) => failed("a resident's applications could not be read", &error),
     }
 }
 
@@ -1636,10 +1607,7 @@ async fn my_payments(State(state): State<AppState>, headers: HeaderMap) -> Respo
                 .collect();
             viewer.render(StatusCode::OK, "my_payments.html", context! { payments => rows })
         }
-        Err(error) => {
-            tracing::error!(cause = %error, "a resident's payments could not be read");
-            StatusCode::INTERNAL_SERVER_ERROR.into_response()
-        }
+        Err(error) => failed("a resident's payments could not be read", &error),
     }
 }
 
@@ -1734,10 +1702,7 @@ async fn details_page(
                 context! { ..extra, ..context! { phone => details.phone, account => account, csrf => session.csrf } },
             )
         }
-        Err(error) => {
-            tracing::error!(cause = %error, "a resident's details could not be read");
-            StatusCode::INTERNAL_SERVER_ERROR.into_response()
-        }
+        Err(error) => failed("a resident's details could not be read", &error),
     }
 }
 
@@ -1809,10 +1774,7 @@ async fn details_code(
             )
             .await
         }
-        Err(error) => {
-            tracing::error!(cause = %error, "a code could not be made");
-            StatusCode::INTERNAL_SERVER_ERROR.into_response()
-        }
+        Err(error) => failed("a code could not be made", &error),
     }
 }
 
