@@ -123,8 +123,8 @@ fn base_document() -> Value {
                         same columns, or JSON (`application/json`, `SpellsBody`). The spells' source is the \
                         key's department: a row's `source` must be that department or empty. The rows are \
                         imported as `jiuzhu import spells` imports a file: each spell is added, supersedes a \
-                        stored one (changed, ended) or is found unchanged, and persons whose past changed are \
-                        marked for recomputation. The same body from the same department again is already \
+                        stored one (changed, ended) or is found unchanged, and persons with a bill stored whose \
+                        past changed are marked for recomputation. The same body from the same department again is already \
                         imported (the SHA-256 of the body's bytes) and changes nothing. Any bad row refuses \
                         the whole body with 422, every problem listed with its line (for JSON, the row's \
                         1-based position in `rows`) and column, and nothing is stored. A large body may take \

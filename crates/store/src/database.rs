@@ -15,7 +15,7 @@
 //! the current spells read inside the import's transaction; the same file
 //! from the same source is found by its digest before anything is written.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -80,6 +80,7 @@ const SQLITE_MIGRATIONS: &[(i64, &str)] = &[
     (6, include_str!("../migrations/sqlite/0006_clearing.sql")),
     (7, include_str!("../migrations/sqlite/0007_disbursement.sql")),
     (8, include_str!("../migrations/sqlite/0008_applications.sql")),
+    (9, include_str!("../migrations/sqlite/0009_outbox_facts.sql")),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../migrations/postgres/0001_init.sql")),
@@ -90,6 +91,7 @@ const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
     (6, include_str!("../migrations/postgres/0006_clearing.sql")),
     (7, include_str!("../migrations/postgres/0007_disbursement.sql")),
     (8, include_str!("../migrations/postgres/0008_applications.sql")),
+    (9, include_str!("../migrations/postgres/0009_outbox_facts.sql")),
 ];
 
 /// The pages SQLite keeps in memory per connection, in KiB (SQLite's
@@ -412,15 +414,16 @@ impl Store {
         progress: &(dyn Fn(u64) + Sync),
     ) -> Result<SpellImport, StoreError> {
         let (incoming, duplicates) = spell_history::distinct_spells(file).map_err(StoreError::Refused)?;
-        let mut seen: HashSet<ResidentId> = HashSet::new();
+        let mut seen: rustc_hash::FxHashSet<ResidentId> = rustc_hash::FxHashSet::default();
         let distinct: Vec<ResidentId> = incoming
             .iter()
             .map(|spell| spell.person)
             .filter(|person| seen.insert(*person))
             .collect();
         let rows = self.person_rows(&distinct)?;
-        let persons: HashMap<ResidentId, PersonRow> = distinct.into_iter().zip(rows).collect();
+        let persons: PersonRows = distinct.into_iter().zip(rows).collect();
         let import = SpellImportJob {
+            keys: &self.keys,
             file,
             incoming: &incoming,
             duplicates,
@@ -611,13 +614,18 @@ impl Store {
         }
     }
 
-    /// [`Store::person_row`] of each person, on every core for a large file.
+    /// Each person's blind index and masked ID, on every core for a large
+    /// file; the encrypted ID is left empty, made only for the persons an
+    /// import stores, as it writes them ([`Store::encrypted_id`]).
     fn person_rows(&self, persons: &[ResidentId]) -> Result<Vec<PersonRow>, CryptoError> {
         const PER_THREAD_AT_LEAST: usize = 4096;
         let threads = std::thread::available_parallelism().map_or(1, usize::from);
         let per_thread = persons.len().div_ceil(threads).max(PER_THREAD_AT_LEAST);
         if persons.len() <= per_thread {
-            return persons.iter().map(|person| self.person_row(*person)).collect();
+            return persons
+                .iter()
+                .map(|person| self.person_key_row(*person))
+                .collect();
         }
         std::thread::scope(|scope| {
             let parts: Vec<_> = persons
@@ -625,7 +633,7 @@ impl Store {
                 .map(|part| {
                     scope.spawn(move || {
                         part.iter()
-                            .map(|person| self.person_row(*person))
+                            .map(|person| self.person_key_row(*person))
                             .collect::<Result<Vec<_>, _>>()
                     })
                 })
@@ -638,6 +646,18 @@ impl Store {
                 }
             }
             Ok(rows)
+        })
+    }
+
+    /// [`Store::person_row`] without the encrypted ID (empty).
+    fn person_key_row(&self, person: ResidentId) -> Result<PersonRow, CryptoError> {
+        Ok(PersonRow {
+            key: self
+                .keys
+                .blind_index(Purpose::ResidentId, person.to_string().as_bytes())
+                .to_vec(),
+            encrypted: Vec::new(),
+            masked: person.masked(),
         })
     }
 
@@ -654,9 +674,23 @@ impl Store {
     }
 }
 
+/// `text` as an SQL string literal (quotes doubled), the same in SQLite and
+/// PostgreSQL: for a value that every row of a large insert shares, written
+/// once in the statement rather than bound to each row.
+pub(crate) fn sql_literal(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "''"))
+}
+
+/// The persons of an import by ID (a fast hash: IDs are checked numbers,
+/// hashed a few times per row of a large file).
+pub(crate) type PersonRows = rustc_hash::FxHashMap<ResidentId, PersonRow>;
+
+/// The current spells of an import's persons, by person.
+pub(crate) type CurrentSpells = rustc_hash::FxHashMap<ResidentId, Vec<spell_history::Current>>;
+
 /// A person as stored: blind index, encrypted ID, masked ID.
 #[derive(Debug, Clone)]
-struct PersonRow {
+pub(crate) struct PersonRow {
     key: Vec<u8>,
     encrypted: Vec<u8>,
     masked: String,
@@ -664,10 +698,12 @@ struct PersonRow {
 
 /// An import of spells, checked and prepared before its transaction.
 struct SpellImportJob<'j> {
+    /// To encrypt the IDs of the persons stored.
+    keys: &'j DataKeys,
     file: &'j SpellFile<'j>,
     incoming: &'j [spell_history::Incoming<'j>],
     duplicates: u64,
-    persons: &'j HashMap<ResidentId, PersonRow>,
+    persons: &'j PersonRows,
     today: Date,
     actor: &'j str,
     /// Rows done since the last call.
@@ -1535,17 +1571,31 @@ macro_rules! backend {
                     job.persons.iter().map(|(person, row)| (row.key.as_slice(), *person)).collect();
                 let mut keys: Vec<&[u8]> = by_key.keys().copied().collect();
                 keys.sort_unstable();
-                let mut current: HashMap<ResidentId, Vec<Current>> = HashMap::new();
-                for chunk in keys.chunks(KEYS_PER_STATEMENT) {
+                let mut current: super::CurrentSpells = super::CurrentSpells::default();
+                // Looked up by key, a thousand at a time; or, when the
+                // store holds not many more spells than the file has
+                // persons (a department's first file, say), read whole in
+                // one pass, cheaper than a probe per person.
+                let stored_spells: i64 = sqlx::query("SELECT COUNT(*) AS n FROM spells")
+                    .fetch_one(&mut *tx)
+                    .await?
+                    .try_get("n")?;
+                let scan = usize::try_from(stored_spells).unwrap_or(usize::MAX) <= keys.len().saturating_mul(2);
+                let chunks: Vec<&[&[u8]]> = if scan { vec![&[]] } else { keys.chunks(KEYS_PER_STATEMENT).collect() };
+                for chunk in chunks {
                     let mut query = QueryBuilder::<$Db>::new(
                         "SELECT id, person_key, category, source, valid_from, valid_to FROM spells \
-                         WHERE superseded_by IS NULL AND person_key IN (",
+                         WHERE superseded_by IS NULL",
                     );
-                    let mut list = query.separated(", ");
-                    for key in chunk {
-                        list.push_bind(key.to_vec());
+                    if !scan {
+                        query.push(" AND person_key IN (");
+                        let mut list = query.separated(", ");
+                        for key in chunk {
+                            list.push_bind(key.to_vec());
+                        }
+                        query.push(")");
                     }
-                    query.push(") ORDER BY id");
+                    query.push(" ORDER BY id");
                     let full = chunk.len() == KEYS_PER_STATEMENT;
                     for row in query.build().persistent(full).fetch_all(&mut *tx).await? {
                         let key: Vec<u8> = row.try_get("person_key")?;
@@ -1564,6 +1614,38 @@ macro_rules! backend {
                 }
 
                 let mut plan = spell_history::plan(job.incoming, &current, job.today);
+                // A mark is kept only for a person with a bill stored: one
+                // without has no decision the change could alter (a bill
+                // that comes later is decided with the spells as they are
+                // then).
+                if !plan.marks.is_empty() {
+                    let any_bill = sqlx::query("SELECT 1 AS one FROM invoices LIMIT 1")
+                        .fetch_optional(&mut *tx)
+                        .await?
+                        .is_some();
+                    let mut billed: HashSet<Vec<u8>> = HashSet::new();
+                    if any_bill {
+                        let mut marked: Vec<&[u8]> =
+                            plan.marks.iter().map(|(person, _)| job.persons[person].key.as_slice()).collect();
+                        marked.sort_unstable();
+                        for chunk in marked.chunks(KEYS_PER_STATEMENT) {
+                            let mut query = QueryBuilder::<$Db>::new(
+                                "SELECT DISTINCT person_key FROM invoices WHERE person_key IN (",
+                            );
+                            let mut list = query.separated(", ");
+                            for key in chunk {
+                                list.push_bind(key.to_vec());
+                            }
+                            query.push(")");
+                            let full = chunk.len() == KEYS_PER_STATEMENT;
+                            for row in query.build().persistent(full).fetch_all(&mut *tx).await? {
+                                billed.insert(row.try_get("person_key")?);
+                            }
+                        }
+                    }
+                    plan.marks.retain(|(person, _)| billed.contains(&job.persons[person].key));
+                    plan.report.marked = plan.marks.len() as u64;
+                }
                 // Written in the order of the persons' keys, each person's
                 // spells in file order: every index keyed by person is
                 // then written in order, a page after the other, however
@@ -1595,28 +1677,46 @@ macro_rules! backend {
                 report.import_id = Some(import_id);
 
                 // Persons with a spell to store, if not stored yet.
-                let mut stored_persons: Vec<&PersonRow> = Vec::new();
-                let mut seen: HashSet<ResidentId> = HashSet::new();
+                let mut stored_persons: Vec<(ResidentId, &PersonRow)> = Vec::new();
+                let mut seen: rustc_hash::FxHashSet<ResidentId> = rustc_hash::FxHashSet::default();
                 for (spell, _) in &plan.stored {
                     if seen.insert(spell.person) {
-                        stored_persons.push(&job.persons[&spell.person]);
+                        stored_persons.push((spell.person, &job.persons[&spell.person]));
                     }
                 }
-                let statements = stored_persons.chunks(ROWS_PER_STATEMENT).map(|chunk| {
+                // Their IDs are encrypted as the statements are built,
+                // while the database writes the statement before.
+                let mut failure: Option<crate::crypto::CryptoError> = None;
+                let statements = stored_persons.chunks(ROWS_PER_STATEMENT).map_while(|chunk| {
+                    let encrypted: Result<Vec<Vec<u8>>, _> = chunk
+                        .iter()
+                        .map(|(person, _)| job.keys.encrypt(crate::crypto::Purpose::ResidentId, person.to_string().as_bytes()))
+                        .collect();
+                    let encrypted = match encrypted {
+                        Ok(encrypted) => encrypted,
+                        Err(error) => {
+                            failure = Some(error);
+                            return None;
+                        }
+                    };
                     let mut query = QueryBuilder::<$Db>::new(
                         "INSERT INTO persons (person_key, resident_id_encrypted, resident_id_masked, created_at) ",
                     );
-                    query.push_values(chunk, |mut values, person| {
+                    let at = super::sql_literal(&at);
+                    query.push_values(chunk.iter().zip(encrypted), |mut values, ((_, row), encrypted)| {
                         values
-                            .push_bind(person.key.clone())
-                            .push_bind(person.encrypted.clone())
-                            .push_bind(person.masked.clone())
-                            .push_bind(at.clone());
+                            .push_bind(row.key.clone())
+                            .push_bind(encrypted)
+                            .push_bind(row.masked.clone())
+                            .push(&at);
                     });
                     query.push(" ON CONFLICT (person_key) DO NOTHING");
-                    (query, chunk.len() == ROWS_PER_STATEMENT)
+                    Some((query, chunk.len() == ROWS_PER_STATEMENT))
                 });
                 execute_pipelined(&mut tx, statements).await?;
+                if let Some(error) = failure {
+                    return Err(error.into());
+                }
 
                 // The spells: runs of added spells together, each change
                 // alone (its new id goes to what it supersedes).
@@ -1704,6 +1804,9 @@ macro_rules! backend {
                 at: &str,
             ) -> QueryBuilder<$Db> {
                 let persons = job.persons;
+                // What all rows share is written in the statement once,
+                // not bound to each row: a chunk's text stays the same.
+                let at = super::sql_literal(at);
                 let mut query = QueryBuilder::<$Db>::new(
                     "INSERT INTO spells \
                      (person_key, category, valid_from, valid_to, source, recorded_at, import_id) ",
@@ -1715,8 +1818,8 @@ macro_rules! backend {
                         .push_bind(spell.valid_from.to_string())
                         .push_bind(spell.valid_to.map(|date| date.to_string()))
                         .push_bind(spell.source.to_owned())
-                        .push_bind(at.to_owned())
-                        .push_bind(import_id);
+                        .push(&at)
+                        .push(import_id);
                 });
                 query
             }
@@ -2556,5 +2659,24 @@ mod postgres {
 
     pub(super) async fn migrate(pool: &sqlx::PgPool) -> Result<(), super::StoreError> {
         super::postgres_backend::migrate(pool, super::POSTGRES_MIGRATIONS).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::sql_literal;
+
+    #[test]
+    fn a_literal_doubles_its_quotes_and_nothing_else() {
+        assert_eq!(
+            sql_literal("2026-01-01T00:00:00.000Z"),
+            "'2026-01-01T00:00:00.000Z'"
+        );
+        assert_eq!(sql_literal("it's"), "'it''s'");
+        assert_eq!(
+            sql_literal("''); DROP TABLE spells; --"),
+            "'''''); DROP TABLE spells; --'"
+        );
+        assert_eq!(sql_literal(""), "''");
     }
 }

@@ -53,5 +53,5 @@ pub use database::{
     ApplicationState, ApplicationSummary, ApplicationView, ApplyChannel, CheckResult, KnownBill, Letter,
     Prefill, RecoveryLine, RecoveryStatus, RecoveryVerdict, Role, ScanContent, Signature, StaffUser, Verdict,
 };
-pub use notify::{LogFileSender, Notification, NotificationKind, Sender};
+pub use notify::{message as notification_message, LogFileSender, Notification, NotificationKind, Sender};
 pub use spell_history::{AlreadyImported, PendingRecomputation, SpellFile, SpellImport, StoredSpell};

@@ -90,6 +90,31 @@ pub fn new_recipient_text(category: &str, valid_from: &str) -> String {
     )
 }
 
+/// The facts a notification is stored by: the values its message is made
+/// of, as a JSON array of strings (see [`message`]).
+pub fn facts(values: &[&str]) -> String {
+    serde_json::to_string(values).unwrap_or_default()
+}
+
+/// The message of a notification of `kind` stored by its `facts`
+/// ([`facts`]): for [`NotificationKind::Assisted`] the hospital, invoice
+/// number, service date and amount in yuan ([`assisted_text`]); for
+/// [`NotificationKind::NewRecipient`] the category's name and the date
+/// from which ([`new_recipient_text`]). `None` when the facts are not of
+/// that shape.
+pub fn message(kind: NotificationKind, facts: &str) -> Option<String> {
+    let values: Vec<String> = serde_json::from_str(facts).ok()?;
+    match (kind, values.as_slice()) {
+        (NotificationKind::Assisted, [hospital, invoice_no, service_date, amount]) => {
+            Some(assisted_text(hospital, invoice_no, service_date, amount))
+        }
+        (NotificationKind::NewRecipient, [category, valid_from]) => {
+            Some(new_recipient_text(category, valid_from))
+        }
+        _ => None,
+    }
+}
+
 /// Where notifications go: SMS gateway, a government-service app, a log.
 pub trait Sender: Send + Sync {
     /// Sends one notification. Sending the same `id` again must not reach
@@ -227,6 +252,30 @@ mod tests {
             text: assisted_text("H001", "INV001", "2024-03-01", "1750.00"),
             created_at: "2024-03-05T10:00:00.000Z".to_owned(),
         }
+    }
+
+    #[test]
+    fn a_message_is_written_from_its_facts_and_wrong_facts_are_none() {
+        let assisted = facts(&["市第一人民医院", "INV001", "2024-03-01", "1750.00"]);
+        assert_eq!(
+            message(NotificationKind::Assisted, &assisted).as_deref(),
+            Some(assisted_text("市第一人民医院", "INV001", "2024-03-01", "1750.00").as_str())
+        );
+        let new = facts(&["最低生活保障对象", "2024-01-01"]);
+        assert_eq!(
+            message(NotificationKind::NewRecipient, &new).as_deref(),
+            Some(new_recipient_text("最低生活保障对象", "2024-01-01").as_str())
+        );
+        // A quote or a backslash in a value survives the round trip.
+        let odd = facts(&["\"H\\1\"", "2024-01-01"]);
+        assert!(message(NotificationKind::NewRecipient, &odd)
+            .unwrap()
+            .contains("\"H\\1\""));
+        // The facts of one kind are not a message of the other, nor is text.
+        assert_eq!(message(NotificationKind::NewRecipient, &assisted), None);
+        assert_eq!(message(NotificationKind::Assisted, &new), None);
+        assert_eq!(message(NotificationKind::Assisted, "您已"), None);
+        assert_eq!(message(NotificationKind::Assisted, "[1, 2, 3, 4]"), None);
     }
 
     #[test]

@@ -38,11 +38,16 @@
 //!
 //! A stored spell (added or changed) that starts on or before today (for a
 //! change, the earlier of its start and the start of what it superseded)
-//! may change decisions already taken: the person is marked for
-//! recomputation from that date, once per import with the earliest such
-//! date (`recompute_marks`), until a clearing takes the mark.
+//! may change decisions already taken: a person with a bill stored is
+//! marked for recomputation from that date, once per import with the
+//! earliest such date (`recompute_marks`), until a clearing takes the mark.
+//! A person without any bill has no decision to change (a bill of theirs
+//! that comes later is decided with the spells as they are then): not
+//! marked.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
+
+use rustc_hash::{FxHashMap, FxHashSet};
 
 use jiuzhu_core::{Date, ResidentId};
 use jiuzhu_formats::{Problem, Problems, SpellRow};
@@ -196,24 +201,30 @@ pub(crate) fn distinct_spells<'a>(file: &SpellFile<'a>) -> Result<(Vec<Incoming<
             valid_to: row.spell.valid_to(),
         })
         .collect();
-    let mut groups: HashMap<(ResidentId, &str, &str), Vec<usize>> = HashMap::new();
-    for (index, spell) in incoming.iter().enumerate() {
-        groups
-            .entry((spell.person, spell.category, spell.source))
-            .or_default()
-            .push(index);
-    }
+    // The rows in the order of their group (person, category, source),
+    // each group's rows by dates, then line: one sort, no map.
+    let mut order: Vec<usize> = (0..incoming.len()).collect();
+    order.sort_unstable_by_key(|&index| {
+        let spell = &incoming[index];
+        (
+            spell.person,
+            spell.category,
+            spell.source,
+            spell.valid_from,
+            spell.valid_to,
+            spell.line,
+        )
+    });
     let mut duplicate = vec![false; incoming.len()];
     let mut found: Vec<Problem> = Vec::new();
-    for members in groups.values_mut() {
-        members.sort_by_key(|&index| {
-            let spell = &incoming[index];
-            (spell.valid_from, spell.valid_to, spell.line)
-        });
+    for members in order.chunk_by(|&one, &other| {
+        let (one, other) = (&incoming[one], &incoming[other]);
+        (one.person, one.category, one.source) == (other.person, other.category, other.source)
+    }) {
         // The row that reaches furthest among those that start earlier.
         let mut reach: Option<usize> = None;
         let mut previous: Option<usize> = None;
-        for &index in members.iter() {
+        for &index in members {
             let spell = &incoming[index];
             if let Some(before) = previous {
                 let other = &incoming[before];
@@ -325,18 +336,18 @@ pub(crate) struct Plan<'s, 'a> {
 /// changed or added against `current` (the current spells of each person
 /// of the file), and which persons to mark for recomputation: those with a
 /// stored spell starting on or before `today`.
-pub(crate) fn plan<'s, 'a>(
+pub(crate) fn plan<'s, 'a, S: std::hash::BuildHasher>(
     incoming: &'s [Incoming<'a>],
-    current: &HashMap<ResidentId, Vec<Current>>,
+    current: &HashMap<ResidentId, Vec<Current>, S>,
     today: Date,
 ) -> Plan<'s, 'a> {
     let mut plan = Plan::default();
     // Spells superseded so far by this import: no longer current.
-    let mut superseded: HashSet<i64> = HashSet::new();
-    let mut new_persons: HashSet<ResidentId> = HashSet::new();
-    let mut changed_persons: HashSet<ResidentId> = HashSet::new();
-    let mut ended_persons: HashSet<ResidentId> = HashSet::new();
-    let mut marks: HashMap<ResidentId, Date> = HashMap::new();
+    let mut superseded: FxHashSet<i64> = FxHashSet::default();
+    let mut new_persons: FxHashSet<ResidentId> = FxHashSet::default();
+    let mut changed_persons: FxHashSet<ResidentId> = FxHashSet::default();
+    let mut ended_persons: FxHashSet<ResidentId> = FxHashSet::default();
+    let mut marks: FxHashMap<ResidentId, Date> = FxHashMap::default();
     for spell in incoming {
         let stored = current.get(&spell.person).map(Vec::as_slice).unwrap_or_default();
         if stored.is_empty() {

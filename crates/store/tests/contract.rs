@@ -13,9 +13,9 @@ use jiuzhu_formats::{
     InvoiceRecord,
 };
 use jiuzhu_store::{
-    decision_row_line, ClearingError, ClearingReport, DataKeys, DecisionRow, DisburseError, DispatchOptions,
-    DispatchReport, FeedError, FeedOptions, FeedReport, LogFileSender, Notification, Sender, SettleError,
-    SpellFile, SpellImport, Store, StoreError,
+    decision_row_line, notification_message, ClearingError, ClearingReport, DataKeys, DecisionRow,
+    DisburseError, DispatchOptions, DispatchReport, FeedError, FeedOptions, FeedReport, LogFileSender,
+    Notification, NotificationKind, Sender, SettleError, SpellFile, SpellImport, Store, StoreError,
 };
 use sha2::Digest as _;
 use sqlx::Connection as _;
@@ -660,6 +660,8 @@ async fn an_end_date_set_later_supersedes_the_open_spell_and_history_keeps_both(
     for database in fresh_databases("ended").await {
         let (store, _) = prepared(&database).await;
         let person = invoice("INV002").person;
+        // A bill of theirs is stored: the change may alter its decision.
+        store.settle("H001", &invoice("INV001"), "H001").await.unwrap();
         let first_import = store.spell_history(person).await.unwrap()[0].import_id.unwrap();
         let report = import(&store, "ended.csv", "民政", ENDED_EARLIER).await.unwrap();
         assert_eq!((report.changed, report.added, report.unchanged), (1, 0, 0));
@@ -724,6 +726,12 @@ async fn settlement_after_a_change_uses_only_the_current_spells() {
 async fn a_corrected_start_supersedes_the_old_version_and_marks_from_the_earlier_start() {
     for database in fresh_databases("corrected").await {
         let (store, _) = prepared(&database).await;
+        // Both persons have a bill stored.
+        for number in ["INV003", "INV006"] {
+            let bill = invoice(number);
+            let hospital = bill.hospital.as_str().to_owned();
+            store.settle(&hospital, &bill, &hospital).await.unwrap();
+        }
         let marks_before = database.number("SELECT COUNT(*) FROM recompute_marks").await;
         let text = "person_id,category,valid_from,valid_to\n\
                     110105196001010041,TK,2024-03-01,\n\
@@ -799,11 +807,19 @@ async fn a_retroactive_spell_marks_its_person_for_recomputation_from_its_start()
             pending.iter().all(|mark| mark.since.year() == 2023),
             "{pending:?}"
         );
+        // INV005's person has a bill, decided before any spell of theirs
+        // was known; the others none.
+        let bill = invoice("INV005");
+        let settled = store.settle("H002", &bill, "H002").await.unwrap();
+        assert_eq!(settled.response.outcome(), Some(Outcome::NotEligible));
         let text = "person_id,category,valid_from,valid_to\n\
                     110105196001010033,DB,2024-03-01,\n\
-                    110105196001010041,TK,2999-01-01,\n";
+                    110105196001010041,TK,2999-01-01,\n\
+                    110105196001010025,ZCX,2024-01-01,\n";
         let report = import(&store, "a.csv", "民政", text).await.unwrap();
-        assert_eq!((report.added, report.new_persons, report.marked), (2, 2, 1));
+        // A past start with a bill stored: marked. A past start without a
+        // bill (…0025) has no decision to recompute; a future start none.
+        assert_eq!((report.added, report.new_persons, report.marked), (3, 3, 1));
         let pending = store.pending_recomputations().await.unwrap();
         assert_eq!(pending.len(), 1);
         assert_eq!(pending[0].masked_id, "110105********0033");
@@ -899,6 +915,78 @@ async fn a_database_from_before_spell_history_is_brought_up_to_date_and_keeps_it
                 .await,
             1
         );
+        database.drop_database().await;
+    }
+}
+
+#[tokio::test]
+async fn a_notice_stored_by_its_words_before_the_facts_is_sent_with_its_words() {
+    for database in fresh_databases("outbox_upgrade").await {
+        let (dir, key) = match &database {
+            Fresh::Sqlite { .. } => ("sqlite", "X'00'"),
+            Fresh::Postgres { .. } => ("postgres", "'\\x00'::bytea"),
+        };
+        // A store as it was at migration 8, with a notice stored by its
+        // words and not sent yet.
+        let mut files: Vec<_> = std::fs::read_dir(repository().join("crates/store/migrations").join(dir))
+            .unwrap()
+            .map(|entry| entry.unwrap().path())
+            .collect();
+        files.sort();
+        database
+            .execute("CREATE TABLE schema_migrations (version BIGINT PRIMARY KEY, applied_at TEXT NOT NULL)")
+            .await;
+        for file in &files {
+            let name = file.file_name().unwrap().to_str().unwrap().to_owned();
+            let version: i64 = name[..4].parse().unwrap();
+            if version > 8 {
+                continue;
+            }
+            database.execute(&std::fs::read_to_string(file).unwrap()).await;
+            database
+                .execute(&format!(
+                    "INSERT INTO schema_migrations VALUES ({version}, '2024-01-01T00:00:00Z')"
+                ))
+                .await;
+        }
+        let words = "您已自2024-01-01起纳入医疗救助对象（旧的文字）。";
+        database
+            .execute(&format!(
+                "INSERT INTO persons VALUES ({key}, {key}, '110105********0000', '2024-01-01T00:00:00Z'); \
+                 INSERT INTO imports (kind, source, file_name, digest, rows, imported_at, imported_by, report) \
+                 VALUES ('spells', '民政', 'old.csv', {key}, 1, '2024-01-01T00:00:00Z', 'admin', '{{}}'); \
+                 INSERT INTO outbox (kind, person_key, person_masked, text, import_id, created_at, next_attempt_unix_ms) \
+                 VALUES ('new_recipient', {key}, '110105********0000', '{words}', 1, '2024-01-01T00:00:00Z', 0)"
+            ))
+            .await;
+
+        // Opened now: migration 9 keeps the row; new notices are stored by
+        // their facts, and each is sent with its message.
+        let store = with_policy(&database).await;
+        let report = import(&store, SPELLS, "民政", &read(SPELLS)).await.unwrap();
+        assert_eq!(report.new_persons, 4);
+        assert_eq!(
+            database
+                .number("SELECT COUNT(*) FROM outbox WHERE text IS NOT NULL")
+                .await,
+            1
+        );
+        assert_eq!(
+            database
+                .number("SELECT COUNT(*) FROM outbox WHERE facts IS NOT NULL")
+                .await,
+            4
+        );
+        let sender = Recorder::default();
+        let sent = store.dispatch_notifications(&sender, 100).await.unwrap();
+        assert_eq!((sent.sent, sent.failed, sent.pending), (5, 0, 0));
+        let taken = sender.taken.lock().unwrap().clone();
+        assert_eq!(taken[0].text, words);
+        for notice in &taken[1..] {
+            assert_eq!(notice.kind, NotificationKind::NewRecipient);
+            assert!(notice.text.starts_with("您已自20"), "{}", notice.text);
+            assert!(notice.text.contains("无需申请"), "{}", notice.text);
+        }
         database.drop_database().await;
     }
 }
@@ -1289,8 +1377,8 @@ async fn outbox_rows(database: &Fresh) -> Vec<OutboxRow> {
         ($connection:expr) => {{
             let mut connection = $connection;
             sqlx::query(
-                "SELECT id, kind, person_masked, text, invoice_no, import_id, attempts, last_error, sent_at \
-                 FROM outbox ORDER BY id",
+                "SELECT id, kind, person_masked, text, facts, invoice_no, import_id, attempts, last_error, \
+                 sent_at FROM outbox ORDER BY id",
             )
             .fetch_all(&mut connection)
             .await
@@ -1298,11 +1386,18 @@ async fn outbox_rows(database: &Fresh) -> Vec<OutboxRow> {
             .into_iter()
             .map(|row| {
                 use sqlx::Row as _;
+                // The words, or the message the facts make.
+                let kind: String = row.get("kind");
+                let text: Option<String> = row.get("text");
+                let text = text.unwrap_or_else(|| {
+                    let facts: String = row.get("facts");
+                    notification_message(NotificationKind::parse(&kind).unwrap(), &facts).unwrap()
+                });
                 OutboxRow {
                     id: row.get("id"),
-                    kind: row.get("kind"),
+                    kind,
                     person_masked: row.get("person_masked"),
-                    text: row.get("text"),
+                    text,
                     invoice_no: row.get("invoice_no"),
                     import_id: row.get("import_id"),
                     attempts: row.get("attempts"),

@@ -48,9 +48,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use jiuzhu_core::{Date, ResidentId};
 
-use super::{Backend, Decided, PersonRow, Store, StoreError};
-use crate::notify::{assisted_text, new_recipient_text, Notification, NotificationKind, Sender};
-use crate::spell_history::{Current, Incoming};
+use super::{Backend, Decided, Store, StoreError};
+use crate::notify::{facts, Notification, NotificationKind, Sender};
+use crate::spell_history::Incoming;
 
 /// How one dispatch runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -254,7 +254,8 @@ struct Enqueued {
     kind: NotificationKind,
     person_key: Vec<u8>,
     person_masked: String,
-    text: String,
+    /// What its message is made of ([`crate::notify::facts`]).
+    facts: String,
     invoice_no: Option<String>,
     import_id: Option<i64>,
 }
@@ -270,12 +271,12 @@ fn assisted(rows: &[Decided<'_>]) -> Vec<Enqueued> {
                 kind: NotificationKind::Assisted,
                 person_key: request.person.key.clone(),
                 person_masked: request.person.masked.clone(),
-                text: assisted_text(
+                facts: facts(&[
                     invoice.hospital.as_str(),
                     invoice.invoice_no.as_str(),
                     &invoice.service_date.to_string(),
                     &row.decision.amount.to_string(),
-                ),
+                ]),
                 invoice_no: Some(invoice.invoice_no.as_str().to_owned()),
                 import_id: None,
             }
@@ -289,13 +290,13 @@ fn assisted(rows: &[Decided<'_>]) -> Vec<Enqueued> {
 /// category by the name `names` gives its code, if any.
 fn new_recipients(
     stored: &[(&Incoming<'_>, Vec<i64>)],
-    current: &HashMap<ResidentId, Vec<Current>>,
-    persons: &HashMap<ResidentId, PersonRow>,
+    current: &crate::database::CurrentSpells,
+    persons: &crate::database::PersonRows,
     import_id: i64,
     names: &HashMap<String, String>,
 ) -> Vec<Enqueued> {
     let mut order: Vec<ResidentId> = Vec::new();
-    let mut first: HashMap<ResidentId, (&str, Date)> = HashMap::new();
+    let mut first: rustc_hash::FxHashMap<ResidentId, (&str, Date)> = rustc_hash::FxHashMap::default();
     for (spell, _) in stored {
         if current
             .get(&spell.person)
@@ -325,7 +326,7 @@ fn new_recipients(
                 kind: NotificationKind::NewRecipient,
                 person_key: row.key.clone(),
                 person_masked: row.masked.clone(),
-                text: new_recipient_text(category, &valid_from.to_string()),
+                facts: facts(&[category, &valid_from.to_string()]),
                 invoice_no: None,
                 import_id: Some(import_id),
             })
@@ -399,13 +400,12 @@ macro_rules! outbox_backend {
         pub(super) mod $module {
             use std::collections::HashMap;
 
-            use jiuzhu_core::ResidentId;
             use sqlx::{QueryBuilder, Row as _};
 
             use super::{assisted, category_names, new_recipients, unix_ms, Enqueued};
-            use crate::database::{now_text, Decided, PersonRow, StoreError, ROWS_PER_STATEMENT};
+            use crate::database::{now_text, Decided, StoreError, ROWS_PER_STATEMENT};
             use crate::notify::{Notification, NotificationKind};
-            use crate::spell_history::{Current, Incoming};
+            use crate::spell_history::Incoming;
 
             /// Enqueues a notification for each decision of `rows` that
             /// grants more than 0, in one statement.
@@ -413,7 +413,7 @@ macro_rules! outbox_backend {
                 tx: &mut sqlx::Transaction<'_, $Db>,
                 rows: &[Decided<'_>],
             ) -> Result<(), StoreError> {
-                insert(tx, &assisted(rows)).await
+                insert(tx, assisted(rows)).await
             }
 
             /// Enqueues a notification for each new recipient of an
@@ -421,8 +421,8 @@ macro_rules! outbox_backend {
             pub(in crate::database) async fn enqueue_new_recipients(
                 tx: &mut sqlx::Transaction<'_, $Db>,
                 stored: &[(&Incoming<'_>, Vec<i64>)],
-                current: &HashMap<ResidentId, Vec<Current>>,
-                persons: &HashMap<ResidentId, PersonRow>,
+                current: &crate::database::CurrentSpells,
+                persons: &crate::database::PersonRows,
                 import_id: i64,
             ) -> Result<(), StoreError> {
                 let any_new = stored
@@ -440,39 +440,45 @@ macro_rules! outbox_backend {
                 };
                 insert(
                     tx,
-                    &new_recipients(stored, current, persons, import_id, &names),
+                    new_recipients(stored, current, persons, import_id, &names),
                 )
                 .await
             }
 
             async fn insert(
                 tx: &mut sqlx::Transaction<'_, $Db>,
-                rows: &[Enqueued],
+                rows: Vec<Enqueued>,
             ) -> Result<(), StoreError> {
                 if rows.is_empty() {
                     return Ok(());
                 }
-                let created_at = now_text();
+                // Shared by every row: written in the statement once.
+                let created_at = crate::database::sql_literal(&now_text());
                 let due = unix_ms();
-                let statements = rows.chunks(ROWS_PER_STATEMENT).map(|chunk| {
+                // Each row's values move into its statement: nothing copied.
+                let mut rows = rows.into_iter().peekable();
+                let statements = std::iter::from_fn(|| {
+                    rows.peek()?;
+                    let chunk: Vec<Enqueued> = rows.by_ref().take(ROWS_PER_STATEMENT).collect();
+                    let full = chunk.len() == ROWS_PER_STATEMENT;
                     let mut query = QueryBuilder::<$Db>::new(
-                        "INSERT INTO outbox (kind, person_key, person_masked, text, invoice_no, import_id, \
+                        "INSERT INTO outbox (kind, person_key, person_masked, facts, invoice_no, import_id, \
                          created_at, next_attempt_unix_ms) ",
                     );
                     query.push_values(chunk, |mut values, row| {
                         values
-                            .push_bind(row.kind.as_str())
-                            .push_bind(row.person_key.clone())
-                            .push_bind(row.person_masked.clone())
-                            .push_bind(row.text.clone())
-                            .push_bind(row.invoice_no.clone())
+                            .push(crate::database::sql_literal(row.kind.as_str()))
+                            .push_bind(row.person_key)
+                            .push_bind(row.person_masked)
+                            .push_bind(row.facts)
+                            .push_bind(row.invoice_no)
                             .push_bind(row.import_id)
-                            .push_bind(created_at.clone())
-                            .push_bind(due);
+                            .push(&created_at)
+                            .push(due);
                     });
                     // A cause already announced is not announced again.
                     query.push(" ON CONFLICT DO NOTHING");
-                    (query, chunk.len() == ROWS_PER_STATEMENT)
+                    Some((query, full))
                 });
                 crate::database::$module::execute_pipelined(tx, statements).await?;
                 Ok(())
@@ -494,7 +500,7 @@ macro_rules! outbox_backend {
                      (SELECT id FROM outbox WHERE sent_at IS NULL AND next_attempt_unix_ms <= $3 \
                      ORDER BY id LIMIT $4 ",
                     $lock,
-                    ") RETURNING id, kind, person_masked, text, created_at, attempts"
+                    ") RETURNING id, kind, person_masked, text, facts, created_at, attempts"
                 ))
                 .bind(&token)
                 .bind(lease_end)
@@ -509,11 +515,25 @@ macro_rules! outbox_backend {
                     let kind = NotificationKind::parse(&kind)
                         .ok_or_else(|| StoreError::Damaged(format!("a notification of kind {kind:?}")))?;
                     let attempts: i64 = row.try_get("attempts")?;
+                    let id: i64 = row.try_get("id")?;
+                    // Written before 0009 by its words, since by its facts.
+                    let text = match row.try_get::<Option<String>, _>("text")? {
+                        Some(text) => text,
+                        None => {
+                            let facts: Option<String> = row.try_get("facts")?;
+                            facts
+                                .as_deref()
+                                .and_then(|facts| crate::notify::message(kind, facts))
+                                .ok_or_else(|| {
+                                    StoreError::Damaged(format!("notification {id} has facts {facts:?}"))
+                                })?
+                        }
+                    };
                     let notification = Notification {
-                        id: row.try_get("id")?,
+                        id,
                         kind,
                         person: row.try_get("person_masked")?,
-                        text: row.try_get("text")?,
+                        text,
                         created_at: row.try_get("created_at")?,
                     };
                     notifications.push((notification, attempts));
