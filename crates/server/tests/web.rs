@@ -689,7 +689,7 @@ async fn every_staff_page_is_tried_as_every_role_and_as_nobody() {
                 .status();
             assert_eq!(status, StatusCode::FORBIDDEN, "{name} posting {path}");
         }
-        for action in ["what-if", "load"] {
+        for action in ["what-if", "what-if.xlsx", "load"] {
             let (status, _) = post_policy(&app, client, action, "", "2024", "p.toml", &read(POLICY)).await;
             assert_eq!(status, StatusCode::FORBIDDEN, "{name} posting {action}");
         }
@@ -1050,6 +1050,16 @@ fn by_id(page: &str, id: &str) -> String {
     page[start..start + page[start..].find('<').unwrap()].to_owned()
 }
 
+/// Text as it was before HTML escaping.
+fn unescape(text: &str) -> String {
+    text.replace("&quot;", "\"")
+        .replace("&#x27;", "'")
+        .replace("&#x2f;", "/")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&amp;", "&")
+}
+
 /// Yuan with two decimals, as `Fen` shows itself.
 fn yuan(fen: i64) -> String {
     jiuzhu_core::Fen::from_fen(fen).to_string()
@@ -1155,6 +1165,22 @@ async fn the_what_if_agrees_with_the_engine_to_the_fen_stores_nothing_and_a_poli
             "{code}: {cells}"
         );
     }
+    // The page carries the policy's text back, to load it or export the
+    // figures as a workbook.
+    let source = unescape(&hidden(&page, "source"));
+    assert_eq!(source, read(WHAT_IF_POLICY));
+    let form = reqwest::multipart::Form::new()
+        .text("csrf", csrf.clone())
+        .text("year", "2024")
+        .text("source", source);
+    let workbook = admin
+        .post(app.url("/staff/policies/what-if.xlsx"))
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(workbook.status(), StatusCode::OK);
+    assert!(workbook.bytes().await.unwrap().starts_with(b"PK"));
     // Nothing was stored: still one version.
     assert_eq!(store.policy_versions().await.unwrap().len(), 1);
 
@@ -1198,7 +1224,7 @@ async fn the_what_if_agrees_with_the_engine_to_the_fen_stores_nothing_and_a_poli
     let auditor = browser();
     let audit_csrf = app.log_in(&auditor, "aud").await;
     assert_eq!(app.page(&auditor, "/staff/policies").await.0, StatusCode::OK);
-    for action in ["what-if", "load"] {
+    for action in ["what-if", "what-if.xlsx", "load"] {
         let (status, _) = post_policy(
             &app,
             &auditor,

@@ -187,6 +187,86 @@ fn what_if_context(what_if: &WhatIf) -> minijinja::Value {
     }
 }
 
+/// A computed what-if: the figures, the proposed policy's name, its text
+/// and the year.
+struct Computed {
+    what_if: WhatIf,
+    name: String,
+    file: String,
+    text: String,
+    year: i32,
+}
+
+/// The what-if of an uploaded form, for admins with the form's token; else
+/// the page that says why not.
+async fn compute_what_if(
+    state: &AppState,
+    headers: &HeaderMap,
+    multipart: Multipart,
+) -> Result<(Viewer, Computed), Response> {
+    let (viewer, _) = staff_page(state, headers, "/staff/policies", &[Role::Admin])
+        .await
+        .map_err(|response| *response)?;
+    let upload = match read_policy_upload(multipart).await {
+        Ok(upload) => upload,
+        Err(message) => {
+            return Err(show_policies(
+                state,
+                &viewer,
+                StatusCode::BAD_REQUEST,
+                context! { problems => vec![message] },
+            )
+            .await)
+        }
+    };
+    if !viewer.csrf_ok(&upload.csrf) {
+        return Err(viewer.error(StatusCode::FORBIDDEN, "forbidden", "bad_form"));
+    }
+    let refused = match what_if_of(state, &upload).await {
+        Ok(computed) => return Ok((viewer, computed)),
+        Err(Ok(problems)) => problems,
+        Err(Err(response)) => return Err(*response),
+    };
+    Err(show_policies(
+        state,
+        &viewer,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        context! { problems => refused, file => upload.file_name.clone() },
+    )
+    .await)
+}
+
+/// The what-if of an upload; else what is wrong with it (`Ok`) or the
+/// store's failure (`Err`).
+async fn what_if_of(
+    state: &AppState,
+    upload: &PolicyUpload,
+) -> Result<Computed, Result<Vec<String>, Box<Response>>> {
+    let year = match upload.year.trim() {
+        "" => current_year(),
+        typed => match typed.parse::<i32>() {
+            Ok(year) if (2000..=2100).contains(&year) => year,
+            _ => return Err(Ok(vec![format!("year {typed:?}: expected a year such as 2024")])),
+        },
+    };
+    let text = policy_text(upload).map_err(|problem| Ok(vec![problem]))?;
+    let proposed = jiuzhu_formats::parse_policy(&upload.file_name, &text)
+        .map_err(|problems| Ok(policy_problems(&problems)))?;
+    match state.store.what_if(year, &proposed).await {
+        Ok(what_if) => Ok(Computed {
+            what_if,
+            name: proposed.name().unwrap_or_default().to_owned(),
+            file: upload.file_name.clone(),
+            text,
+            year,
+        }),
+        Err(WhatIfError::Store(error)) => {
+            Err(Err(Box::new(failed("a what-if could not be computed", &error))))
+        }
+        Err(other) => Err(Ok(vec![other.to_string()])),
+    }
+}
+
 /// `POST /staff/policies/what-if`: the uploaded policy against the one in
 /// force on a year's stored bills. Nothing is stored.
 pub(super) async fn what_if(
@@ -194,65 +274,72 @@ pub(super) async fn what_if(
     headers: HeaderMap,
     multipart: Multipart,
 ) -> Response {
-    let (viewer, _) = match staff_page(&state, &headers, "/staff/policies", &[Role::Admin]).await {
+    let (viewer, computed) = match compute_what_if(&state, &headers, multipart).await {
         Ok(found) => found,
-        Err(response) => return *response,
+        Err(response) => return response,
     };
-    let upload = match read_policy_upload(multipart).await {
-        Ok(upload) => upload,
-        Err(message) => {
-            return show_policies(
-                &state,
-                &viewer,
-                StatusCode::BAD_REQUEST,
-                context! { problems => vec![message] },
-            )
-            .await
-        }
-    };
-    if !viewer.csrf_ok(&upload.csrf) {
-        return viewer.error(StatusCode::FORBIDDEN, "forbidden", "bad_form");
-    }
-    let refuse = |problems: Vec<String>| {
-        show_policies(
-            &state,
-            &viewer,
-            StatusCode::UNPROCESSABLE_ENTITY,
-            context! { problems => problems, file => upload.file_name.clone() },
-        )
-    };
-    let year = match upload.year.trim() {
-        "" => current_year(),
-        typed => match typed.parse::<i32>() {
-            Ok(year) if (2000..=2100).contains(&year) => year,
-            _ => return refuse(vec![format!("year {typed:?}: expected a year such as 2024")]).await,
+    show_policies(
+        &state,
+        &viewer,
+        StatusCode::OK,
+        context! {
+            what_if => what_if_context(&computed.what_if), file => computed.file,
+            proposed_name => computed.name, source => computed.text, year => computed.year,
         },
+    )
+    .await
+}
+
+/// `POST /staff/policies/what-if.xlsx`: the same what-if as a workbook,
+/// a row per category and one for the total.
+pub(super) async fn what_if_xlsx(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    multipart: Multipart,
+) -> Response {
+    let (_, computed) = match compute_what_if(&state, &headers, multipart).await {
+        Ok(found) => found,
+        Err(response) => return response,
     };
-    let text = match policy_text(&upload) {
-        Ok(text) => text,
-        Err(problem) => return refuse(vec![problem]).await,
-    };
-    let proposed = match jiuzhu_formats::parse_policy(&upload.file_name, &text) {
-        Ok(policy) => policy,
-        Err(problems) => return refuse(policy_problems(&problems)).await,
-    };
-    match state.store.what_if(year, &proposed).await {
-        Ok(what_if) => {
-            show_policies(
-                &state,
-                &viewer,
-                StatusCode::OK,
-                context! {
-                    what_if => what_if_context(&what_if), file => upload.file_name.clone(),
-                    proposed_name => proposed.name().unwrap_or_default().to_owned(),
-                    source => text, year => year,
-                },
-            )
-            .await
-        }
-        Err(WhatIfError::Store(error)) => failed("a what-if could not be computed", &error),
-        Err(other) => refuse(vec![other.to_string()]).await,
-    }
+    let what_if = &computed.what_if;
+    let mut rows: Vec<Vec<String>> = what_if
+        .categories
+        .iter()
+        .map(|category| {
+            vec![
+                category.code.clone(),
+                category.invoices_now.to_string(),
+                category.amount_now.to_string(),
+                category.invoices_then.to_string(),
+                category.amount_then.to_string(),
+                category.difference().to_string(),
+            ]
+        })
+        .collect();
+    rows.push(vec![
+        "total".to_owned(),
+        what_if.invoices.to_string(),
+        what_if.total_now.to_string(),
+        what_if.invoices.to_string(),
+        what_if.total_then.to_string(),
+        what_if.difference().to_string(),
+    ]);
+    rows.push(vec![
+        "persons_changed".to_owned(),
+        what_if.persons_changed.to_string(),
+    ]);
+    let header = [
+        "category",
+        "invoices_now",
+        "amount_now",
+        "invoices_then",
+        "amount_then",
+        "difference",
+    ];
+    xlsx_download(
+        &format!("what-if-{}.xlsx", computed.year),
+        workbook("政策测算 what-if", &header, &rows),
+    )
 }
 
 /// `POST /staff/policies/load`: stores the uploaded policy as a new

@@ -31,7 +31,7 @@
 //! | `GET /staff/imports`, `POST /staff/imports/spells` | admins: a department's spells file, uploaded |
 //! | `GET /staff/imports/rejected/{id}` | the admin who uploaded it: the report of a refused file, CSV |
 //! | `GET /staff/policies`, `GET /staff/policies.xlsx` | admins, auditors: the stored policy versions, which is in force |
-//! | `POST /staff/policies/what-if` | admins: an uploaded policy against the one in force on a year's stored bills, nothing stored |
+//! | `POST /staff/policies/what-if`, `POST /staff/policies/what-if.xlsx` | admins: an uploaded policy against the one in force on a year's stored bills, nothing stored; the same as a workbook |
 //! | `POST /staff/policies/load` | admins: an uploaded policy stored as a new version, in force from then on |
 //! | `GET /staff/clearings`, `GET /staff/clearings.xlsx`, `POST /staff/clearings` | admins, auditors: the clearings that ran; admins run one for a period |
 //! | `GET /staff/clearings/{id}`, `…/differences.csv`, `…/differences.xlsx` | admins, auditors: a clearing's lines, persons masked |
@@ -178,6 +178,10 @@ pub(crate) fn routes() -> Router<AppState> {
         .route(
             "/staff/policies/what-if",
             post(console::what_if).layer(console::policy_upload_limit()),
+        )
+        .route(
+            "/staff/policies/what-if.xlsx",
+            post(console::what_if_xlsx).layer(console::policy_upload_limit()),
         )
         .route(
             "/staff/policies/load",
