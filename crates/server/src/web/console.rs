@@ -493,7 +493,8 @@ pub(super) struct ClearingForm {
     period: String,
 }
 
-/// `POST /staff/clearings`: runs a clearing for the period typed.
+/// `POST /staff/clearings`: runs a clearing for the period typed, then
+/// shows it.
 pub(super) async fn run_clearing(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -519,7 +520,16 @@ pub(super) async fn run_clearing(
             .await;
         }
     };
-    match state.store.run_clearing(period, &user.name, &|_| {}).await {
+    // On a task of its own: a request that times out does not stop a
+    // clearing half done (it would store nothing), and it finishes.
+    let store = state.store.clone();
+    let actor = user.name.clone();
+    let running = tokio::spawn(async move { store.run_clearing(period, &actor, &|_| {}).await });
+    let ran = match running.await {
+        Ok(ran) => ran,
+        Err(error) => return failed("a clearing stopped", &error),
+    };
+    match ran {
         Ok(report) => Redirect::to(&format!("/staff/clearings/{}", report.clearing_id)).into_response(),
         Err(jiuzhu_store::ClearingError::Store(error)) => failed("a clearing could not be run", &error),
         Err(other) => {
