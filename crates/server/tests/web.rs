@@ -1576,4 +1576,27 @@ async fn an_admin_adds_a_user_who_can_log_in_and_makes_and_revokes_keys_shown_on
         .await
         .unwrap();
     assert_eq!(again.status(), StatusCode::NOT_FOUND);
+
+    // In English and large type on request, the menu leading to each page.
+    admin
+        .get(app.url("/prefs?lang=en&size=large&back=/"))
+        .send()
+        .await
+        .unwrap();
+    let (_, page) = app.page(&admin, "/staff/keys").await;
+    assert!(
+        page.contains("<html lang=\"en\" class=\"large\">")
+            && page.contains("<h1>API keys</h1>")
+            && page.contains("Revoked"),
+        "{page}"
+    );
+    for link in [
+        "/staff/policies",
+        "/staff/clearings",
+        "/staff/users",
+        "/staff/keys",
+    ] {
+        assert!(page.contains(&format!("<a href=\"{link}\">")), "{link} in {page}");
+    }
+    assert!(!page.contains("<a href=\"/staff/audit\">"), "{page}");
 }
