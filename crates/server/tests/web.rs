@@ -605,7 +605,7 @@ async fn a_reviewer_decides_an_application_on_its_page_and_an_approver_approves_
 async fn every_staff_page_is_tried_as_every_role_and_as_nobody() {
     let app = spawn_app().await;
     // (page, who may open it).
-    let pages: [(&str, &[&str]); 21] = [
+    let pages: [(&str, &[&str]); 22] = [
         ("/staff/persons", &["rev", "aud"]),
         ("/staff", &["admin", "rev", "aud"]),
         ("/staff/reviews", &["rev"]),
@@ -629,6 +629,7 @@ async fn every_staff_page_is_tried_as_every_role_and_as_nobody() {
         ("/staff/keys", &["admin"]),
         ("/staff/keys.xlsx", &["admin"]),
         ("/staff/audit?id=110105196001010017&purpose=x", &["aud"]),
+        ("/staff/audit.xlsx?id=110105196001010017&purpose=x", &["aud"]),
     ];
     let mut sessions = Vec::new();
     for name in ["admin", "rev", "aud"] {
@@ -1423,6 +1424,16 @@ async fn an_auditor_reads_a_persons_trail_logged_and_sees_the_chain_verify() {
     // The read was logged (one entry), and the test's own read after it.
     let (_, page) = app.page(&auditor, "/staff/audit/verify").await;
     assert_eq!(entries(&page), before + 2);
+    // The same story as a workbook, the read logged again.
+    let workbook = auditor
+        .get(app.url(&format!("/staff/audit.xlsx?id={FULL_ID}&purpose=export")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(workbook.status(), StatusCode::OK);
+    assert!(workbook.bytes().await.unwrap().starts_with(b"PK"));
+    let (_, page) = app.page(&auditor, "/staff/audit/verify").await;
+    assert_eq!(entries(&page), before + 3);
     assert_eq!(
         app.page(&auditor, "/staff/audit?id=123&purpose=x").await.0,
         StatusCode::UNPROCESSABLE_ENTITY

@@ -35,7 +35,7 @@
 //! | `POST /staff/policies/load` | admins: an uploaded policy stored as a new version, in force from then on |
 //! | `GET /staff/clearings`, `GET /staff/clearings.xlsx`, `POST /staff/clearings` | admins, auditors: the clearings that ran; admins run one for a period |
 //! | `GET /staff/clearings/{id}`, `…/differences.csv`, `…/differences.xlsx` | admins, auditors: a clearing's lines, persons masked |
-//! | `GET /staff/audit?id=…&purpose=…` | auditors: a person's whole story in time order, masked; each read logged with its purpose |
+//! | `GET /staff/audit?id=…&purpose=…`, `GET /staff/audit.xlsx?id=…&purpose=…` | auditors: a person's whole story in time order, masked; each read logged with its purpose |
 //! | `GET /staff/audit/verify` | auditors: whether the audit chain verifies |
 //! | `GET, POST /staff/users`, `GET /staff/users.xlsx` | admins: staff users and their roles; a user added with an initial password |
 //! | `GET, POST /staff/keys`, `GET /staff/keys.xlsx`, `POST /staff/keys/{owner}/{id}/revoke` | admins: hospitals' and departments' API keys, listed without secrets; a new one shown once; one revoked |
@@ -202,6 +202,7 @@ pub(crate) fn routes() -> Router<AppState> {
             get(console::clearing_xlsx),
         )
         .route("/staff/audit", get(console::audit_person))
+        .route("/staff/audit.xlsx", get(console::audit_person_xlsx))
         .route("/staff/audit/verify", get(console::audit_verify))
         .route("/staff/users", get(console::users_page).post(console::add_user))
         .route("/staff/users.xlsx", get(console::users_xlsx))
