@@ -113,6 +113,39 @@ async fn an_admin_uploads_a_bad_spells_file_and_sees_every_problem_with_its_line
 }
 
 #[tokio::test]
+async fn on_a_phone_the_console_pages_of_an_admin_and_an_auditor_pass_the_accessibility_check() {
+    let Some(browser) = Browser::start("console_pages", 360, 740).await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let database = format!("sqlite://{}", dir.path().join("demo.db").display());
+    let (server, printed) = common::serve_demo(dir.path(), &database);
+    let password = common::demo_password(&printed);
+    let base = server.base.clone();
+
+    logged_in(&base, &browser, "admin", &password).await;
+    for (link, path) in [
+        ("/staff/policies", "policy versions"),
+        ("/staff/clearings", "clearings"),
+        ("/staff/users", "staff users"),
+        ("/staff/keys", "API keys"),
+    ] {
+        browser.click(&format!("nav.menu a[href='{link}']")).await;
+        browser.wait_for(link).await;
+        accessible(&browser, path).await;
+    }
+    browser.click("nav.menu button").await;
+    browser.wait_for("/staff/login").await;
+
+    logged_in(&base, &browser, "jicha", &password).await;
+    browser.click("nav.menu a[href='/staff/audit']").await;
+    browser.wait_for("/staff/audit").await;
+    accessible(&browser, "the audit trail's form").await;
+    browser.open(&format!("{base}/staff/audit/verify")).await;
+    accessible(&browser, "the audit chain check").await;
+}
+
+#[tokio::test]
 async fn on_a_phone_a_resident_logs_in_with_a_code_and_reads_each_bill_in_plain_words() {
     let Some(browser) = Browser::start("resident_on_a_phone", 360, 740).await else {
         return;

@@ -605,7 +605,7 @@ async fn a_reviewer_decides_an_application_on_its_page_and_an_approver_approves_
 async fn every_staff_page_is_tried_as_every_role_and_as_nobody() {
     let app = spawn_app().await;
     // (page, who may open it).
-    let pages: [(&str, &[&str]); 7] = [
+    let pages: [(&str, &[&str]); 22] = [
         ("/staff/persons", &["rev", "aud"]),
         ("/staff", &["admin", "rev", "aud"]),
         ("/staff/reviews", &["rev"]),
@@ -614,6 +614,22 @@ async fn every_staff_page_is_tried_as_every_role_and_as_nobody() {
         // No application 1: the roles that may read one are told so.
         ("/staff/reviews/1", &["rev", "aud"]),
         ("/staff/imports/rejected/nothing", &["admin"]),
+        ("/staff/policies", &["admin", "aud"]),
+        ("/staff/policies.xlsx", &["admin", "aud"]),
+        ("/staff/clearings", &["admin", "aud"]),
+        ("/staff/clearings.xlsx", &["admin", "aud"]),
+        // No clearing 1: the roles that may read one are told so.
+        ("/staff/clearings/1", &["admin", "aud"]),
+        ("/staff/clearings/1/differences.csv", &["admin", "aud"]),
+        ("/staff/clearings/1/differences.xlsx", &["admin", "aud"]),
+        ("/staff/audit", &["aud"]),
+        ("/staff/audit/verify", &["aud"]),
+        ("/staff/users", &["admin"]),
+        ("/staff/users.xlsx", &["admin"]),
+        ("/staff/keys", &["admin"]),
+        ("/staff/keys.xlsx", &["admin"]),
+        ("/staff/audit?id=110105196001010017&purpose=x", &["aud"]),
+        ("/staff/audit.xlsx?id=110105196001010017&purpose=x", &["aud"]),
     ];
     let mut sessions = Vec::new();
     for name in ["admin", "rev", "aud"] {
@@ -628,7 +644,11 @@ async fn every_staff_page_is_tried_as_every_role_and_as_nobody() {
             let (status, _) = app.page(client, page).await;
             let expected = if !allowed.contains(name) {
                 StatusCode::FORBIDDEN
-            } else if page.ends_with("/1") || page.ends_with("/nothing") {
+            } else if page.ends_with("/1")
+                || page.ends_with("/nothing")
+                || page.contains("/clearings/1/")
+                || page.contains("?id=")
+            {
                 StatusCode::NOT_FOUND
             } else {
                 StatusCode::OK
@@ -645,6 +665,21 @@ async fn every_staff_page_is_tried_as_every_role_and_as_nobody() {
                 vec![("csrf", ""), ("verdict", "approve"), ("reason", "x")],
             ),
             ("/staff/batches/1/approve", vec![("csrf", "")]),
+            ("/staff/clearings", vec![("csrf", ""), ("period", "2024")]),
+            (
+                "/staff/users",
+                vec![
+                    ("csrf", ""),
+                    ("name", "intruder"),
+                    ("roles", "admin"),
+                    ("password", PASSWORD),
+                ],
+            ),
+            (
+                "/staff/keys",
+                vec![("csrf", ""), ("owner", "hospital"), ("whose", "H001")],
+            ),
+            ("/staff/keys/hospital/1/revoke", vec![("csrf", "")]),
         ] {
             let status = client
                 .post(app.url(path))
@@ -655,7 +690,17 @@ async fn every_staff_page_is_tried_as_every_role_and_as_nobody() {
                 .status();
             assert_eq!(status, StatusCode::FORBIDDEN, "{name} posting {path}");
         }
+        for action in ["what-if", "what-if.xlsx", "load"] {
+            let (status, _) = post_policy(&app, client, action, "", "2024", "p.toml", &read(POLICY)).await;
+            assert_eq!(status, StatusCode::FORBIDDEN, "{name} posting {action}");
+        }
     }
+    // Nothing of it was done.
+    let admin = &sessions[0].1;
+    let (_, page) = app.page(admin, "/staff/users").await;
+    assert!(!page.contains("intruder"), "{page}");
+    let (_, page) = app.page(admin, "/staff/clearings").await;
+    assert!(page.contains("尚未进行过清算"), "{page}");
 }
 
 /// The one-time code a demo page shows, if it shows one.
@@ -901,4 +946,668 @@ async fn a_resident_logs_in_with_id_phone_and_a_code_and_sees_only_their_own_bil
     assert_eq!(statuses, [200, 200, 200, 429, 429]);
     // Without a session, /me sends to the login page.
     assert_eq!(app.page(&browser(), "/me").await.0, StatusCode::SEE_OTHER);
+}
+
+const SPELLS: &str = "crates/cli/tests/data/small/spells.csv";
+const INVOICES: &str = "crates/cli/tests/data/small/invoices.csv";
+const WHAT_IF_POLICY: &str = "fixtures/what-if-policy.toml";
+const FULL_ID: &str = "110105196001010017";
+
+/// A store with the example policy, the small fixture's spells and every
+/// bill of its invoices settled in real time; staff `admin`, `rev`, `aud`.
+async fn settled_store(dir: &tempfile::TempDir) -> Store {
+    let url = format!("sqlite://{}", dir.path().join("jiuzhu.db").display());
+    let store = Store::open(&url, DataKeys::from_bytes([7; 32], [9; 32]), 4)
+        .await
+        .unwrap();
+    let policy = parse_policy(POLICY, &read(POLICY)).unwrap();
+    store.load_policy(&read(POLICY), &policy, "admin").await.unwrap();
+    let spells = read(SPELLS);
+    let rows = jiuzhu_formats::read_spell_rows("spells.csv", spells.as_bytes(), Some(&policy)).unwrap();
+    store
+        .import_spells(
+            &jiuzhu_store::SpellFile::new("民政", "spells.csv", spells.as_bytes(), &rows),
+            "admin",
+        )
+        .await
+        .unwrap();
+    let known: Vec<String> = policy
+        .visit_types()
+        .iter()
+        .map(|(name, _)| name.clone())
+        .collect();
+    let mut invoices = jiuzhu_formats::read_invoices(INVOICES, read(INVOICES).as_bytes(), &known).unwrap();
+    invoices.sort_by(|a, b| {
+        a.settled_at
+            .cmp(&b.settled_at)
+            .then(a.invoice_no.cmp(&b.invoice_no))
+    });
+    for invoice in invoices {
+        match store.settle(invoice.hospital.as_str(), &invoice, "H").await {
+            Ok(_) | Err(jiuzhu_store::SettleError::Conflict(_)) => {}
+            Err(error) => panic!("{}: {error}", invoice.invoice_no),
+        }
+    }
+    for (name, role) in [
+        ("admin", Role::Admin),
+        ("rev", Role::Reviewer),
+        ("aud", Role::Auditor),
+    ] {
+        store.add_staff(name, &[role], "setup").await.unwrap();
+        store.set_staff_password(name, PASSWORD, "setup").await.unwrap();
+    }
+    store
+}
+
+async fn serve(store: Store, dir: tempfile::TempDir) -> TestApp {
+    let settings = ServerSettings {
+        listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+        max_body_bytes: 64 * 1024,
+        feed_max_body_bytes: 1024 * 1024,
+        request_timeout_ms: 10_000,
+        applications: ApplicationSettings::default(),
+        demo: false,
+    };
+    let application = Application::build(store, settings).await.unwrap();
+    let app = TestApp {
+        address: format!("http://127.0.0.1:{}", application.port()),
+        _dir: dir,
+    };
+    tokio::spawn(application.run_until_stopped());
+    app
+}
+
+/// Posts a policy form (`what-if` or `load`) with a file, a year and a
+/// token.
+async fn post_policy(
+    app: &TestApp,
+    client: &reqwest::Client,
+    action: &str,
+    csrf: &str,
+    year: &str,
+    file: &str,
+    text: &str,
+) -> (StatusCode, String) {
+    let form = reqwest::multipart::Form::new()
+        .text("csrf", csrf.to_owned())
+        .text("year", year.to_owned())
+        .part(
+            "file",
+            reqwest::multipart::Part::bytes(text.as_bytes().to_vec()).file_name(file.to_owned()),
+        );
+    let response = client
+        .post(app.url(&format!("/staff/policies/{action}")))
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    (response.status(), response.text().await.unwrap())
+}
+
+/// The text of the element with `id` in a page.
+fn by_id(page: &str, id: &str) -> String {
+    let marker = format!("id=\"{id}\">");
+    let start = page.find(&marker).unwrap_or_else(|| panic!("no #{id} in {page}")) + marker.len();
+    page[start..start + page[start..].find('<').unwrap()].to_owned()
+}
+
+/// Text as it was before HTML escaping.
+fn unescape(text: &str) -> String {
+    text.replace("&quot;", "\"")
+        .replace("&#x27;", "'")
+        .replace("&#x2f;", "/")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&amp;", "&")
+}
+
+/// Yuan with two decimals, as `Fen` shows itself.
+fn yuan(fen: i64) -> String {
+    jiuzhu_core::Fen::from_fen(fen).to_string()
+}
+
+/// The what-if of the example policy against the proposed one over the
+/// fixture's bills of `year`, computed by the engine straight from the
+/// files: (total now, total then, persons changed, per category code: now,
+/// then).
+#[allow(clippy::type_complexity)]
+fn engine_what_if(year: i32) -> (i64, i64, usize, std::collections::BTreeMap<String, (i64, i64)>) {
+    let current = parse_policy(POLICY, &read(POLICY)).unwrap();
+    let proposed = parse_policy(WHAT_IF_POLICY, &read(WHAT_IF_POLICY)).unwrap();
+    let known: Vec<String> = current
+        .visit_types()
+        .iter()
+        .map(|(name, _)| name.clone())
+        .collect();
+    let spells = jiuzhu_formats::read_spells("spells.csv", read(SPELLS).as_bytes(), Some(&current)).unwrap();
+    let batch = jiuzhu_core::Batch::new(
+        jiuzhu_formats::read_batch_invoices(INVOICES, read(INVOICES).as_bytes(), &known).unwrap(),
+        known,
+    );
+    let (book_now, _) = jiuzhu_core::SpellBook::new_lenient(&current, &spells);
+    let (book_then, _) = jiuzhu_core::SpellBook::new_lenient(&proposed, &spells);
+    let now = batch.run(&current, &book_now, &|_| {}).unwrap();
+    let then = batch.run(&proposed, &book_then, &|_| {}).unwrap();
+    let (mut total_now, mut total_then) = (0, 0);
+    let mut persons: std::collections::BTreeMap<String, i64> = Default::default();
+    let mut categories: std::collections::BTreeMap<String, (i64, i64)> = Default::default();
+    for (index, invoice) in batch.invoices().iter().enumerate() {
+        if invoice.service_date.year() != year {
+            continue;
+        }
+        let (before, after) = (now.decision(index), then.decision(index));
+        total_now += before.amount.fen();
+        total_then += after.amount.fen();
+        *persons.entry(invoice.person.to_string()).or_default() += after.amount.fen() - before.amount.fen();
+        if let Some(category) = before.category() {
+            categories
+                .entry(current.category(category).code.clone())
+                .or_default()
+                .0 += before.amount.fen();
+        }
+        if let Some(category) = after.category() {
+            categories
+                .entry(proposed.category(category).code.clone())
+                .or_default()
+                .1 += after.amount.fen();
+        }
+    }
+    let changed = persons.values().filter(|change| **change != 0).count();
+    (total_now, total_then, changed, categories)
+}
+
+#[tokio::test]
+async fn the_what_if_agrees_with_the_engine_to_the_fen_stores_nothing_and_a_policy_is_loaded_apart() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = settled_store(&dir).await;
+    let app = serve(store.clone(), dir).await;
+    let admin = browser();
+    let csrf = app.log_in(&admin, "admin").await;
+
+    let (status, page) = app.page(&admin, "/staff/policies").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        page.contains("示例政策 (example district policy)")
+            && page.contains("现行")
+            && page.contains("<td>admin</td>"),
+        "{page}"
+    );
+
+    let (status, page) = post_policy(
+        &app,
+        &admin,
+        "what-if",
+        &csrf,
+        "2024",
+        "what-if-policy.toml",
+        &read(WHAT_IF_POLICY),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    let (now, then, changed, categories) = engine_what_if(2024);
+    assert_ne!(now, then, "the fixture's proposal changes something");
+    assert_eq!(by_id(&page, "total-now"), yuan(now));
+    assert_eq!(by_id(&page, "total-then"), yuan(then));
+    assert_eq!(by_id(&page, "difference"), yuan(then - now));
+    assert_eq!(by_id(&page, "persons-changed"), changed.to_string());
+    for (code, (before, after)) in &categories {
+        let row = format!(
+            "<td>{code}</td><td>{}",
+            "" // the invoice counts follow; the amounts are checked below
+        );
+        let start = page
+            .find(&row)
+            .unwrap_or_else(|| panic!("no row {code} in {page}"));
+        let cells = &page[start..start + page[start..].find("</tr>").unwrap()];
+        assert!(
+            cells.contains(&format!("<td class=\"money\">{}</td>", yuan(*before)))
+                && cells.contains(&format!("<td class=\"money\">{}</td>", yuan(*after)))
+                && cells.contains(&format!("<td class=\"money\">{}</td>", yuan(after - before))),
+            "{code}: {cells}"
+        );
+    }
+    // The page carries the policy's text back, to load it or export the
+    // figures as a workbook.
+    let source = unescape(&hidden(&page, "source"));
+    assert_eq!(source, read(WHAT_IF_POLICY));
+    let form = reqwest::multipart::Form::new()
+        .text("csrf", csrf.clone())
+        .text("year", "2024")
+        .text("source", source);
+    let workbook = admin
+        .post(app.url("/staff/policies/what-if.xlsx"))
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(workbook.status(), StatusCode::OK);
+    assert!(workbook.bytes().await.unwrap().starts_with(b"PK"));
+    // Nothing was stored: still one version.
+    assert_eq!(store.policy_versions().await.unwrap().len(), 1);
+
+    // A TOML that does not parse is refused, naming its line and column.
+    let (status, page) = post_policy(
+        &app,
+        &admin,
+        "what-if",
+        &csrf,
+        "2024",
+        "bad.toml",
+        "name = \"x\"\nratio = = 2\n",
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(page.contains("bad.toml:2") && page.contains("column"), "{page}");
+    // Without the token: refused, whatever the file.
+    let (status, _) = post_policy(
+        &app,
+        &admin,
+        "what-if",
+        "",
+        "2024",
+        "what-if-policy.toml",
+        &read(WHAT_IF_POLICY),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _) = post_policy(
+        &app,
+        &admin,
+        "load",
+        "forged",
+        "",
+        "p.toml",
+        &read(WHAT_IF_POLICY),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    // An auditor reads the versions but neither computes nor loads.
+    let auditor = browser();
+    let audit_csrf = app.log_in(&auditor, "aud").await;
+    assert_eq!(app.page(&auditor, "/staff/policies").await.0, StatusCode::OK);
+    for action in ["what-if", "what-if.xlsx", "load"] {
+        let (status, _) = post_policy(
+            &app,
+            &auditor,
+            action,
+            &audit_csrf,
+            "2024",
+            "p.toml",
+            &read(WHAT_IF_POLICY),
+        )
+        .await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{action}");
+    }
+    assert_eq!(store.policy_versions().await.unwrap().len(), 1);
+
+    // Loading is its own post: a new version, in force.
+    let (status, page) = post_policy(&app, &admin, "load", &csrf, "", "p.toml", &read(WHAT_IF_POLICY)).await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert!(page.contains("已载入，新版本号： 2"), "{page}");
+    let versions = store.policy_versions().await.unwrap();
+    assert_eq!(
+        versions
+            .iter()
+            .map(|version| (version.id, version.in_force, version.loaded_by.as_str()))
+            .collect::<Vec<_>>(),
+        vec![(2, true, "admin"), (1, false, "admin")]
+    );
+    assert_eq!(store.policy_in_force().await.unwrap().unwrap().0, 2);
+    let workbook = admin.get(app.url("/staff/policies.xlsx")).send().await.unwrap();
+    assert_eq!(workbook.status(), StatusCode::OK);
+    assert!(workbook.bytes().await.unwrap().starts_with(b"PK"));
+}
+
+#[tokio::test]
+async fn a_clearing_runs_from_its_page_and_its_lines_match_the_stores_clearing() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = settled_store(&dir).await;
+    // A late spell: INV005's person was DB all along.
+    let late = "person_id,category,valid_from,valid_to\n110105196001010033,DB,2024-01-01,\n";
+    let policy = parse_policy(POLICY, &read(POLICY)).unwrap();
+    let rows = jiuzhu_formats::read_spell_rows("late.csv", late.as_bytes(), Some(&policy)).unwrap();
+    store
+        .import_spells(
+            &jiuzhu_store::SpellFile::new("民政", "late.csv", late.as_bytes(), &rows),
+            "admin",
+        )
+        .await
+        .unwrap();
+    let report = store
+        .run_clearing(jiuzhu_core::Period::parse("2024-06").unwrap(), "admin", &|_| {})
+        .await
+        .unwrap();
+    assert!(!report.differences.is_empty());
+    let app = serve(store.clone(), dir).await;
+
+    let auditor = browser();
+    let audit_csrf = app.log_in(&auditor, "aud").await;
+    let (status, page) = app.page(&auditor, "/staff/clearings").await;
+    assert_eq!(status, StatusCode::OK);
+    let (top_ups, top_up_total) = report.top_ups();
+    assert!(
+        page.contains(&format!(
+            "<td>{top_ups}</td><td class=\"money\">{top_up_total}</td>"
+        )),
+        "{page}"
+    );
+    // The auditor reads, but runs no clearing.
+    assert!(!page.contains("name=\"period\""), "{page}");
+    let refused = auditor
+        .post(app.url("/staff/clearings"))
+        .form(&[("csrf", audit_csrf.as_str()), ("period", "2024")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+
+    let path = format!("/staff/clearings/{}", report.clearing_id);
+    let (status, page) = app.page(&auditor, &path).await;
+    assert_eq!(status, StatusCode::OK);
+    for row in &report.differences {
+        let line = format!(
+            "<td>{}</td><td>{}</td><td class=\"money\">{}</td><td class=\"money\">{}</td><td class=\"money\">{}</td>",
+            row.person_id.masked(),
+            row.year,
+            row.granted,
+            row.recomputed,
+            row.difference()
+        );
+        assert!(page.contains(&line), "{line} in {page}");
+        assert!(!page.contains(&row.person_id.to_string()), "{page}");
+    }
+    assert_eq!(page.matches("<tr><td>").count(), report.differences.len());
+    // The differences as CSV, the same lines.
+    let csv = auditor
+        .get(app.url(&format!("{path}/differences.csv")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(csv.status(), StatusCode::OK);
+    let csv = csv.text().await.unwrap();
+    let mut expected = vec!["\u{feff}person,year,granted,recomputed,difference,invoices".to_owned()];
+    for row in &report.differences {
+        let invoices: Vec<&str> = row.invoices.iter().map(|invoice| invoice.as_str()).collect();
+        expected.push(format!(
+            "{},{},{},{},{},{}",
+            row.person_id.masked(),
+            row.year,
+            row.granted,
+            row.recomputed,
+            row.difference(),
+            invoices.join(" ")
+        ));
+    }
+    assert_eq!(csv.lines().collect::<Vec<_>>(), expected);
+    let xlsx = auditor
+        .get(app.url(&format!("{path}/differences.xlsx")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(xlsx.status(), StatusCode::OK);
+    assert!(xlsx.bytes().await.unwrap().starts_with(b"PK"));
+    assert_eq!(
+        app.page(&auditor, "/staff/clearings/999").await.0,
+        StatusCode::NOT_FOUND
+    );
+
+    // The admin runs one: over unchanged data, no line.
+    let admin = browser();
+    let csrf = app.log_in(&admin, "admin").await;
+    let bad = admin
+        .post(app.url("/staff/clearings"))
+        .form(&[("csrf", csrf.as_str()), ("period", "2024-13")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let ran = admin
+        .post(app.url("/staff/clearings"))
+        .form(&[("csrf", csrf.as_str()), ("period", "2024-Q2")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ran.status(), StatusCode::SEE_OTHER);
+    let next = format!("/staff/clearings/{}", report.clearing_id + 1);
+    assert_eq!(ran.headers()["location"], next.as_str());
+    let (status, page) = app.page(&admin, &next).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        page.contains("2024-Q2") && page.contains("本次清算没有差额"),
+        "{page}"
+    );
+    assert_eq!(
+        store
+            .clearings_of(jiuzhu_core::Period::parse("2024-Q2").unwrap())
+            .await
+            .unwrap(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn an_auditor_reads_a_persons_trail_logged_and_sees_the_chain_verify() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = settled_store(&dir).await;
+    let app = serve(store.clone(), dir).await;
+    let auditor = browser();
+    app.log_in(&auditor, "aud").await;
+    let entries = |page: &str| by_id(page, "entries").parse::<u64>().unwrap();
+    let (status, page) = app.page(&auditor, "/staff/audit/verify").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains("审计日志完整"), "{page}");
+    let before = entries(&page);
+    assert_eq!(before, store.verify_audit().await.unwrap().unwrap().entries);
+
+    let (status, page) = app
+        .page(&auditor, &format!("/staff/audit?id={FULL_ID}&purpose=review%201"))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        page.contains("110105********0017") && !page.contains(FULL_ID),
+        "{page}"
+    );
+    // The story as `jiuzhu audit show` has it, in time order.
+    let story = store
+        .person_story(jiuzhu_core::ResidentId::parse(FULL_ID).unwrap(), "test", "test")
+        .await
+        .unwrap()
+        .unwrap();
+    let mut at = 0;
+    for event in &story.events {
+        let cell = format!("<td>{}</td><td>{}</td>", event.at, event.kind.as_str());
+        let found = page[at..]
+            .find(&cell)
+            .unwrap_or_else(|| panic!("{cell} after {at} in {page}"));
+        at += found + cell.len();
+    }
+    // The read was logged (one entry), and the test's own read after it.
+    let (_, page) = app.page(&auditor, "/staff/audit/verify").await;
+    assert_eq!(entries(&page), before + 2);
+    // The same story as a workbook, the read logged again.
+    let workbook = auditor
+        .get(app.url(&format!("/staff/audit.xlsx?id={FULL_ID}&purpose=export")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(workbook.status(), StatusCode::OK);
+    assert!(workbook.bytes().await.unwrap().starts_with(b"PK"));
+    let (_, page) = app.page(&auditor, "/staff/audit/verify").await;
+    assert_eq!(entries(&page), before + 3);
+    assert_eq!(
+        app.page(&auditor, "/staff/audit?id=123&purpose=x").await.0,
+        StatusCode::UNPROCESSABLE_ENTITY
+    );
+    assert_eq!(
+        app.page(&auditor, "/staff/audit?id=11010519491231002X&purpose=x")
+            .await
+            .0,
+        StatusCode::NOT_FOUND
+    );
+    // In English on request.
+    let english = browser();
+    english
+        .get(app.url("/prefs?lang=en&back=/"))
+        .send()
+        .await
+        .unwrap();
+    app.log_in(&english, "aud").await;
+    let (_, page) = app.page(&english, "/staff/audit/verify").await;
+    assert!(page.contains("The audit chain is whole"), "{page}");
+}
+
+#[tokio::test]
+async fn an_admin_adds_a_user_who_can_log_in_and_makes_and_revokes_keys_shown_once() {
+    let app = spawn_app().await;
+    let admin = browser();
+    let csrf = app.log_in(&admin, "admin").await;
+    let (status, page) = app.page(&admin, "/staff/users").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains("<td>aud</td><td>auditor</td>"), "{page}");
+
+    let add = |name: &'static str, password: &'static str, csrf: String| {
+        let admin = admin.clone();
+        let url = app.url("/staff/users");
+        async move {
+            let response = admin
+                .post(url)
+                .form(&[
+                    ("csrf", csrf.as_str()),
+                    ("name", name),
+                    ("roles", "reviewer"),
+                    ("roles", "approver"),
+                    ("password", password),
+                ])
+                .send()
+                .await
+                .unwrap();
+            (response.status(), response.text().await.unwrap())
+        }
+    };
+    assert_eq!(
+        add("newbie", "short", csrf.clone()).await.0,
+        StatusCode::UNPROCESSABLE_ENTITY
+    );
+    assert_eq!(
+        add("newbie", PASSWORD, String::new()).await.0,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        add("aud", PASSWORD, csrf.clone()).await.0,
+        StatusCode::UNPROCESSABLE_ENTITY
+    );
+    let (status, page) = add("newbie", PASSWORD, csrf.clone()).await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert!(
+        page.contains("<td>newbie</td><td>reviewer approver</td>"),
+        "{page}"
+    );
+    let newbie = browser();
+    app.log_in(&newbie, "newbie").await;
+    assert_eq!(app.page(&newbie, "/staff/reviews").await.0, StatusCode::OK);
+    assert_eq!(app.page(&newbie, "/staff/users").await.0, StatusCode::FORBIDDEN);
+    let workbook = admin.get(app.url("/staff/users.xlsx")).send().await.unwrap();
+    assert!(workbook.bytes().await.unwrap().starts_with(b"PK"));
+
+    // A hospital's key: its secret shown once, never listed.
+    let made = admin
+        .post(app.url("/staff/keys"))
+        .form(&[("csrf", csrf.as_str()), ("owner", "hospital"), ("whose", "H001")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(made.status(), StatusCode::OK);
+    let page = made.text().await.unwrap();
+    let start = page.find("<code class=\"secret\">").unwrap() + "<code class=\"secret\">".len();
+    let secret = page[start..start + page[start..].find('<').unwrap()].to_owned();
+    let (status, listed) = app.page(&admin, "/staff/keys").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(!listed.contains(&secret), "{listed}");
+    assert!(
+        listed.contains("<td>H001</td>") && listed.contains("<td>admin</td>"),
+        "{listed}"
+    );
+    let made = admin
+        .post(app.url("/staff/keys"))
+        .form(&[
+            ("csrf", csrf.as_str()),
+            ("owner", "department"),
+            ("whose", "民政"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(made.status(), StatusCode::OK);
+    let bad = admin
+        .post(app.url("/staff/keys"))
+        .form(&[("csrf", csrf.as_str()), ("owner", "department"), ("whose", " ")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let workbook = admin.get(app.url("/staff/keys.xlsx")).send().await.unwrap();
+    assert!(workbook.bytes().await.unwrap().starts_with(b"PK"));
+
+    // The key settles for its hospital until it is revoked.
+    let settle = |key: String| {
+        let url = app.url("/api/v1/settlements/INV999");
+        async move {
+            reqwest::Client::new()
+                .get(url)
+                .header("authorization", format!("Bearer {key}"))
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    };
+    assert_eq!(settle(secret.clone()).await, StatusCode::NOT_FOUND);
+    let forged = admin
+        .post(app.url("/staff/keys/hospital/1/revoke"))
+        .form(&[("csrf", "forged")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), StatusCode::FORBIDDEN);
+    let revoked = admin
+        .post(app.url("/staff/keys/hospital/1/revoke"))
+        .form(&[("csrf", csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(revoked.status(), StatusCode::SEE_OTHER);
+    assert_eq!(settle(secret).await, StatusCode::UNAUTHORIZED);
+    let (_, listed) = app.page(&admin, "/staff/keys").await;
+    assert!(listed.contains("已吊销"), "{listed}");
+    // Once revoked, it is not found to revoke again.
+    let again = admin
+        .post(app.url("/staff/keys/hospital/1/revoke"))
+        .form(&[("csrf", csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), StatusCode::NOT_FOUND);
+
+    // In English and large type on request, the menu leading to each page.
+    admin
+        .get(app.url("/prefs?lang=en&size=large&back=/"))
+        .send()
+        .await
+        .unwrap();
+    let (_, page) = app.page(&admin, "/staff/keys").await;
+    assert!(
+        page.contains("<html lang=\"en\" class=\"large\">")
+            && page.contains("<h1>API keys</h1>")
+            && page.contains("Revoked"),
+        "{page}"
+    );
+    for link in [
+        "/staff/policies",
+        "/staff/clearings",
+        "/staff/users",
+        "/staff/keys",
+    ] {
+        assert!(page.contains(&format!("<a href=\"{link}\">")), "{link} in {page}");
+    }
+    assert!(!page.contains("<a href=\"/staff/audit\">"), "{page}");
 }

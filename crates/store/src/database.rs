@@ -38,6 +38,7 @@ use crate::spell_history::{self, PendingRecomputation, SpellFile, SpellImport, S
 
 mod applications;
 mod clearing;
+pub(crate) mod console;
 mod department_feeds;
 mod disbursement;
 mod feed;

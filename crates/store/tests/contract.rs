@@ -22,6 +22,8 @@ use sqlx::Connection as _;
 
 #[path = "contract/applications.rs"]
 mod applications;
+#[path = "contract/console.rs"]
+mod console;
 
 fn repository() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")

@@ -30,7 +30,17 @@
 //! | `GET /staff/persons?id=…&purpose=…` | reviewers, auditors: a person's whole record, masked; each read logged with its purpose |
 //! | `GET /staff/imports`, `POST /staff/imports/spells` | admins: a department's spells file, uploaded |
 //! | `GET /staff/imports/rejected/{id}` | the admin who uploaded it: the report of a refused file, CSV |
+//! | `GET /staff/policies`, `GET /staff/policies.xlsx` | admins, auditors: the stored policy versions, which is in force |
+//! | `POST /staff/policies/what-if`, `POST /staff/policies/what-if.xlsx` | admins: an uploaded policy against the one in force on a year's stored bills, nothing stored; the same as a workbook |
+//! | `POST /staff/policies/load` | admins: an uploaded policy stored as a new version, in force from then on |
+//! | `GET /staff/clearings`, `GET /staff/clearings.xlsx`, `POST /staff/clearings` | admins, auditors: the clearings that ran; admins run one for a period |
+//! | `GET /staff/clearings/{id}`, `…/differences.csv`, `…/differences.xlsx` | admins, auditors: a clearing's lines, persons masked |
+//! | `GET /staff/audit?id=…&purpose=…`, `GET /staff/audit.xlsx?id=…&purpose=…` | auditors: a person's whole story in time order, masked; each read logged with its purpose |
+//! | `GET /staff/audit/verify` | auditors: whether the audit chain verifies |
+//! | `GET, POST /staff/users`, `GET /staff/users.xlsx` | admins: staff users and their roles; a user added with an initial password |
+//! | `GET, POST /staff/keys`, `GET /staff/keys.xlsx`, `POST /staff/keys/{owner}/{id}/revoke` | admins: hospitals' and departments' API keys, listed without secrets; a new one shown once; one revoked |
 
+mod console;
 mod text;
 
 use std::collections::HashMap;
@@ -110,6 +120,13 @@ fn templates() -> &'static Environment<'static> {
             ("my_apply.html", include_str!("templates/my_apply.html")),
             ("person.html", include_str!("templates/person.html")),
             ("error.html", include_str!("templates/error.html")),
+            ("policies.html", include_str!("templates/policies.html")),
+            ("clearings.html", include_str!("templates/clearings.html")),
+            ("clearing.html", include_str!("templates/clearing.html")),
+            ("audit.html", include_str!("templates/audit.html")),
+            ("audit_verify.html", include_str!("templates/audit_verify.html")),
+            ("users.html", include_str!("templates/users.html")),
+            ("keys.html", include_str!("templates/keys.html")),
         ] {
             environment
                 .add_template(name, source)
@@ -156,6 +173,42 @@ pub(crate) fn routes() -> Router<AppState> {
             post(upload_spells).layer(DefaultBodyLimit::max(64 * 1024 * 1024)),
         )
         .route("/staff/imports/rejected/{id}", get(rejected_report))
+        .route("/staff/policies", get(console::policies_page))
+        .route("/staff/policies.xlsx", get(console::policies_xlsx))
+        .route(
+            "/staff/policies/what-if",
+            post(console::what_if).layer(console::policy_upload_limit()),
+        )
+        .route(
+            "/staff/policies/what-if.xlsx",
+            post(console::what_if_xlsx).layer(console::policy_upload_limit()),
+        )
+        .route(
+            "/staff/policies/load",
+            post(console::load_policy).layer(console::policy_upload_limit()),
+        )
+        .route(
+            "/staff/clearings",
+            get(console::clearings_page).post(console::run_clearing),
+        )
+        .route("/staff/clearings.xlsx", get(console::clearings_xlsx))
+        .route("/staff/clearings/{id}", get(console::clearing_page))
+        .route(
+            "/staff/clearings/{id}/differences.csv",
+            get(console::clearing_csv),
+        )
+        .route(
+            "/staff/clearings/{id}/differences.xlsx",
+            get(console::clearing_xlsx),
+        )
+        .route("/staff/audit", get(console::audit_person))
+        .route("/staff/audit.xlsx", get(console::audit_person_xlsx))
+        .route("/staff/audit/verify", get(console::audit_verify))
+        .route("/staff/users", get(console::users_page).post(console::add_user))
+        .route("/staff/users.xlsx", get(console::users_xlsx))
+        .route("/staff/keys", get(console::keys_page).post(console::create_key))
+        .route("/staff/keys.xlsx", get(console::keys_xlsx))
+        .route("/staff/keys/{owner}/{id}/revoke", post(console::revoke_key))
         .layer(middleware::from_fn(secure_headers))
 }
 
