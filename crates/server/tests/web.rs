@@ -527,6 +527,18 @@ async fn a_reviewer_decides_an_application_on_its_page_and_an_approver_approves_
         page.contains(">DB</text>") && page.contains(">TK</text>"),
         "{page}"
     );
+    // The figures are read once for all viewers, and say when: a second
+    // later they are the same read.
+    let read_at = |page: &str| {
+        let at = page.find("数据统计时间 ").expect("the dashboard says when its figures were read");
+        page[at..at + "数据统计时间 00:00:00".len()].to_owned()
+    };
+    let first = read_at(&page);
+    for pause in [1100, 300] {
+        tokio::time::sleep(std::time::Duration::from_millis(pause)).await;
+        let (_, again) = app.page(&reviewer, "/staff").await;
+        assert_eq!(read_at(&again), first);
+    }
 
     // The person's whole record, found by their full ID, shown masked; the
     // read is logged with its purpose.

@@ -993,6 +993,60 @@ async fn a_notice_stored_by_its_words_before_the_facts_is_sent_with_its_words() 
     }
 }
 
+#[tokio::test]
+async fn the_dashboard_sums_each_month_and_each_category_of_the_year_leaving_reversals_out() {
+    for database in fresh_databases("dashboard").await {
+        let (store, _) = prepared(&database).await;
+        import_feed(&store, &read(INVOICES), 1024).await.unwrap();
+        // One assisted bill reversed: it counts nowhere.
+        store
+            .reverse("H001", &InvoiceNo::parse("INV002").unwrap(), "H001")
+            .await
+            .unwrap();
+        let months: BTreeMap<String, String> = invoices()
+            .iter()
+            .map(|bill| {
+                (
+                    bill.invoice_no.to_string(),
+                    bill.service_date.to_string()[..7].to_owned(),
+                )
+            })
+            .collect();
+        let mut per_month: BTreeMap<String, i64> = BTreeMap::new();
+        let mut per_category: BTreeMap<String, i64> = BTreeMap::new();
+        for decision in stored_decisions(&database).await {
+            let row = decision.row;
+            if row.year != 2024 || row.invoice_no == "INV002" {
+                continue;
+            }
+            *per_month.entry(months[&row.invoice_no].clone()).or_default() += row.amount;
+            if let Some(category) = row.category {
+                *per_category.entry(category).or_default() += row.amount;
+            }
+        }
+        assert!(per_category.values().sum::<i64>() > 0);
+        let figures = store.dashboard("2024-06-01", 2024).await.unwrap();
+        let fen = |map: BTreeMap<String, i64>| -> Vec<(String, Fen)> {
+            map.into_iter()
+                .map(|(key, amount)| (key, Fen::from_fen(amount)))
+                .collect()
+        };
+        assert_eq!(figures.per_month, fen(per_month));
+        assert_eq!(figures.per_category, fen(per_category));
+        // Recipients on 2024-06-01 by category: the fixture's current spells.
+        assert_eq!(
+            figures.recipients,
+            vec![
+                ("DB".to_owned(), 2),
+                ("DSR".to_owned(), 1),
+                ("TK".to_owned(), 1),
+                ("ZCX".to_owned(), 1)
+            ]
+        );
+        database.drop_database().await;
+    }
+}
+
 /// A decision row as stored, with how the bill came in and who decided it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct StoredDecision {

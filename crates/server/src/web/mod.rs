@@ -82,6 +82,109 @@ pub(crate) struct WebState {
     failures: Mutex<HashMap<String, (u32, Instant)>>,
     /// Reports of refused files, by id.
     reports: Mutex<HashMap<String, RejectedReport>>,
+    /// The dashboard's figures, read at most once per
+    /// [`DASHBOARD_FRESH`] whatever the number of staff looking.
+    dashboard: DashboardCache,
+}
+
+/// How long the dashboard's figures are shown before they are read again.
+/// They sum every bill of the year: read once for all viewers, not once
+/// per page view. The page says when they were read.
+const DASHBOARD_FRESH: Duration = Duration::from_secs(60);
+
+/// The dashboard's figures as last read, shared by every viewer. A viewer
+/// after [`DASHBOARD_FRESH`] gets the figures as they are and starts one
+/// new read in the background (the next viewers get the new figures); only
+/// the very first viewer, or one after a failed read, waits for a read.
+#[derive(Debug, Default)]
+struct DashboardCache {
+    figures: Mutex<Option<CachedDashboard>>,
+    /// One read at a time.
+    reading: tokio::sync::Mutex<()>,
+}
+
+#[derive(Debug, Clone)]
+struct CachedDashboard {
+    figures: Arc<jiuzhu_store::Dashboard>,
+    today: String,
+    read_at: Instant,
+    /// When it was read, for the page (China time, `HH:MM:SS`).
+    read_at_text: String,
+}
+
+impl DashboardCache {
+    fn current(&self, today: &str) -> Option<CachedDashboard> {
+        let figures = self
+            .figures
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        figures.as_ref().filter(|cached| cached.today == today).cloned()
+    }
+
+    async fn read(
+        &self,
+        store: &jiuzhu_store::Store,
+        today: &str,
+        year: i32,
+    ) -> Result<CachedDashboard, jiuzhu_store::StoreError> {
+        let _reading = self.reading.lock().await;
+        // Another viewer may have read it while this one waited.
+        if let Some(cached) = self
+            .current(today)
+            .filter(|cached| cached.read_at.elapsed() < DASHBOARD_FRESH)
+        {
+            return Ok(cached);
+        }
+        let figures = store.dashboard(today, year).await?;
+        let cached = CachedDashboard {
+            figures: Arc::new(figures),
+            today: today.to_owned(),
+            read_at: Instant::now(),
+            read_at_text: china_time_of_day(),
+        };
+        *self
+            .figures
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(cached.clone());
+        Ok(cached)
+    }
+}
+
+/// The time of day in China now, `HH:MM:SS`.
+fn china_time_of_day() -> String {
+    let seconds = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| since.as_secs());
+    let of_day = (seconds + 8 * 3600) % 86_400;
+    format!("{:02}:{:02}:{:02}", of_day / 3600, of_day / 60 % 60, of_day % 60)
+}
+
+/// The dashboard's figures for `today`: as last read if fresh; as last
+/// read while a new read starts in the background if stale; read now if
+/// none.
+async fn dashboard_figures(
+    state: &AppState,
+    today: &str,
+    year: i32,
+) -> Result<CachedDashboard, jiuzhu_store::StoreError> {
+    let cache = &state.web.dashboard;
+    match cache.current(today) {
+        Some(cached) if cached.read_at.elapsed() < DASHBOARD_FRESH => Ok(cached),
+        Some(stale) => {
+            // One background read at a time: if one runs, none starts.
+            if cache.reading.try_lock().is_ok() {
+                let state = state.clone();
+                let today = today.to_owned();
+                tokio::spawn(async move {
+                    if let Err(error) = state.web.dashboard.read(&state.store, &today, year).await {
+                        tracing::error!(cause = %error, "the dashboard's figures could not be read");
+                    }
+                });
+            }
+            Ok(stale)
+        }
+        None => cache.read(&state.store, today, year).await,
+    }
 }
 
 /// The report of a refused file, for its uploader to download.
@@ -845,36 +948,50 @@ async fn dashboard(State(state): State<AppState>, headers: HeaderMap) -> Respons
     };
     let today = today_in_china();
     let year: i32 = today.get(..4).and_then(|year| year.parse().ok()).unwrap_or(2026);
-    let (recipients_chart, months_chart) = match state.store.dashboard(&today, year).await {
-        Ok(figures) => (
-            bar_chart(
-                viewer.language.text("recipients_by_category"),
-                &figures
-                    .recipients
-                    .iter()
-                    .map(|(code, count)| (code.clone(), *count as i64, count.to_string()))
-                    .collect::<Vec<_>>(),
-            ),
-            bar_chart(
-                &format!("{} {year}", viewer.language.text("assistance_per_month")),
-                &figures
-                    .per_month
-                    .iter()
-                    .map(|(month, amount)| {
-                        (
-                            month.get(5..).unwrap_or_default().to_owned(),
-                            amount.fen(),
-                            format!("¥{amount}"),
-                        )
-                    })
-                    .collect::<Vec<_>>(),
-            ),
-        ),
-        Err(error) => {
-            tracing::error!(cause = %error, "the dashboard's figures could not be read");
-            (String::new(), String::new())
-        }
-    };
+    let mut read_at = String::new();
+    let (recipients_chart, months_chart, categories_chart) =
+        match dashboard_figures(&state, &today, year).await {
+            Ok(cached) => {
+                read_at = cached.read_at_text.clone();
+                let figures = &cached.figures;
+                (
+                    bar_chart(
+                        viewer.language.text("recipients_by_category"),
+                        &figures
+                            .recipients
+                            .iter()
+                            .map(|(code, count)| (code.clone(), *count as i64, count.to_string()))
+                            .collect::<Vec<_>>(),
+                    ),
+                    bar_chart(
+                        &format!("{} {year}", viewer.language.text("assistance_per_month")),
+                        &figures
+                            .per_month
+                            .iter()
+                            .map(|(month, amount)| {
+                                (
+                                    month.get(5..).unwrap_or_default().to_owned(),
+                                    amount.fen(),
+                                    format!("¥{amount}"),
+                                )
+                            })
+                            .collect::<Vec<_>>(),
+                    ),
+                    bar_chart(
+                        &format!("{} {year}", viewer.language.text("assistance_per_category")),
+                        &figures
+                            .per_category
+                            .iter()
+                            .map(|(code, amount)| (code.clone(), amount.fen(), format!("¥{amount}")))
+                            .collect::<Vec<_>>(),
+                    ),
+                )
+            }
+            Err(error) => {
+                tracing::error!(cause = %error, "the dashboard's figures could not be read");
+                (String::new(), String::new(), String::new())
+            }
+        };
     viewer.render(
         StatusCode::OK,
         "dashboard.html",
@@ -882,6 +999,8 @@ async fn dashboard(State(state): State<AppState>, headers: HeaderMap) -> Respons
             reviews => reviews, batches => batches,
             recipients_chart => minijinja::Value::from_safe_string(recipients_chart),
             months_chart => minijinja::Value::from_safe_string(months_chart),
+            categories_chart => minijinja::Value::from_safe_string(categories_chart),
+            read_at => read_at,
         },
     )
 }

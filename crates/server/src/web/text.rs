@@ -165,6 +165,8 @@ const TEXTS: &[(&str, &str, &str)] = &[
     ("download_xlsx", "导出 Excel", "Export to Excel"),
     ("recipients_by_category", "各类救助对象人数", "Recipients by category"),
     ("assistance_per_month", "每月救助金额", "Assistance per month"),
+    ("assistance_per_category", "各类别救助金额", "Assistance per category"),
+    ("figures_read_at", "数据统计时间", "Figures as of"),
     ("forbidden", "无权访问", "Not allowed"),
     ("forbidden_text", "您的角色不能使用此页面。", "Your roles do not open this page."),
     ("not_found", "未找到", "Not found"),

@@ -700,19 +700,32 @@ pub struct Dashboard {
     /// Month (`YYYY-MM`) → assistance granted for bills served then, in
     /// `year`, decisions not reversed.
     pub per_month: Vec<(String, Fen)>,
+    /// Category code → assistance granted in `year`, decisions not
+    /// reversed.
+    pub per_category: Vec<(String, Fen)>,
     pub year: i32,
 }
 
 impl Store {
     /// Recipients by category today, and assistance per month of `year`.
     pub async fn dashboard(&self, today: &str, year: i32) -> Result<Dashboard, StoreError> {
-        let (recipients, per_month) = match &self.backend {
+        let (recipients, granted) = match &self.backend {
             Backend::Sqlite(pool) => sqlite_dashboard::read(pool, today, year).await?,
             Backend::Postgres(pool) => postgres_dashboard::read(pool, today, year).await?,
         };
+        let mut per_month: std::collections::BTreeMap<String, i64> = std::collections::BTreeMap::new();
+        let mut per_category: std::collections::BTreeMap<String, i64> = std::collections::BTreeMap::new();
+        for (month, category, amount) in granted {
+            *per_month.entry(month).or_default() += amount;
+            if let Some(category) = category {
+                *per_category.entry(category).or_default() += amount;
+            }
+        }
+        let fen = |(key, amount): (String, i64)| (key, Fen::from_fen(amount));
         Ok(Dashboard {
             recipients,
-            per_month,
+            per_month: per_month.into_iter().map(fen).collect(),
+            per_category: per_category.into_iter().map(fen).collect(),
             year,
         })
     }
@@ -721,12 +734,12 @@ impl Store {
 macro_rules! dashboard_backend {
     ($module:ident, $Pool:ty) => {
         mod $module {
-            use jiuzhu_core::Fen;
             use sqlx::Row as _;
 
             use crate::database::StoreError;
 
-            type Figures = (Vec<(String, u64)>, Vec<(String, Fen)>);
+            /// Recipients by category; granted by month and category.
+            type Figures = (Vec<(String, u64)>, Vec<(String, Option<String>, i64)>);
 
             pub(super) async fn read(pool: &$Pool, today: &str, year: i32) -> Result<Figures, StoreError> {
                 let mut recipients = Vec::new();
@@ -743,17 +756,16 @@ macro_rules! dashboard_backend {
                 }
                 let mut per_month = Vec::new();
                 for row in sqlx::query(
-                    "SELECT SUBSTR(i.service_date, 1, 7) AS month, CAST(SUM(d.amount) AS BIGINT) \
+                    "SELECT SUBSTR(i.service_date, 1, 7) AS month, d.category, CAST(SUM(d.amount) AS BIGINT) \
                      FROM decisions d JOIN invoices i ON i.invoice_no = d.invoice_no \
                      WHERE d.kind = 'decision' AND d.year = $1 AND NOT EXISTS (SELECT 1 FROM decisions r \
-                     WHERE r.invoice_no = d.invoice_no AND r.kind = 'reversal') GROUP BY 1 ORDER BY 1",
+                     WHERE r.invoice_no = d.invoice_no AND r.kind = 'reversal') GROUP BY 1, 2 ORDER BY 1, 2",
                 )
                 .bind(i64::from(year))
                 .fetch_all(pool)
                 .await?
                 {
-                    let amount: i64 = row.try_get(1)?;
-                    per_month.push((row.try_get(0)?, Fen::from_fen(amount)));
+                    per_month.push((row.try_get(0)?, row.try_get(1)?, row.try_get(2)?));
                 }
                 Ok((recipients, per_month))
             }
