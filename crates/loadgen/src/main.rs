@@ -22,6 +22,7 @@ use anyhow::{bail, Context as _};
 use clap::{Parser, Subcommand};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
 use sqlx::{ConnectOptions as _, Connection as _};
+mod web;
 
 mod bulk;
 
@@ -44,6 +45,9 @@ enum Command {
     /// Copies an imported feed's invoice and decision rows to a fresh SQLite
     /// file with plain durable multi-row inserts, and reports rows per second.
     BulkBaseline(bulk::BulkArgs),
+    /// Logs in as a resident and as staff, then asks for the resident's
+    /// invoice list and the staff dashboard at a fixed concurrency.
+    Web(web::WebArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -107,6 +111,7 @@ fn main() -> ExitCode {
             Command::Baseline(args) => baseline(&args).await,
             Command::Load(args) => load(&args).await,
             Command::BulkBaseline(args) => bulk::bulk_baseline(&args).await,
+            Command::Web(args) => web::web(&args).await,
         }
     });
     match result {

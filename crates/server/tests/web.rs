@@ -530,7 +530,9 @@ async fn a_reviewer_decides_an_application_on_its_page_and_an_approver_approves_
     // The figures are read once for all viewers, and say when: a second
     // later they are the same read.
     let read_at = |page: &str| {
-        let at = page.find("数据统计时间 ").expect("the dashboard says when its figures were read");
+        let at = page
+            .find("数据统计时间 ")
+            .expect("the dashboard says when its figures were read");
         page[at..at + "数据统计时间 00:00:00".len()].to_owned()
     };
     let first = read_at(&page);
