@@ -240,3 +240,380 @@ async fn on_a_phone_a_resident_logs_in_with_a_code_and_reads_each_bill_in_plain_
         "{newest}"
     );
 }
+
+/// Logs the demo's resident in with their ID, phone and the code the demo
+/// shows.
+async fn resident_logged_in(base: &str, browser: &Browser, id: &str, phone: &str) {
+    browser.open(&format!("{base}/login")).await;
+    browser.type_into("#person_id", id).await;
+    browser.type_into("#phone", phone).await;
+    browser.click("main button[type=submit]").await;
+    browser.wait_for_text("p.notice", "验证码").await;
+    let notice = browser.text("p.notice strong").await;
+    let code: String = notice.chars().filter(char::is_ascii_digit).collect();
+    browser.type_into("#code", &code).await;
+    browser.click("main button[type=submit]").await;
+    browser.wait_for("/me").await;
+}
+
+/// The digits of the one-time code a demo page shows in `css`.
+async fn shown_code(browser: &Browser, css: &str) -> String {
+    let shown = browser.text(css).await;
+    let code: String = shown.chars().filter(char::is_ascii_digit).collect();
+    assert_eq!(code.len(), 6, "{shown}");
+    code
+}
+
+#[tokio::test]
+async fn on_a_phone_a_resident_uses_each_of_the_six_services_and_each_page_passes_in_both_type_sizes() {
+    let Some(browser) = Browser::start("resident_six_services", 360, 740).await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    // A configuration with a data key, so that the bureau's command line
+    // reaches the demo's store while it serves.
+    common::jiuzhu(dir.path(), &["init"]);
+    let database = format!("sqlite://{}", dir.path().join("demo.db").display());
+    let (server, printed) = common::serve_demo(dir.path(), &database);
+    let (id, phone) = common::demo_resident(&printed);
+    let base = server.base.clone();
+    // The bureau publishes a new version of the letter: the resident signs
+    // it again before their next application.
+    let letter = dir.path().join("letter.txt");
+    std::fs::write(
+        &letter,
+        "本人承诺：所提交的票据真实、完整，未在其他渠道重复报销。",
+    )
+    .unwrap();
+    common::jiuzhu(
+        dir.path(),
+        &[
+            "letter",
+            "publish",
+            letter.to_str().unwrap(),
+            "--version",
+            "2026-12",
+            "--database",
+            &database,
+        ],
+    );
+
+    resident_logged_in(&base, &browser, &id, &phone).await;
+
+    // (1) The commitment letter: the new version, read and signed.
+    browser.click("nav.menu a[href='/me/letter']").await;
+    browser.wait_for("/me/letter").await;
+    assert!(browser.text("main").await.contains("2026-12"));
+    assert!(browser
+        .text("blockquote.letter")
+        .await
+        .contains("未在其他渠道重复报销"));
+    accessible(&browser, "the letter to sign").await;
+    browser.click("main form button[type=submit]").await;
+    browser.wait_for_text("p.ok", "您已签署这一版承诺书").await;
+    assert_eq!(browser.count("main form").await, 0);
+
+    // (2) An application for one bill with its scan, checked at once.
+    browser.click("nav.menu a[href='/me/applications']").await;
+    browser.wait_for("/me/applications").await;
+    let before = browser.count("ul.bills > li").await;
+    let scan = dir.path().join("bill.png");
+    std::fs::write(&scan, b"\x89PNG\r\n\x1a\na small scan of the bill").unwrap();
+    browser.click("nav.menu a[href='/me/apply']").await;
+    browser.wait_for("/me/apply").await;
+    accessible(&browser, "apply").await;
+    let day = browser
+        .script("new Date(Date.now() - 86400000 * 5).toISOString().slice(0, 10)")
+        .await;
+    for (field, value) in [
+        ("#invoice_no", "WALK-0001"),
+        ("#hospital", "外市中心医院"),
+        ("#total", "4000"),
+        ("#fund_paid", "2400"),
+        ("#in_scope_self_pay", "1300"),
+        ("#out_of_scope_self_pay", "300"),
+    ] {
+        browser.type_into(field, value).await;
+    }
+    browser
+        .script(&format!(
+            "document.querySelector('#service_date').value = '{}'",
+            day.as_str().unwrap()
+        ))
+        .await;
+    browser.type_into("#scan", scan.to_str().unwrap()).await;
+    browser.click("main button[type=submit]").await;
+    browser.wait_for("/me/applications").await;
+
+    // (4) The applications, step by step: the new one first, decided.
+    assert_eq!(browser.count("ul.bills > li").await, before + 1);
+    let newest = browser.text("ul.bills > li:first-child h2").await;
+    assert!(newest.contains("已核定"), "{newest}");
+    let steps = browser.text("ul.bills > li:first-child ol.history").await;
+    assert!(steps.contains("已提交") && steps.contains("已核定"), "{steps}");
+    let all = browser.text("ul.bills").await;
+    assert!(all.contains("已拨付"), "{all}");
+    accessible(&browser, "my applications").await;
+
+    // (3) The assisted bills, each in plain words, the new one among them.
+    browser.click("nav.menu a[href='/me']").await;
+    browser.wait_for("/me").await;
+    assert!(browser.text("h1").await.contains("我的救助票据"));
+    let bills = browser.text("ul.bills").await;
+    assert!(bills.contains("WALK-0001"), "{bills}");
+    let words = browser.text("ul.bills li:first-child p:last-child").await;
+    assert!(words.starts_with("您这张票据总金额 ¥"), "{words}");
+    let page = browser.script("document.body.innerText").await;
+    assert!(
+        !page.as_str().unwrap().contains(&id),
+        "the full ID is on the page"
+    );
+    accessible(&browser, "my bills").await;
+
+    // (5) The payments: one paid by the bank, one in a batch on its way.
+    browser.click("nav.menu a[href='/me/payments']").await;
+    browser.wait_for("/me/payments").await;
+    let payments = browser.text("tbody").await;
+    assert!(
+        payments.contains("已到账") && payments.contains("银行处理中") && payments.contains('¥'),
+        "{payments}"
+    );
+    accessible(&browser, "my payments").await;
+
+    // (6) A new bank account and phone, confirmed by a one-time code.
+    browser.click("nav.menu a[href='/me/details']").await;
+    browser.wait_for("/me/details").await;
+    accessible(&browser, "my details").await;
+    browser.click("form[action='/me/details/code'] button").await;
+    browser.wait_for_text("p.notice", "验证码").await;
+    let code = shown_code(&browser, "p.notice strong").await;
+    for (field, value) in [
+        ("#holder", "王小明"),
+        ("#bank", "工商银行"),
+        ("#account", "6222 0202 0011 2233"),
+        ("#new_phone", "13900139000"),
+        ("#code", &code),
+    ] {
+        browser.type_into(field, value).await;
+    }
+    browser.click("form[action='/me/details'] button").await;
+    browser.wait_for("/me/details?done=1").await;
+    assert!(browser.text("p.ok").await.contains("已修改"));
+    let details = browser.text("dl.counts").await;
+    assert!(
+        details.contains("工商银行") && details.contains("6222********2233") && details.contains("王小明"),
+        "{details}"
+    );
+    assert!(!details.contains("6222020200112233"), "{details}");
+    assert!(details.contains("9000"), "{details}");
+    accessible(&browser, "my details, changed").await;
+
+    // Each of the six pages in large type passes too.
+    browser.click("nav.prefs a[href*='size=large']").await;
+    browser.wait_for("/me/details").await;
+    for page in [
+        "/me",
+        "/me/letter",
+        "/me/apply",
+        "/me/applications",
+        "/me/payments",
+        "/me/details",
+    ] {
+        browser.open(&format!("{base}{page}")).await;
+        assert_eq!(
+            browser.script("document.documentElement.className").await,
+            "large",
+            "{page}"
+        );
+        let width = browser.script("document.documentElement.scrollWidth").await;
+        assert!(width.as_u64().unwrap() <= 360, "{page} is {width} pixels wide");
+        accessible(&browser, &format!("{page}, large type")).await;
+    }
+    // The new phone logs in from now on.
+    browser.open(&format!("{base}/me")).await;
+    browser.click("form[action='/me/logout'] button").await;
+    browser.wait_for("/login").await;
+    resident_logged_in(&base, &browser, &id, "13900139000").await;
+}
+
+/// Sends the form `css` of the page as the browser would and returns the
+/// answer's status and text (for a file the browser would download).
+async fn submitted(browser: &Browser, css: &str) -> (u64, String) {
+    let answer = browser
+        .script(&format!(
+            "(() => {{ const form = document.querySelector(\"{css}\"); const request = new XMLHttpRequest(); \
+             request.open('POST', form.action, false); \
+             request.setRequestHeader('Content-Type', 'application/x-www-form-urlencoded'); \
+             request.send(new URLSearchParams(new FormData(form)).toString()); \
+             return [request.status, request.responseText]; }})()"
+        ))
+        .await;
+    (
+        answer[0].as_u64().unwrap(),
+        answer[1].as_str().unwrap().to_owned(),
+    )
+}
+
+/// The line ids of a bank payment file.
+fn line_ids(file: &str) -> Vec<String> {
+    file.lines()
+        .skip(1)
+        .map(|line| line.split(',').nth(1).unwrap().to_owned())
+        .collect()
+}
+
+async fn logged_out(browser: &Browser) {
+    browser.click("nav.menu button").await;
+    browser.wait_for("/staff/login").await;
+}
+
+#[tokio::test]
+async fn on_a_phone_staff_take_an_application_from_review_through_clearing_batch_approval_and_the_banks_return(
+) {
+    let Some(browser) = Browser::start("staff_payment_path", 360, 740).await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let database = format!("sqlite://{}", dir.path().join("demo.db").display());
+    let (server, printed) = common::serve_demo(dir.path(), &database);
+    let password = common::demo_password(&printed);
+    let base = server.base.clone();
+
+    // Review: the reviewer approves an application of the queue.
+    logged_in(&base, &browser, "shenhe", &password).await;
+    browser.click("nav.menu a[href='/staff/reviews']").await;
+    browser.wait_for("/staff/reviews").await;
+    let queue = browser.count("tbody tr").await;
+    browser.click("tbody tr:first-child a").await;
+    browser.wait_for_path_containing("/staff/reviews/").await;
+    browser
+        .type_into("#reason", "异地就医票据已核验，逾期有正当理由")
+        .await;
+    browser.click("button[value=approve]").await;
+    browser.wait_for_text("h1", "已核定").await;
+    browser.open(&format!("{base}/staff/reviews")).await;
+    assert_eq!(browser.count("tbody tr").await, queue - 1);
+    logged_out(&browser).await;
+
+    // Clearing: the admin runs one for the year.
+    logged_in(&base, &browser, "admin", &password).await;
+    browser.click("nav.menu a[href='/staff/clearings']").await;
+    browser.wait_for("/staff/clearings").await;
+    let year = browser.script("String(new Date().getFullYear())").await;
+    browser.type_into("#period", year.as_str().unwrap()).await;
+    browser.click("main form button[type=submit]").await;
+    browser.wait_for_path_containing("/staff/clearings/").await;
+    assert!(browser.text("h1").await.contains(year.as_str().unwrap()));
+
+    // Batch: the admin makes one of everything owed.
+    browser.click("nav.menu a[href='/staff/batches']").await;
+    browser.wait_for("/staff/batches").await;
+    accessible(&browser, "batches, as the admin").await;
+    browser.click("#make-batch").await;
+    browser.wait_for_path_containing("/staff/batches/").await;
+    let batch_url = browser.url().await;
+    assert!(browser.text("h1").await.contains("待审批"));
+    assert!(browser.count("table.lines tbody tr").await >= 1);
+    assert_eq!(browser.count("#approve").await, 0, "an admin approves nothing");
+    let lines = browser.text("table.lines tbody").await;
+    assert!(lines.contains("********"), "{lines}");
+    accessible(&browser, "a batch awaiting approval").await;
+    logged_out(&browser).await;
+
+    // Approval by the approver, another person than the maker; the bank
+    // payment file downloaded.
+    logged_in(&base, &browser, "shenpi", &password).await;
+    browser.click("nav.menu a[href='/staff/batches']").await;
+    browser.wait_for("/staff/batches").await;
+    // The demo's other batch awaits approval too: both are approved.
+    let awaiting = browser.count("tbody form[action$='/approve']").await;
+    assert!(awaiting >= 2, "{awaiting} batches to approve");
+    browser.open(&batch_url).await;
+    browser.click("#approve").await;
+    browser.wait_for("/staff/batches").await;
+    browser.click("tbody form[action$='/approve'] button").await;
+    // The same page comes back, without the approved batch's form.
+    let started = std::time::Instant::now();
+    while browser.count("tbody form[action$='/approve']").await > 0 {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(10),
+            "a batch still awaits approval"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    accessible(&browser, "batches, approved").await;
+    browser.open(&batch_url).await;
+    assert!(browser.text("h1").await.contains("已审批"));
+    accessible(&browser, "an approved batch").await;
+    let (status, file) = submitted(&browser, "#export").await;
+    assert_eq!(status, 200, "{file}");
+    assert!(
+        file.starts_with("batch_id,line_id,person_id,name,account,amount,reference"),
+        "{file}"
+    );
+    let paid = line_ids(&file);
+    assert!(!paid.is_empty(), "{file}");
+
+    // A bad return file is refused with its line named, nothing applied.
+    browser.open(&batch_url).await;
+    let bad = dir.path().join("bad-return.csv");
+    std::fs::write(
+        &bad,
+        format!("line_id,status,reason\n{},paid,\n999999,paid,\n", paid[0]),
+    )
+    .unwrap();
+    browser.type_into("#file", bad.to_str().unwrap()).await;
+    browser.click("#return button").await;
+    browser.wait_for_text("p.error", "回盘文件未被接受").await;
+    let problems = browser.text("table.problems tbody").await;
+    assert!(problems.starts_with("3 line_id"), "{problems}");
+    accessible(&browser, "a refused return file").await;
+    browser.open(&batch_url).await;
+    assert!(browser.text("#paid").await.starts_with("0 "));
+
+    // The bank's return: every line paid.
+    let good = dir.path().join("return.csv");
+    let text: String = paid.iter().map(|line| format!("{line},paid,\n")).collect();
+    std::fs::write(&good, format!("line_id,status,reason\n{text}")).unwrap();
+    browser.type_into("#file", good.to_str().unwrap()).await;
+    browser.click("#return button").await;
+    browser.wait_for_text("h1", "银行已回盘").await;
+    assert_eq!(browser.count("table.lines tbody tr.paid").await, paid.len());
+    assert!(browser.text("#pending").await.starts_with("0 "));
+    accessible(&browser, "a batch the bank answered").await;
+
+    // The demo's other batch: its file downloaded, its line failed.
+    browser.click("nav.menu a[href='/staff/batches']").await;
+    browser.wait_for("/staff/batches").await;
+    let other = browser
+        .script(&format!(
+            "[...document.querySelectorAll('tbody tr')].filter(row => row.innerText.includes('已审批')).map(row => row.querySelector('a').href).find(href => href !== '{batch_url}')"
+        ))
+        .await;
+    let other = other.as_str().expect("another approved batch").to_owned();
+    browser.open(&other).await;
+    let (status, file) = submitted(&browser, "#export").await;
+    assert_eq!(status, 200, "{file}");
+    let failed = line_ids(&file);
+    browser.open(&other).await;
+    let answer = dir.path().join("return-failed.csv");
+    let text: String = failed
+        .iter()
+        .map(|line| format!("{line},failed,账户已冻结\n"))
+        .collect();
+    std::fs::write(&answer, format!("line_id,status,reason\n{text}")).unwrap();
+    browser.type_into("#file", answer.to_str().unwrap()).await;
+    browser.click("#return button").await;
+    browser.wait_for_text("h1", "银行已回盘").await;
+    assert_eq!(browser.count("table.lines tbody tr.failed").await, failed.len());
+    assert!(browser.text("table.lines tbody").await.contains("账户已冻结"));
+
+    // The same page in English and large type.
+    browser.click("nav.prefs a[lang=en]").await;
+    browser.wait_for(other.trim_start_matches(&base)).await;
+    assert!(browser.text("table.lines tbody").await.contains("Failed"));
+    browser.click("nav.prefs a[href*='size=large']").await;
+    browser.wait_for(other.trim_start_matches(&base)).await;
+    accessible(&browser, "a failed batch, English, large type").await;
+    logged_out(&browser).await;
+}

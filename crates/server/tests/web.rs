@@ -619,12 +619,14 @@ async fn a_reviewer_decides_an_application_on_its_page_and_an_approver_approves_
 async fn every_staff_page_is_tried_as_every_role_and_as_nobody() {
     let app = spawn_app().await;
     // (page, who may open it).
-    let pages: [(&str, &[&str]); 22] = [
+    let pages: [(&str, &[&str]); 23] = [
         ("/staff/persons", &["rev", "aud"]),
         ("/staff", &["admin", "rev", "aud"]),
         ("/staff/reviews", &["rev"]),
         ("/staff/imports", &["admin"]),
-        ("/staff/batches", &[]),
+        ("/staff/batches", &["admin"]),
+        // No batch 1: the roles that may read one are told so.
+        ("/staff/batches/1", &["admin"]),
         // No application 1: the roles that may read one are told so.
         ("/staff/reviews/1", &["rev", "aud"]),
         ("/staff/imports/rejected/nothing", &["admin"]),
@@ -679,6 +681,8 @@ async fn every_staff_page_is_tried_as_every_role_and_as_nobody() {
                 vec![("csrf", ""), ("verdict", "approve"), ("reason", "x")],
             ),
             ("/staff/batches/1/approve", vec![("csrf", "")]),
+            ("/staff/batches", vec![("csrf", "")]),
+            ("/staff/batches/1/export", vec![("csrf", "")]),
             ("/staff/clearings", vec![("csrf", ""), ("period", "2024")]),
             (
                 "/staff/users",
@@ -1624,4 +1628,339 @@ async fn an_admin_adds_a_user_who_can_log_in_and_makes_and_revokes_keys_shown_on
         assert!(page.contains(&format!("<a href=\"{link}\">")), "{link} in {page}");
     }
     assert!(!page.contains("<a href=\"/staff/audit\">"), "{page}");
+}
+
+/// A store with the example policy, the small fixture's spells, its bills
+/// as the insurance feed (decisions to pay persons) when `owed`, and bank
+/// accounts for 017 and 025; staff `admin`, `rev`, `aud` and two
+/// approvers, `pay` and `pay2`.
+async fn disbursing_app(owed: bool) -> TestApp {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("jiuzhu.db").display());
+    let store = Store::open(&url, DataKeys::from_bytes([7; 32], [9; 32]), 4)
+        .await
+        .unwrap();
+    let policy = parse_policy(POLICY, &read(POLICY)).unwrap();
+    store.load_policy(&read(POLICY), &policy, "admin").await.unwrap();
+    for (name, role) in [
+        ("admin", Role::Admin),
+        ("rev", Role::Reviewer),
+        ("aud", Role::Auditor),
+        ("pay", Role::Approver),
+        ("pay2", Role::Approver),
+    ] {
+        store.add_staff(name, &[role], "setup").await.unwrap();
+        store.set_staff_password(name, PASSWORD, "setup").await.unwrap();
+    }
+    if owed {
+        let spells = read(SPELLS);
+        let rows = jiuzhu_formats::read_spell_rows("spells.csv", spells.as_bytes(), Some(&policy)).unwrap();
+        store
+            .import_spells(
+                &jiuzhu_store::SpellFile::new("民政", "spells.csv", spells.as_bytes(), &rows),
+                "admin",
+            )
+            .await
+            .unwrap();
+        let known: Vec<String> = policy
+            .visit_types()
+            .iter()
+            .map(|(name, _)| name.clone())
+            .collect();
+        let records =
+            jiuzhu_formats::read_invoice_records("feed.csv", read(INVOICES).as_bytes(), &known).unwrap();
+        store
+            .import_invoices(
+                "feed.csv",
+                records,
+                "admin",
+                jiuzhu_store::FeedOptions { chunk_invoices: 64 },
+                &|_| {},
+            )
+            .await
+            .unwrap();
+        let accounts = jiuzhu_formats::bank::read_bank_accounts(
+            "accounts.csv",
+            "person_id,name,bank,account\n110105196001010017,张三,农业银行,6228480012345678\n\
+             110105196001010025,李四,工商银行,6222020200112233\n"
+                .as_bytes(),
+        )
+        .unwrap();
+        store
+            .load_bank_accounts("accounts.csv", &accounts, "admin")
+            .await
+            .unwrap();
+    }
+    serve(store, dir).await
+}
+
+/// Posts the bank's return file for `batch`.
+async fn upload_return(
+    app: &TestApp,
+    client: &reqwest::Client,
+    batch: &str,
+    csrf: &str,
+    text: &str,
+) -> (StatusCode, String) {
+    let form = reqwest::multipart::Form::new()
+        .text("csrf", csrf.to_owned())
+        .part(
+            "file",
+            reqwest::multipart::Part::bytes(text.as_bytes().to_vec()).file_name("return.csv"),
+        );
+    let response = client
+        .post(app.url(&format!("/staff/batches/{batch}/return")))
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    (response.status(), response.text().await.unwrap())
+}
+
+async fn post_form(app: &TestApp, client: &reqwest::Client, path: &str, csrf: &str) -> reqwest::Response {
+    client
+        .post(app.url(path))
+        .form(&[("csrf", csrf)])
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_batch_is_made_approved_by_another_exported_and_answered_by_the_bank_on_its_pages() {
+    let app = disbursing_app(true).await;
+    let maker = browser();
+    let maker_csrf = app.log_in(&maker, "pay").await;
+    let (status, page) = app.page(&maker, "/staff/batches").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains("action=\"/staff/batches\""), "{page}");
+
+    // Made by one approver: a line per person with an account, both masked.
+    let made = post_form(&app, &maker, "/staff/batches", &maker_csrf).await;
+    assert_eq!(made.status(), StatusCode::SEE_OTHER);
+    let here = made.headers()["location"].to_str().unwrap().to_owned();
+    let batch = here.rsplit('/').next().unwrap().to_owned();
+    let (status, page) = app.page(&maker, &here).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        page.contains("110105********0017") && page.contains("6228********5678"),
+        "{page}"
+    );
+    assert!(
+        !page.contains("110105196001010017") && !page.contains("6228480012345678"),
+        "{page}"
+    );
+    assert_eq!(by_id(&page, "pending"), "2 · 5600.00", "{page}");
+    assert!(
+        page.contains("该批次由您制单") && !page.contains("id=\"approve\""),
+        "{page}"
+    );
+    // Its maker cannot approve it; nothing is exported before approval.
+    let own = post_form(&app, &maker, &format!("{here}/approve"), &maker_csrf).await;
+    assert_eq!(own.status(), StatusCode::CONFLICT);
+    assert!(own.text().await.unwrap().contains("须由另一位审批员审批"));
+    let early = post_form(&app, &maker, &format!("{here}/export"), &maker_csrf).await;
+    assert_eq!(early.status(), StatusCode::CONFLICT);
+    assert!(early.text().await.unwrap().contains("尚未审批"));
+    // An admin reads it but neither approves nor exports.
+    let admin = browser();
+    let admin_csrf = app.log_in(&admin, "admin").await;
+    assert_eq!(app.page(&admin, &here).await.0, StatusCode::OK);
+    for step in ["approve", "export"] {
+        let response = post_form(&app, &admin, &format!("{here}/{step}"), &admin_csrf).await;
+        assert_eq!(response.status(), StatusCode::FORBIDDEN, "admin {step}");
+    }
+
+    // Another approver approves it and downloads the bank payment file.
+    let checker = browser();
+    let checker_csrf = app.log_in(&checker, "pay2").await;
+    let (_, page) = app.page(&checker, &here).await;
+    assert!(page.contains("id=\"approve\""), "{page}");
+    let approved = post_form(&app, &checker, &format!("{here}/approve"), &checker_csrf).await;
+    assert_eq!(approved.status(), StatusCode::SEE_OTHER);
+    let file = post_form(&app, &checker, &format!("{here}/export"), &checker_csrf).await;
+    assert_eq!(file.status(), StatusCode::OK);
+    assert_eq!(
+        file.headers()["content-disposition"],
+        format!("attachment; filename=\"batch-{batch}-payments.csv\"").as_str()
+    );
+    assert_eq!(file.headers()["cache-control"], "no-store");
+    let text = file.text().await.unwrap();
+    assert!(
+        text.starts_with("batch_id,line_id,person_id,name,account,amount,reference\n"),
+        "{text}"
+    );
+    let line_of = |account: &str| {
+        let line = text
+            .lines()
+            .find(|line| line.contains(account))
+            .unwrap_or_else(|| panic!("no {account} in {text}"));
+        line.split(',').nth(1).unwrap().to_owned()
+    };
+    let (first, second) = (line_of("6228480012345678"), line_of("6222020200112233"));
+
+    // A bad return file is refused whole, each bad line named; nothing of
+    // it is applied.
+    let (status, page) = upload_return(
+        &app,
+        &admin,
+        &batch,
+        &admin_csrf,
+        &format!("line_id,status,reason\n{first},paid,\n{second},maybe,\n"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        page.contains("回盘文件未被接受") && page.contains("<td>3</td><td>status</td>"),
+        "{page}"
+    );
+    let (status, page) = upload_return(
+        &app,
+        &admin,
+        &batch,
+        &admin_csrf,
+        &format!("line_id,status,reason\n{first},paid,\n999999,failed,查无此户\n"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        page.contains("<td>3</td><td>line_id</td>") && page.contains("is not a line of batch"),
+        "{page}"
+    );
+    let (_, page) = app.page(&admin, &here).await;
+    assert_eq!(by_id(&page, "pending"), "2 · 5600.00", "{page}");
+    assert_eq!(by_id(&page, "paid"), "0 · 0.00", "{page}");
+
+    // Without the token: refused.
+    let (status, _) = upload_return(&app, &admin, &batch, "", "line_id,status,reason\n").await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+
+    // The bank's answer: one paid, one failed with its reason.
+    let (status, _) = upload_return(
+        &app,
+        &admin,
+        &batch,
+        &admin_csrf,
+        &format!("line_id,status,reason\n{first},paid,\n{second},failed,账户已销户\n"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let (_, page) = app.page(&admin, &here).await;
+    assert!(page.contains("银行已回盘"), "{page}");
+    assert_eq!(by_id(&page, "pending"), "0 · 0.00", "{page}");
+    assert!(
+        page.contains(&format!("<tr class=\"paid\"><td>{first}</td>"))
+            && page.contains(&format!("<tr class=\"failed\"><td>{second}</td>"))
+            && page.contains("账户已销户"),
+        "{page}"
+    );
+    assert!(!page.contains(&format!("action=\"/staff/batches/{batch}/return\"")));
+    // The same page in English.
+    admin
+        .get(app.url(&format!("/prefs?lang=en&back={here}")))
+        .send()
+        .await
+        .unwrap();
+    let (_, page) = app.page(&admin, &here).await;
+    assert!(
+        page.contains("Answered by the bank")
+            && page.contains("<td>Failed</td>")
+            && page.contains("<td>Paid</td>"),
+        "{page}"
+    );
+    // The failed line's debt waits for the next batch.
+    let next = post_form(&app, &admin, "/staff/batches", &admin_csrf).await;
+    assert_eq!(next.status(), StatusCode::SEE_OTHER);
+    let (_, page) = app
+        .page(&admin, next.headers()["location"].to_str().unwrap())
+        .await;
+    assert!(
+        page.contains("6222********2233") && !page.contains("6228********5678"),
+        "{page}"
+    );
+}
+
+#[tokio::test]
+async fn every_batch_route_is_tried_as_every_role_and_as_nobody_and_refuses_a_post_without_its_token() {
+    let app = disbursing_app(false).await;
+    let mut sessions = Vec::new();
+    for name in ["admin", "rev", "aud", "pay"] {
+        let client = browser();
+        let csrf = app.log_in(&client, name).await;
+        sessions.push((name, client, csrf));
+    }
+    // (page, who may open it, its status for them: there is no batch 1).
+    let pages: [(&str, &[&str], StatusCode); 2] = [
+        ("/staff/batches", &["admin", "pay"], StatusCode::OK),
+        ("/staff/batches/1", &["admin", "pay"], StatusCode::NOT_FOUND),
+    ];
+    for (page, allowed, status_allowed) in pages {
+        assert_eq!(
+            app.page(&browser(), page).await.0,
+            StatusCode::SEE_OTHER,
+            "nobody at {page}"
+        );
+        for (name, client, _) in &sessions {
+            let expected = if allowed.contains(name) {
+                status_allowed
+            } else {
+                StatusCode::FORBIDDEN
+            };
+            assert_eq!(app.page(client, page).await.0, expected, "{name} at {page}");
+        }
+    }
+    // (form, who may post it, its status for them).
+    let forms: [(&str, &[&str], StatusCode); 3] = [
+        // Nothing is owed: no batch is made.
+        ("/staff/batches", &["admin", "pay"], StatusCode::OK),
+        ("/staff/batches/1/export", &["pay"], StatusCode::NOT_FOUND),
+        ("/staff/batches/1/approve", &["pay"], StatusCode::NOT_FOUND),
+    ];
+    for (path, allowed, status_allowed) in forms {
+        let nobody = post_form(&app, &browser(), path, "x").await.status();
+        assert_eq!(nobody, StatusCode::SEE_OTHER, "nobody posting {path}");
+        for (name, client, csrf) in &sessions {
+            let without = post_form(&app, client, path, "").await.status();
+            assert_eq!(
+                without,
+                StatusCode::FORBIDDEN,
+                "{name} posting {path} without the token"
+            );
+            let expected = if allowed.contains(name) {
+                status_allowed
+            } else {
+                StatusCode::FORBIDDEN
+            };
+            let status = post_form(&app, client, path, csrf).await.status();
+            assert_eq!(status, expected, "{name} posting {path}");
+        }
+    }
+    let (_, admin, csrf) = &sessions[0];
+    let page = post_form(&app, admin, "/staff/batches", csrf)
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains("未生成批次") && page.contains("还没有拨付批次"),
+        "{page}"
+    );
+    // The return file: admins and approvers.
+    let (status, _) = upload_return(&app, &browser(), "1", "x", "line_id,status,reason\n").await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    for (name, client, csrf) in &sessions {
+        let (status, _) = upload_return(&app, client, "1", "", "line_id,status,reason\n1,paid,\n").await;
+        assert_eq!(
+            status,
+            StatusCode::FORBIDDEN,
+            "{name} uploading without the token"
+        );
+        let (status, _) = upload_return(&app, client, "1", csrf, "line_id,status,reason\n1,paid,\n").await;
+        let expected = if ["admin", "pay"].contains(name) {
+            StatusCode::NOT_FOUND
+        } else {
+            StatusCode::FORBIDDEN
+        };
+        assert_eq!(status, expected, "{name} uploading");
+    }
 }

@@ -37,8 +37,8 @@ pub mod spell_history;
 pub use audit::{verify_chain, AuditEntry, BreakReason, ChainBreak, ChainSummary, GENESIS};
 pub use crypto::{ApiKey, ApiKeyHash, CryptoError, DataKeys, KeyTextError, Purpose};
 pub use database::console::{
-    ClearingLineView, ClearingRun, KeyListing, KeyOwner, PolicyVersion, StaffListing, WhatIf, WhatIfCategory,
-    WhatIfError,
+    BatchLineView, ClearingLineView, ClearingRun, KeyListing, KeyOwner, PolicyVersion, StaffListing, WhatIf,
+    WhatIfCategory, WhatIfError,
 };
 pub use database::{
     check_department, decision_row_line, AccountsLoaded, BatchMade, BatchSummary, CappedInvoice,

@@ -26,7 +26,10 @@
 //! | `GET /staff/reviews` | reviewers: the review queue |
 //! | `GET /staff/reviews.xlsx`, `GET /staff/batches.xlsx` | the same tables for Excel (money as text, exact) |
 //! | `GET, POST /staff/reviews/{id}` | reviewers (auditors read): an application, its findings, the person's record; the verdict |
-//! | `GET /staff/batches`, `POST /staff/batches/{id}/approve` | approvers: payment batches, approved by another than their maker |
+//! | `GET /staff/batches`, `POST /staff/batches/{id}/approve` | approvers (admins read and make): payment batches, approved by an approver other than their maker |
+//! | `POST /staff/batches`, `GET /staff/batches/{id}` | admins, approvers: a batch made of everything owed; a batch's lines, persons and accounts masked |
+//! | `POST /staff/batches/{id}/export` | approvers: an approved batch's bank payment file (CSV, full account numbers), the export recorded |
+//! | `POST /staff/batches/{id}/return` | admins, approvers: the bank's return file (CSV `line_id,status,reason`), refused whole with each bad line named |
 //! | `GET /staff/persons?id=…&purpose=…` | reviewers, auditors: a person's whole record, masked; each read logged with its purpose |
 //! | `GET /staff/imports`, `POST /staff/imports/spells` | admins: a department's spells file, uploaded |
 //! | `GET /staff/imports/rejected/{id}` | the admin who uploaded it: the report of a refused file, CSV |
@@ -41,6 +44,7 @@
 //! | `GET, POST /staff/keys`, `GET /staff/keys.xlsx`, `POST /staff/keys/{owner}/{id}/revoke` | admins: hospitals' and departments' API keys, listed without secrets; a new one shown once; one revoked |
 
 mod console;
+mod payments;
 mod text;
 
 use std::collections::HashMap;
@@ -210,6 +214,7 @@ fn templates() -> &'static Environment<'static> {
             ("reviews.html", include_str!("templates/reviews.html")),
             ("review.html", include_str!("templates/review.html")),
             ("batches.html", include_str!("templates/batches.html")),
+            ("batch.html", include_str!("templates/batch.html")),
             ("citizen_login.html", include_str!("templates/citizen_login.html")),
             ("my_bills.html", include_str!("templates/my_bills.html")),
             (
@@ -267,7 +272,13 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/staff/reviews.xlsx", get(reviews_xlsx))
         .route("/staff/batches.xlsx", get(batches_xlsx))
         .route("/staff/reviews/{id}", get(review_page).post(review))
-        .route("/staff/batches", get(batches_page))
+        .route("/staff/batches", get(batches_page).post(payments::make_batch))
+        .route("/staff/batches/{id}", get(payments::batch_page))
+        .route("/staff/batches/{id}/export", post(payments::export_batch))
+        .route(
+            "/staff/batches/{id}/return",
+            post(payments::upload_return).layer(DefaultBodyLimit::max(16 * 1024 * 1024)),
+        )
         .route("/staff/persons", get(find_person))
         .route("/staff/batches/{id}/approve", post(approve_batch))
         .route("/staff/imports", get(imports_page))
@@ -1394,7 +1405,7 @@ fn status_of(error: &jiuzhu_store::ApplicationError) -> StatusCode {
 }
 
 async fn batches_page(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    show_batches(&state, &headers, StatusCode::OK, None).await
+    show_batches(&state, &headers, StatusCode::OK, None, None).await
 }
 
 async fn show_batches(
@@ -1402,14 +1413,13 @@ async fn show_batches(
     headers: &HeaderMap,
     status: StatusCode,
     problem: Option<String>,
+    notice: Option<String>,
 ) -> Response {
-    let viewer = match Viewer::of(state, headers, "/staff/batches").await {
-        Ok(viewer) => viewer,
+    let (viewer, user) = match staff_page(state, headers, "/staff/batches", &payments::MAKERS).await {
+        Ok(found) => found,
         Err(response) => return *response,
     };
-    if let Err(response) = viewer.require(&[Role::Approver]) {
-        return *response;
-    }
+    let approver = user.has(Role::Approver);
     match state.store.batches().await {
         Ok(batches) => {
             let language = viewer.language;
@@ -1428,14 +1438,14 @@ async fn show_batches(
                     context! {
                         id => batch.id, lines => batch.lines, total => batch.total.to_string(),
                         created_by => batch.created_by.clone(), status => language.text(status),
-                        awaiting => batch.approved_by.is_none(),
+                        awaiting => approver && batch.approved_by.is_none() && batch.created_by != user.name,
                     }
                 })
                 .collect();
             viewer.render(
                 status,
                 "batches.html",
-                context! { batches => rows, problem => problem },
+                context! { batches => rows, problem => problem, notice => notice },
             )
         }
         Err(error) => failed("the batches could not be read", &error),
@@ -1459,12 +1469,8 @@ async fn approve_batch(
     match state.store.approve_batch(batch, &user.name).await {
         Ok(_) => Redirect::to("/staff/batches").into_response(),
         Err(error) => {
-            let status = match error {
-                jiuzhu_store::DisburseError::NotFound(_) => StatusCode::NOT_FOUND,
-                jiuzhu_store::DisburseError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
-                _ => StatusCode::CONFLICT,
-            };
-            show_batches(&state, &headers, status, Some(error.to_string())).await
+            let problem = payments::said(viewer.language, &error);
+            show_batches(&state, &headers, payments::status_of(&error), Some(problem), None).await
         }
     }
 }

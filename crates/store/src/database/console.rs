@@ -136,6 +136,20 @@ impl ClearingLineView {
     }
 }
 
+/// A line of a payment batch, the person and the account masked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BatchLineView {
+    pub id: i64,
+    pub person_masked: String,
+    pub holder_name: String,
+    pub account_masked: String,
+    pub amount: Fen,
+    /// `pending`, `paid` or `failed`.
+    pub status: String,
+    /// The bank's reason for a failed line.
+    pub reason: Option<String>,
+}
+
 /// A member of staff as the console lists them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StaffListing {
@@ -398,6 +412,15 @@ impl Store {
         Ok(Some((run, lines)))
     }
 
+    /// The lines of payment batch `batch` in the order made, persons and
+    /// accounts masked; `None` when there is no such batch.
+    pub async fn batch_lines(&self, batch: i64) -> Result<Option<Vec<BatchLineView>>, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(pool) => sqlite_console::batch_lines(pool, batch).await,
+            Backend::Postgres(pool) => postgres_console::batch_lines(pool, batch).await,
+        }
+    }
+
     /// Every member of staff, disabled ones too, by name.
     pub async fn staff_users(&self) -> Result<Vec<StaffListing>, StoreError> {
         match &self.backend {
@@ -442,7 +465,7 @@ macro_rules! console_backend {
             use sqlx::Row as _;
 
             use super::{
-                hex, BillRow, ClearingLineView, ClearingRun, KeyListing, KeyOwner, PolicyVersion, StaffListing,
+                hex, BatchLineView, BillRow, ClearingLineView, ClearingRun, KeyListing, KeyOwner, PolicyVersion, StaffListing,
                 WhatIfData,
             };
             use crate::database::$backend::{audit, begin_write};
@@ -650,6 +673,46 @@ macro_rules! console_backend {
                 }
                 tx.commit().await?;
                 Ok(keys)
+            }
+
+            pub(super) async fn batch_lines(
+                pool: &Pool,
+                batch: i64,
+            ) -> Result<Option<Vec<BatchLineView>>, StoreError> {
+                let mut tx = pool.begin().await?;
+                if let Some(statement) = $snapshot {
+                    sqlx::raw_sql(statement).execute(&mut *tx).await?;
+                }
+                let found = sqlx::query("SELECT id FROM payment_batches WHERE id = $1")
+                    .bind(batch)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                if found.is_none() {
+                    return Ok(None);
+                }
+                let rows = sqlx::query(
+                    "SELECT l.id, p.resident_id_masked, a.holder_name, a.account_masked, l.amount, l.status, l.reason \
+                     FROM payment_lines l JOIN persons p ON p.person_key = l.person_key \
+                     JOIN bank_accounts a ON a.id = l.bank_account_id \
+                     WHERE l.batch_id = $1 ORDER BY l.id",
+                )
+                .bind(batch)
+                .fetch_all(&mut *tx)
+                .await?;
+                let mut lines = Vec::with_capacity(rows.len());
+                for row in rows {
+                    lines.push(BatchLineView {
+                        id: row.try_get(0)?,
+                        person_masked: row.try_get(1)?,
+                        holder_name: row.try_get(2)?,
+                        account_masked: row.try_get(3)?,
+                        amount: Fen::from_fen(row.try_get(4)?),
+                        status: row.try_get(5)?,
+                        reason: row.try_get(6)?,
+                    });
+                }
+                tx.commit().await?;
+                Ok(Some(lines))
             }
 
             pub(super) async fn revoke_key(
