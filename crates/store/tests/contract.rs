@@ -2552,6 +2552,30 @@ async fn a_batch_pays_each_debt_once_is_approved_by_another_and_a_failed_line_wa
         assert!(returned.returned);
         assert_eq!(returned.paid, (2, Fen::from_fen(528_500)));
         assert_eq!(returned.failed, (1, Fen::from_fen(35_000)));
+        // The batch's lines as the staff page lists them: the bank's answer
+        // on each, the reason of the failed one, accounts masked.
+        let lines = store.batch_lines(batch.id).await.unwrap().unwrap();
+        let mut statuses: Vec<(i64, &str, Option<&str>)> = lines
+            .iter()
+            .map(|line| (line.id, line.status.as_str(), line.reason.as_deref()))
+            .collect();
+        statuses.sort_unstable();
+        let mut expected = vec![
+            (zhang, "paid", None),
+            (li, "failed", Some("账户冻结")),
+            (wang, "paid", None),
+        ];
+        expected.sort_unstable();
+        assert_eq!(statuses, expected);
+        assert_eq!(
+            lines.iter().map(|line| line.amount.fen()).sum::<i64>(),
+            528_500 + 35_000
+        );
+        for line in &lines {
+            assert!(line.account_masked.contains('*'), "{line:?}");
+            assert!(line.person_masked.contains("********"), "{line:?}");
+        }
+        assert_eq!(store.batch_lines(batch.id + 1000).await.unwrap(), None);
         // The same answers again: already answered, refused.
         assert!(matches!(
             store
