@@ -6,7 +6,7 @@
 //! copied), the same durability (WAL, `synchronous=FULL`, `BEGIN IMMEDIATE`
 //! … `COMMIT`) and the same page cache as the store.
 //!
-//! - `--kind invoices` (the insurance feed): the invoice and decision rows,
+//! - `--kind invoices` (the insurance feed): the invoice, decision and answer rows,
 //!   `--chunk` of each per transaction, as the import's `--chunk`.
 //! - `--kind spells` (a department's spells file): the person and spell
 //!   rows, all in one transaction as the import writes a file, in
@@ -65,7 +65,7 @@ enum Value {
 
 /// A table to copy: its name, the column that orders its rows, and the
 /// columns copied (all but an `INTEGER PRIMARY KEY`, which each database
-/// numbers itself).
+/// numbers itself, unless it refers to another table's row).
 #[derive(Debug)]
 struct Table {
     name: &'static str,
@@ -78,6 +78,7 @@ impl Table {
         source: &mut SqliteConnection,
         name: &'static str,
         order: &'static str,
+        keep_key: bool,
     ) -> anyhow::Result<Table> {
         let info = sqlx::query(sqlx::AssertSqlSafe(format!("PRAGMA table_info({name})")))
             .fetch_all(&mut *source)
@@ -87,7 +88,7 @@ impl Table {
             let column: String = row.try_get("name")?;
             let primary: i64 = row.try_get("pk")?;
             let kind: String = row.try_get("type")?;
-            if primary == 1 && kind.eq_ignore_ascii_case("INTEGER") {
+            if primary == 1 && kind.eq_ignore_ascii_case("INTEGER") && !keep_key {
                 continue;
             }
             columns.push(column);
@@ -218,22 +219,28 @@ pub async fn bulk_baseline(args: &BulkArgs) -> anyhow::Result<()> {
         .connect()
         .await
         .with_context(|| format!("cannot open {path}"))?;
-    let (first, second) = match args.kind {
-        CopyKind::Invoices => (
-            Table::of(&mut source, "invoices", "rowid").await?,
-            Table::of(&mut source, "decisions", "id").await?,
-        ),
-        CopyKind::Spells => (
-            Table::of(&mut source, "persons", "rowid").await?,
-            Table::of(&mut source, "spells", "id").await?,
-        ),
+    let tables = match args.kind {
+        CopyKind::Invoices => vec![
+            Table::of(&mut source, "invoices", "rowid", false).await?,
+            Table::of(&mut source, "decisions", "id", false).await?,
+            // Each answer keeps the id of its decision, which the copy
+            // numbers as the store did (one decision per invoice, in order).
+            Table::of(&mut source, "decision_responses", "decision_id", true).await?,
+        ],
+        CopyKind::Spells => vec![
+            Table::of(&mut source, "persons", "rowid", false).await?,
+            Table::of(&mut source, "spells", "id", false).await?,
+        ],
     };
     // The same tables and indexes as the store's.
-    let schema = sqlx::query(
-        "SELECT sql FROM sqlite_master WHERE tbl_name IN ($1, $2) AND sql IS NOT NULL ORDER BY type DESC, rowid",
-    )
-    .bind(first.name)
-    .bind(second.name)
+    let names = tables
+        .iter()
+        .map(|table| format!("'{}'", table.name))
+        .collect::<Vec<_>>();
+    let schema = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT sql FROM sqlite_master WHERE tbl_name IN ({}) AND sql IS NOT NULL ORDER BY type DESC, rowid",
+        names.join(", ")
+    )))
     .fetch_all(&mut source)
     .await?;
     for row in &schema {
@@ -244,17 +251,17 @@ pub async fn bulk_baseline(args: &BulkArgs) -> anyhow::Result<()> {
     }
 
     let (rows, transactions, writing, total) = match args.kind {
-        CopyKind::Invoices => {
-            copy_in_chunks(&mut source, &mut connection, &first, &second, args.chunk).await?
+        CopyKind::Invoices => copy_in_chunks(&mut source, &mut connection, &tables, args.chunk).await?,
+        CopyKind::Spells => {
+            copy_at_once(&mut source, &mut connection, &tables[0], &tables[1], args.chunk).await?
         }
-        CopyKind::Spells => copy_at_once(&mut source, &mut connection, &first, &second, args.chunk).await?,
     };
     connection.close().await?;
     let elapsed_us = writing.as_micros();
     let rate = per_second(rows, elapsed_us);
     let what = match args.kind {
         CopyKind::Invoices => format!(
-            "{rows} invoice and decision rows in {transactions} durable transactions of {} rows",
+            "{rows} invoices with their decision and answer rows in {transactions} durable transactions of {} rows",
             args.chunk
         ),
         CopyKind::Spells => format!(
@@ -272,38 +279,38 @@ pub async fn bulk_baseline(args: &BulkArgs) -> anyhow::Result<()> {
 }
 
 /// Invoices: each transaction inserts the next `chunk` rows of each table.
-/// Returns the rows of `first` copied, the transactions, the time spent in
-/// them and the whole time.
+/// Returns the rows of the first table copied, the transactions, the time
+/// spent in them and the whole time.
 async fn copy_in_chunks(
     source: &mut SqliteConnection,
     connection: &mut SqliteConnection,
-    first: &Table,
-    second: &Table,
+    tables: &[Table],
     chunk: usize,
 ) -> anyhow::Result<(u64, u64, Duration, Duration)> {
-    let (mut first_after, mut second_after) = (i64::MIN, i64::MIN);
+    let mut afters = vec![i64::MIN; tables.len()];
     let (mut rows, mut transactions) = (0u64, 0u64);
     let mut writing = Duration::ZERO;
     let started = Instant::now();
     loop {
-        let (firsts, last) = first.read_after(source, first_after, chunk).await?;
-        first_after = last;
-        let (seconds, last) = second.read_after(source, second_after, chunk).await?;
-        second_after = last;
-        if firsts.is_empty() && seconds.is_empty() {
+        let mut chunks = Vec::with_capacity(tables.len());
+        for (table, after) in tables.iter().zip(afters.iter_mut()) {
+            let (values, last) = table.read_after(source, *after, chunk).await?;
+            *after = last;
+            chunks.push(values);
+        }
+        if chunks.iter().all(Vec::is_empty) {
             break;
         }
         let transaction = Instant::now();
         sqlx::raw_sql("BEGIN IMMEDIATE").execute(&mut *connection).await?;
-        if !firsts.is_empty() {
-            first.insert(connection, &firsts).await?;
-        }
-        if !seconds.is_empty() {
-            second.insert(connection, &seconds).await?;
+        for (table, values) in tables.iter().zip(&chunks) {
+            if !values.is_empty() {
+                table.insert(connection, values).await?;
+            }
         }
         sqlx::raw_sql("COMMIT").execute(&mut *connection).await?;
         writing += transaction.elapsed();
-        rows += firsts.len() as u64;
+        rows += chunks[0].len() as u64;
         transactions += 1;
     }
     Ok((rows, transactions, writing, started.elapsed()))

@@ -82,6 +82,10 @@ const SQLITE_MIGRATIONS: &[(i64, &str)] = &[
     (7, include_str!("../migrations/sqlite/0007_disbursement.sql")),
     (8, include_str!("../migrations/sqlite/0008_applications.sql")),
     (9, include_str!("../migrations/sqlite/0009_outbox_facts.sql")),
+    (
+        10,
+        include_str!("../migrations/sqlite/0010_decision_responses.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../migrations/postgres/0001_init.sql")),
@@ -93,6 +97,10 @@ const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
     (7, include_str!("../migrations/postgres/0007_disbursement.sql")),
     (8, include_str!("../migrations/postgres/0008_applications.sql")),
     (9, include_str!("../migrations/postgres/0009_outbox_facts.sql")),
+    (
+        10,
+        include_str!("../migrations/postgres/0010_decision_responses.sql"),
+    ),
 ];
 
 /// The pages SQLite keeps in memory per connection, in KiB (SQLite's
@@ -1962,7 +1970,10 @@ macro_rules! backend {
                 tx: &mut sqlx::Transaction<'_, $Db>,
                 invoice_no: &str,
             ) -> Result<(SettlementResponse, bool), StoreError> {
-                let rows = sqlx::query("SELECT kind, response FROM decisions WHERE invoice_no = $1")
+                let rows = sqlx::query(
+                    "SELECT d.kind, r.response FROM decisions d \
+                     LEFT JOIN decision_responses r ON r.decision_id = d.id WHERE d.invoice_no = $1",
+                )
                     .bind(invoice_no)
                     .fetch_all(&mut **tx)
                     .await?;
@@ -2292,7 +2303,7 @@ macro_rules! backend {
                 }
                 // One statement per table, each built while the database
                 // runs the one before.
-                let statements = (0..4).filter_map(|table| {
+                let statements = (0..5).filter_map(|table| {
                     let query = match table {
                         0 => {
                             let mut query = QueryBuilder::<$Db>::new(
@@ -2343,7 +2354,7 @@ macro_rules! backend {
                         2 => {
                             let mut query = QueryBuilder::<$Db>::new(
                                 "INSERT INTO decisions (invoice_no, person_key, kind, policy_id, year, outcome, category, pool, \
-                                 policy_version, base, deductible_applied, eligible, amount, response, decided_at, decided_by) ",
+                                 policy_version, base, deductible_applied, eligible, amount, decided_at, decided_by) ",
                             );
                             query.push_values(rows, |mut values, row| {
                                 let decision = &row.decision;
@@ -2361,10 +2372,25 @@ macro_rules! backend {
                                     .push_bind(decision.deductible_applied.fen())
                                     .push_bind(decision.eligible.fen())
                                     .push_bind(decision.amount.fen())
-                                    .push_bind(row.response_text.clone())
                                     .push_bind(row.request.at.clone())
                                     .push_bind(row.request.actor.clone());
                             });
+                            query
+                        }
+                        3 => {
+                            // Each answer joins its decision by invoice
+                            // number: ids are not known before the insert.
+                            let mut query = QueryBuilder::<$Db>::new("WITH answers (invoice_no, response) AS (");
+                            query.push_values(rows, |mut values, row| {
+                                values
+                                    .push_bind(row.request.invoice.invoice_no.as_str().to_owned())
+                                    .push_bind(row.response_text.clone());
+                            });
+                            query.push(
+                                ") INSERT INTO decision_responses (decision_id, response) \
+                                 SELECT d.id, a.response FROM answers a \
+                                 JOIN decisions d ON d.invoice_no = a.invoice_no AND d.kind = 'decision'",
+                            );
                             query
                         }
                         _ if last.is_empty() => return None,
@@ -2521,8 +2547,9 @@ macro_rules! backend {
                 let (hospital, invoice_no, actor, at) = (hospital.as_str(), invoice_no.as_str(), actor.as_str(), at.as_str());
                 let row = sqlx::query(
                     "SELECT i.hospital, d.person_key, d.policy_id, d.year, d.outcome, d.category, d.pool, \
-                     d.policy_version, d.base, d.deductible_applied, d.eligible, d.amount, d.response \
+                     d.policy_version, d.base, d.deductible_applied, d.eligible, d.amount, r.response \
                      FROM invoices i JOIN decisions d ON d.invoice_no = i.invoice_no AND d.kind = 'decision' \
+                     JOIN decision_responses r ON r.decision_id = d.id \
                      WHERE i.invoice_no = $1",
                 )
                 .bind(invoice_no)
@@ -2581,9 +2608,9 @@ macro_rules! backend {
                 }
                 sqlx::query(
                     "INSERT INTO decisions (invoice_no, person_key, kind, policy_id, year, outcome, category, pool, \
-                     policy_version, base, deductible_applied, eligible, amount, response, decided_at, decided_by) \
+                     policy_version, base, deductible_applied, eligible, amount, decided_at, decided_by) \
                      SELECT invoice_no, person_key, 'reversal', policy_id, year, outcome, category, pool, \
-                     policy_version, base, deductible_applied, eligible, amount, response, $2, $3 \
+                     policy_version, base, deductible_applied, eligible, amount, $2, $3 \
                      FROM decisions WHERE invoice_no = $1 AND kind = 'decision'",
                 )
                 .bind(invoice_no)

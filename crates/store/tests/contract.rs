@@ -994,6 +994,65 @@ async fn a_notice_stored_by_its_words_before_the_facts_is_sent_with_its_words() 
 }
 
 #[tokio::test]
+async fn answers_stored_in_their_decisions_before_their_own_table_are_replayed_the_same() {
+    for database in fresh_databases("answers_upgrade").await {
+        let (store, _) = prepared(&database).await;
+        let first = store.settle("H001", &invoice("INV002"), "H001").await.unwrap();
+        let bill = invoice("INV003");
+        let hospital = bill.hospital.as_str();
+        let other = store.settle(hospital, &bill, hospital).await.unwrap();
+        store.reverse(hospital, &bill.invoice_no, hospital).await.unwrap();
+        store.close().await;
+        // The store as it was before migration 10: each answer in its
+        // decision's row, a reversal's a copy of its decision's.
+        database
+            .execute("ALTER TABLE decisions ADD COLUMN response TEXT NOT NULL DEFAULT ''")
+            .await;
+        database
+            .execute(
+                "UPDATE decisions SET response = (SELECT r.response FROM decision_responses r \
+                 JOIN decisions d ON d.id = r.decision_id \
+                 WHERE d.invoice_no = decisions.invoice_no AND d.kind = 'decision'); \
+                 DROP TABLE decision_responses; \
+                 DELETE FROM schema_migrations WHERE version = 10",
+            )
+            .await;
+        assert_eq!(
+            database
+                .number("SELECT COUNT(*) FROM decisions WHERE response LIKE '{%'")
+                .await,
+            3
+        );
+
+        // Opened again: migration 10 moves the decisions' answers (not the
+        // reversal's copy) and each is given back as it was first given.
+        let store = Store::open(database.url(), keys(), 8).await.unwrap();
+        assert_eq!(
+            database.number("SELECT COUNT(*) FROM decision_responses").await,
+            2
+        );
+        let replayed = store.settle("H001", &invoice("INV002"), "H001").await.unwrap();
+        assert!(replayed.replayed);
+        assert_eq!(replayed.response, first.response);
+        let reversed = store
+            .settlement(hospital, &bill.invoice_no)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(reversed.reversed);
+        assert_eq!(reversed.response, other.response);
+        // New answers go to the new table.
+        store.settle("H001", &invoice("INV001"), "H001").await.unwrap();
+        assert_eq!(
+            database.number("SELECT COUNT(*) FROM decision_responses").await,
+            3
+        );
+        assert!(store.verify_audit().await.unwrap().is_ok());
+        database.drop_database().await;
+    }
+}
+
+#[tokio::test]
 async fn the_dashboard_sums_each_month_and_each_category_of_the_year_leaving_reversals_out() {
     for database in fresh_databases("dashboard").await {
         let (store, _) = prepared(&database).await;

@@ -661,9 +661,10 @@ macro_rules! citizens_backend {
             pub(super) async fn bills(pool: &$Pool, key: &[u8]) -> Result<Vec<CitizenBill>, StoreError> {
                 let rows = sqlx::query(
                     "SELECT i.invoice_no, i.hospital, i.service_date, i.total, i.in_scope_self_pay, d.outcome, d.amount, \
-                     d.response, EXISTS (SELECT 1 FROM decisions r WHERE r.invoice_no = d.invoice_no \
+                     a.response, EXISTS (SELECT 1 FROM decisions r WHERE r.invoice_no = d.invoice_no \
                      AND r.kind = 'reversal') AS reversed \
                      FROM decisions d JOIN invoices i ON i.invoice_no = d.invoice_no \
+                     JOIN decision_responses a ON a.decision_id = d.id \
                      WHERE d.person_key = $1 AND d.kind = 'decision' ORDER BY i.service_date DESC, i.invoice_no",
                 )
                 .bind(key.to_vec())

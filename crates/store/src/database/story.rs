@@ -178,9 +178,10 @@ macro_rules! story_backend {
                 }
 
                 let decisions = sqlx::query(
-                    "SELECT d.invoice_no, d.kind, d.outcome, d.amount, d.response, d.decided_at, d.decided_by, \
+                    "SELECT d.invoice_no, d.kind, d.outcome, d.amount, a.response, d.decided_at, d.decided_by, \
                      i.hospital, i.service_date, i.settled_at, i.channel \
                      FROM decisions d JOIN invoices i ON i.invoice_no = d.invoice_no \
+                     LEFT JOIN decision_responses a ON a.decision_id = d.id \
                      WHERE d.person_key = $1 ORDER BY d.id",
                 )
                 .bind(key)
@@ -207,7 +208,9 @@ macro_rules! story_backend {
                     let service_date: String = row.try_get("service_date")?;
                     let settled_at: String = row.try_get("settled_at")?;
                     let channel: String = row.try_get("channel")?;
-                    let response: String = row.try_get("response")?;
+                    let response: Option<String> = row.try_get("response")?;
+                    let response = response
+                        .ok_or_else(|| StoreError::Damaged(format!("bill {invoice_no} has no stored answer")))?;
                     let details = serde_json::from_str::<jiuzhu_formats::json::SettlementResponse>(&response)
                         .map(|response| response.explanation.text)
                         .map_err(|error| StoreError::Damaged(format!("the answer of bill {invoice_no}: {error}")))?;
