@@ -36,13 +36,15 @@
 //! values, so that real-time settlement goes on from them), the marks of
 //! recomputation it takes and one audit entry are stored together.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
+use std::sync::Arc;
 
 use jiuzhu_core::{
     decide, Batch, BatchInvoice, Claim, Counters, Date, Difference, Fen, InvoiceNo, Outcome, Period, Policy,
     ResidentId, Spell, SpellBook, Timestamp,
 };
+use rustc_hash::{FxHashMap, FxHashSet};
 use serde::Serialize;
 use thiserror::Error;
 
@@ -222,18 +224,32 @@ struct Watermarks {
 /// A decision or a clearing's change of it: what an invoice holds now.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Held {
-    outcome: String,
-    pool: Option<String>,
+    /// An [`Outcome`]'s name, or [`REVERSED`].
+    outcome: &'static str,
+    pool: Option<Arc<str>>,
     deductible_applied: i64,
     amount: i64,
+}
+
+/// What a clearing stores as the outcome of an invoice the hospital
+/// reversed: it holds nothing now.
+const REVERSED: &str = "reversed";
+
+/// The name of a stored outcome, as the clearing holds it.
+fn outcome_name(stored: &str) -> Option<&'static str> {
+    if stored == REVERSED {
+        return Some(REVERSED);
+    }
+    Outcome::parse(stored).map(Outcome::as_str)
 }
 
 #[derive(Debug)]
 struct YearInvoice {
     invoice_no: InvoiceNo,
     person: u32,
-    hospital: String,
-    visit_type: String,
+    /// Indexes into [`YearData::hospitals`] and [`YearData::visit_types`].
+    hospital: u32,
+    visit_type: u16,
     service_date: Date,
     settled_at: Timestamp,
     total: i64,
@@ -254,15 +270,17 @@ struct YearData {
     /// Each person's key, by slot. The engine tells persons apart by
     /// [`stand_in`] IDs: only the persons a report names are decrypted.
     persons: Vec<Vec<u8>>,
-    slots: HashMap<Vec<u8>, u32>,
+    slots: FxHashMap<Vec<u8>, u32>,
     invoices: Vec<YearInvoice>,
+    hospitals: Vec<String>,
+    visit_types: Vec<String>,
     spells: Vec<Spell>,
     /// The latest change of each invoice by a clearing.
-    cleared: HashMap<String, (i64, Held)>,
+    cleared: FxHashMap<String, (i64, Held)>,
     /// Each person's lines of earlier clearings, summed (signed).
-    lines: HashMap<u32, i64>,
+    lines: FxHashMap<u32, i64>,
     /// Each person's stored counters: pool, deductible used, granted.
-    counters: HashMap<u32, Vec<(String, i64, i64)>>,
+    counters: FxHashMap<u32, Vec<(String, i64, i64)>>,
 }
 
 /// The queries that read a year, each ending in `year = ` (the year is
@@ -280,6 +298,13 @@ const INVOICES_SQL: &str =
     i.out_of_scope_self_pay \
     FROM decisions d JOIN invoices i ON i.invoice_no = d.invoice_no \
     WHERE d.kind = 'decision' AND d.year = ";
+/// The SQLite reader's halves of [`INVOICES_SQL`], joined in memory: the
+/// year's decisions, and the invoices of service dates from `?1` to before
+/// `?2`.
+const DECISIONS_SQL: &str = "SELECT invoice_no, person_key, outcome, pool, deductible_applied, amount \
+    FROM decisions WHERE kind = 'decision' AND year = ";
+const YEAR_INVOICES_SQL: &str = "SELECT invoice_no, hospital, visit_type, service_date, settled_at, total, \
+    in_scope_self_pay, out_of_scope_self_pay FROM invoices WHERE service_date >= ?1 AND service_date < ?2";
 /// Current spells (no year: `AND person_key IN (…)` may follow).
 const SPELLS_SQL: &str = "SELECT person_key, category, valid_from, valid_to, source FROM spells \
     WHERE superseded_by IS NULL";
@@ -293,17 +318,25 @@ const WATERMARKS_SQL: &str = "SELECT (SELECT COALESCE(MAX(id), 0) FROM decisions
     (SELECT COALESCE(MAX(id), 0) FROM policies) AS policy";
 
 /// An invoice row of [`INVOICES_SQL`], its columns in order.
-struct InvoiceRow {
-    invoice_no: String,
-    key: Vec<u8>,
+struct InvoiceRow<'r> {
+    invoice_no: &'r str,
+    key: &'r [u8],
     decided: Held,
-    hospital: String,
-    visit_type: String,
-    service_date: String,
-    settled_at: String,
+    hospital: &'r str,
+    visit_type: &'r str,
+    service_date: &'r str,
+    settled_at: &'r str,
     total: i64,
     base: i64,
     out_of_scope: i64,
+}
+
+/// A [`Held`] as a row gives it.
+struct StoredHeld<'r> {
+    outcome: &'r str,
+    pool: Option<&'r str>,
+    deductible_applied: i64,
+    amount: i64,
 }
 
 /// A year's data built from the rows of the queries above, taken in their
@@ -312,8 +345,11 @@ struct InvoiceRow {
 #[derive(Debug, Default)]
 struct YearReader {
     data: YearData,
-    reversed: HashSet<String>,
-    paid_out: HashSet<String>,
+    reversed: FxHashSet<String>,
+    paid_out: FxHashSet<String>,
+    hospitals: FxHashMap<String, u32>,
+    visit_types: FxHashMap<String, u16>,
+    pools: FxHashMap<String, Arc<str>>,
 }
 
 impl YearReader {
@@ -325,34 +361,73 @@ impl YearReader {
         self.paid_out.insert(reference);
     }
 
-    fn invoice(&mut self, row: InvoiceRow) -> Result<(), StoreError> {
+    fn invoice(&mut self, row: InvoiceRow<'_>) -> Result<(), StoreError> {
         let bad =
             |what: &str| StoreError::Damaged(format!("invoice {} has a bad stored {what}", row.invoice_no));
         let data = &mut self.data;
         let next = data.slots.len() as u32;
-        let person = match data.slots.get(&row.key) {
+        let person = match data.slots.get(row.key) {
             Some(&slot) => slot,
             None => {
-                data.persons.push(row.key.clone());
-                data.slots.insert(row.key, next);
+                data.persons.push(row.key.to_vec());
+                data.slots.insert(row.key.to_vec(), next);
                 next
             }
         };
+        let hospital = match self.hospitals.get(row.hospital) {
+            Some(&index) => index,
+            None => {
+                let index = data.hospitals.len() as u32;
+                data.hospitals.push(row.hospital.to_owned());
+                self.hospitals.insert(row.hospital.to_owned(), index);
+                index
+            }
+        };
+        let visit_type = match self.visit_types.get(row.visit_type) {
+            Some(&index) => index,
+            None => {
+                let index = u16::try_from(data.visit_types.len()).map_err(|_| bad("visit type"))?;
+                data.visit_types.push(row.visit_type.to_owned());
+                self.visit_types.insert(row.visit_type.to_owned(), index);
+                index
+            }
+        };
         data.invoices.push(YearInvoice {
-            invoice_no: InvoiceNo::parse(&row.invoice_no).map_err(|_| bad("number"))?,
+            invoice_no: InvoiceNo::parse(row.invoice_no).map_err(|_| bad("number"))?,
             person,
-            hospital: row.hospital,
-            visit_type: row.visit_type,
-            service_date: Date::parse(&row.service_date).map_err(|_| bad("service date"))?,
-            settled_at: Timestamp::parse(&row.settled_at).map_err(|_| bad("settled_at"))?,
+            hospital,
+            visit_type,
+            service_date: Date::parse(row.service_date).map_err(|_| bad("service date"))?,
+            settled_at: Timestamp::parse(row.settled_at).map_err(|_| bad("settled_at"))?,
             total: row.total,
             base: row.base,
             out_of_scope: row.out_of_scope,
             decided: row.decided,
-            paid_out: self.paid_out.contains(&row.invoice_no),
-            reversed: self.reversed.contains(&row.invoice_no),
+            paid_out: self.paid_out.contains(row.invoice_no),
+            reversed: self.reversed.contains(row.invoice_no),
         });
         Ok(())
+    }
+
+    /// A stored decision or change, its pool's name shared.
+    fn held(&mut self, stored: StoredHeld<'_>) -> Option<Held> {
+        let pool = match stored.pool {
+            None => None,
+            Some(name) => Some(match self.pools.get(name) {
+                Some(pool) => pool.clone(),
+                None => {
+                    let pool: Arc<str> = Arc::from(name);
+                    self.pools.insert(name.to_owned(), pool.clone());
+                    pool
+                }
+            }),
+        };
+        Some(Held {
+            outcome: outcome_name(stored.outcome)?,
+            pool,
+            deductible_applied: stored.deductible_applied,
+            amount: stored.amount,
+        })
     }
 
     fn spell(
@@ -378,13 +453,19 @@ impl YearReader {
         Ok(())
     }
 
-    fn cleared(&mut self, invoice_no: String, clearing: i64, held: Held) {
+    fn cleared(&mut self, invoice_no: String, clearing: i64, held: StoredHeld<'_>) -> Result<(), StoreError> {
+        let held = self.held(held).ok_or_else(|| {
+            StoreError::Damaged(format!(
+                "a clearing's change of invoice {invoice_no} has a bad outcome"
+            ))
+        })?;
         match self.data.cleared.get(&invoice_no) {
             Some((later, _)) if *later > clearing => {}
             _ => {
                 self.data.cleared.insert(invoice_no, (clearing, held));
             }
         }
+        Ok(())
     }
 
     fn line(&mut self, key: &[u8], kind: &str, amount: i64) {
@@ -484,25 +565,69 @@ fn read_sqlite_snapshot(
         reader.paid_out(row.get(0).map_err(get)?);
         Ok(())
     })?;
-    each(INVOICES_SQL, true, &mut |row| {
-        reader.invoice(InvoiceRow {
-            invoice_no: row.get(0).map_err(get)?,
-            key: row.get(1).map_err(get)?,
-            decided: Held {
-                outcome: row.get(2).map_err(get)?,
-                pool: row.get(3).map_err(get)?,
+    // The year's decisions, then the invoices they decide, joined here:
+    // two scans rather than a look-up in the invoices' index for each
+    // decision.
+    let mut decided: FxHashMap<String, (Vec<u8>, Held)> = FxHashMap::default();
+    each(DECISIONS_SQL, true, &mut |row| {
+        let text = |index: usize| {
+            row.get_ref(index)
+                .and_then(|value| Ok(value.as_str()?))
+                .map_err(get)
+        };
+        let invoice_no = text(0)?;
+        let held = reader
+            .held(StoredHeld {
+                outcome: text(2)?,
+                pool: row
+                    .get_ref(3)
+                    .and_then(|value| Ok(value.as_str_or_null()?))
+                    .map_err(get)?,
                 deductible_applied: row.get(4).map_err(get)?,
                 amount: row.get(5).map_err(get)?,
-            },
-            hospital: row.get(6).map_err(get)?,
-            visit_type: row.get(7).map_err(get)?,
-            service_date: row.get(8).map_err(get)?,
-            settled_at: row.get(9).map_err(get)?,
-            total: row.get(10).map_err(get)?,
-            base: row.get(11).map_err(get)?,
-            out_of_scope: row.get(12).map_err(get)?,
-        })
+            })
+            .ok_or_else(|| damaged(format!("the decision of invoice {invoice_no} has a bad outcome")))?;
+        let key = row
+            .get_ref(1)
+            .and_then(|value| Ok(value.as_blob()?))
+            .map_err(get)?;
+        decided.insert(invoice_no.to_owned(), (key.to_vec(), held));
+        Ok(())
     })?;
+    let mut statement = tx.prepare(YEAR_INVOICES_SQL).map_err(failed)?;
+    let mut rows = statement
+        .query([format!("{year:04}-01-01"), format!("{:04}-01-01", year + 1)])
+        .map_err(failed)?;
+    while let Some(row) = rows.next().map_err(failed)? {
+        let text = |index: usize| {
+            row.get_ref(index)
+                .and_then(|value| Ok(value.as_str()?))
+                .map_err(get)
+        };
+        let invoice_no = text(0)?;
+        let Some((key, held)) = decided.remove(invoice_no) else {
+            continue;
+        };
+        reader.invoice(InvoiceRow {
+            invoice_no,
+            key: &key,
+            decided: held,
+            hospital: text(1)?,
+            visit_type: text(2)?,
+            service_date: text(3)?,
+            settled_at: text(4)?,
+            total: row.get(5).map_err(get)?,
+            base: row.get(6).map_err(get)?,
+            out_of_scope: row.get(7).map_err(get)?,
+        })?;
+    }
+    drop(rows);
+    drop(statement);
+    if let Some(invoice_no) = decided.keys().next() {
+        return Err(damaged(format!(
+            "the decision of invoice {invoice_no} has no invoice of its year"
+        )));
+    }
     each(SPELLS_SQL, false, &mut |row| {
         let key: Vec<u8> = row.get(0).map_err(get)?;
         let valid_from: String = row.get(2).map_err(get)?;
@@ -516,14 +641,19 @@ fn read_sqlite_snapshot(
         )
     })?;
     each(CLEARED_SQL, true, &mut |row| {
-        let held = Held {
-            outcome: row.get(2).map_err(get)?,
-            pool: row.get(3).map_err(get)?,
+        let held = StoredHeld {
+            outcome: row
+                .get_ref(2)
+                .and_then(|value| Ok(value.as_str()?))
+                .map_err(get)?,
+            pool: row
+                .get_ref(3)
+                .and_then(|value| Ok(value.as_str_or_null()?))
+                .map_err(get)?,
             deductible_applied: row.get(4).map_err(get)?,
             amount: row.get(5).map_err(get)?,
         };
-        reader.cleared(row.get(0).map_err(get)?, row.get(1).map_err(get)?, held);
-        Ok(())
+        reader.cleared(row.get(0).map_err(get)?, row.get(1).map_err(get)?, held)
     })?;
     each(LINES_SQL, true, &mut |row| {
         let key: Vec<u8> = row.get(0).map_err(get)?;
@@ -583,24 +713,32 @@ fn stand_in(slot: u32) -> ResidentId {
 }
 
 /// What makes two bills of a person look like one: hospital, service
-/// date, visit type, total, in-scope and out-of-scope self-pay.
-type SameBill<'d> = (&'d str, Date, &'d str, i64, i64, i64);
+/// date, visit type (as [`YearInvoice`] numbers them), total, in-scope and
+/// out-of-scope self-pay.
+type SameBill = (u32, Date, u16, i64, i64, i64);
 
 /// Recomputes the year's invoices of `data` under `policy`.
 fn compute(policy: &Policy, data: &YearData, year: i32) -> Result<Computed, ClearingError> {
     let (book, left_out) = SpellBook::new_lenient(policy, &data.spells);
+    // The visit types of the invoices recomputed (not reversed), in the
+    // batch's numbering.
+    let mut batch_visit: Vec<Option<u16>> = vec![None; data.visit_types.len()];
     let mut visit_types: Vec<String> = Vec::new();
-    let mut visit_index: HashMap<&str, u16> = HashMap::new();
     let mut batch_invoices = Vec::with_capacity(data.invoices.len());
     for (position, invoice) in data.invoices.iter().enumerate() {
         if invoice.reversed {
             continue;
         }
-        let next = visit_types.len();
-        let visit_type = *visit_index.entry(invoice.visit_type.as_str()).or_insert_with(|| {
-            visit_types.push(invoice.visit_type.clone());
-            next as u16
-        });
+        let index = usize::from(invoice.visit_type);
+        let visit_type = match batch_visit[index] {
+            Some(visit_type) => visit_type,
+            None => {
+                let visit_type = visit_types.len() as u16;
+                visit_types.push(data.visit_types[index].clone());
+                batch_visit[index] = Some(visit_type);
+                visit_type
+            }
+        };
         batch_invoices.push(BatchInvoice {
             settled_at: invoice.settled_at.clone(),
             invoice_no: invoice.invoice_no.clone(),
@@ -618,13 +756,18 @@ fn compute(policy: &Policy, data: &YearData, year: i32) -> Result<Computed, Clea
     })?;
 
     // Each invoice's recomputed decision, by its place in `data.invoices`.
+    let pool_names: Vec<Arc<str>> = policy
+        .pool_names()
+        .iter()
+        .map(|name| Arc::from(name.as_str()))
+        .collect();
     let mut recomputed: Vec<Option<(Held, usize)>> = vec![None; data.invoices.len()];
     for (index, batch_invoice) in batch.invoices().iter().enumerate() {
         let decision = run.decision(index);
         recomputed[batch_invoice.position as usize] = Some((
             Held {
-                outcome: decision.outcome.as_str().to_owned(),
-                pool: decision.pool().map(|pool| policy.pool_name(pool).to_owned()),
+                outcome: decision.outcome.as_str(),
+                pool: decision.pool().map(|pool| pool_names[pool.index()].clone()),
                 deductible_applied: decision.deductible_applied.fen(),
                 amount: decision.amount.fen(),
             },
@@ -632,7 +775,8 @@ fn compute(policy: &Policy, data: &YearData, year: i32) -> Result<Computed, Clea
         ));
     }
 
-    // Per person, in canonical order.
+    // Per person, in canonical order: the invoices recomputed in the
+    // batch's order, then the reversed ones in theirs.
     let mut by_person: Vec<Vec<(usize, usize)>> = vec![Vec::new(); data.persons.len()];
     for (position, invoice) in data.invoices.iter().enumerate() {
         let order = recomputed[position]
@@ -640,15 +784,21 @@ fn compute(policy: &Policy, data: &YearData, year: i32) -> Result<Computed, Clea
             .map_or(usize::MAX, |(_, index)| *index);
         by_person[invoice.person as usize].push((order, position));
     }
+    let canonical = |position: usize| {
+        let invoice = &data.invoices[position];
+        (&invoice.settled_at, &invoice.invoice_no)
+    };
     let mut computed = Computed {
         spells_left_out: left_out as u64,
         ..Computed::default()
     };
+    let mut counters: BTreeMap<Arc<str>, (i64, i64)> = BTreeMap::new();
+    let mut same_bill: FxHashMap<SameBill, Vec<usize>> = FxHashMap::default();
     for (slot, mut positions) in by_person.into_iter().enumerate() {
         if positions.is_empty() {
             continue;
         }
-        positions.sort_unstable();
+        positions.sort_unstable_by(|a, b| a.0.cmp(&b.0).then_with(|| canonical(a.1).cmp(&canonical(b.1))));
         let key = &data.persons[slot];
         let id = &stand_in(slot as u32);
         let mut result = PersonResult {
@@ -662,32 +812,36 @@ fn compute(policy: &Policy, data: &YearData, year: i32) -> Result<Computed, Clea
             capped: Vec::new(),
             invoices: 0,
         };
-        let mut counters: BTreeMap<String, (i64, i64)> = BTreeMap::new();
-        let mut same_bill: HashMap<SameBill<'_>, Vec<usize>> = HashMap::new();
+        counters.clear();
+        same_bill.clear();
         let mut capped_positions: Vec<usize> = Vec::new();
         for &(_, position) in &positions {
             let invoice = &data.invoices[position];
             let held = data
                 .cleared
                 .get(invoice.invoice_no.as_str())
-                .map(|(_, held)| held.clone());
+                .map(|(_, held)| held);
             if !invoice.reversed || invoice.paid_out {
                 result.granted += invoice.decided.amount;
             }
+            let reversed;
             let now = match &recomputed[position] {
-                Some((now, _)) => now.clone(),
+                Some((now, _)) => now,
                 // Reversed: nothing is held by it now.
-                None => Held {
-                    outcome: "reversed".to_owned(),
-                    pool: invoice.decided.pool.clone(),
-                    deductible_applied: 0,
-                    amount: 0,
-                },
+                None => {
+                    reversed = Held {
+                        outcome: REVERSED,
+                        pool: invoice.decided.pool.clone(),
+                        deductible_applied: 0,
+                        amount: 0,
+                    };
+                    &reversed
+                }
             };
             let before = match held {
                 Some(held) => held,
-                None if invoice.reversed && !invoice.paid_out => now.clone(),
-                None => invoice.decided.clone(),
+                None if invoice.reversed && !invoice.paid_out => now,
+                None => &invoice.decided,
             };
             if now != before {
                 if now.amount != before.amount {
@@ -704,7 +858,7 @@ fn compute(policy: &Policy, data: &YearData, year: i32) -> Result<Computed, Clea
             }
             result.invoices += 1;
             result.recomputed += now.amount;
-            if let (Some(outcome), Some(pool)) = (Outcome::parse(&now.outcome), &now.pool) {
+            if let (Some(outcome), Some(pool)) = (Outcome::parse(now.outcome), &now.pool) {
                 if outcome.counts() {
                     let entry = counters.entry(pool.clone()).or_default();
                     entry.0 += now.deductible_applied;
@@ -716,9 +870,9 @@ fn compute(policy: &Policy, data: &YearData, year: i32) -> Result<Computed, Clea
             }
             same_bill
                 .entry((
-                    invoice.hospital.as_str(),
+                    invoice.hospital,
                     invoice.service_date,
-                    invoice.visit_type.as_str(),
+                    invoice.visit_type,
                     invoice.total,
                     invoice.base,
                     invoice.out_of_scope,
@@ -729,46 +883,48 @@ fn compute(policy: &Policy, data: &YearData, year: i32) -> Result<Computed, Clea
         if !capped_positions.is_empty() {
             result.capped = capped_of(policy, &book, data, &positions, &capped_positions, *id, year);
         }
-        let mut duplicates: Vec<SuspectedDuplicate> = same_bill
-            .into_iter()
-            .filter(|(_, positions)| positions.len() > 1)
-            .map(
-                |((hospital, service_date, visit_type, total, _, _), positions)| SuspectedDuplicate {
-                    person_id: *id,
-                    hospital: hospital.to_owned(),
-                    service_date,
-                    visit_type: visit_type.to_owned(),
-                    total: Fen::from_fen(total),
-                    invoices: positions
-                        .iter()
-                        .map(|&position| data.invoices[position].invoice_no.clone())
-                        .collect(),
-                },
-            )
-            .collect();
-        duplicates.sort_by(|a, b| (a.service_date, &a.invoices).cmp(&(b.service_date, &b.invoices)));
-        result.duplicates = duplicates;
+        if same_bill.len() < result.invoices as usize {
+            let mut duplicates: Vec<SuspectedDuplicate> = same_bill
+                .drain()
+                .filter(|(_, positions)| positions.len() > 1)
+                .map(
+                    |((hospital, service_date, visit_type, total, _, _), positions)| SuspectedDuplicate {
+                        person_id: *id,
+                        hospital: data.hospitals[hospital as usize].clone(),
+                        service_date,
+                        visit_type: data.visit_types[usize::from(visit_type)].clone(),
+                        total: Fen::from_fen(total),
+                        invoices: positions
+                            .iter()
+                            .map(|&position| data.invoices[position].invoice_no.clone())
+                            .collect(),
+                    },
+                )
+                .collect();
+            duplicates.sort_by(|a, b| (a.service_date, &a.invoices).cmp(&(b.service_date, &b.invoices)));
+            result.duplicates = duplicates;
+        }
 
         // Counters that differ from the stored ones.
-        let mut stored: BTreeMap<&str, (i64, i64)> = BTreeMap::new();
-        for (pool, used, granted) in data
+        let stored = data
             .counters
             .get(&(slot as u32))
             .map(Vec::as_slice)
-            .unwrap_or_default()
-        {
-            stored.insert(pool.as_str(), (*used, *granted));
-        }
-        let pools: HashSet<&str> = stored
-            .keys()
-            .copied()
-            .chain(counters.keys().map(String::as_str))
+            .unwrap_or_default();
+        let mut pools: Vec<&str> = stored
+            .iter()
+            .map(|(pool, _, _)| pool.as_str())
+            .chain(counters.keys().map(|pool| &**pool))
             .collect();
-        let mut pools: Vec<&str> = pools.into_iter().collect();
         pools.sort_unstable();
+        pools.dedup();
         for pool in pools {
             let now = counters.get(pool).copied().unwrap_or_default();
-            if stored.get(pool).copied().unwrap_or_default() != now {
+            let before = stored
+                .iter()
+                .find(|(name, _, _)| name == pool)
+                .map_or((0, 0), |(_, used, granted)| (*used, *granted));
+            if before != now {
                 result.counters.push((pool.to_owned(), now.0, now.1));
             }
         }
@@ -796,7 +952,7 @@ fn capped_of(
         if invoice.reversed {
             continue;
         }
-        let Some(pool) = policy.pool_of_visit_type(&invoice.visit_type) else {
+        let Some(pool) = policy.pool_of_visit_type(&data.visit_types[usize::from(invoice.visit_type)]) else {
             continue;
         };
         let claim = Claim {
@@ -956,7 +1112,7 @@ macro_rules! clearing_backend {
 
             use super::{
                 compute, decrypt_id, hex, lines_text, report, summary_json, ClearingError, ClearingJob, ClearingReport,
-                Computed, Held, PersonResult, Watermarks, YearData,
+                Computed, PersonResult, StoredHeld, Watermarks, YearData,
             };
             use crate::database::$backend::{audit, begin_write};
             use crate::database::{sha256, StoreError, KEYS_PER_STATEMENT, ROWS_PER_STATEMENT};
@@ -1176,15 +1332,21 @@ macro_rules! clearing_backend {
                     reader.paid_out(row.try_get("reference")?);
                 }
                 for row in year_rows(tx, super::INVOICES_SQL, year_value, "d.person_key", persons).await? {
-                    reader.invoice(super::InvoiceRow {
-                        invoice_no: row.try_get(0)?,
-                        key: row.try_get(1)?,
-                        decided: Held {
+                    let invoice_no: &str = row.try_get(0)?;
+                    let decided = reader
+                        .held(StoredHeld {
                             outcome: row.try_get(2)?,
                             pool: row.try_get(3)?,
                             deductible_applied: row.try_get(4)?,
                             amount: row.try_get(5)?,
-                        },
+                        })
+                        .ok_or_else(|| {
+                            StoreError::Damaged(format!("the decision of invoice {invoice_no} has a bad outcome"))
+                        })?;
+                    reader.invoice(super::InvoiceRow {
+                        invoice_no,
+                        key: row.try_get(1)?,
+                        decided,
                         hospital: row.try_get(6)?,
                         visit_type: row.try_get(7)?,
                         service_date: row.try_get(8)?,
@@ -1216,13 +1378,13 @@ macro_rules! clearing_backend {
                     }
                 }
                 for row in year_rows(tx, super::CLEARED_SQL, year_value, "person_key", persons).await? {
-                    let held = Held {
+                    let held = StoredHeld {
                         outcome: row.try_get("outcome")?,
                         pool: row.try_get("pool")?,
                         deductible_applied: row.try_get("deductible_applied")?,
                         amount: row.try_get("amount")?,
                     };
-                    reader.cleared(row.try_get("invoice_no")?, row.try_get("clearing_id")?, held);
+                    reader.cleared(row.try_get("invoice_no")?, row.try_get("clearing_id")?, held)?;
                 }
                 for row in year_rows(tx, super::LINES_SQL, year_value, "person_key", persons).await? {
                     let key: Vec<u8> = row.try_get("person_key")?;
@@ -1319,8 +1481,8 @@ macro_rules! clearing_backend {
                             .push_bind(clearing_id)
                             .push_bind((*key).clone())
                             .push_bind(year_value)
-                            .push_bind(change.now.outcome.clone())
-                            .push_bind(change.now.pool.clone())
+                            .push_bind(change.now.outcome)
+                            .push_bind(change.now.pool.as_deref().map(str::to_owned))
                             .push_bind(change.now.deductible_applied)
                             .push_bind(change.now.amount)
                             .push_bind(change.previous_amount);
