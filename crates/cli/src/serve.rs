@@ -84,6 +84,7 @@ pub fn run(args: &ServeArgs) -> ExitCode {
                     request_timeout_ms: settings.request_timeout_ms,
                     applications: application_settings(&settings),
                     demo: demo.is_some(),
+                    oidc: None,
                 },
             )
             .await
