@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use anyhow::{bail, Context as _};
 
 use crate::settings::{
-    DataKey, DatabaseUrl, Overrides, Settings, SettingsError, Source, DEFAULT_CONFIG_FILE,
+    file_name, DataKey, DatabaseUrl, Overrides, Settings, SettingsError, Source, DEFAULT_CONFIG_FILE,
 };
 
 /// Exit status of `config check` when the settings are not valid.
@@ -159,7 +159,7 @@ fn check(args: &SettingsArgs) -> ExitCode {
             (Source::Default, false) => format!("{} (default)", setting.value),
             (source, _) => format!("{} (from {source})", setting.value),
         };
-        println!("  {:<20} {shown}", setting.name);
+        println!("  {:<26} {shown}", file_name(setting.name));
     }
     match settings.require_data_key() {
         Ok(_) => {

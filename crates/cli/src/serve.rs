@@ -84,6 +84,7 @@ pub fn run(args: &ServeArgs) -> ExitCode {
                     request_timeout_ms: settings.request_timeout_ms,
                     applications: application_settings(&settings),
                     demo: demo.is_some(),
+                    oidc: settings.oidc(),
                 },
             )
             .await
@@ -97,6 +98,9 @@ pub fn run(args: &ServeArgs) -> ExitCode {
                 settings.listen.ip(),
                 application.port(),
             );
+            if let Some(oidc) = &settings.oidc_issuer {
+                tracing::info!(issuer = %oidc.as_str(), "residents may log in with the city's unified login");
+            }
             if demo.is_some() {
                 println!("Open http://{}:{}/ in a browser. The demo's staff, each with the password {}:", settings.listen.ip(), application.port(), crate::demo_store::DEMO_PASSWORD);
                 for (name, title, roles) in crate::demo_store::DEMO_STAFF {

@@ -84,15 +84,19 @@ macro_rules! settings {
             fn template_body(&self) -> String {
                 let mut text = String::new();
                 $(
+                    // A table's settings as dotted keys (`oidc.issuer`): no
+                    // table header, so a line added at the end stays a plain
+                    // setting.
+                    let key = file_name(stringify!($name));
                     text.push('\n');
                     for line in [$($doc),+] {
                         text.push_str(&format!("#{}\n", line.trim_end()));
                     }
                     let value = SettingValue::toml_text(&self.$name);
-                    if <$kind as SettingValue>::IS_SECRET {
-                        text.push_str(&format!("{} = {}\n", stringify!($name), value));
+                    if <$kind as SettingValue>::IS_SECRET && SettingValue::is_set(&self.$name) {
+                        text.push_str(&format!("{key} = {value}\n"));
                     } else {
-                        text.push_str(&format!("# {} = {}\n", stringify!($name), value));
+                        text.push_str(&format!("# {key} = {value}\n"));
                     }
                 )+
                 text
@@ -142,6 +146,52 @@ settings! {
     /// The largest scan of a bill accepted with an application, in bytes
     /// (1 KiB to 64 MiB): a JPEG, PNG or PDF.
     application_max_scan_bytes: u64 = 5 * 1024 * 1024, check within(1024, 64 * 1024 * 1024);
+    /// The city's unified login (统一身份认证) for residents, by OpenID
+    /// Connect, beside the login with a code sent to their phone. Set
+    /// issuer, client_id, client_secret and redirect_url together to offer
+    /// it; leave all four unset for the code login only. In the environment
+    /// each is JIUZHU_OIDC_ and its name in capitals (JIUZHU_OIDC_ISSUER, ...).
+    ///
+    /// The issuer's URL, exactly as its ID tokens name it: https://... (http://
+    /// only on this machine, for trials), no query.
+    oidc_issuer: Option<WebUrl> = None, check issuer_url;
+    /// The client id the issuer registered this server under.
+    oidc_client_id: String = String::new(), check one_word;
+    /// The client secret the issuer gave this server.
+    oidc_client_secret: Option<Secret> = None, check anything;
+    /// This server's callback as registered at the issuer:
+    /// https://HOST/login/oidc/callback.
+    oidc_redirect_url: Option<WebUrl> = None, check callback_url;
+    /// The ID token's claim that holds the resident ID number.
+    oidc_resident_id_claim: String = "resident_id".to_owned(), check required_word;
+    /// The scopes asked for, separated by spaces; openid among them.
+    oidc_scopes: Scopes = Scopes::openid(), check anything;
+    /// The time limit of each call to the issuer, in milliseconds (100 to
+    /// 60000).
+    oidc_timeout_ms: u64 = 5_000, check within(100, 60_000);
+}
+
+/// The tables of `jiuzhu.toml`: a setting named `TABLE_KEY` is written
+/// `KEY` under `[TABLE]` in the file, or `TABLE.KEY`; its environment
+/// variable is `JIUZHU_TABLE_KEY`.
+const TABLES: &[&str] = &["oidc"];
+
+/// The table a setting is written under and its key there.
+fn table_of(name: &str) -> Option<(&'static str, &str)> {
+    TABLES.iter().find_map(|table| {
+        name.strip_prefix(table)
+            .and_then(|rest| rest.strip_prefix('_'))
+            .map(|key| (*table, key))
+    })
+}
+
+/// A setting's name as the file writes it: `oidc.issuer` for one in a
+/// table, else its own name.
+pub fn file_name(name: &str) -> String {
+    match table_of(name) {
+        Some((table, key)) => format!("{table}.{key}"),
+        None => name.to_owned(),
+    }
 }
 
 /// When the periodic clearing runs by itself.
@@ -259,6 +309,8 @@ pub enum SettingsError {
     },
     #[error("environment variable {variable}: {message}")]
     Environment { variable: String, message: String },
+    #[error("the unified login [oidc]: {0}")]
+    Oidc(String),
     #[error(
         "no data_key is set: the personal-data key is required. Run `jiuzhu init` to create a \
          configuration with a fresh key, or set {ENVIRONMENT_PREFIX}DATA_KEY"
@@ -294,7 +346,52 @@ impl Settings {
             }
         }
         settings.apply_environment(environment)?;
+        settings.check_oidc()?;
         Ok(settings)
+    }
+
+    /// The unified login is off (none of its four settings set) or whole.
+    fn check_oidc(&self) -> Result<(), SettingsError> {
+        let given = [
+            ("issuer", self.oidc_issuer.is_some()),
+            ("client_id", !self.oidc_client_id.is_empty()),
+            ("client_secret", self.oidc_client_secret.is_some()),
+            ("redirect_url", self.oidc_redirect_url.is_some()),
+        ];
+        let missing: Vec<&str> = given
+            .iter()
+            .filter(|(_, set)| !set)
+            .map(|(name, _)| *name)
+            .collect();
+        if missing.is_empty() || missing.len() == given.len() {
+            return Ok(());
+        }
+        Err(SettingsError::Oidc(format!(
+            "{} not set: set issuer, client_id, client_secret and redirect_url together, or none of them",
+            missing.join(", ")
+        )))
+    }
+
+    /// The unified login for the server, if it is configured.
+    pub fn oidc(&self) -> Option<jiuzhu_server::OidcSettings> {
+        match (
+            &self.oidc_issuer,
+            &self.oidc_client_secret,
+            &self.oidc_redirect_url,
+        ) {
+            (Some(issuer), Some(secret), Some(redirect)) if !self.oidc_client_id.is_empty() => {
+                Some(jiuzhu_server::OidcSettings {
+                    issuer: issuer.as_str().to_owned(),
+                    client_id: self.oidc_client_id.clone(),
+                    client_secret: jiuzhu_server::ClientSecret::new(secret.expose().to_owned()),
+                    redirect_url: redirect.as_str().to_owned(),
+                    resident_id_claim: self.oidc_resident_id_claim.clone(),
+                    scopes: self.oidc_scopes.0.clone(),
+                    timeout_ms: self.oidc_timeout_ms,
+                })
+            }
+            _ => None,
+        }
     }
 
     /// The settings with the command-line flags applied over them (each
@@ -377,24 +474,65 @@ impl Settings {
             .map_err(|error| file_error(error.span(), error.message().to_owned()))?;
         for (name, item) in document.iter() {
             let key_span = document.key(name).and_then(toml_edit::Key::span);
-            let Some(value) = item.as_value() else {
+            if let Some(table) = item.as_table_like().filter(|_| TABLES.contains(&name)) {
+                for (key, inner) in table.iter() {
+                    let inner_span = table.key(key).and_then(toml_edit::Key::span);
+                    let Some(value) = inner.as_value() else {
+                        return Err(file_error(
+                            inner_span,
+                            format!("`{name}.{key}` must be a plain setting (name = value), not a table"),
+                        ));
+                    };
+                    self.set_from_file(path, text, &format!("{name}_{key}"), value, inner_span)?;
+                }
+                continue;
+            }
+            let Some(value) = item.as_value().filter(|_| !item.is_table_like()) else {
+                let tables: Vec<String> = TABLES.iter().map(|table| format!("[{table}]")).collect();
                 return Err(file_error(
                     key_span,
-                    format!("`{name}` must be a plain setting (name = value), not a table"),
+                    format!(
+                        "`{name}` must be a plain setting (name = value), not a table; the tables are {}",
+                        tables.join(", ")
+                    ),
                 ));
             };
-            let line = line_of(text, value.span().or(key_span.clone()));
-            let source = Source::File {
-                path: path.to_path_buf(),
-                line,
-            };
-            match self.set(name, Raw::Toml(value), source) {
-                Some(Ok(())) => {}
-                Some(Err(message)) => return Err(file_error(value.span(), format!("{name}: {message}"))),
-                None => return Err(file_error(key_span, unknown_setting(&format!("`{name}`")))),
+            if let Some((table, key)) = table_of(name) {
+                return Err(file_error(
+                    key_span,
+                    format!("`{name}` is written `{table}.{key}`, or `{key}` under [{table}]"),
+                ));
             }
+            self.set_from_file(path, text, name, value, key_span)?;
         }
         Ok(())
+    }
+
+    /// Sets the setting `name` from the file's `value`, naming the line.
+    fn set_from_file(
+        &mut self,
+        path: &Path,
+        text: &str,
+        name: &str,
+        value: &toml_edit::Value,
+        key_span: Option<std::ops::Range<usize>>,
+    ) -> Result<(), SettingsError> {
+        let file_error = |span: Option<std::ops::Range<usize>>, message: String| SettingsError::File {
+            path: path.to_path_buf(),
+            line: line_of(text, span),
+            message,
+        };
+        let shown = file_name(name);
+        let line = line_of(text, value.span().or(key_span.clone()));
+        let source = Source::File {
+            path: path.to_path_buf(),
+            line,
+        };
+        match self.set(name, Raw::Toml(value), source) {
+            Some(Ok(())) => Ok(()),
+            Some(Err(message)) => Err(file_error(value.span(), format!("{shown}: {message}"))),
+            None => Err(file_error(key_span, unknown_setting(&format!("`{shown}`")))),
+        }
     }
 
     fn apply_environment(
@@ -431,10 +569,8 @@ impl Settings {
 }
 
 fn unknown_setting(what: &str) -> String {
-    format!(
-        "{what} is not a setting; the settings are {}",
-        Settings::NAMES.join(", ")
-    )
+    let names: Vec<String> = Settings::NAMES.iter().map(|name| file_name(name)).collect();
+    format!("{what} is not a setting; the settings are {}", names.join(", "))
 }
 
 /// The 1-based line where `span` starts (line 1 without a span).
@@ -473,6 +609,10 @@ trait SettingValue: Sized {
     fn shown(&self) -> String;
     /// The value as written in `jiuzhu.toml`.
     fn toml_text(&self) -> String;
+    /// Whether it holds a value (an optional setting may hold none).
+    fn is_set(&self) -> bool {
+        true
+    }
 }
 
 fn parse_raw<T: SettingValue>(raw: Raw<'_>) -> Result<T, String> {
@@ -590,6 +730,197 @@ impl SettingValue for PathBuf {
     }
     fn toml_text(&self) -> String {
         quoted(&self.display().to_string())
+    }
+}
+
+impl SettingValue for String {
+    const KIND: TomlKind = TomlKind::String;
+    fn parse_text(text: &str) -> Result<Self, String> {
+        Ok(text.trim().to_owned())
+    }
+    fn shown(&self) -> String {
+        if self.is_empty() {
+            "not set".to_owned()
+        } else {
+            self.clone()
+        }
+    }
+    fn toml_text(&self) -> String {
+        quoted(self)
+    }
+    fn is_set(&self) -> bool {
+        !self.is_empty()
+    }
+}
+
+/// A check that accepts an empty text or one word: no spaces, no control
+/// characters.
+fn one_word(text: &str) -> Result<(), String> {
+    if text
+        .chars()
+        .any(|character| character.is_whitespace() || character.is_control())
+    {
+        Err("must be one word: no spaces".to_owned())
+    } else {
+        Ok(())
+    }
+}
+
+/// A check that accepts one word, not empty.
+fn required_word(text: &str) -> Result<(), String> {
+    if text.is_empty() {
+        return Err("must not be empty".to_owned());
+    }
+    one_word(text)
+}
+
+/// An http(s) URL: `https://HOST[:PORT][/PATH][?QUERY]`, or `http://` on
+/// this machine only (127.0.0.1, [::1], localhost), for trials. No
+/// fragment, no spaces.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebUrl {
+    url: String,
+    /// Where the path starts (the end of the host and port).
+    path_at: usize,
+}
+
+impl WebUrl {
+    pub fn parse(text: &str) -> Result<WebUrl, String> {
+        let text = text.trim();
+        let (rest, plain) = if let Some(rest) = text.strip_prefix("https://") {
+            (rest, false)
+        } else if let Some(rest) = text.strip_prefix("http://") {
+            (rest, true)
+        } else {
+            return Err(format!("expected an https:// URL, found `{text}`"));
+        };
+        if text
+            .chars()
+            .any(|character| character.is_whitespace() || character.is_control())
+        {
+            return Err("a URL has no spaces".to_owned());
+        }
+        if text.contains('#') {
+            return Err("a URL here has no #fragment".to_owned());
+        }
+        let authority = &rest[..rest.find(['/', '?']).unwrap_or(rest.len())];
+        if authority.is_empty() || authority.contains('@') {
+            return Err(format!(
+                "expected a host after the scheme, as in https://login.example.gov.cn, found `{text}`"
+            ));
+        }
+        let host = match authority.strip_prefix('[') {
+            Some(bracketed) => bracketed
+                .split(']')
+                .next()
+                .map(|inner| format!("[{inner}]"))
+                .unwrap_or_default(),
+            None => authority.split(':').next().unwrap_or_default().to_owned(),
+        };
+        if plain && !["127.0.0.1", "localhost", "[::1]"].contains(&host.as_str()) {
+            return Err(format!(
+                "http:// is only for this machine (127.0.0.1, [::1], localhost); use https:// for {host}"
+            ));
+        }
+        let scheme = if plain { "http://" } else { "https://" };
+        Ok(WebUrl {
+            url: text.to_owned(),
+            path_at: scheme.len() + authority.len(),
+        })
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.url
+    }
+
+    /// The path, without the query.
+    fn path(&self) -> &str {
+        let rest = &self.url[self.path_at..];
+        &rest[..rest.find('?').unwrap_or(rest.len())]
+    }
+
+    fn has_query(&self) -> bool {
+        self.url[self.path_at..].contains('?')
+    }
+}
+
+impl SettingValue for Option<WebUrl> {
+    const KIND: TomlKind = TomlKind::String;
+    fn parse_text(text: &str) -> Result<Self, String> {
+        if text.trim().is_empty() {
+            return Ok(None);
+        }
+        WebUrl::parse(text).map(Some)
+    }
+    fn shown(&self) -> String {
+        self.as_ref()
+            .map_or_else(|| "not set".to_owned(), |url| url.url.clone())
+    }
+    fn toml_text(&self) -> String {
+        quoted(self.as_ref().map_or("", |url| url.as_str()))
+    }
+    fn is_set(&self) -> bool {
+        self.is_some()
+    }
+}
+
+/// An issuer's URL has no query (OpenID Connect Discovery §3).
+fn issuer_url(url: &Option<WebUrl>) -> Result<(), String> {
+    match url {
+        Some(url) if url.has_query() => Err("an issuer's URL has no ?query".to_owned()),
+        _ => Ok(()),
+    }
+}
+
+/// The callback is this server's `/login/oidc/callback` (behind any path
+/// prefix of a proxy), without a query.
+fn callback_url(url: &Option<WebUrl>) -> Result<(), String> {
+    match url {
+        Some(url) if url.has_query() || !url.path().ends_with("/login/oidc/callback") => Err(format!(
+            "must be this server's /login/oidc/callback, as in https://jiuzhu.example.gov.cn/login/oidc/callback, found `{}`",
+            url.as_str()
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// The scopes of the unified login: `openid` and any others, each once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Scopes(Vec<String>);
+
+impl Scopes {
+    fn openid() -> Scopes {
+        Scopes(vec!["openid".to_owned()])
+    }
+}
+
+impl SettingValue for Scopes {
+    const KIND: TomlKind = TomlKind::String;
+    fn parse_text(text: &str) -> Result<Self, String> {
+        let mut scopes: Vec<String> = Vec::new();
+        for scope in text.split_whitespace() {
+            if !scope
+                .bytes()
+                .all(|byte| byte.is_ascii_graphic() && byte != b'"' && byte != b'\\')
+            {
+                return Err(format!(
+                    "a scope is printable ASCII without quotes, found `{scope}`"
+                ));
+            }
+            if !scopes.iter().any(|known| known == scope) {
+                scopes.push(scope.to_owned());
+            }
+        }
+        if !scopes.iter().any(|scope| scope == "openid") {
+            return Err(format!("the scopes must include openid, found `{}`", text.trim()));
+        }
+        Ok(Scopes(scopes))
+    }
+    fn shown(&self) -> String {
+        self.0.join(" ")
+    }
+    fn toml_text(&self) -> String {
+        quoted(&self.0.join(" "))
     }
 }
 
@@ -791,6 +1122,27 @@ impl DataKey {
     }
 }
 
+impl SettingValue for Option<Secret> {
+    const KIND: TomlKind = TomlKind::String;
+    const IS_SECRET: bool = true;
+    fn parse_text(text: &str) -> Result<Self, String> {
+        let text = text.trim();
+        Ok((!text.is_empty()).then(|| Secret::new(text.to_owned())))
+    }
+    fn shown(&self) -> String {
+        match self {
+            Some(_) => "set".to_owned(),
+            None => "not set".to_owned(),
+        }
+    }
+    fn toml_text(&self) -> String {
+        quoted(self.as_ref().map_or("", Secret::expose))
+    }
+    fn is_set(&self) -> bool {
+        self.is_some()
+    }
+}
+
 impl SettingValue for Option<DataKey> {
     const KIND: TomlKind = TomlKind::String;
     const IS_SECRET: bool = true;
@@ -875,7 +1227,7 @@ mod tests {
                 Some(rest)
                     if Settings::NAMES
                         .iter()
-                        .any(|name| rest.starts_with(&format!("{name} = "))) =>
+                        .any(|name| rest.starts_with(&format!("{} = ", file_name(name)))) =>
                 {
                     rest
                 }
@@ -1202,10 +1554,17 @@ mod tests {
         let text = Settings::template(key.clone());
         for name in Settings::NAMES {
             assert!(
-                text.contains(&format!("{name} = ")),
+                text.contains(&format!("{} = ", file_name(name))),
                 "{name} missing from\n{text}"
             );
         }
+        // The unified login's settings are dotted keys, all commented out:
+        // a line added at the end is still a plain setting.
+        assert!(text.contains("\n# oidc.issuer = \"\"\n"), "{text}");
+        assert!(text.contains("\n# oidc.client_secret = \"\"\n"), "{text}");
+        assert!(!text.contains("\n["), "{text}");
+        let appended = load(&format!("{text}listen = \"127.0.0.1:1\"\n"), &[]).unwrap();
+        assert_eq!(appended.listen, "127.0.0.1:1".parse().unwrap());
         let settings = load(&text, &[]).unwrap();
         assert_eq!(settings.data_key, Some(key));
         assert!(matches!(settings.source("data_key"), Some(Source::File { .. })));
@@ -1277,6 +1636,204 @@ mod tests {
             ClearingSchedule::Monthly { day: 1, minute: 60 }
         );
         assert_eq!(settings.clearing_report_dir, PathBuf::from("clearing-reports"));
+    }
+
+    const OIDC: &str = "[oidc]\nissuer = \"https://login.example.gov.cn/oidc\"\nclient_id = \"jiuzhu\"\n\
+                        client_secret = \"hunter2-secret\"\n\
+                        redirect_url = \"https://jiuzhu.example.gov.cn/login/oidc/callback\"\n";
+
+    #[test]
+    fn the_unified_login_is_off_unless_configured() {
+        assert!(Settings::defaults().oidc().is_none());
+        let settings = load("", &[]).unwrap();
+        assert!(settings.oidc().is_none());
+        assert_eq!(settings.oidc_resident_id_claim, "resident_id");
+        assert_eq!(settings.oidc_scopes, Scopes::openid());
+        assert_eq!(settings.oidc_timeout_ms, 5_000);
+    }
+
+    #[test]
+    fn the_unified_login_comes_from_its_table_with_its_lines() {
+        let settings = load(
+            &format!("listen = \"127.0.0.1:1\"\n{OIDC}scopes = \"openid profile openid\"\n"),
+            &[],
+        )
+        .unwrap();
+        let oidc = settings.oidc().unwrap();
+        assert_eq!(oidc.issuer, "https://login.example.gov.cn/oidc");
+        assert_eq!(oidc.client_id, "jiuzhu");
+        assert_eq!(oidc.client_secret.expose(), "hunter2-secret");
+        assert_eq!(
+            oidc.redirect_url,
+            "https://jiuzhu.example.gov.cn/login/oidc/callback"
+        );
+        assert_eq!(oidc.resident_id_claim, "resident_id");
+        assert_eq!(oidc.scopes, ["openid", "profile"]);
+        assert_eq!(oidc.timeout_ms, 5_000);
+        assert!(matches!(
+            settings.source("oidc_issuer"),
+            Some(Source::File { line: 3, .. })
+        ));
+        assert!(matches!(
+            settings.source("oidc_redirect_url"),
+            Some(Source::File { line: 6, .. })
+        ));
+        // Dotted keys are the same table.
+        let dotted = load(
+            "oidc.issuer = \"https://login.example.gov.cn\"\noidc.client_id = \"j\"\noidc.client_secret = \"s\"\n\
+             oidc.redirect_url = \"https://j.example/login/oidc/callback\"\n",
+            &[],
+        )
+        .unwrap();
+        assert_eq!(dotted.oidc().unwrap().issuer, "https://login.example.gov.cn");
+    }
+
+    #[test]
+    fn the_environment_alone_can_configure_the_unified_login_and_overrides_the_file() {
+        let settings = load(
+            OIDC,
+            &[
+                ("JIUZHU_OIDC_CLIENT_SECRET", "from-the-environment"),
+                ("JIUZHU_OIDC_RESIDENT_ID_CLAIM", "id_card_no"),
+                ("JIUZHU_OIDC_TIMEOUT_MS", "2000"),
+            ],
+        )
+        .unwrap();
+        let oidc = settings.oidc().unwrap();
+        assert_eq!(oidc.client_secret.expose(), "from-the-environment");
+        assert_eq!(oidc.resident_id_claim, "id_card_no");
+        assert_eq!(oidc.timeout_ms, 2000);
+        assert_eq!(
+            settings.source("oidc_client_secret"),
+            Some(Source::Environment {
+                variable: "JIUZHU_OIDC_CLIENT_SECRET".to_owned()
+            })
+        );
+        let settings = load(
+            "",
+            &[
+                ("JIUZHU_OIDC_ISSUER", "http://127.0.0.1:9000"),
+                ("JIUZHU_OIDC_CLIENT_ID", "jiuzhu"),
+                ("JIUZHU_OIDC_CLIENT_SECRET", "s"),
+                (
+                    "JIUZHU_OIDC_REDIRECT_URL",
+                    "http://localhost:8080/login/oidc/callback",
+                ),
+            ],
+        )
+        .unwrap();
+        assert_eq!(settings.oidc().unwrap().issuer, "http://127.0.0.1:9000");
+    }
+
+    #[test]
+    fn a_partial_unified_login_is_refused_naming_what_is_missing_and_never_the_secret() {
+        let error = load(
+            "[oidc]\nissuer = \"https://login.example.gov.cn\"\nclient_secret = \"hunter2-secret\"\n",
+            &[],
+        )
+        .unwrap_err();
+        let text = error.to_string();
+        assert!(matches!(error, SettingsError::Oidc(_)), "{text}");
+        assert!(text.contains("client_id, redirect_url not set"), "{text}");
+        assert!(!text.contains("hunter2"), "{text}");
+        let error = load("", &[("JIUZHU_OIDC_CLIENT_ID", "jiuzhu")]).unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .contains("issuer, client_secret, redirect_url not set"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn unified_login_urls_must_be_https_except_on_this_machine() {
+        for (text, expected) in [
+            (
+                "issuer = \"http://login.example.gov.cn\"",
+                "http:// is only for this machine",
+            ),
+            (
+                "issuer = \"ftp://login.example.gov.cn\"",
+                "expected an https:// URL",
+            ),
+            ("issuer = \"https://\"", "expected a host"),
+            ("issuer = \"https://login.example.gov.cn?x=1\"", "no ?query"),
+            ("issuer = \"https://login.example.gov.cn/a b\"", "no spaces"),
+            (
+                "redirect_url = \"https://jiuzhu.example/me\"",
+                "/login/oidc/callback",
+            ),
+            (
+                "redirect_url = \"https://jiuzhu.example/login/oidc/callback?x\"",
+                "/login/oidc/callback",
+            ),
+            ("scopes = \"profile email\"", "must include openid"),
+            ("client_id = \"two words\"", "one word"),
+            ("resident_id_claim = \"\"", "must not be empty"),
+            ("timeout_ms = 10", "must be from 100 to 60000"),
+        ] {
+            let error = load(&format!("[oidc]\n{text}\n"), &[]).unwrap_err();
+            let SettingsError::File { line, message, .. } = &error else {
+                panic!("{text}: {error}")
+            };
+            assert_eq!(*line, 2, "{text}: {error}");
+            assert!(message.contains(expected), "{text}: {message}");
+            assert!(message.starts_with("oidc."), "{text}: {message}");
+        }
+        let prefixed = WebUrl::parse("https://gov.example/jiuzhu/login/oidc/callback").unwrap();
+        assert!(callback_url(&Some(prefixed)).is_ok());
+        for loopback in ["http://127.0.0.1:8080/x", "http://[::1]:8080", "http://localhost"] {
+            assert!(WebUrl::parse(loopback).is_ok(), "{loopback}");
+        }
+        assert!(WebUrl::parse("http://127.0.0.1.example.com").is_err());
+        let error = load("", &[("JIUZHU_OIDC_ISSUER", "http://login.example.gov.cn")]).unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .starts_with("environment variable JIUZHU_OIDC_ISSUER: "),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn a_unified_login_setting_outside_its_table_or_unknown_in_it_is_refused_with_its_line() {
+        let error = load(
+            "listen = \"127.0.0.1:1\"\noidc_issuer = \"https://login.example\"\n",
+            &[],
+        )
+        .unwrap_err();
+        let SettingsError::File { line, message, .. } = &error else {
+            panic!("{error}")
+        };
+        assert_eq!(*line, 2);
+        assert!(
+            message.contains("is written `oidc.issuer`, or `issuer` under [oidc]"),
+            "{message}"
+        );
+        let error = load("[oidc]\nissuer = \"https://login.example\"\nisuer = \"x\"\n", &[]).unwrap_err();
+        let SettingsError::File { line, message, .. } = &error else {
+            panic!("{error}")
+        };
+        assert_eq!(*line, 3);
+        assert!(message.contains("`oidc.isuer` is not a setting"), "{message}");
+        assert!(message.contains("oidc.issuer"), "{message}");
+    }
+
+    #[test]
+    fn the_client_secret_is_never_shown() {
+        let settings = load(OIDC, &[]).unwrap();
+        let debug = format!("{settings:?} {:?}", settings.oidc());
+        assert!(!debug.contains("hunter2"), "{debug}");
+        let shown: Vec<String> = settings
+            .effective()
+            .into_iter()
+            .map(|setting| format!("{} {}", setting.name, setting.value))
+            .collect();
+        let shown = shown.join("\n");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(shown.contains("oidc_client_secret set"), "{shown}");
+        assert_eq!(file_name("oidc_client_secret"), "oidc.client_secret");
+        assert_eq!(file_name("listen"), "listen");
     }
 
     #[test]

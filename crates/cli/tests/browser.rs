@@ -152,13 +152,28 @@ async fn on_a_phone_a_resident_logs_in_with_a_code_and_reads_each_bill_in_plain_
     };
     let dir = tempfile::tempdir().unwrap();
     let database = format!("sqlite://{}", dir.path().join("demo.db").display());
-    let (server, printed) = common::serve_demo(dir.path(), &database);
+    // The city's unified login configured (its issuer is never reached
+    // here): the login page offers it beside the code.
+    let (server, printed) = common::serve_demo_with(
+        dir.path(),
+        &database,
+        &[
+            ("JIUZHU_OIDC_ISSUER", "http://127.0.0.1:9"),
+            ("JIUZHU_OIDC_CLIENT_ID", "jiuzhu"),
+            ("JIUZHU_OIDC_CLIENT_SECRET", "test only"),
+            (
+                "JIUZHU_OIDC_REDIRECT_URL",
+                "http://127.0.0.1:8080/login/oidc/callback",
+            ),
+        ],
+    );
     let (id, phone) = common::demo_resident(&printed);
     let base = server.base.clone();
 
     browser.open(&format!("{base}/")).await;
     browser.click("a[href='/login']").await;
     browser.wait_for("/login").await;
+    assert_eq!(browser.text("a[href='/login/oidc']").await, "用统一身份认证登录");
     accessible(&browser, "resident login").await;
     browser.type_into("#person_id", &id).await;
     browser.type_into("#phone", &phone).await;

@@ -223,6 +223,59 @@ fn config_check_refuses_an_unknown_key_naming_the_file_and_line() {
 }
 
 #[test]
+fn config_check_shows_the_unified_login_without_its_secret_and_refuses_half_of_it() {
+    let folder = Folder::new();
+    assert_status(&folder.run(&["init"], &[]), 0);
+    let text = folder
+        .read("jiuzhu.toml")
+        .replace(
+            "# oidc.issuer = \"\"",
+            "oidc.issuer = \"https://login.example.gov.cn/oidc\"",
+        )
+        .replace("# oidc.client_id = \"\"", "oidc.client_id = \"jiuzhu\"");
+    folder.write("jiuzhu.toml", &text);
+    let check = folder.run(
+        &["config", "check"],
+        &[
+            ("JIUZHU_OIDC_CLIENT_SECRET", "hunter2-oidc"),
+            (
+                "JIUZHU_OIDC_REDIRECT_URL",
+                "https://jiuzhu.example.gov.cn/login/oidc/callback",
+            ),
+        ],
+    );
+    assert_status(&check, 0);
+    let out = stdout(&check);
+    assert!(!format!("{out}{}", stderr(&check)).contains("hunter2"), "{out}");
+    let line = |name: &str| {
+        out.lines()
+            .find(|line| line.trim_start().starts_with(&format!("{name} ")))
+            .unwrap_or_else(|| panic!("no {name} in {out}"))
+            .to_owned()
+    };
+    assert!(
+        line("oidc.client_secret").ends_with(" set (from environment JIUZHU_OIDC_CLIENT_SECRET)"),
+        "{out}"
+    );
+    assert!(
+        line("oidc.issuer").contains(" https://login.example.gov.cn/oidc (from file jiuzhu.toml:"),
+        "{out}"
+    );
+    assert!(
+        line("oidc.resident_id_claim").ends_with(" resident_id (default)"),
+        "{out}"
+    );
+    // Without the secret and the callback: refused, saying what is missing.
+    let check = folder.run(&["config", "check"], &[]);
+    assert_status(&check, 2);
+    assert!(
+        stderr(&check).contains("the unified login [oidc]: client_secret, redirect_url not set"),
+        "{}",
+        stderr(&check)
+    );
+}
+
+#[test]
 fn config_check_refuses_a_bad_value_from_the_environment_naming_the_variable() {
     let folder = Folder::new();
     let check = folder.run(&["config", "check"], &[("JIUZHU_MAX_IMPORT_ROWS", "0")]);

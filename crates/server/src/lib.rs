@@ -37,6 +37,7 @@ mod applications;
 mod error;
 mod feeds;
 mod metrics;
+mod oidc;
 mod openapi;
 mod web;
 
@@ -57,6 +58,7 @@ use tracing::Instrument as _;
 pub use api::REPLAYED_HEADER;
 pub use applications::ApplicationSettings;
 pub use error::ApiError;
+pub use oidc::{ClientSecret, OidcSettings};
 
 use metrics::Metrics;
 
@@ -75,6 +77,9 @@ pub struct ServerSettings {
     pub applications: ApplicationSettings,
     /// A demo: residents' login codes are shown on the page.
     pub demo: bool,
+    /// The city's unified login for residents (统一身份认证, OpenID
+    /// Connect), beside the code login; `None`: the code login only.
+    pub oidc: Option<OidcSettings>,
 }
 
 /// The server, bound and ready to serve.
@@ -90,7 +95,7 @@ impl Application {
     pub async fn build(store: Store, settings: ServerSettings) -> std::io::Result<Application> {
         let listener = TcpListener::bind(settings.listen).await?;
         let port = listener.local_addr()?.port();
-        let router = router(store, &settings);
+        let router = router(store, &settings)?;
         Ok(Application {
             listener,
             router,
@@ -130,6 +135,7 @@ pub(crate) struct AppState {
     applications: ApplicationSettings,
     web: Arc<web::WebState>,
     demo: bool,
+    oidc: Option<Arc<oidc::Oidc>>,
 }
 
 /// A route the router serves: a lower-case HTTP method and a path with
@@ -216,7 +222,13 @@ fn routes(feed_max_body_bytes: usize, application_max_body_bytes: usize) -> Rout
     .get("/metrics", api::metrics)
 }
 
-fn router(store: Store, settings: &ServerSettings) -> Router {
+fn router(store: Store, settings: &ServerSettings) -> std::io::Result<Router> {
+    let oidc = match &settings.oidc {
+        Some(oidc) => Some(Arc::new(oidc::Oidc::new(oidc.clone()).map_err(|error| {
+            std::io::Error::other(format!("the unified login's HTTP client: {error}"))
+        })?)),
+        None => None,
+    };
     let metrics = Arc::new(Metrics::default());
     let state = AppState {
         store,
@@ -226,15 +238,16 @@ fn router(store: Store, settings: &ServerSettings) -> Router {
         applications: settings.applications,
         web: web::state(),
         demo: settings.demo,
+        oidc,
     };
-    limited(
+    Ok(limited(
         routes(settings.feed_max_body_bytes, settings.applications.max_body_bytes)
             .router
             .merge(web::routes())
             .with_state(state)
             .layer(middleware::from_fn_with_state(metrics, count_feeds)),
         settings,
-    )
+    ))
 }
 
 /// Counts each request to a data-sharing route by route and status, with
@@ -311,6 +324,7 @@ mod tests {
             request_timeout_ms: 50,
             applications: ApplicationSettings::default(),
             demo: false,
+            oidc: None,
         };
         let listener = TcpListener::bind(settings.listen).await.unwrap();
         let port = listener.local_addr().unwrap().port();

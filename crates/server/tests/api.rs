@@ -99,6 +99,7 @@ async fn spawn_app_with(setup: Setup) -> TestApp {
         request_timeout_ms: 10_000,
         applications: jiuzhu_server::ApplicationSettings::default(),
         demo: false,
+        oidc: None,
     };
     let application = Application::build(store, settings).await.unwrap();
     let address = format!("http://127.0.0.1:{}", application.port());

@@ -66,6 +66,7 @@ async fn spawn_app() -> TestApp {
             ..ApplicationSettings::default()
         },
         demo: false,
+        oidc: None,
     };
     let application = Application::build(store, settings).await.unwrap();
     let address = format!("http://127.0.0.1:{}", application.port());

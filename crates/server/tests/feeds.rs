@@ -101,6 +101,7 @@ async fn spawn_app(max_body_bytes: usize, feed_max_body_bytes: usize) -> TestApp
         request_timeout_ms: 10_000,
         applications: jiuzhu_server::ApplicationSettings::default(),
         demo: false,
+        oidc: None,
     };
     let application = Application::build(store.clone(), settings).await.unwrap();
     let address = format!("http://127.0.0.1:{}", application.port());

@@ -47,6 +47,7 @@ async fn spawn_app() -> TestApp {
         request_timeout_ms: 10_000,
         applications: ApplicationSettings::default(),
         demo: false,
+        oidc: None,
     };
     let application = Application::build(store, settings).await.unwrap();
     let address = format!("http://127.0.0.1:{}", application.port());
@@ -454,6 +455,7 @@ async fn a_reviewer_decides_an_application_on_its_page_and_an_approver_approves_
         request_timeout_ms: 10_000,
         applications: ApplicationSettings::default(),
         demo: false,
+        oidc: None,
     };
     let application = Application::build(store.clone(), settings).await.unwrap();
     let app = TestApp {
@@ -774,6 +776,7 @@ async fn a_resident_logs_in_with_id_phone_and_a_code_and_sees_only_their_own_bil
         request_timeout_ms: 10_000,
         applications: ApplicationSettings::default(),
         demo: true,
+        oidc: None,
     };
     let application = Application::build(store.clone(), settings).await.unwrap();
     let app = TestApp {
@@ -1025,6 +1028,7 @@ async fn serve(store: Store, dir: tempfile::TempDir) -> TestApp {
         request_timeout_ms: 10_000,
         applications: ApplicationSettings::default(),
         demo: false,
+        oidc: None,
     };
     let application = Application::build(store, settings).await.unwrap();
     let app = TestApp {

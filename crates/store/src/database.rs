@@ -61,8 +61,8 @@ mod outbox;
 mod recoveries;
 mod web_sessions;
 pub use citizens::{
-    check_phone, CitizenBill, CitizenDetails, CitizenPayment, CodeRequest, Dashboard, NewDetails,
-    CODE_SECONDS,
+    check_phone, CitizenBill, CitizenDetails, CitizenPayment, CodeRequest, Dashboard, LoginChannel,
+    NewDetails, CODE_SECONDS,
 };
 pub use recoveries::{RecoveryLine, RecoveryStatus, RecoveryVerdict};
 pub use web_sessions::{NewSession, WebSession, SHORTEST_PASSWORD};

@@ -49,8 +49,8 @@ pub use database::{
     KNOWN_KEY_SECONDS, MAX_FEED_CHUNK_INVOICES, SQLITE_CACHE_KIB,
 };
 pub use database::{
-    check_phone, CitizenBill, CitizenDetails, CitizenPayment, CodeRequest, Dashboard, NewDetails, NewSession,
-    WebSession, CODE_SECONDS, SHORTEST_PASSWORD,
+    check_phone, CitizenBill, CitizenDetails, CitizenPayment, CodeRequest, Dashboard, LoginChannel,
+    NewDetails, NewSession, WebSession, CODE_SECONDS, SHORTEST_PASSWORD,
 };
 pub use database::{
     scan_base64, AcceptanceSettings, ApplicationBillView, ApplicationError, ApplicationEvent,

@@ -159,10 +159,16 @@ pub fn jiuzhu_status(dir: &Path, args: &[&str]) -> (i32, String, String) {
 /// address: the line with the staff's password, one line per member of
 /// staff, then the resident's login.
 pub fn serve_demo(dir: &Path, database: &str) -> (Server, Vec<String>) {
+    serve_demo_with(dir, database, &[])
+}
+
+/// [`serve_demo`] with more `JIUZHU_*` settings in its environment.
+pub fn serve_demo_with(dir: &Path, database: &str, environment: &[(&str, &str)]) -> (Server, Vec<String>) {
     let mut child = Command::new(BINARY)
         .current_dir(dir)
         .env_remove("JIUZHU_DATA_KEY")
         .env_remove("JIUZHU_DATABASE")
+        .envs(environment.iter().copied())
         .args([
             "serve",
             "--demo",

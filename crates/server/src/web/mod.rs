@@ -16,6 +16,7 @@
 //! | `GET /` | anyone |
 //! | `GET /prefs?lang=zh|en&size=large|normal&back=/path` | anyone: remembered in cookies |
 //! | `GET, POST /login`, `POST /login/code` | residents: ID, phone, one-time code |
+//! | `GET /login/oidc`, `GET /login/oidc/callback` | residents, when configured: the city's unified login (统一身份认证, OpenID Connect; `oidc_login.rs`) |
 //! | `GET /me`, `POST /me/logout` | the resident: their assisted bills, each explained in plain words |
 //! | `GET /me/applications`, `GET /me/payments` | the resident: their applications step by step, their payments made and coming |
 //! | `GET, POST /me/letter` | the resident: the commitment letter, read and signed (its text's hash recorded) |
@@ -44,6 +45,7 @@
 //! | `GET, POST /staff/keys`, `GET /staff/keys.xlsx`, `POST /staff/keys/{owner}/{id}/revoke` | admins: hospitals' and departments' API keys, listed without secrets; a new one shown once; one revoked |
 
 mod console;
+mod oidc_login;
 mod payments;
 mod text;
 
@@ -84,6 +86,9 @@ const LOGIN_COOKIE: &str = "jiuzhu_login";
 pub(crate) struct WebState {
     /// Failed logins by name: how many, since when.
     failures: Mutex<HashMap<String, (u32, Instant)>>,
+    /// Residents' logins with the unified login, by the SHA-256 of their
+    /// ID: how many, since when.
+    oidc_logins: Mutex<HashMap<[u8; 32], (u32, Instant)>>,
     /// Reports of refused files, by id.
     reports: Mutex<HashMap<String, RejectedReport>>,
     /// The dashboard's figures, read at most once per
@@ -216,6 +221,7 @@ fn templates() -> &'static Environment<'static> {
             ("batches.html", include_str!("templates/batches.html")),
             ("batch.html", include_str!("templates/batch.html")),
             ("citizen_login.html", include_str!("templates/citizen_login.html")),
+            ("oidc_done.html", include_str!("templates/oidc_done.html")),
             ("my_bills.html", include_str!("templates/my_bills.html")),
             (
                 "my_applications.html",
@@ -252,6 +258,8 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/prefs", get(preferences))
         .route("/login", get(citizen_login_page).post(citizen_request_code))
         .route("/login/code", post(citizen_login))
+        .route("/login/oidc", get(oidc_login::start))
+        .route("/login/oidc/callback", get(oidc_login::callback))
         .route("/me", get(my_bills))
         .route("/me/applications", get(my_applications))
         .route("/me/payments", get(my_payments))
@@ -1475,13 +1483,14 @@ async fn approve_batch(
     }
 }
 
-/// The login page of residents, with a fresh form token.
-fn citizen_form(viewer: &Viewer, status: StatusCode, extra: minijinja::Value) -> Response {
+/// The login page of residents, with a fresh form token (and the link to
+/// the unified login when it is configured).
+fn citizen_form(state: &AppState, viewer: &Viewer, status: StatusCode, extra: minijinja::Value) -> Response {
     let token = random_token();
     let mut response = viewer.render(
         status,
         "citizen_login.html",
-        context! { login_csrf => token.clone(), ..extra },
+        context! { login_csrf => token.clone(), oidc => state.oidc.is_some(), ..extra },
     );
     response
         .headers_mut()
@@ -1495,6 +1504,7 @@ async fn citizen_login_page(State(state): State<AppState>, headers: HeaderMap) -
         Err(response) => return *response,
     };
     citizen_form(
+        &state,
         &viewer,
         StatusCode::OK,
         context! { step => "ask", person_id => "" },
@@ -1535,6 +1545,7 @@ async fn citizen_request_code(
     let Ok(person) = jiuzhu_core::ResidentId::parse(&typed) else {
         let problem = viewer.language.text("bad_id");
         return citizen_form(
+            &state,
             &viewer,
             StatusCode::UNPROCESSABLE_ENTITY,
             context! { step => "ask", person_id => typed, problem => problem },
@@ -1544,6 +1555,7 @@ async fn citizen_request_code(
         Ok(jiuzhu_store::CodeRequest::Limited) => {
             let problem = viewer.language.text("codes_limited");
             citizen_form(
+                &state,
                 &viewer,
                 StatusCode::TOO_MANY_REQUESTS,
                 context! { step => "ask", person_id => typed, problem => problem },
@@ -1566,6 +1578,7 @@ async fn citizen_request_code(
             };
             // The same page whether or not the ID and phone matched.
             citizen_form(
+                &state,
                 &viewer,
                 StatusCode::OK,
                 context! { step => "code", person_id => typed, demo_code => demo_code },
@@ -1611,6 +1624,7 @@ async fn citizen_login(
         Ok(None) => {
             let problem = viewer.language.text("code_wrong");
             citizen_form(
+                &state,
                 &viewer,
                 StatusCode::UNAUTHORIZED,
                 context! { step => "code", person_id => typed, problem => problem },

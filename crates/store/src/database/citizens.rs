@@ -38,6 +38,24 @@ pub enum CodeRequest {
     Limited,
 }
 
+/// How a citizen logged in, as the audit log records it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoginChannel {
+    /// Resident ID, phone on record and a one-time code.
+    Code,
+    /// The city's unified login (统一身份认证, OpenID Connect).
+    Oidc,
+}
+
+impl LoginChannel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LoginChannel::Code => "code",
+            LoginChannel::Oidc => "oidc",
+        }
+    }
+}
+
 /// A payment to the citizen: a line of a batch, or what waits for one.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CitizenPayment {
@@ -199,7 +217,38 @@ impl Store {
         if !matched {
             return Ok(None);
         }
-        self.open_session_of("citizen", &hex(&key), seconds, &person.masked())
+        self.open_session_of(
+            "citizen",
+            &hex(&key),
+            seconds,
+            &person.masked(),
+            Some(LoginChannel::Code),
+        )
+        .await
+        .map(Some)
+    }
+
+    /// Opens a citizen's session for `person`, whom `channel` vouched for
+    /// (the city's unified login), if the store knows them (`None` if not:
+    /// nothing is stored). Audited as the code login is, with its channel.
+    pub async fn open_citizen_session(
+        &self,
+        person: ResidentId,
+        channel: LoginChannel,
+        seconds: i64,
+    ) -> Result<Option<NewSession>, StoreError> {
+        let key = self
+            .keys
+            .blind_index(Purpose::ResidentId, person.to_string().as_bytes())
+            .to_vec();
+        let known = match &self.backend {
+            Backend::Sqlite(pool) => sqlite_citizens::masked(pool, &key).await?,
+            Backend::Postgres(pool) => postgres_citizens::masked(pool, &key).await?,
+        };
+        if known.is_none() {
+            return Ok(None);
+        }
+        self.open_session_of("citizen", &hex(&key), seconds, &person.masked(), Some(channel))
             .await
             .map(Some)
     }

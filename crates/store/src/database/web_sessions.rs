@@ -9,7 +9,8 @@ use argon2::password_hash::{PasswordHasher as _, PasswordVerifier as _};
 use argon2::Argon2;
 
 use super::applications::{ApplicationError, StaffUser};
-use super::{Backend, Store, StoreError};
+use super::citizens::LoginChannel;
+use super::{json_string, Backend, Store, StoreError};
 use crate::crypto::{ApiKey, ApiKeyHash};
 
 /// The shortest password accepted.
@@ -96,28 +97,35 @@ impl Store {
 
     /// Opens a session for a member of staff, lasting `seconds`.
     pub async fn open_session(&self, subject: &str, seconds: i64) -> Result<NewSession, StoreError> {
-        self.open_session_of("staff", subject, seconds, subject).await
+        self.open_session_of("staff", subject, seconds, subject, None)
+            .await
     }
 
     /// Opens a session of `kind` (`staff` or `citizen`) for `subject`; the
-    /// audit log names `shown` (a citizen's masked ID).
+    /// audit log names `shown` (a citizen's masked ID) and the `channel` a
+    /// citizen logged in by.
     pub(crate) async fn open_session_of(
         &self,
         kind: &'static str,
         subject: &str,
         seconds: i64,
         shown: &str,
+        channel: Option<LoginChannel>,
     ) -> Result<NewSession, StoreError> {
         let token = random_token()?;
         let csrf = random_token()?;
         let hash = ApiKeyHash::of(&token);
         let expires = unix_now() + seconds;
+        let details = channel.map_or_else(
+            || "{}".to_owned(),
+            |channel| format!("{{\"channel\":{}}}", json_string(channel.as_str())),
+        );
         match &self.backend {
             Backend::Sqlite(pool) => {
-                sqlite_sessions::open(pool, &hash, kind, subject, &csrf, expires, shown).await?
+                sqlite_sessions::open(pool, &hash, kind, subject, &csrf, expires, shown, details).await?
             }
             Backend::Postgres(pool) => {
-                postgres_sessions::open(pool, &hash, kind, subject, &csrf, expires, shown).await?
+                postgres_sessions::open(pool, &hash, kind, subject, &csrf, expires, shown, details).await?
             }
         }
         Ok(NewSession { token, csrf })
@@ -210,6 +218,10 @@ macro_rules! sessions_backend {
                 Ok(row.map(|row| row.try_get(0)).transpose()?)
             }
 
+            #[allow(
+                clippy::too_many_arguments,
+                reason = "the columns of one row and its audit entry"
+            )]
             pub(super) async fn open(
                 pool: &$Pool,
                 hash: &ApiKeyHash,
@@ -218,6 +230,7 @@ macro_rules! sessions_backend {
                 csrf: &str,
                 expires: i64,
                 shown: &str,
+                details: String,
             ) -> Result<(), StoreError> {
                 let mut tx = begin_write(pool).await?;
                 sqlx::query(
@@ -241,7 +254,7 @@ macro_rules! sessions_backend {
                         format!("person {shown}"),
                     )
                 };
-                audit(&mut tx, &actor, action, &what, "{}".to_owned()).await?;
+                audit(&mut tx, &actor, action, &what, details).await?;
                 tx.commit().await?;
                 Ok(())
             }
