@@ -22,6 +22,8 @@ use sqlx::Connection as _;
 
 #[path = "contract/applications.rs"]
 mod applications;
+#[path = "contract/citizens.rs"]
+mod citizens;
 #[path = "contract/console.rs"]
 mod console;
 
