@@ -1699,31 +1699,37 @@ async fn resident(
 }
 
 async fn my_bills(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    let (viewer, session, key, masked) = match resident(&state, &headers, "/me").await {
-        Ok(found) => found,
+    let viewer = match Viewer::of(&state, &headers, "/me").await {
+        Ok(viewer) => viewer,
         Err(response) => return *response,
     };
-    match state.store.citizen_bills(&key).await {
-        Ok(bills) => {
-            let language = viewer.language;
-            let rows: Vec<minijinja::Value> = bills
-                .iter()
-                .map(|bill| {
-                    context! {
-                        invoice_no => bill.invoice_no.clone(), hospital => bill.hospital.clone(),
-                        service_date => bill.service_date.clone(), reversed => bill.reversed,
-                        paid => bill.amount.fen() > 0 && !bill.reversed, words => bill_in_words(bill, language),
-                    }
-                })
-                .collect();
-            viewer.render(
-                StatusCode::OK,
-                "my_bills.html",
-                context! { citizen => masked, bills => rows, csrf => session.csrf },
-            )
-        }
-        Err(error) => failed("a resident's bills could not be read", &error),
-    }
+    // The session, who it is and their bills, read at once.
+    let page = match cookie(&headers, CITIZEN_COOKIE) {
+        Some(token) => state.store.citizen_bills_page(token).await,
+        None => Ok(None),
+    };
+    let page = match page {
+        Ok(Some(page)) => page,
+        Ok(None) => return Redirect::to("/login").into_response(),
+        Err(error) => return failed("a resident's bills could not be read", &error),
+    };
+    let language = viewer.language;
+    let rows: Vec<minijinja::Value> = page
+        .bills
+        .iter()
+        .map(|bill| {
+            context! {
+                invoice_no => bill.invoice_no.clone(), hospital => bill.hospital.clone(),
+                service_date => bill.service_date.clone(), reversed => bill.reversed,
+                paid => bill.amount.fen() > 0 && !bill.reversed, words => bill_in_words(bill, language),
+            }
+        })
+        .collect();
+    viewer.render(
+        StatusCode::OK,
+        "my_bills.html",
+        context! { citizen => page.masked, bills => rows, csrf => page.session.csrf },
+    )
 }
 
 async fn my_applications(State(state): State<AppState>, headers: HeaderMap) -> Response {
