@@ -72,7 +72,11 @@ impl SqliteReaders {
                 Ok(transaction) => work(&transaction),
                 Err(error) => Err(error.into()),
             };
-            readers.idle().push(connection);
+            // One left inside a transaction (its rollback failed) is not
+            // used again.
+            if connection.is_autocommit() {
+                readers.idle().push(connection);
+            }
             done
         })
         .await
