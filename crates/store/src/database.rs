@@ -58,11 +58,12 @@ pub use feed::{
 };
 mod citizens;
 mod outbox;
+mod readers;
 mod recoveries;
 mod web_sessions;
 pub use citizens::{
-    check_phone, CitizenBill, CitizenDetails, CitizenPayment, CodeRequest, Dashboard, LoginChannel,
-    NewDetails, CODE_SECONDS,
+    check_phone, CitizenBill, CitizenBillsPage, CitizenDetails, CitizenPayment, CodeRequest, Dashboard,
+    LoginChannel, NewDetails, CODE_SECONDS,
 };
 pub use recoveries::{RecoveryLine, RecoveryStatus, RecoveryVerdict};
 pub use web_sessions::{NewSession, WebSession, SHORTEST_PASSWORD};
@@ -115,6 +116,9 @@ pub enum StoreError {
     UnknownDatabase(String),
     #[error("database: {0}")]
     Database(#[from] sqlx::Error),
+    /// A read of SQLite through its own API (see [`readers`]).
+    #[error("database: {0}")]
+    SqliteRead(#[from] rusqlite::Error),
     #[error("personal data: {0}")]
     Crypto(#[from] CryptoError),
     #[error("the stored policy no longer loads: {0}")]
@@ -193,6 +197,9 @@ type PolicyInForce = (i64, Arc<Policy>);
 #[derive(Debug, Clone)]
 pub struct Store {
     backend: Backend,
+    /// SQLite: the read-only connections the pages read through, one
+    /// blocking-thread hop per page (see [`readers`]).
+    sqlite_readers: Option<Arc<readers::SqliteReaders>>,
     keys: DataKeys,
     /// The policy in force, parsed once per stored version.
     policy: PolicyCache,
@@ -228,6 +235,7 @@ impl Store {
     /// Opens the database named by `url` (`sqlite://PATH`, created if
     /// missing, or `postgres://…`) and brings its schema up to date.
     pub async fn open(url: &str, keys: DataKeys, pool_size: u32) -> Result<Store, StoreError> {
+        let mut sqlite_readers = None;
         let (backend, writer_connection) = if let Some(path) = url.strip_prefix("sqlite://") {
             let options = SqliteConnectOptions::new()
                 .filename(path)
@@ -245,6 +253,7 @@ impl Store {
                 .connect_with(options.clone())
                 .await?;
             sqlite::migrate(&pool).await?;
+            sqlite_readers = Some(Arc::new(readers::SqliteReaders::new(path.into(), pool_size)));
             // The writer's own connection: its page cache stays warm, since
             // no other connection writes between its transactions.
             let writer = options
@@ -287,6 +296,7 @@ impl Store {
         ));
         Ok(Store {
             backend,
+            sqlite_readers,
             keys,
             policy,
             writer,

@@ -102,14 +102,16 @@ pub(crate) struct WebState {
 const DASHBOARD_FRESH: Duration = Duration::from_secs(60);
 
 /// The dashboard's figures as last read, shared by every viewer. A viewer
-/// after [`DASHBOARD_FRESH`] gets the figures as they are and starts one
-/// new read in the background (the next viewers get the new figures); only
-/// the very first viewer, or one after a failed read, waits for a read.
+/// after [`DASHBOARD_FRESH`] (or on a new day of the same year) gets the
+/// figures as they are and starts one new read in the background (the
+/// next viewers get the new figures); only the very first viewer, one
+/// after a failed read, or one in a new year, waits for a read.
 #[derive(Debug, Default)]
 struct DashboardCache {
     figures: Mutex<Option<CachedDashboard>>,
-    /// One read at a time.
-    reading: tokio::sync::Mutex<()>,
+    /// One read at a time: held by whichever read runs, in the background
+    /// or waited for.
+    reading: Arc<tokio::sync::Mutex<()>>,
 }
 
 #[derive(Debug, Clone)]
@@ -121,15 +123,27 @@ struct CachedDashboard {
     read_at_text: String,
 }
 
+impl CachedDashboard {
+    fn fresh(&self, today: &str) -> bool {
+        self.today == today && self.read_at.elapsed() < DASHBOARD_FRESH
+    }
+}
+
 impl DashboardCache {
-    fn current(&self, today: &str) -> Option<CachedDashboard> {
+    /// The figures as last read, if they are of `year`.
+    fn current(&self, year: i32) -> Option<CachedDashboard> {
         let figures = self
             .figures
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        figures.as_ref().filter(|cached| cached.today == today).cloned()
+        figures
+            .as_ref()
+            .filter(|cached| cached.figures.year == year)
+            .cloned()
     }
 
+    /// Waits for the read under way, if any, and reads unless it left the
+    /// figures fresh.
     async fn read(
         &self,
         store: &jiuzhu_store::Store,
@@ -138,12 +152,19 @@ impl DashboardCache {
     ) -> Result<CachedDashboard, jiuzhu_store::StoreError> {
         let _reading = self.reading.lock().await;
         // Another viewer may have read it while this one waited.
-        if let Some(cached) = self
-            .current(today)
-            .filter(|cached| cached.read_at.elapsed() < DASHBOARD_FRESH)
-        {
+        if let Some(cached) = self.current(year).filter(|cached| cached.fresh(today)) {
             return Ok(cached);
         }
+        self.read_now(store, today, year).await
+    }
+
+    /// Reads the figures and keeps them; whoever calls it holds `reading`.
+    async fn read_now(
+        &self,
+        store: &jiuzhu_store::Store,
+        today: &str,
+        year: i32,
+    ) -> Result<CachedDashboard, jiuzhu_store::StoreError> {
         let figures = store.dashboard(today, year).await?;
         let cached = CachedDashboard {
             figures: Arc::new(figures),
@@ -170,22 +191,25 @@ fn china_time_of_day() -> String {
 
 /// The dashboard's figures for `today`: as last read if fresh; as last
 /// read while a new read starts in the background if stale; read now if
-/// none.
+/// none of `year`.
 async fn dashboard_figures(
     state: &AppState,
     today: &str,
     year: i32,
 ) -> Result<CachedDashboard, jiuzhu_store::StoreError> {
     let cache = &state.web.dashboard;
-    match cache.current(today) {
-        Some(cached) if cached.read_at.elapsed() < DASHBOARD_FRESH => Ok(cached),
+    match cache.current(year) {
+        Some(cached) if cached.fresh(today) => Ok(cached),
         Some(stale) => {
             // One background read at a time: if one runs, none starts.
-            if cache.reading.try_lock().is_ok() {
+            // The viewer does not wait: the lock, taken without waiting,
+            // goes with the read.
+            if let Ok(reading) = Arc::clone(&cache.reading).try_lock_owned() {
                 let state = state.clone();
                 let today = today.to_owned();
                 tokio::spawn(async move {
-                    if let Err(error) = state.web.dashboard.read(&state.store, &today, year).await {
+                    let _reading = reading;
+                    if let Err(error) = state.web.dashboard.read_now(&state.store, &today, year).await {
                         tracing::error!(cause = %error, "the dashboard's figures could not be read");
                     }
                 });
@@ -1713,31 +1737,37 @@ async fn resident(
 }
 
 async fn my_bills(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    let (viewer, session, key, masked) = match resident(&state, &headers, "/me").await {
-        Ok(found) => found,
+    let viewer = match Viewer::of(&state, &headers, "/me").await {
+        Ok(viewer) => viewer,
         Err(response) => return *response,
     };
-    match state.store.citizen_bills(&key).await {
-        Ok(bills) => {
-            let language = viewer.language;
-            let rows: Vec<minijinja::Value> = bills
-                .iter()
-                .map(|bill| {
-                    context! {
-                        invoice_no => bill.invoice_no.clone(), hospital => bill.hospital.clone(),
-                        service_date => bill.service_date.clone(), reversed => bill.reversed,
-                        paid => bill.amount.fen() > 0 && !bill.reversed, words => bill_in_words(bill, language),
-                    }
-                })
-                .collect();
-            viewer.render(
-                StatusCode::OK,
-                "my_bills.html",
-                context! { citizen => masked, bills => rows, csrf => session.csrf },
-            )
-        }
-        Err(error) => failed("a resident's bills could not be read", &error),
-    }
+    // The session, who it is and their bills, read at once.
+    let page = match cookie(&headers, CITIZEN_COOKIE) {
+        Some(token) => state.store.citizen_bills_page(token).await,
+        None => Ok(None),
+    };
+    let page = match page {
+        Ok(Some(page)) => page,
+        Ok(None) => return Redirect::to("/login").into_response(),
+        Err(error) => return failed("a resident's bills could not be read", &error),
+    };
+    let language = viewer.language;
+    let rows: Vec<minijinja::Value> = page
+        .bills
+        .iter()
+        .map(|bill| {
+            context! {
+                invoice_no => bill.invoice_no.clone(), hospital => bill.hospital.clone(),
+                service_date => bill.service_date.clone(), reversed => bill.reversed,
+                paid => bill.amount.fen() > 0 && !bill.reversed, words => bill_in_words(bill, language),
+            }
+        })
+        .collect();
+    viewer.render(
+        StatusCode::OK,
+        "my_bills.html",
+        context! { citizen => page.masked, bills => rows, csrf => page.session.csrf },
+    )
 }
 
 async fn my_applications(State(state): State<AppState>, headers: HeaderMap) -> Response {

@@ -367,20 +367,31 @@ impl Language {
         }
     }
 
-    /// Every text in this language, by key.
-    pub(crate) fn texts(self) -> std::collections::BTreeMap<&'static str, &'static str> {
-        TEXTS
-            .iter()
-            .map(|(key, chinese, english)| {
-                (
-                    *key,
-                    match self {
-                        Language::Chinese => *chinese,
-                        Language::English => *english,
-                    },
-                )
+    /// Every text in this language, by key, as the templates read it
+    /// (`t.key`): made once, then shared by every page shown.
+    pub(crate) fn texts(self) -> minijinja::Value {
+        static TEXTS_OF: std::sync::OnceLock<[minijinja::Value; 2]> = std::sync::OnceLock::new();
+        let [chinese, english] = TEXTS_OF.get_or_init(|| {
+            [Language::Chinese, Language::English].map(|language| {
+                let texts: std::collections::BTreeMap<&'static str, &'static str> = TEXTS
+                    .iter()
+                    .map(|(key, chinese, english)| {
+                        (
+                            *key,
+                            match language {
+                                Language::Chinese => *chinese,
+                                Language::English => *english,
+                            },
+                        )
+                    })
+                    .collect();
+                minijinja::Value::from(texts)
             })
-            .collect()
+        });
+        match self {
+            Language::Chinese => chinese.clone(),
+            Language::English => english.clone(),
+        }
     }
 
     /// One text.

@@ -12,9 +12,9 @@ use jiuzhu_core::{Fen, ResidentId};
 use sha2::{Digest, Sha256};
 
 use super::applications::ApplicationError;
-use super::web_sessions::NewSession;
+use super::web_sessions::{session_on, NewSession, WebSession};
 use super::{Backend, Store, StoreError};
-use crate::crypto::Purpose;
+use crate::crypto::{ApiKeyHash, Purpose};
 
 pub const CODE_SECONDS: i64 = 300;
 pub const CODE_TRIES: i64 = 5;
@@ -100,6 +100,31 @@ pub struct CitizenBill {
     /// The decision's answer as stored (JSON of the settlement response).
     pub response: String,
 }
+
+/// A citizen's page of bills, read at once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CitizenBillsPage {
+    pub session: WebSession,
+    /// Their blind index.
+    pub key: Vec<u8>,
+    /// Their resident ID, masked.
+    pub masked: String,
+    pub bills: Vec<CitizenBill>,
+}
+
+/// A person's masked resident ID, by their blind index.
+const MASKED_SQL: &str = "SELECT resident_id_masked FROM persons WHERE person_key = $1";
+
+/// A citizen's bills with their decisions (the decision's stored answer
+/// among them) and whether each was reversed, newest service date first:
+/// the one statement of both backends and both read paths that reads a
+/// decision's answer.
+const CITIZEN_BILLS_SQL: &str = "SELECT i.invoice_no, i.hospital, i.service_date, i.total, \
+     i.in_scope_self_pay, d.outcome, d.amount, a.response, EXISTS (SELECT 1 FROM decisions r \
+     WHERE r.invoice_no = d.invoice_no AND r.kind = 'reversal') AS reversed \
+     FROM decisions d JOIN invoices i ON i.invoice_no = d.invoice_no \
+     JOIN decision_responses a ON a.decision_id = d.id \
+     WHERE d.person_key = $1 AND d.kind = 'decision' ORDER BY i.service_date DESC, i.invoice_no";
 
 fn unix_now() -> i64 {
     std::time::SystemTime::now()
@@ -253,25 +278,51 @@ impl Store {
             .map(Some)
     }
 
-    /// A citizen's session: the session and their blind index.
+    /// A citizen's session: the session, their blind index and their
+    /// masked resident ID; one read.
     pub async fn citizen_session(
         &self,
         token: &str,
-    ) -> Result<Option<(super::WebSession, Vec<u8>, String)>, StoreError> {
-        let Some(session) = self.session_of_kind(token, "citizen").await? else {
-            return Ok(None);
+    ) -> Result<Option<(WebSession, Vec<u8>, String)>, StoreError> {
+        let hash = ApiKeyHash::of(token);
+        let now = unix_now();
+        match &self.backend {
+            Backend::Sqlite(_) => self.sqlite_read(move |read| citizen_on(read, &hash, now)).await,
+            Backend::Postgres(pool) => postgres_reads::citizen(pool, &hash, now).await,
+        }
+    }
+
+    /// A citizen's page of bills: their session, who they are and their
+    /// bills (as [`Store::citizen_bills`]), all in one read on SQLite;
+    /// `None` when the token opens no citizen's session.
+    pub async fn citizen_bills_page(&self, token: &str) -> Result<Option<CitizenBillsPage>, StoreError> {
+        let hash = ApiKeyHash::of(token);
+        let now = unix_now();
+        let page = match &self.backend {
+            Backend::Sqlite(_) => {
+                self.sqlite_read(move |read| {
+                    let Some(citizen) = citizen_on(read, &hash, now)? else {
+                        return Ok(None);
+                    };
+                    let bills = bills_on(read, &citizen.1)?;
+                    Ok(Some((citizen, bills)))
+                })
+                .await?
+            }
+            Backend::Postgres(pool) => match postgres_reads::citizen(pool, &hash, now).await? {
+                Some(citizen) => {
+                    let bills = postgres_reads::bills(pool, &citizen.1).await?;
+                    Some((citizen, bills))
+                }
+                None => None,
+            },
         };
-        let key: Option<Vec<u8>> = (0..session.subject.len() / 2)
-            .map(|at| u8::from_str_radix(&session.subject[2 * at..2 * at + 2], 16).ok())
-            .collect();
-        let Some(key) = key else {
-            return Ok(None);
-        };
-        let masked = match &self.backend {
-            Backend::Sqlite(pool) => sqlite_citizens::masked(pool, &key).await?,
-            Backend::Postgres(pool) => postgres_citizens::masked(pool, &key).await?,
-        };
-        Ok(masked.map(|masked| (session, key, masked)))
+        Ok(page.map(|((session, key, masked), bills)| CitizenBillsPage {
+            session,
+            key,
+            masked,
+            bills,
+        }))
     }
 
     /// The resident ID of the person with the blind index `key`, decrypted
@@ -433,8 +484,11 @@ impl Store {
     /// The citizen's bills with their decisions, newest service date first.
     pub async fn citizen_bills(&self, key: &[u8]) -> Result<Vec<CitizenBill>, StoreError> {
         match &self.backend {
-            Backend::Sqlite(pool) => sqlite_citizens::bills(pool, key).await,
-            Backend::Postgres(pool) => postgres_citizens::bills(pool, key).await,
+            Backend::Sqlite(_) => {
+                let key = key.to_vec();
+                self.sqlite_read(move |read| bills_on(read, &key)).await
+            }
+            Backend::Postgres(pool) => postgres_reads::bills(pool, key).await,
         }
     }
 }
@@ -445,7 +499,7 @@ macro_rules! citizens_backend {
             use jiuzhu_core::Fen;
             use sqlx::Row as _;
 
-            use super::{CitizenBill, CitizenDetails, CitizenPayment, CODES_PER_WINDOW, CODE_SECONDS, CODE_TRIES, CODE_WINDOW_SECONDS};
+            use super::{CitizenDetails, CitizenPayment, CODES_PER_WINDOW, CODE_SECONDS, CODE_TRIES, CODE_WINDOW_SECONDS};
             use crate::database::$backend::{audit, begin_write};
             use crate::database::{json_string, now_text, StoreError};
 
@@ -706,41 +760,115 @@ macro_rules! citizens_backend {
                 }
                 Ok(payments)
             }
-
-            pub(super) async fn bills(pool: &$Pool, key: &[u8]) -> Result<Vec<CitizenBill>, StoreError> {
-                let rows = sqlx::query(
-                    "SELECT i.invoice_no, i.hospital, i.service_date, i.total, i.in_scope_self_pay, d.outcome, d.amount, \
-                     a.response, EXISTS (SELECT 1 FROM decisions r WHERE r.invoice_no = d.invoice_no \
-                     AND r.kind = 'reversal') AS reversed \
-                     FROM decisions d JOIN invoices i ON i.invoice_no = d.invoice_no \
-                     JOIN decision_responses a ON a.decision_id = d.id \
-                     WHERE d.person_key = $1 AND d.kind = 'decision' ORDER BY i.service_date DESC, i.invoice_no",
-                )
-                .bind(key.to_vec())
-                .fetch_all(pool)
-                .await?;
-                let mut bills = Vec::with_capacity(rows.len());
-                for row in rows {
-                    bills.push(CitizenBill {
-                        invoice_no: row.try_get(0)?,
-                        hospital: row.try_get(1)?,
-                        service_date: row.try_get(2)?,
-                        total: Fen::from_fen(row.try_get(3)?),
-                        in_scope_self_pay: Fen::from_fen(row.try_get(4)?),
-                        outcome: row.try_get(5)?,
-                        amount: Fen::from_fen(row.try_get(6)?),
-                        response: row.try_get(7)?,
-                        reversed: row.try_get(8)?,
-                    });
-                }
-                Ok(bills)
-            }
         }
     };
 }
 
 citizens_backend!(sqlite_citizens, sqlite, sqlx::SqlitePool);
 citizens_backend!(postgres_citizens, postgres, sqlx::PgPool);
+
+/// The blind index a citizen's session names (in hex).
+fn key_of(subject: &str) -> Option<Vec<u8>> {
+    if !subject.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..subject.len() / 2)
+        .map(|at| u8::from_str_radix(subject.get(2 * at..2 * at + 2)?, 16).ok())
+        .collect()
+}
+
+/// A citizen's session, blind index and masked ID, on a SQLite reader.
+fn citizen_on(
+    read: &rusqlite::Transaction<'_>,
+    hash: &ApiKeyHash,
+    now: i64,
+) -> Result<Option<(WebSession, Vec<u8>, String)>, StoreError> {
+    use rusqlite::OptionalExtension as _;
+    let Some(session) = session_on(read, hash, "citizen", now)? else {
+        return Ok(None);
+    };
+    let Some(key) = key_of(&session.subject) else {
+        return Ok(None);
+    };
+    let masked: Option<String> = read
+        .prepare_cached(MASKED_SQL)?
+        .query_row([&key], |row| row.get(0))
+        .optional()?;
+    Ok(masked.map(|masked| (session, key, masked)))
+}
+
+/// A citizen's bills, on a SQLite reader.
+fn bills_on(read: &rusqlite::Transaction<'_>, key: &[u8]) -> Result<Vec<CitizenBill>, StoreError> {
+    let mut statement = read.prepare_cached(CITIZEN_BILLS_SQL)?;
+    let rows = statement.query_map([key], |row| {
+        Ok(CitizenBill {
+            invoice_no: row.get(0)?,
+            hospital: row.get(1)?,
+            service_date: row.get(2)?,
+            total: Fen::from_fen(row.get(3)?),
+            in_scope_self_pay: Fen::from_fen(row.get(4)?),
+            outcome: row.get(5)?,
+            amount: Fen::from_fen(row.get(6)?),
+            response: row.get(7)?,
+            reversed: row.get(8)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<Vec<_>, _>>()?)
+}
+
+/// PostgreSQL: the same reads through its pool.
+mod postgres_reads {
+    use jiuzhu_core::Fen;
+    use sqlx::Row as _;
+
+    use super::{key_of, CitizenBill, WebSession, CITIZEN_BILLS_SQL, MASKED_SQL};
+    use crate::crypto::ApiKeyHash;
+    use crate::database::web_sessions::postgres_reads::session;
+    use crate::database::StoreError;
+
+    pub(super) async fn citizen(
+        pool: &sqlx::PgPool,
+        hash: &ApiKeyHash,
+        now: i64,
+    ) -> Result<Option<(WebSession, Vec<u8>, String)>, StoreError> {
+        let Some(session) = session(pool, hash, "citizen", now).await? else {
+            return Ok(None);
+        };
+        let Some(key) = key_of(&session.subject) else {
+            return Ok(None);
+        };
+        let row = sqlx::query(MASKED_SQL)
+            .bind(key.clone())
+            .fetch_optional(pool)
+            .await?;
+        match row {
+            Some(row) => Ok(Some((session, key, row.try_get(0)?))),
+            None => Ok(None),
+        }
+    }
+
+    pub(super) async fn bills(pool: &sqlx::PgPool, key: &[u8]) -> Result<Vec<CitizenBill>, StoreError> {
+        let rows = sqlx::query(CITIZEN_BILLS_SQL)
+            .bind(key.to_vec())
+            .fetch_all(pool)
+            .await?;
+        let mut bills = Vec::with_capacity(rows.len());
+        for row in rows {
+            bills.push(CitizenBill {
+                invoice_no: row.try_get(0)?,
+                hospital: row.try_get(1)?,
+                service_date: row.try_get(2)?,
+                total: Fen::from_fen(row.try_get(3)?),
+                in_scope_self_pay: Fen::from_fen(row.try_get(4)?),
+                outcome: row.try_get(5)?,
+                amount: Fen::from_fen(row.try_get(6)?),
+                response: row.try_get(7)?,
+                reversed: row.try_get(8)?,
+            });
+        }
+        Ok(bills)
+    }
+}
 
 /// The dashboard's figures.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

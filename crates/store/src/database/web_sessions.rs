@@ -8,10 +8,21 @@
 use argon2::password_hash::{PasswordHasher as _, PasswordVerifier as _};
 use argon2::Argon2;
 
-use super::applications::{ApplicationError, StaffUser};
+use super::applications::{ApplicationError, Role, StaffUser};
 use super::citizens::LoginChannel;
 use super::{json_string, Backend, Store, StoreError};
 use crate::crypto::{ApiKey, ApiKeyHash};
+
+/// A session of a kind (`staff` or `citizen`) a token opens: known, not
+/// ended, not expired. Both backends and both read paths run it.
+pub(crate) const SESSION_SQL: &str = "SELECT subject, csrf, expires_unix FROM web_sessions \
+     WHERE token_hash = $1 AND kind = $2 AND ended_at IS NULL AND expires_unix > $3";
+
+/// A staff session a token opens with its member of staff's roles: the
+/// session known, not ended, not expired; the member not disabled.
+const STAFF_SESSION_SQL: &str = "SELECT s.subject, s.csrf, s.expires_unix, u.roles FROM web_sessions s \
+     JOIN staff_users u ON u.name = s.subject WHERE s.token_hash = $1 AND s.kind = 'staff' \
+     AND s.ended_at IS NULL AND s.expires_unix > $2 AND u.disabled_at IS NULL";
 
 /// The shortest password accepted.
 pub const SHORTEST_PASSWORD: usize = 10;
@@ -132,26 +143,24 @@ impl Store {
     }
 
     /// The session a token opens, if it is known, not ended, not expired
-    /// and its member of staff not disabled.
+    /// and its member of staff not disabled: one read.
     pub async fn session(&self, token: &str) -> Result<Option<(WebSession, StaffUser)>, StoreError> {
-        let Some(session) = self.session_of_kind(token, "staff").await? else {
-            return Ok(None);
-        };
-        Ok(self.staff(&session.subject).await?.map(|user| (session, user)))
-    }
-
-    /// A session of `kind` a token opens, if it is known, not ended and
-    /// not expired.
-    pub(crate) async fn session_of_kind(
-        &self,
-        token: &str,
-        kind: &str,
-    ) -> Result<Option<WebSession>, StoreError> {
         let hash = ApiKeyHash::of(token);
-        match &self.backend {
-            Backend::Sqlite(pool) => sqlite_sessions::find(pool, &hash, kind, unix_now()).await,
-            Backend::Postgres(pool) => postgres_sessions::find(pool, &hash, kind, unix_now()).await,
-        }
+        let now = unix_now();
+        let found = match &self.backend {
+            Backend::Sqlite(_) => {
+                self.sqlite_read(move |read| staff_session_on(read, &hash, now))
+                    .await?
+            }
+            Backend::Postgres(pool) => postgres_reads::staff_session(pool, &hash, now).await?,
+        };
+        Ok(found.map(|(session, roles)| {
+            let user = StaffUser {
+                name: session.subject.clone(),
+                roles: roles.split(' ').filter_map(Role::parse).collect(),
+            };
+            (session, user)
+        }))
     }
 
     /// Ends a session (logout).
@@ -169,7 +178,6 @@ macro_rules! sessions_backend {
         mod $module {
             use sqlx::Row as _;
 
-            use super::WebSession;
             use crate::crypto::ApiKeyHash;
             use crate::database::$backend::{audit, begin_write};
             use crate::database::{now_text, StoreError};
@@ -259,31 +267,6 @@ macro_rules! sessions_backend {
                 Ok(())
             }
 
-            pub(super) async fn find(
-                pool: &$Pool,
-                hash: &ApiKeyHash,
-                kind: &str,
-                now: i64,
-            ) -> Result<Option<WebSession>, StoreError> {
-                let row = sqlx::query(
-                    "SELECT subject, csrf, expires_unix FROM web_sessions WHERE token_hash = $1 \
-                     AND kind = $2 AND ended_at IS NULL AND expires_unix > $3",
-                )
-                .bind(hash.as_bytes().to_vec())
-                .bind(kind)
-                .bind(now)
-                .fetch_optional(pool)
-                .await?;
-                match row {
-                    Some(row) => Ok(Some(WebSession {
-                        subject: row.try_get(0)?,
-                        csrf: row.try_get(1)?,
-                        expires_unix: row.try_get(2)?,
-                    })),
-                    None => Ok(None),
-                }
-            }
-
             pub(super) async fn end(pool: &$Pool, hash: &ApiKeyHash) -> Result<(), StoreError> {
                 sqlx::query(
                     "UPDATE web_sessions SET ended_at = $1 WHERE token_hash = $2 AND ended_at IS NULL",
@@ -300,3 +283,92 @@ macro_rules! sessions_backend {
 
 sessions_backend!(sqlite_sessions, sqlite, sqlx::SqlitePool);
 sessions_backend!(postgres_sessions, postgres, sqlx::PgPool);
+
+/// The session `SESSION_SQL` finds, on a SQLite reader.
+pub(crate) fn session_on(
+    read: &rusqlite::Transaction<'_>,
+    hash: &ApiKeyHash,
+    kind: &str,
+    now: i64,
+) -> Result<Option<WebSession>, StoreError> {
+    use rusqlite::OptionalExtension as _;
+    Ok(read
+        .prepare_cached(SESSION_SQL)?
+        .query_row(rusqlite::params![&hash.as_bytes()[..], kind, now], |row| {
+            Ok(WebSession {
+                subject: row.get(0)?,
+                csrf: row.get(1)?,
+                expires_unix: row.get(2)?,
+            })
+        })
+        .optional()?)
+}
+
+/// The staff session and roles `STAFF_SESSION_SQL` finds, on a SQLite
+/// reader.
+fn staff_session_on(
+    read: &rusqlite::Transaction<'_>,
+    hash: &ApiKeyHash,
+    now: i64,
+) -> Result<Option<(WebSession, String)>, StoreError> {
+    use rusqlite::OptionalExtension as _;
+    Ok(read
+        .prepare_cached(STAFF_SESSION_SQL)?
+        .query_row(rusqlite::params![&hash.as_bytes()[..], now], |row| {
+            let session = WebSession {
+                subject: row.get(0)?,
+                csrf: row.get(1)?,
+                expires_unix: row.get(2)?,
+            };
+            Ok((session, row.get(3)?))
+        })
+        .optional()?)
+}
+
+/// PostgreSQL: the same reads through its pool.
+pub(crate) mod postgres_reads {
+    use sqlx::Row as _;
+
+    use super::{WebSession, SESSION_SQL, STAFF_SESSION_SQL};
+    use crate::crypto::ApiKeyHash;
+    use crate::database::StoreError;
+
+    fn session_of(row: &sqlx::postgres::PgRow) -> Result<WebSession, StoreError> {
+        Ok(WebSession {
+            subject: row.try_get(0)?,
+            csrf: row.try_get(1)?,
+            expires_unix: row.try_get(2)?,
+        })
+    }
+
+    pub(crate) async fn session(
+        pool: &sqlx::PgPool,
+        hash: &ApiKeyHash,
+        kind: &str,
+        now: i64,
+    ) -> Result<Option<WebSession>, StoreError> {
+        let row = sqlx::query(SESSION_SQL)
+            .bind(hash.as_bytes().to_vec())
+            .bind(kind)
+            .bind(now)
+            .fetch_optional(pool)
+            .await?;
+        row.as_ref().map(session_of).transpose()
+    }
+
+    pub(super) async fn staff_session(
+        pool: &sqlx::PgPool,
+        hash: &ApiKeyHash,
+        now: i64,
+    ) -> Result<Option<(WebSession, String)>, StoreError> {
+        let row = sqlx::query(STAFF_SESSION_SQL)
+            .bind(hash.as_bytes().to_vec())
+            .bind(now)
+            .fetch_optional(pool)
+            .await?;
+        match row {
+            Some(row) => Ok(Some((session_of(&row)?, row.try_get(3)?))),
+            None => Ok(None),
+        }
+    }
+}
