@@ -28,7 +28,8 @@
 #   INVOICES=1000000 for the feed (PEOPLE defaults to a tenth of it);
 #   STEPS="spells invoices" to choose what runs;
 #   CHUNK=1024 rows per transaction for both; BENCH_TMP=DIR for the work
-#   folder, which needs about 4 GB per million invoices.
+#   folder, which needs about 4 GB per million invoices; KEEP=1 keeps the
+#   feed's store and files there (for bench/clear.sh STORE=..., say).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -52,7 +53,12 @@ fail() {
 }
 
 work=$(mktemp -d "${BENCH_TMP:-${TMPDIR:-/tmp}}/jiuzhu-import.XXXXXX")
-trap 'rm -rf "$work"' EXIT
+keep=${KEEP:-0}
+if [ "$keep" = 1 ]; then
+  trap 'echo "kept: $work"' EXIT
+else
+  trap 'rm -rf "$work"' EXIT
+fi
 
 bench_binaries jiuzhu-cli jiuzhu-loadgen
 jiuzhu=$bin_dir/jiuzhu
@@ -157,8 +163,10 @@ bench_invoices() {
 
   report+=("$(awk -v label="import invoices ($invoices)" -v feed="$feed_rate" -v base="$base_rate" \
     'BEGIN { printf "%-32s %12d %12d %8.2fx", label, feed, base, (base > 0 ? feed / base : 0) }')")
-  rm -f "$work"/feed.db* stdout.txt rss.txt
-  rm -rf data
+  if [ "$keep" != 1 ]; then
+    rm -f "$work"/feed.db* stdout.txt rss.txt
+    rm -rf data
+  fi
 }
 
 for step in $steps; do
