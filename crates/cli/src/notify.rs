@@ -1,17 +1,15 @@
 //! Sending the notifications of the outbox (see `jiuzhu_store::notify`):
 //! `jiuzhu notify send` sends what is due once; `jiuzhu serve` runs
-//! [`spawn_dispatcher`] in the background. Both write to the notification
+//! [`Store::spawn_dispatcher`] in the background (one-time codes at once,
+//! the rest every `notify_interval_ms`). Both write to the notification
 //! log ([`LogFileSender`]), one JSON line per notification, never the same
 //! id twice.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::Duration;
 
 use anyhow::{anyhow, Context as _};
-use jiuzhu_store::{DispatchReport, LogFileSender, Sender, Store, StoreError};
-use tokio::sync::watch;
-use tokio::task::JoinHandle;
+use jiuzhu_store::{DispatchOptions, DispatchReport, LogFileSender, Sender, Store, StoreError};
 
 use crate::admin::{open_store_with, runtime};
 use crate::config::SettingsArgs;
@@ -80,52 +78,10 @@ pub fn open_log(path: &Path) -> anyhow::Result<LogFileSender> {
     LogFileSender::open(path).with_context(|| format!("cannot open the notification log {}", path.display()))
 }
 
-/// Sends everything due, [`BATCH`] at a time, until a dispatch finds fewer
-/// due than it could take. A notification that fails waits for its backoff,
-/// so it is not tried twice in one call.
+/// Sends everything due, [`BATCH`] at a time (see
+/// [`Store::dispatch_all`]).
 pub async fn send_due(store: &Store, sender: &dyn Sender) -> Result<DispatchReport, StoreError> {
-    let mut total = DispatchReport::default();
-    loop {
-        let report = store.dispatch_notifications(sender, BATCH).await?;
-        total.sent += report.sent;
-        total.failed += report.failed;
-        total.pending = report.pending;
-        if report.taken() < u64::from(BATCH) {
-            return Ok(total);
-        }
-    }
-}
-
-/// Sends what is due every `interval`, the first time one interval after
-/// it starts (a server starting takes its load first), until `stop` says
-/// so; the round under way when it does is finished first.
-pub fn spawn_dispatcher(
-    store: Store,
-    sender: LogFileSender,
-    interval: Duration,
-    mut stop: watch::Receiver<bool>,
-) -> JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
-        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = ticks.tick() => {}
-                _ = stop.changed() => return,
-            }
-            match send_due(&store, &sender).await {
-                Ok(report) if report.taken() > 0 => tracing::info!(
-                    sent = report.sent,
-                    failed = report.failed,
-                    pending = report.pending,
-                    "notifications dispatched"
-                ),
-                Ok(_) => {}
-                Err(error) => tracing::warn!(
-                    %error,
-                    "notifications could not be dispatched; the next round tries again"
-                ),
-            }
-        }
-    })
+    store
+        .dispatch_all(sender, DispatchOptions::with_limit(BATCH))
+        .await
 }

@@ -1,6 +1,6 @@
 //! `jiuzhu serve`: the HTTP server on the configured store, the
-//! dispatcher that sends the notifications due every `notify_interval_ms`
-//! to the notification log, and the scheduled periodic clearing
+//! dispatcher that sends the one-time codes at once and the notifications
+//! due every `notify_interval_ms` to the notification log, and the scheduled periodic clearing
 //! (`clearing_schedule`).
 
 use std::io::Write as _;
@@ -13,7 +13,7 @@ use jiuzhu_server::{Application, ApplicationSettings, ServerSettings};
 
 use crate::admin::open_store_with;
 use crate::config::SettingsArgs;
-use crate::notify::{open_log, spawn_dispatcher};
+use crate::notify::open_log;
 use crate::settings::Overrides;
 
 #[derive(Debug, clap::Args)]
@@ -66,10 +66,10 @@ pub fn run(args: &ServeArgs) -> ExitCode {
             Some((folder, _)) if args.notification_log.is_none() => folder.join("notifications.log"),
             _ => settings.notification_log.clone(),
         };
-        let notification_log = match settings.notify_interval_ms {
-            0 => None,
-            _ => Some(open_log(&notification_log_path)?),
-        };
+        // Opened whatever the interval: a resident's one-time code is sent
+        // at once by the server that made it.
+        let notification_log: std::sync::Arc<dyn jiuzhu_store::Sender> =
+            std::sync::Arc::new(open_log(&notification_log_path)?);
         runtime.block_on(async {
             let (store, resident) = match &demo {
                 Some((folder, url)) => demo_store(args, &settings, folder, url).await?,
@@ -112,23 +112,27 @@ pub fn run(args: &ServeArgs) -> ExitCode {
                 }
             }
             let (stop, stopped) = tokio::sync::watch::channel(false);
-            let dispatcher = match notification_log {
-                // On standard error: whoever reads the first line of
-                // standard output (the address) may close it after.
-                Some(sender) => {
+            // On standard error: whoever reads the first line of standard
+            // output (the address) may close it after.
+            let interval = match settings.notify_interval_ms {
+                0 => {
                     tracing::info!(
                         log = %notification_log_path.display(),
-                        interval_ms = settings.notify_interval_ms,
-                        "notifications due are written to the notification log"
+                        "only one-time codes are sent by this server (notify_interval_ms = 0), at once, \
+                         to the notification log"
                     );
-                    let interval = Duration::from_millis(settings.notify_interval_ms);
-                    Some(spawn_dispatcher(store.clone(), sender, interval, stopped.clone()))
-                }
-                None => {
-                    tracing::info!("notifications are not sent by this server (notify_interval_ms = 0)");
                     None
                 }
+                interval_ms => {
+                    tracing::info!(
+                        log = %notification_log_path.display(),
+                        interval_ms,
+                        "one-time codes at once and notifications due are written to the notification log"
+                    );
+                    Some(Duration::from_millis(interval_ms))
+                }
             };
+            let dispatcher = Some(store.spawn_dispatcher(notification_log, interval, stopped.clone()));
             let scheduler = crate::clear::spawn_scheduler(
                 store.clone(),
                 settings.clearing_schedule,

@@ -75,7 +75,8 @@ pub struct ServerSettings {
     pub request_timeout_ms: u64,
     /// How applications are accepted.
     pub applications: ApplicationSettings,
-    /// A demo: residents' login codes are shown on the page.
+    /// A demo: residents' one-time codes are shown on the page and in the
+    /// log, besides being sent (as always) through the notification outbox.
     pub demo: bool,
     /// The city's unified login for residents (统一身份认证, OpenID
     /// Connect), beside the code login; `None`: the code login only.

@@ -969,6 +969,179 @@ async fn a_resident_logs_in_with_id_phone_and_a_code_and_sees_only_their_own_bil
     assert_eq!(app.page(&browser(), "/me").await.0, StatusCode::SEE_OTHER);
 }
 
+/// A sender that keeps what it is handed, and says when it was.
+#[derive(Default)]
+struct Phone {
+    received: std::sync::Mutex<Vec<jiuzhu_store::Notification>>,
+    arrived: tokio::sync::Notify,
+}
+
+impl jiuzhu_store::Sender for Phone {
+    fn send(&self, notification: &jiuzhu_store::Notification) -> Result<(), String> {
+        self.received.lock().unwrap().push(notification.clone());
+        self.arrived.notify_one();
+        Ok(())
+    }
+}
+
+impl Phone {
+    /// The next notification handed over, waiting at most 3 s: far less
+    /// than the code task's retry interval, so only the wake of a code
+    /// made delivers it in time.
+    async fn next(&self, seen: usize) -> jiuzhu_store::Notification {
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(3);
+        loop {
+            if let Some(notification) = self.received.lock().unwrap().get(seen) {
+                return notification.clone();
+            }
+            tokio::time::timeout_at(deadline, self.arrived.notified())
+                .await
+                .expect("no notification reached the phone in time");
+        }
+    }
+}
+
+#[tokio::test]
+async fn outside_demo_mode_the_codes_reach_the_phone_on_record_at_once_and_never_the_page() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("jiuzhu.db").display());
+    let store = Store::open(&url, DataKeys::from_bytes([7; 32], [9; 32]), 4)
+        .await
+        .unwrap();
+    let policy = parse_policy(POLICY, &read(POLICY)).unwrap();
+    store.load_policy(&read(POLICY), &policy, "admin").await.unwrap();
+    let spells = read(SPELLS);
+    let rows = jiuzhu_formats::read_spell_rows("spells.csv", spells.as_bytes(), Some(&policy)).unwrap();
+    store
+        .import_spells(
+            &jiuzhu_store::SpellFile::new("民政", "spells.csv", spells.as_bytes(), &rows),
+            "admin",
+        )
+        .await
+        .unwrap();
+    let person = jiuzhu_core::ResidentId::parse(FULL_ID).unwrap();
+    store.set_phone(person, "13800138000", "clerk").await.unwrap();
+    // The import's new-recipient notifications are sent first, so that the
+    // phone hears only codes.
+    let phone = std::sync::Arc::new(Phone::default());
+    store.dispatch_notifications(&*phone, 1000).await.unwrap();
+    phone.received.lock().unwrap().clear();
+    let (_stop, stopped) = tokio::sync::watch::channel(false);
+    // No periodic round: only a code made sends anything.
+    store.spawn_dispatcher(phone.clone(), None, stopped);
+    let app = serve(store, dir).await;
+
+    let resident = browser();
+    let ask = |phone: &'static str| {
+        let resident = resident.clone();
+        let app_url = app.url("/login");
+        async move {
+            let form = resident.get(&app_url).send().await.unwrap().text().await.unwrap();
+            let csrf = hidden(&form, "csrf");
+            let response = resident
+                .post(&app_url)
+                .form(&[("csrf", csrf.as_str()), ("person_id", FULL_ID), ("phone", phone)])
+                .send()
+                .await
+                .unwrap();
+            (response.status(), response.text().await.unwrap())
+        }
+    };
+    // A wrong phone: the same page, and nothing sent.
+    let (status, wrong_page) = ask("13900139000").await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, page) = ask("13800138000").await;
+    assert_eq!(status, StatusCode::OK);
+    let sms = phone.next(0).await;
+    assert_eq!(sms.kind, jiuzhu_store::NotificationKind::LoginCode);
+    assert_eq!(sms.phone.as_deref(), Some("13800138000"));
+    assert_eq!(sms.person, person.masked());
+    let code: String = sms
+        .text
+        .split("验证码 ")
+        .nth(1)
+        .unwrap()
+        .chars()
+        .take(6)
+        .collect();
+    assert!(
+        code.len() == 6 && code.chars().all(|c| c.is_ascii_digit()),
+        "{}",
+        sms.text
+    );
+    assert!(sms.text.contains("5 分钟内有效"), "{}", sms.text);
+    // The page says the same as for the wrong phone, and never the code.
+    assert!(
+        page.contains("验证码已发送") && shown_code(&page).is_none(),
+        "{page}"
+    );
+    assert!(!page.contains(&code), "{page}");
+    let strip = |page: &str| page.replace(&hidden(page, "csrf"), "");
+    assert_eq!(strip(&page), strip(&wrong_page));
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert_eq!(
+        phone.received.lock().unwrap().len(),
+        1,
+        "the wrong phone got a code"
+    );
+
+    let csrf = hidden(&page, "csrf");
+    let done = resident
+        .post(app.url("/login/code"))
+        .form(&[
+            ("csrf", csrf.as_str()),
+            ("person_id", FULL_ID),
+            ("code", code.as_str()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(done.status(), StatusCode::SEE_OTHER);
+    let (status, _) = app.page(&resident, "/me").await;
+    assert_eq!(status, StatusCode::OK);
+
+    // The details' code: to the same phone, with its own words.
+    let (_, page) = app.page(&resident, "/me/details").await;
+    let csrf = hidden(&page, "csrf");
+    let page = resident
+        .post(app.url("/me/details/code"))
+        .form(&[("csrf", csrf.as_str())])
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let sms = phone.next(1).await;
+    assert_eq!(sms.kind, jiuzhu_store::NotificationKind::DetailsCode);
+    assert_eq!(sms.phone.as_deref(), Some("13800138000"));
+    assert!(sms.text.contains("银行账户"), "{}", sms.text);
+    let code: String = sms
+        .text
+        .split("验证码 ")
+        .nth(1)
+        .unwrap()
+        .chars()
+        .take(6)
+        .collect();
+    assert!(shown_code(&page).is_none() && !page.contains(&code), "{page}");
+    let changed = resident
+        .post(app.url("/me/details"))
+        .form(&[
+            ("csrf", csrf.as_str()),
+            ("holder", "张三"),
+            ("bank", "工商银行"),
+            ("account", "6222 0202 0011 2233"),
+            ("new_phone", ""),
+            ("code", code.as_str()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(changed.status(), StatusCode::SEE_OTHER);
+    assert_eq!(phone.received.lock().unwrap().len(), 2);
+}
+
 const SPELLS: &str = "crates/cli/tests/data/small/spells.csv";
 const INVOICES: &str = "crates/cli/tests/data/small/invoices.csv";
 const WHAT_IF_POLICY: &str = "fixtures/what-if-policy.toml";

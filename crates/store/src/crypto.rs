@@ -46,6 +46,9 @@ pub enum Purpose {
     BankAccount,
     /// A mobile phone number, digits only.
     Phone,
+    /// A message that holds a secret (a one-time code) and where it goes,
+    /// sealed in the outbox until it is sent.
+    Message,
 }
 
 impl Purpose {
@@ -56,6 +59,7 @@ impl Purpose {
             Purpose::ResidentId => b"jiuzhu/resident-id/v1",
             Purpose::BankAccount => b"jiuzhu/bank-account/v1",
             Purpose::Phone => b"jiuzhu/phone/v1",
+            Purpose::Message => b"jiuzhu/message/v1",
         }
     }
 }
@@ -66,6 +70,7 @@ impl fmt::Display for Purpose {
             Purpose::ResidentId => "resident ID number",
             Purpose::BankAccount => "bank account number",
             Purpose::Phone => "phone number",
+            Purpose::Message => "sealed message",
         })
     }
 }

@@ -87,6 +87,7 @@ const SQLITE_MIGRATIONS: &[(i64, &str)] = &[
         10,
         include_str!("../migrations/sqlite/0010_decision_responses.sql"),
     ),
+    (11, include_str!("../migrations/sqlite/0011_outbox_codes.sql")),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../migrations/postgres/0001_init.sql")),
@@ -102,6 +103,7 @@ const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
         10,
         include_str!("../migrations/postgres/0010_decision_responses.sql"),
     ),
+    (11, include_str!("../migrations/postgres/0011_outbox_codes.sql")),
 ];
 
 /// The pages SQLite keeps in memory per connection, in KiB (SQLite's
@@ -212,6 +214,9 @@ pub struct Store {
     /// API keys found lately, by hash: the hospital and when it was read.
     known_keys: Arc<Mutex<KnownKeys>>,
     notification_counts: Arc<outbox::NotificationCounts>,
+    /// Told when a one-time code was made: its notification is sent at once
+    /// ([`Store::run_dispatcher`]).
+    code_made: Arc<tokio::sync::Notify>,
     /// SQLite: set when the write-ahead log is long and waits for a writer
     /// to let it restart (see [`checkpoint_wal`]).
     wal_restart_due: Arc<AtomicBool>,
@@ -304,6 +309,7 @@ impl Store {
             write_counts,
             known_keys: Arc::default(),
             notification_counts: Arc::default(),
+            code_made: Arc::default(),
             wal_restart_due,
         })
     }

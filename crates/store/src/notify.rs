@@ -12,6 +12,14 @@
 //! - a new recipient (救助新增) of a spells import: one per person, ever.
 //!
 //! A reversal sends none (see `database/outbox.rs`).
+//!
+//! Each one-time code (a resident's login, a change of their details) is
+//! a notification too, to the phone on record ([`login_code_text`],
+//! [`details_code_text`]), written in the transaction that stores the
+//! code's hash: its message and phone are kept sealed under the store's
+//! data key and blanked once sent; one whose code expired first is never
+//! sent. Codes are sent before anything else and at once: making one wakes
+//! [`Store::run_dispatcher`](crate::Store::run_dispatcher).
 //! [`Store::dispatch_notifications`](crate::Store::dispatch_notifications)
 //! claims the due rows in id order, hands each to a [`Sender`] and marks it
 //! sent; a failure keeps the row pending with its error and tries it again
@@ -22,6 +30,8 @@
 //! process stops between sending and marking. `jiuzhu serve` dispatches
 //! every `notify_interval_ms` to the log file `notification_log`; `jiuzhu
 //! notify send` dispatches what is due once.
+//! A sender that reaches people by phone uses [`Notification::phone`]; the
+//! log file masks it.
 
 use std::collections::HashSet;
 use std::fs::{File, OpenOptions};
@@ -39,6 +49,11 @@ pub enum NotificationKind {
     Assisted,
     /// A person became a recipient (救助新增).
     NewRecipient,
+    /// A one-time code to log in, to the phone on record.
+    LoginCode,
+    /// A one-time code to confirm a change of phone or bank account, to
+    /// the phone on record.
+    DetailsCode,
 }
 
 impl NotificationKind {
@@ -46,6 +61,8 @@ impl NotificationKind {
         match self {
             NotificationKind::Assisted => "assisted",
             NotificationKind::NewRecipient => "new_recipient",
+            NotificationKind::LoginCode => "login_code",
+            NotificationKind::DetailsCode => "details_code",
         }
     }
 
@@ -53,6 +70,8 @@ impl NotificationKind {
         match text {
             "assisted" => Some(NotificationKind::Assisted),
             "new_recipient" => Some(NotificationKind::NewRecipient),
+            "login_code" => Some(NotificationKind::LoginCode),
+            "details_code" => Some(NotificationKind::DetailsCode),
             _ => None,
         }
     }
@@ -70,6 +89,30 @@ pub struct Notification {
     pub text: String,
     /// When it was written to the outbox.
     pub created_at: String,
+    /// The mobile phone it goes to, in full: a one-time code's (the phone
+    /// on record when the code was made). `None` for the others, which go
+    /// to the person by whatever channel the sender knows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phone: Option<String>,
+}
+
+/// The message carrying a login code: the code, how long it is good for,
+/// and not to tell it to anyone.
+pub fn login_code_text(code: &str, minutes: i64) -> String {
+    format!(
+        "您正在登录医疗救助服务，验证码 {code}，{minutes} 分钟内有效。\
+         请勿将验证码告诉他人，工作人员不会向您索要。"
+    )
+}
+
+/// The message carrying a code that confirms a change of phone or bank
+/// account: the code, how long it is good for, and what to do if the
+/// person did not ask for it.
+pub fn details_code_text(code: &str, minutes: i64) -> String {
+    format!(
+        "您正在修改医疗救助的联系电话或银行账户，验证码 {code}，{minutes} 分钟内有效。\
+         请勿将验证码告诉他人；如非本人操作，请联系经办机构。"
+    )
 }
 
 /// The message for a bill assisted automatically: what was paid, for which
@@ -134,7 +177,7 @@ pub trait Sender: Send + Sync {
 /// the round counts as sent. An id already in the file is not written
 /// again. After a failed write or flush the sender refuses to go on (what
 /// reached the file is unknown): a new one, opened on the file, reads which
-/// ids it holds.
+/// ids it holds. A phone is written masked (`138****5678`).
 #[derive(Debug)]
 pub struct LogFileSender {
     path: PathBuf,
@@ -214,7 +257,14 @@ impl Sender for LogFileSender {
         if state.sent.contains(&notification.id) {
             return Ok(());
         }
-        let mut line = serde_json::to_string(notification).map_err(|error| error.to_string())?;
+        let line = match &notification.phone {
+            Some(phone) => serde_json::to_string(&Notification {
+                phone: Some(mask_phone(phone)),
+                ..notification.clone()
+            }),
+            None => serde_json::to_string(notification),
+        };
+        let mut line = line.map_err(|error| error.to_string())?;
         line.push('\n');
         // A cut line from an earlier crash is ended first, so that this one
         // starts on a line of its own.
@@ -240,6 +290,18 @@ impl Sender for LogFileSender {
     }
 }
 
+/// A phone as screens and logs show it: its first three and last four
+/// digits.
+pub fn mask_phone(phone: &str) -> String {
+    let digits: Vec<char> = phone.chars().collect();
+    if digits.len() < 8 {
+        return "*".repeat(digits.len());
+    }
+    let head: String = digits[..3].iter().collect();
+    let tail: String = digits[digits.len() - 4..].iter().collect();
+    format!("{head}****{tail}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -251,7 +313,36 @@ mod tests {
             person: "110105********0017".to_owned(),
             text: assisted_text("H001", "INV001", "2024-03-01", "1750.00"),
             created_at: "2024-03-05T10:00:00.000Z".to_owned(),
+            phone: None,
         }
+    }
+
+    #[test]
+    fn a_code_message_holds_the_code_and_its_minutes_and_the_log_masks_the_phone() {
+        let text = login_code_text("042517", 5);
+        for part in ["验证码 042517", "5 分钟内有效", "请勿将验证码告诉他人"] {
+            assert!(text.contains(part), "{part} is not in {text}");
+        }
+        let text = details_code_text("042517", 5);
+        for part in ["银行账户", "验证码 042517", "5 分钟内有效", "如非本人操作"] {
+            assert!(text.contains(part), "{part} is not in {text}");
+        }
+        assert_eq!(mask_phone("13812345678"), "138****5678");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("notifications.log");
+        let sender = LogFileSender::open(&path).unwrap();
+        sender
+            .send(&Notification {
+                kind: NotificationKind::LoginCode,
+                text: login_code_text("042517", 5),
+                phone: Some("13812345678".to_owned()),
+                ..notification(7)
+            })
+            .unwrap();
+        let written = std::fs::read_to_string(&path).unwrap();
+        assert!(written.contains("\"phone\":\"138****5678\""), "{written}");
+        assert!(!written.contains("13812345678"), "{written}");
+        assert!(written.contains("\"kind\":\"login_code\""), "{written}");
     }
 
     #[test]

@@ -24,6 +24,8 @@ use sqlx::Connection as _;
 mod applications;
 #[path = "contract/citizens.rs"]
 mod citizens;
+#[path = "contract/codes.rs"]
+mod codes;
 #[path = "contract/console.rs"]
 mod console;
 

@@ -43,6 +43,11 @@
 //! | `GET /staff/audit/verify` | auditors: whether the audit chain verifies |
 //! | `GET, POST /staff/users`, `GET /staff/users.xlsx` | admins: staff users and their roles; a user added with an initial password |
 //! | `GET, POST /staff/keys`, `GET /staff/keys.xlsx`, `POST /staff/keys/{owner}/{id}/revoke` | admins: hospitals' and departments' API keys, listed without secrets; a new one shown once; one revoked |
+//!
+//! A one-time code (`POST /login`, `POST /me/details/code`) is sent by the
+//! store's notification outbox to the phone on record, at once (see
+//! `jiuzhu_store::notify`); the page never shows it and the log never holds
+//! it, except in a demo (`ServerSettings::demo`), where both do.
 
 mod console;
 mod oidc_login;
@@ -1594,7 +1599,7 @@ async fn citizen_request_code(
                         tracing::info!(person = %person.masked(), phone = %masked_phone, code = %code, "a login code (demo)");
                         Some(code.clone())
                     } else {
-                        tracing::info!(person = %person.masked(), phone = %masked_phone, "a login code was made");
+                        tracing::info!(person = %person.masked(), phone = %masked_phone, "a login code was made and is being sent");
                         None
                     }
                 }
@@ -1965,7 +1970,7 @@ async fn details_code(
                 tracing::info!(person = %masked, code = %code, "a code to change details (demo)");
                 Some(code)
             } else {
-                tracing::info!(person = %masked, "a code to change details was made");
+                tracing::info!(person = %masked, "a code to change details was made and is being sent");
                 None
             };
             details_page(

@@ -15,6 +15,7 @@ use super::applications::ApplicationError;
 use super::web_sessions::{session_on, NewSession, WebSession};
 use super::{Backend, Store, StoreError};
 use crate::crypto::{ApiKeyHash, Purpose};
+use crate::notify::{details_code_text, login_code_text, NotificationKind};
 
 pub const CODE_SECONDS: i64 = 300;
 pub const CODE_TRIES: i64 = 5;
@@ -147,6 +148,32 @@ pub fn check_phone(phone: &str) -> Result<(), ApplicationError> {
     }
 }
 
+/// A new one-time code: six random digits.
+fn new_code() -> Result<String, StoreError> {
+    let mut random = [0u8; 4];
+    getrandom::fill(&mut random).map_err(|error| StoreError::Damaged(format!("no randomness: {error}")))?;
+    Ok(format!("{:06}", u32::from_le_bytes(random) % 1_000_000))
+}
+
+/// A code's notification, to be written with the code.
+#[derive(Debug)]
+pub(crate) struct CodeMessage {
+    kind: NotificationKind,
+    /// Its phone and text, sealed ([`seal_code`]).
+    sealed: Vec<u8>,
+}
+
+/// A code's message and the phone it goes to, sealed under the data key
+/// (the outbox never holds them in clear; see `database/outbox.rs`).
+fn seal_code(keys: &crate::crypto::DataKeys, phone: &str, text: &str) -> Result<Vec<u8>, StoreError> {
+    let plain = serde_json::to_vec(&super::outbox::SealedCode {
+        phone: phone.to_owned(),
+        text: text.to_owned(),
+    })
+    .map_err(|error| StoreError::Damaged(format!("a code's message: {error}")))?;
+    Ok(keys.encrypt(Purpose::Message, &plain)?)
+}
+
 fn masked_phone(phone: &str) -> String {
     format!("{}****{}", &phone[..3], &phone[7..])
 }
@@ -200,16 +227,27 @@ impl Store {
             .blind_index(Purpose::ResidentId, person.to_string().as_bytes())
             .to_vec();
         let index = self.keys.blind_index(Purpose::Phone, phone.as_bytes()).to_vec();
-        let mut random = [0u8; 4];
-        getrandom::fill(&mut random)
-            .map_err(|error| StoreError::Damaged(format!("no randomness: {error}")))?;
-        let code = format!("{:06}", u32::from_le_bytes(random) % 1_000_000);
+        let code = new_code()?;
         let hash = Sha256::digest(code.as_bytes()).to_vec();
+        // Sealed whether or not the ID and phone match: the answer takes
+        // the same work either way (the phone typed is the one on record
+        // when they match).
+        let message = CodeMessage {
+            kind: NotificationKind::LoginCode,
+            sealed: seal_code(&self.keys, phone, &login_code_text(&code, CODE_SECONDS / 60))?,
+        };
         let now = unix_now();
         let made = match &self.backend {
-            Backend::Sqlite(pool) => sqlite_citizens::make_code(pool, &key, &index, &hash, now).await?,
-            Backend::Postgres(pool) => postgres_citizens::make_code(pool, &key, &index, &hash, now).await?,
+            Backend::Sqlite(pool) => {
+                sqlite_citizens::make_code(pool, &key, &index, &hash, now, message).await?
+            }
+            Backend::Postgres(pool) => {
+                postgres_citizens::make_code(pool, &key, &index, &hash, now, message).await?
+            }
         };
+        if matches!(made, Some(Ok(_))) {
+            self.wake_code_sender();
+        }
         Ok(match made {
             Some(Ok(id)) => CodeRequest::Made {
                 code,
@@ -352,24 +390,33 @@ impl Store {
     /// Makes a code for a resident already logged in, to the phone on
     /// record, to confirm a change of their details.
     pub async fn request_code_by_key(&self, key: &[u8]) -> Result<CodeRequest, StoreError> {
-        let index = match &self.backend {
+        let contact = match &self.backend {
             Backend::Sqlite(pool) => sqlite_citizens::phone_index(pool, key).await?,
             Backend::Postgres(pool) => postgres_citizens::phone_index(pool, key).await?,
         };
-        let Some(index) = index else {
+        let Some((index, encrypted)) = contact else {
             return Ok(CodeRequest::NoMatch);
         };
-        let mut random = [0u8; 4];
-        getrandom::fill(&mut random)
-            .map_err(|error| StoreError::Damaged(format!("no randomness: {error}")))?;
-        let code = format!("{:06}", u32::from_le_bytes(random) % 1_000_000);
+        let phone = self.keys.decrypt(Purpose::Phone, &encrypted)?;
+        let phone = String::from_utf8(phone)
+            .map_err(|_| StoreError::Damaged("a phone on record is not text".into()))?;
+        let code = new_code()?;
         let hash = Sha256::digest(code.as_bytes()).to_vec();
+        let message = CodeMessage {
+            kind: NotificationKind::DetailsCode,
+            sealed: seal_code(&self.keys, &phone, &details_code_text(&code, CODE_SECONDS / 60))?,
+        };
         let made = match &self.backend {
-            Backend::Sqlite(pool) => sqlite_citizens::make_code(pool, key, &index, &hash, unix_now()).await?,
+            Backend::Sqlite(pool) => {
+                sqlite_citizens::make_code(pool, key, &index, &hash, unix_now(), message).await?
+            }
             Backend::Postgres(pool) => {
-                postgres_citizens::make_code(pool, key, &index, &hash, unix_now()).await?
+                postgres_citizens::make_code(pool, key, &index, &hash, unix_now(), message).await?
             }
         };
+        if matches!(made, Some(Ok(_))) {
+            self.wake_code_sender();
+        }
         Ok(match made {
             Some(Ok(id)) => CodeRequest::Made {
                 code,
@@ -499,7 +546,7 @@ macro_rules! citizens_backend {
             use jiuzhu_core::Fen;
             use sqlx::Row as _;
 
-            use super::{CitizenDetails, CitizenPayment, CODES_PER_WINDOW, CODE_SECONDS, CODE_TRIES, CODE_WINDOW_SECONDS};
+            use super::{CitizenDetails, CitizenPayment, CodeMessage, CODES_PER_WINDOW, CODE_SECONDS, CODE_TRIES, CODE_WINDOW_SECONDS};
             use crate::database::$backend::{audit, begin_write};
             use crate::database::{json_string, now_text, StoreError};
 
@@ -545,6 +592,7 @@ macro_rules! citizens_backend {
                 index: &[u8],
                 hash: &[u8],
                 now: i64,
+                message: CodeMessage,
             ) -> Result<Option<Result<i64, ()>>, StoreError> {
                 let mut tx = begin_write(pool).await?;
                 let current = sqlx::query("SELECT phone_index FROM contacts WHERE person_key = $1 ORDER BY id DESC LIMIT 1")
@@ -580,6 +628,23 @@ macro_rules! citizens_backend {
                 .fetch_one(&mut *tx)
                 .await?
                 .try_get(0)?;
+                // Its notification, with it: due at once, never sent after
+                // the code expires.
+                let now_ms = now.saturating_mul(1000);
+                sqlx::query(
+                    "INSERT INTO outbox (kind, person_key, person_masked, code_id, sealed, expires_unix_ms, \
+                     created_at, next_attempt_unix_ms) \
+                     SELECT $1, person_key, resident_id_masked, $2, $3, $4, $5, $6 FROM persons WHERE person_key = $7",
+                )
+                .bind(message.kind.as_str())
+                .bind(id)
+                .bind(message.sealed)
+                .bind((now + CODE_SECONDS).saturating_mul(1000))
+                .bind(now_text())
+                .bind(now_ms)
+                .bind(key.to_vec())
+                .execute(&mut *tx)
+                .await?;
                 tx.commit().await?;
                 Ok(Some(Ok(id)))
             }
@@ -647,12 +712,15 @@ macro_rules! citizens_backend {
                 Ok(row.map(|row| row.try_get(0)).transpose()?)
             }
 
-            pub(super) async fn phone_index(pool: &$Pool, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-                let row = sqlx::query("SELECT phone_index FROM contacts WHERE person_key = $1 ORDER BY id DESC LIMIT 1")
-                    .bind(key.to_vec())
-                    .fetch_optional(pool)
-                    .await?;
-                Ok(row.map(|row| row.try_get(0)).transpose()?)
+            /// The phone on record: its blind index and its ciphertext.
+            pub(super) async fn phone_index(pool: &$Pool, key: &[u8]) -> Result<Option<(Vec<u8>, Vec<u8>)>, StoreError> {
+                let row = sqlx::query(
+                    "SELECT phone_index, phone_encrypted FROM contacts WHERE person_key = $1 ORDER BY id DESC LIMIT 1",
+                )
+                .bind(key.to_vec())
+                .fetch_optional(pool)
+                .await?;
+                Ok(row.map(|row| -> Result<_, sqlx::Error> { Ok((row.try_get(0)?, row.try_get(1)?)) }).transpose()?)
             }
 
             #[allow(clippy::too_many_arguments, reason = "the columns of one row")]

@@ -39,12 +39,36 @@
 //! are due again and sent again with the same ids, which the sender refuses
 //! as repeats ([`crate::notify::LogFileSender`] does).
 //!
+//! # One-time codes
+//!
+//! - **login_code**, **details_code**: every one-time code made (a
+//!   resident's login, a change of their details) is one row, inserted by
+//!   the transaction that stores the code's hash and only if the ID and
+//!   phone matched and the rate limit allowed it. Unique by code. Its
+//!   message and the phone it goes to are kept sealed (`sealed`, AES-256-GCM
+//!   under the store's data key, [`crate::Purpose::Message`]), opened only
+//!   to hand them to the sender, and blanked when the row is marked sent:
+//!   the code is a secret and the sealed copy is needed only for a retry.
+//!   A code's row not sent when its code expires is given up
+//!   (`expired_at`, its sealed message blanked) by the next claim: a late
+//!   code is of no use and is never sent.
+//!
+//! Making a code wakes [`Store::spawn_dispatcher`]'s code task, which
+//! claims only codes ([`DispatchOptions::codes_only`]), so that a resident
+//! waiting at the login page does not wait for the periodic round nor
+//! behind a backlog of other notifications.
+//!
 //! Sending is not written to the audit log: the outbox row itself records
 //! when it was sent, after how many attempts, and the last error.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
 
 use jiuzhu_core::{Date, ResidentId};
 
@@ -65,6 +89,8 @@ pub struct DispatchOptions {
     pub retry_base_ms: u64,
     /// The longest wait between two attempts, in milliseconds.
     pub retry_cap_ms: u64,
+    /// Claim only one-time codes' notifications.
+    pub codes_only: bool,
 }
 
 impl DispatchOptions {
@@ -95,6 +121,7 @@ impl Default for DispatchOptions {
             lease_ms: 5 * 60 * 1000,
             retry_base_ms: 10 * 1000,
             retry_cap_ms: 60 * 60 * 1000,
+            codes_only: false,
         }
     }
 }
@@ -159,6 +186,7 @@ impl Store {
     ) -> Result<DispatchReport, StoreError> {
         let token = claim_token()?;
         let now = unix_ms();
+        let at = super::now_text();
         let lease_end = now.saturating_add(i64::try_from(options.lease_ms).unwrap_or(i64::MAX));
         // On SQLite the claim and the marks are written by the writer task,
         // between two batches of settlements, on its own connection: they
@@ -168,24 +196,47 @@ impl Store {
                 let token = token.clone();
                 self.on_sqlite_writer(move |connection| {
                     Box::pin(sqlite_backend::claim(
-                        connection,
-                        token,
-                        lease_end,
-                        now,
-                        options.limit,
+                        connection, token, lease_end, now, at, options,
                     ))
                 })
                 .await?
             }
             Backend::Postgres(pool) => {
                 let mut connection = pool.acquire().await?;
-                postgres_backend::claim(&mut connection, token.clone(), lease_end, now, options.limit).await?
+                postgres_backend::claim(&mut connection, token.clone(), lease_end, now, at, options).await?
             }
         };
+        // A code's message is opened only to be handed to the sender.
+        let mut claimed = claimed;
+        let mut unopened: Vec<(i64, i64, String)> = Vec::new();
+        claimed.retain_mut(|(notification, attempts, sealed)| {
+            let Some(sealed) = sealed.take() else {
+                return true;
+            };
+            match self.open_code(&sealed) {
+                Some(code) => {
+                    notification.text = code.text;
+                    notification.phone = Some(code.phone);
+                    true
+                }
+                None => {
+                    unopened.push((
+                        notification.id,
+                        *attempts,
+                        "its sealed message cannot be opened with this data key".to_owned(),
+                    ));
+                    false
+                }
+            }
+        });
+        let claimed: Vec<(Notification, i64)> = claimed
+            .into_iter()
+            .map(|(notification, attempts, _)| (notification, attempts))
+            .collect();
 
         let mut report = DispatchReport::default();
         let mut sent: Vec<i64> = Vec::with_capacity(claimed.len());
-        let mut failures: Vec<(i64, i64, String)> = Vec::new();
+        let mut failures: Vec<(i64, i64, String)> = unopened;
         for (notification, attempts) in &claimed {
             match send(sender, notification) {
                 Ok(()) => sent.push(notification.id),
@@ -239,6 +290,108 @@ impl Store {
         Ok(report)
     }
 
+    /// Sends everything due, `options.limit` at a time, until a dispatch
+    /// finds fewer due than it could take. A notification that fails waits
+    /// for its backoff, so it is not tried twice in one call.
+    pub async fn dispatch_all(
+        &self,
+        sender: &dyn Sender,
+        options: DispatchOptions,
+    ) -> Result<DispatchReport, StoreError> {
+        let mut total = DispatchReport::default();
+        loop {
+            let report = self.dispatch_notifications_with(sender, options).await?;
+            total.sent += report.sent;
+            total.failed += report.failed;
+            total.pending = report.pending;
+            if report.taken() < u64::from(options.limit) {
+                return Ok(total);
+            }
+        }
+    }
+
+    /// Runs the dispatchers of a server until `stop` says so (the round
+    /// under way when it does is finished first): one sends the one-time
+    /// codes as soon as one is made (and retries the failed ones every
+    /// [`CODE_RETRY_INTERVAL`]); the other, when `interval` is given, sends
+    /// everything due every `interval`, the first time one interval after
+    /// it starts (a server starting takes its load first).
+    pub fn spawn_dispatcher(
+        &self,
+        sender: Arc<dyn Sender>,
+        interval: Option<Duration>,
+        stop: watch::Receiver<bool>,
+    ) -> JoinHandle<()> {
+        let codes = {
+            let store = self.clone();
+            let sender = sender.clone();
+            let mut stop = stop.clone();
+            tokio::spawn(async move {
+                let options = DispatchOptions {
+                    codes_only: true,
+                    ..DispatchOptions::default()
+                };
+                let mut retries = tokio::time::interval(CODE_RETRY_INTERVAL);
+                retries.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    tokio::select! {
+                        () = store.code_made.notified() => {}
+                        _ = retries.tick() => {}
+                        _ = stop.changed() => return,
+                    }
+                    store.dispatch_round(&*sender, options, "codes").await;
+                }
+            })
+        };
+        let store = self.clone();
+        let mut stop = stop;
+        tokio::spawn(async move {
+            if let Some(interval) = interval {
+                let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
+                ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    tokio::select! {
+                        _ = ticks.tick() => {}
+                        _ = stop.changed() => break,
+                    }
+                    store
+                        .dispatch_round(&*sender, DispatchOptions::default(), "notifications")
+                        .await;
+                }
+            }
+            let _ = codes.await;
+        })
+    }
+
+    async fn dispatch_round(&self, sender: &dyn Sender, options: DispatchOptions, what: &'static str) {
+        match self.dispatch_all(sender, options).await {
+            Ok(report) if report.taken() > 0 => tracing::info!(
+                sent = report.sent,
+                failed = report.failed,
+                pending = report.pending,
+                what,
+                "notifications dispatched"
+            ),
+            Ok(_) => {}
+            Err(error) => tracing::warn!(
+                %error,
+                what,
+                "notifications could not be dispatched; the next round tries again"
+            ),
+        }
+    }
+
+    /// Wakes the code task of [`Store::spawn_dispatcher`]: a code was made.
+    pub(crate) fn wake_code_sender(&self) {
+        self.code_made.notify_one();
+    }
+
+    /// A code's message, opened; `None` if it cannot be.
+    fn open_code(&self, sealed: &[u8]) -> Option<SealedCode> {
+        let plain = self.keys.decrypt(crate::Purpose::Message, sealed).ok()?;
+        serde_json::from_slice(&plain).ok()
+    }
+
     /// What this store's dispatches have sent and failed since it opened.
     pub fn notification_stats(&self) -> NotificationStats {
         NotificationStats {
@@ -246,6 +399,18 @@ impl Store {
             failed: self.notification_counts.failed.load(Ordering::Relaxed),
         }
     }
+}
+
+/// How often the code task of [`Store::spawn_dispatcher`] looks for codes
+/// to retry (a failed one waits its backoff as any notification does).
+pub const CODE_RETRY_INTERVAL: Duration = Duration::from_secs(5);
+
+/// A one-time code's message and the phone it goes to, as its outbox row
+/// keeps them sealed.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct SealedCode {
+    pub(crate) phone: String,
+    pub(crate) text: String,
 }
 
 /// A notification to write to the outbox.
@@ -487,27 +652,52 @@ macro_rules! outbox_backend {
             /// Claims the due notifications (at most `limit`, in id order)
             /// for the dispatch `token` until `lease_end`, in one
             /// transaction on `connection`.
+            /// A code's notification comes with its sealed message.
             pub(in crate::database) async fn claim(
                 connection: &mut <$Db as sqlx::Database>::Connection,
                 token: String,
                 lease_end: i64,
                 now: i64,
-                limit: u32,
-            ) -> Result<Vec<(Notification, i64)>, StoreError> {
+                at: String,
+                options: super::DispatchOptions,
+            ) -> Result<Vec<(Notification, i64, Option<Vec<u8>>)>, StoreError> {
                 let mut tx = sqlx::Connection::begin_with(&mut *connection, $begin).await?;
-                let claimed = sqlx::query(concat!(
-                    "UPDATE outbox SET claimed_by = $1, next_attempt_unix_ms = $2 WHERE id IN \
-                     (SELECT id FROM outbox WHERE sent_at IS NULL AND next_attempt_unix_ms <= $3 \
-                     ORDER BY id LIMIT $4 ",
-                    $lock,
-                    ") RETURNING id, kind, person_masked, text, facts, created_at, attempts"
-                ))
-                .bind(&token)
-                .bind(lease_end)
+                // A code expired before it was sent is given up, its
+                // message blanked (one claimed and being sent is left to
+                // its dispatcher).
+                sqlx::query(
+                    "UPDATE outbox SET expired_at = $1, sealed = NULL WHERE code_id IS NOT NULL \
+                     AND sent_at IS NULL AND expired_at IS NULL AND expires_unix_ms <= $2 \
+                     AND next_attempt_unix_ms <= $2",
+                )
+                .bind(at)
                 .bind(now)
-                .bind(i64::from(limit))
-                .fetch_all(&mut *tx)
+                .execute(&mut *tx)
                 .await?;
+                let sql = if options.codes_only {
+                    concat!(
+                        "UPDATE outbox SET claimed_by = $1, next_attempt_unix_ms = $2 WHERE id IN \
+                         (SELECT id FROM outbox WHERE code_id IS NOT NULL AND sent_at IS NULL \
+                         AND expired_at IS NULL AND next_attempt_unix_ms <= $3 ORDER BY id LIMIT $4 ",
+                        $lock,
+                        ") RETURNING id, kind, person_masked, text, facts, sealed, created_at, attempts"
+                    )
+                } else {
+                    concat!(
+                        "UPDATE outbox SET claimed_by = $1, next_attempt_unix_ms = $2 WHERE id IN \
+                         (SELECT id FROM outbox WHERE sent_at IS NULL AND expired_at IS NULL \
+                         AND next_attempt_unix_ms <= $3 ORDER BY id LIMIT $4 ",
+                        $lock,
+                        ") RETURNING id, kind, person_masked, text, facts, sealed, created_at, attempts"
+                    )
+                };
+                let claimed = sqlx::query(sql)
+                    .bind(&token)
+                    .bind(lease_end)
+                    .bind(now)
+                    .bind(i64::from(options.limit))
+                    .fetch_all(&mut *tx)
+                    .await?;
                 tx.commit().await?;
                 let mut notifications = Vec::with_capacity(claimed.len());
                 for row in claimed {
@@ -516,9 +706,12 @@ macro_rules! outbox_backend {
                         .ok_or_else(|| StoreError::Damaged(format!("a notification of kind {kind:?}")))?;
                     let attempts: i64 = row.try_get("attempts")?;
                     let id: i64 = row.try_get("id")?;
-                    // Written before 0009 by its words, since by its facts.
+                    let sealed: Option<Vec<u8>> = row.try_get("sealed")?;
+                    // Written before 0009 by its words, since by its facts;
+                    // a code's, sealed (opened by the dispatch).
                     let text = match row.try_get::<Option<String>, _>("text")? {
                         Some(text) => text,
+                        None if sealed.is_some() => String::new(),
                         None => {
                             let facts: Option<String> = row.try_get("facts")?;
                             facts
@@ -535,10 +728,11 @@ macro_rules! outbox_backend {
                         person: row.try_get("person_masked")?,
                         text,
                         created_at: row.try_get("created_at")?,
+                        phone: None,
                     };
-                    notifications.push((notification, attempts));
+                    notifications.push((notification, attempts, sealed));
                 }
-                notifications.sort_by_key(|(notification, _)| notification.id);
+                notifications.sort_by_key(|(notification, _, _)| notification.id);
                 Ok(notifications)
             }
 
@@ -568,10 +762,12 @@ macro_rules! outbox_backend {
                     .await?;
                 }
                 if !sent.is_empty() {
+                    // A code's sealed message is blanked once it is sent.
                     let mut query = QueryBuilder::<$Db>::new("UPDATE outbox SET sent_at = ");
                     query.push_bind(at);
                     query.push(
-                        ", attempts = attempts + 1, claimed_by = NULL WHERE sent_at IS NULL AND id IN (",
+                        ", sealed = NULL, attempts = attempts + 1, claimed_by = NULL \
+                         WHERE sent_at IS NULL AND id IN (",
                     );
                     let mut list = query.separated(", ");
                     for id in &sent {
@@ -580,11 +776,12 @@ macro_rules! outbox_backend {
                     query.push(")");
                     query.build().persistent(false).execute(&mut *tx).await?;
                 }
-                let pending: i64 =
-                    sqlx::query("SELECT COUNT(*) AS pending FROM outbox WHERE sent_at IS NULL")
-                        .fetch_one(&mut *tx)
-                        .await?
-                        .try_get("pending")?;
+                let pending: i64 = sqlx::query(
+                    "SELECT COUNT(*) AS pending FROM outbox WHERE sent_at IS NULL AND expired_at IS NULL",
+                )
+                .fetch_one(&mut *tx)
+                .await?
+                .try_get("pending")?;
                 tx.commit().await?;
                 Ok(u64::try_from(pending).unwrap_or(0))
             }
