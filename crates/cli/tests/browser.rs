@@ -231,23 +231,25 @@ async fn on_a_phone_a_resident_logs_in_with_a_code_and_reads_each_bill_in_plain_
         .script("new Date(Date.now() - 86400000 * 3).toISOString().slice(0, 10)")
         .await;
     for (field, value) in [
-        ("#invoice_no", "WEB-0001"),
-        ("#hospital", "外市中心医院"),
-        ("#total", "3000"),
-        ("#fund_paid", "1800"),
-        ("#in_scope_self_pay", "1000"),
-        ("#out_of_scope_self_pay", "200"),
+        ("#invoice_no_1", "WEB-0001"),
+        ("#hospital_1", "外市中心医院"),
+        ("#total_1", "3000"),
+        ("#fund_paid_1", "1800"),
+        ("#in_scope_self_pay_1", "1000"),
+        ("#out_of_scope_self_pay_1", "200"),
     ] {
         browser.type_into(field, value).await;
     }
     browser
         .script(&format!(
-            "document.querySelector('#service_date').value = '{}'",
+            "document.querySelector('#service_date_1').value = '{}'",
             yesterday.as_str().unwrap()
         ))
         .await;
-    browser.type_into("#scan", scan.to_str().unwrap()).await;
-    browser.click("main button[type=submit]").await;
+    browser.type_into("#scan_1", scan.to_str().unwrap()).await;
+    browser
+        .click("main button[value=submit]:not(.default-action)")
+        .await;
     browser.wait_for("/me/applications").await;
     let newest = browser.text("ul.bills > li:first-child h2").await;
     assert!(
