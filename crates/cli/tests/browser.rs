@@ -231,23 +231,25 @@ async fn on_a_phone_a_resident_logs_in_with_a_code_and_reads_each_bill_in_plain_
         .script("new Date(Date.now() - 86400000 * 3).toISOString().slice(0, 10)")
         .await;
     for (field, value) in [
-        ("#invoice_no", "WEB-0001"),
-        ("#hospital", "外市中心医院"),
-        ("#total", "3000"),
-        ("#fund_paid", "1800"),
-        ("#in_scope_self_pay", "1000"),
-        ("#out_of_scope_self_pay", "200"),
+        ("#invoice_no_1", "WEB-0001"),
+        ("#hospital_1", "外市中心医院"),
+        ("#total_1", "3000"),
+        ("#fund_paid_1", "1800"),
+        ("#in_scope_self_pay_1", "1000"),
+        ("#out_of_scope_self_pay_1", "200"),
     ] {
         browser.type_into(field, value).await;
     }
     browser
         .script(&format!(
-            "document.querySelector('#service_date').value = '{}'",
+            "document.querySelector('#service_date_1').value = '{}'",
             yesterday.as_str().unwrap()
         ))
         .await;
-    browser.type_into("#scan", scan.to_str().unwrap()).await;
-    browser.click("main button[type=submit]").await;
+    browser.type_into("#scan_1", scan.to_str().unwrap()).await;
+    browser
+        .click("main button[value=submit]:not(.default-action)")
+        .await;
     browser.wait_for("/me/applications").await;
     let newest = browser.text("ul.bills > li:first-child h2").await;
     assert!(
@@ -328,42 +330,79 @@ async fn on_a_phone_a_resident_uses_each_of_the_six_services_and_each_page_passe
     browser.wait_for_text("p.ok", "您已签署这一版承诺书").await;
     assert_eq!(browser.count("main form").await, 0);
 
-    // (2) An application for one bill with its scan, checked at once.
+    // (2) An application for two bills in one submission, each with its
+    // scan, checked at once: the second bill added with the form's own
+    // button (no script), what was typed kept.
     browser.click("nav.menu a[href='/me/applications']").await;
     browser.wait_for("/me/applications").await;
     let before = browser.count("ul.bills > li").await;
     let scan = dir.path().join("bill.png");
     std::fs::write(&scan, b"\x89PNG\r\n\x1a\na small scan of the bill").unwrap();
+    let receipt = dir.path().join("receipt.pdf");
+    std::fs::write(&receipt, b"%PDF-1.4 the second bill").unwrap();
     browser.click("nav.menu a[href='/me/apply']").await;
     browser.wait_for("/me/apply").await;
+    assert!(browser.text("dl.known").await.contains("********"));
     accessible(&browser, "apply").await;
     let day = browser
         .script("new Date(Date.now() - 86400000 * 5).toISOString().slice(0, 10)")
         .await;
-    for (field, value) in [
-        ("#invoice_no", "WALK-0001"),
-        ("#hospital", "外市中心医院"),
-        ("#total", "4000"),
-        ("#fund_paid", "2400"),
-        ("#in_scope_self_pay", "1300"),
-        ("#out_of_scope_self_pay", "300"),
-    ] {
-        browser.type_into(field, value).await;
-    }
+    let day = day.as_str().unwrap();
+    let fill = |bill: usize, number: &'static str, amounts: [&'static str; 4]| {
+        let browser = &browser;
+        async move {
+            for (field, value) in [
+                ("invoice_no", number),
+                ("hospital", "外市中心医院"),
+                ("total", amounts[0]),
+                ("fund_paid", amounts[1]),
+                ("in_scope_self_pay", amounts[2]),
+                ("out_of_scope_self_pay", amounts[3]),
+            ] {
+                browser.type_into(&format!("#{field}_{bill}"), value).await;
+            }
+            browser
+                .script(&format!(
+                    "document.querySelector('#service_date_{bill}').value = '{day}'"
+                ))
+                .await;
+        }
+    };
+    fill(1, "WALK-0001", ["4000", "2400", "1300", "300"]).await;
+    browser.click("main button[value=add]").await;
+    browser.wait_for_text("#bill-2 legend", "第 2 张发票").await;
+    assert_eq!(
+        browser
+            .script("document.querySelector('#invoice_no_1').value")
+            .await,
+        "WALK-0001"
+    );
+    assert!(browser.text("p.notice[role=status]").await.contains("重新选择"));
+    let width = browser.script("document.documentElement.scrollWidth").await;
+    assert!(
+        width.as_u64().unwrap() <= 360,
+        "two bills are {width} pixels wide"
+    );
+    accessible(&browser, "apply, two bills").await;
+    fill(2, "WALK-0002", ["800", "500", "300", "0"]).await;
+    browser.type_into("#scan_1", scan.to_str().unwrap()).await;
+    browser.type_into("#scan_2", receipt.to_str().unwrap()).await;
     browser
-        .script(&format!(
-            "document.querySelector('#service_date').value = '{}'",
-            day.as_str().unwrap()
-        ))
+        .click("main button[value=submit]:not(.default-action)")
         .await;
-    browser.type_into("#scan", scan.to_str().unwrap()).await;
-    browser.click("main button[type=submit]").await;
     browser.wait_for("/me/applications").await;
 
     // (4) The applications, step by step: the new one first, decided.
     assert_eq!(browser.count("ul.bills > li").await, before + 1);
     let newest = browser.text("ul.bills > li:first-child h2").await;
     assert!(newest.contains("已核定"), "{newest}");
+    let bills = browser
+        .text("ul.bills > li:first-child ul.application-bills")
+        .await;
+    assert!(
+        bills.contains("WALK-0001") && bills.contains("WALK-0002"),
+        "{bills}"
+    );
     let steps = browser.text("ul.bills > li:first-child ol.history").await;
     assert!(steps.contains("已提交") && steps.contains("已核定"), "{steps}");
     let all = browser.text("ul.bills").await;

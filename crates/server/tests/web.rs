@@ -2141,3 +2141,523 @@ async fn every_batch_route_is_tried_as_every_role_and_as_nobody_and_refuses_a_po
         assert_eq!(status, expected, "{name} uploading");
     }
 }
+
+/// Residents for the apply page: the small fixture's spells and feed
+/// (017's INV007 decided without assistance), the letter signed by 017
+/// and 041, and a rejected application of each (017's R-0001, 041's
+/// OTHER-0001) whose bill may be applied for again. Codes are shown (demo).
+async fn apply_app() -> (TestApp, Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("jiuzhu.db").display());
+    let store = Store::open(&url, DataKeys::from_bytes([7; 32], [9; 32]), 4)
+        .await
+        .unwrap();
+    let policy = parse_policy(POLICY, &read(POLICY)).unwrap();
+    store.load_policy(&read(POLICY), &policy, "admin").await.unwrap();
+    let spells = read(SPELLS);
+    let rows = jiuzhu_formats::read_spell_rows("spells.csv", spells.as_bytes(), Some(&policy)).unwrap();
+    store
+        .import_spells(
+            &jiuzhu_store::SpellFile::new("民政", "spells.csv", spells.as_bytes(), &rows),
+            "admin",
+        )
+        .await
+        .unwrap();
+    let known: Vec<String> = policy
+        .visit_types()
+        .iter()
+        .map(|(name, _)| name.clone())
+        .collect();
+    let feed = read(INVOICES);
+    let records = jiuzhu_formats::read_invoice_records("feed.csv", feed.as_bytes(), &known).unwrap();
+    store
+        .import_invoices(
+            "feed.csv",
+            records,
+            "admin",
+            jiuzhu_store::FeedOptions::default(),
+            &|_| {},
+        )
+        .await
+        .unwrap();
+    for (name, role) in [("admin", Role::Admin), ("rev", Role::Reviewer)] {
+        store.add_staff(name, &[role], "setup").await.unwrap();
+        store.set_staff_password(name, PASSWORD, "setup").await.unwrap();
+    }
+    let letter = store
+        .publish_letter("v1", "本人承诺票据真实。", "admin")
+        .await
+        .unwrap();
+    let day = days_ago(10);
+    for (id, phone, number) in [
+        (FULL_ID, "13800138000", "R-0001"),
+        (OTHER_ID, "13900139000", "OTHER-0001"),
+    ] {
+        let person = jiuzhu_core::ResidentId::parse(id).unwrap();
+        store.set_phone(person, phone, "clerk").await.unwrap();
+        store
+            .sign_letter(
+                person,
+                &letter.sha256,
+                jiuzhu_store::ApplyChannel::Counter,
+                "clerk",
+            )
+            .await
+            .unwrap();
+        // Entered at the counter as if 400 days late: a finding, then
+        // turned down by a reviewer.
+        let body = serde_json::json!({"person_id": id, "bills": [{
+            "invoice_no": number, "hospital": "外市医院", "visit_type": "inpatient",
+            "service_date": day, "settled_at": format!("{day}T16:00:00+08:00"),
+            "total": "300", "fund_paid": "100", "in_scope_self_pay": "150", "out_of_scope_self_pay": "50",
+            "scan": {"media_type": "image/png", "content_base64": "iVBORw0KGgphIHNjYW4="},
+        }]});
+        let request = jiuzhu_formats::application::parse_application_request(
+            body.to_string().as_bytes(),
+            Default::default(),
+        )
+        .unwrap();
+        let late = jiuzhu_core::Date::parse(&day).unwrap().days_since_epoch() + 400;
+        let settings = jiuzhu_store::AcceptanceSettings {
+            filing_deadline_days: 365,
+            today: jiuzhu_core::Date::from_days_since_epoch(late),
+        };
+        let view = store
+            .submit_application(&request, jiuzhu_store::ApplyChannel::Counter, "clerk", settings)
+            .await
+            .unwrap();
+        store
+            .review_application(
+                view.summary.id,
+                jiuzhu_store::Verdict::Reject,
+                "no proof yet",
+                "rev",
+            )
+            .await
+            .unwrap();
+    }
+    let settings = ServerSettings {
+        listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+        max_body_bytes: 64 * 1024,
+        feed_max_body_bytes: 1024 * 1024,
+        request_timeout_ms: 10_000,
+        applications: ApplicationSettings::default(),
+        demo: true,
+        oidc: None,
+    };
+    let application = Application::build(store.clone(), settings).await.unwrap();
+    let app = TestApp {
+        address: format!("http://127.0.0.1:{}", application.port()),
+        _dir: dir,
+    };
+    tokio::spawn(application.run_until_stopped());
+    (app, store)
+}
+
+const OTHER_ID: &str = "110105196001010041";
+
+/// A day `days` before today in China, `YYYY-MM-DD`.
+fn days_ago(days: i32) -> String {
+    let seconds = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+        + 8 * 3600;
+    jiuzhu_core::Date::from_days_since_epoch(seconds.div_euclid(86_400) as i32 - days)
+        .unwrap()
+        .to_string()
+}
+
+/// A resident logged in with their ID, phone and the code the demo shows.
+async fn resident_in(app: &TestApp, id: &str, phone: &str) -> reqwest::Client {
+    let resident = browser();
+    let (_, form) = app.page(&resident, "/login").await;
+    let page = resident
+        .post(app.url("/login"))
+        .form(&[
+            ("csrf", hidden(&form, "csrf").as_str()),
+            ("person_id", id),
+            ("phone", phone),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let code = shown_code(&page).unwrap();
+    let done = resident
+        .post(app.url("/login/code"))
+        .form(&[
+            ("csrf", hidden(&page, "csrf").as_str()),
+            ("person_id", id),
+            ("code", code.as_str()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(done.status(), StatusCode::SEE_OTHER);
+    resident
+}
+
+/// A typed bill's fields as the form names them (bill `n`).
+fn typed(n: usize, number: &str, day: &str, amounts: [&str; 4]) -> Vec<(String, String)> {
+    [
+        ("invoice_no", number),
+        ("hospital", "外市中心医院"),
+        ("visit_type", "outpatient"),
+        ("service_date", day),
+        ("total", amounts[0]),
+        ("fund_paid", amounts[1]),
+        ("in_scope_self_pay", amounts[2]),
+        ("out_of_scope_self_pay", amounts[3]),
+    ]
+    .into_iter()
+    .map(|(name, value)| (format!("{name}_{n}"), value.to_owned()))
+    .collect()
+}
+
+/// Posts the apply form: its text fields, and files (field, type, bytes).
+async fn post_apply(
+    app: &TestApp,
+    client: &reqwest::Client,
+    fields: &[(String, String)],
+    files: &[(&str, &str, &[u8])],
+) -> (StatusCode, String) {
+    let mut form = reqwest::multipart::Form::new();
+    for (name, value) in fields {
+        form = form.text(name.clone(), value.clone());
+    }
+    for (name, media_type, bytes) in files {
+        let part = reqwest::multipart::Part::bytes(bytes.to_vec())
+            .file_name("scan")
+            .mime_str(media_type)
+            .unwrap();
+        form = form.part(name.to_string(), part);
+    }
+    let response = client
+        .post(app.url("/me/apply"))
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status();
+    let location = response
+        .headers()
+        .get("location")
+        .map(|location| location.to_str().unwrap().to_owned());
+    (status, location.unwrap_or(response.text().await.unwrap()))
+}
+
+fn fields(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs
+        .iter()
+        .map(|(name, value)| ((*name).to_owned(), (*value).to_owned()))
+        .collect()
+}
+
+/// The value of the input with this id on a page.
+fn value_of(page: &str, id: &str) -> String {
+    let marker = format!("id=\"{id}\"");
+    let start = page.find(&marker).unwrap_or_else(|| panic!("no #{id} in {page}"));
+    let tag = &page[start..start + page[start..].find('>').unwrap()];
+    let marker = "value=\"";
+    let start = tag
+        .find(marker)
+        .unwrap_or_else(|| panic!("{id} has no value: {tag}"))
+        + marker.len();
+    unescape(&tag[start..start + tag[start..].find('"').unwrap()])
+}
+
+async fn applications_of(store: &Store, id: &str) -> Vec<jiuzhu_store::ApplicationSummary> {
+    store
+        .applications_of(jiuzhu_core::ResidentId::parse(id).unwrap())
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn the_apply_page_is_prefilled_and_lists_only_the_residents_own_held_bills() {
+    let (app, store) = apply_app().await;
+    let resident = resident_in(&app, FULL_ID, "13800138000").await;
+    let (status, page) = app.page(&resident, "/me/apply").await;
+    assert_eq!(status, StatusCode::OK);
+    // What the bureau knows: the ID and the phone masked, the category in
+    // force, where to change the account; the full ID nowhere.
+    assert!(page.contains("110105********0017"), "{page}");
+    assert!(!page.contains(FULL_ID), "{page}");
+    assert!(
+        page.contains("138****8000") && page.contains("DB 低保对象"),
+        "{page}"
+    );
+    assert!(page.contains("href=\"/me/details\""), "{page}");
+    // The bill the feed decided without assistance is read only, with
+    // when and how it was decided; the rejected one may be ticked.
+    assert!(
+        page.contains("INV007") && page.contains("医保结算数据已于"),
+        "{page}"
+    );
+    assert!(!page.contains("value=\"INV007\""), "{page}");
+    assert!(page.contains("name=\"held\" value=\"R-0001\""), "{page}");
+    // Nobody else's bills.
+    assert!(!page.contains("OTHER-0001") && !page.contains("INV003"), "{page}");
+    let other = resident_in(&app, OTHER_ID, "13900139000").await;
+    let (_, page) = app.page(&other, "/me/apply").await;
+    assert!(
+        page.contains("value=\"OTHER-0001\"") && !page.contains("value=\"R-0001\""),
+        "{page}"
+    );
+    assert!(!page.contains("INV007"), "{page}");
+    // In English too.
+    app.page(&other, "/prefs?lang=en&back=/me/apply").await;
+    let (_, page) = app.page(&other, "/me/apply").await;
+    assert!(
+        page.contains("What the bureau already knows") && page.contains("Bill 1"),
+        "{page}"
+    );
+    // Reading the page changes nothing.
+    assert_eq!(applications_of(&store, OTHER_ID).await.len(), 1);
+}
+
+#[tokio::test]
+async fn two_typed_bills_make_one_application_with_both_bills_shown_to_the_resident() {
+    let (app, store) = apply_app().await;
+    let resident = resident_in(&app, FULL_ID, "13800138000").await;
+    let (_, page) = app.page(&resident, "/me/apply").await;
+    let csrf = hidden(&page, "csrf");
+    let day = days_ago(5);
+    let before = applications_of(&store, FULL_ID).await.len();
+    let mut form = fields(&[("csrf", &csrf), ("bill_count", "2"), ("action", "submit")]);
+    form.extend(typed(1, "WEB-0001", &day, ["100", "60", "30", "10"]));
+    form.extend(typed(2, "WEB-0002", &day, ["200", "120", "80", "0"]));
+    let png = b"\x89PNG\r\n\x1a\nthe first scan";
+    let pdf = b"%PDF-1.4 the second scan";
+    let (status, location) = post_apply(
+        &app,
+        &resident,
+        &form,
+        &[("scan_1", "image/png", png), ("scan_2", "application/pdf", pdf)],
+    )
+    .await;
+    assert_eq!(
+        (status, location.as_str()),
+        (StatusCode::SEE_OTHER, "/me/applications")
+    );
+    let after = applications_of(&store, FULL_ID).await;
+    assert_eq!(after.len(), before + 1);
+    let view = store.read_application(after[0].id).await.unwrap();
+    let numbers: Vec<&str> = view.bills.iter().map(|bill| bill.invoice_no.as_str()).collect();
+    assert_eq!(numbers, ["WEB-0001", "WEB-0002"]);
+    assert_eq!(view.bills[0].scan.as_ref().unwrap().0, "image/png");
+    assert_eq!(view.bills[1].scan.as_ref().unwrap().0, "application/pdf");
+    assert_eq!(view.bills[1].amounts[0].fen(), 20_000);
+    assert_eq!(view.summary.state, jiuzhu_store::ApplicationState::Decided);
+    let (_, page) = app.page(&resident, "/me/applications").await;
+    assert!(page.contains("WEB-0001") && page.contains("WEB-0002"), "{page}");
+}
+
+#[tokio::test]
+async fn adding_and_removing_a_bill_keeps_what_was_typed_and_stores_nothing() {
+    let (app, store) = apply_app().await;
+    let resident = resident_in(&app, FULL_ID, "13800138000").await;
+    let (_, page) = app.page(&resident, "/me/apply").await;
+    assert_eq!(hidden(&page, "bill_count"), "1");
+    assert!(!page.contains("value=\"remove-1\""), "{page}");
+    let csrf = hidden(&page, "csrf");
+    let day = days_ago(3);
+    let before = applications_of(&store, FULL_ID).await.len();
+
+    let mut form = fields(&[
+        ("csrf", &csrf),
+        ("bill_count", "1"),
+        ("action", "add"),
+        ("held", "R-0001"),
+    ]);
+    form.extend(typed(1, "KEEP-0001", &day, ["100", "60", "30", "10"]));
+    let (status, page) = post_apply(
+        &app,
+        &resident,
+        &form,
+        &[("scan_1", "image/png", b"\x89PNG\r\n\x1a\nx")],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(hidden(&page, "bill_count"), "2");
+    assert_eq!(value_of(&page, "invoice_no_1"), "KEEP-0001", "{page}");
+    assert_eq!(value_of(&page, "service_date_1"), day);
+    assert_eq!(value_of(&page, "out_of_scope_self_pay_1"), "10");
+    assert_eq!(value_of(&page, "invoice_no_2"), "");
+    assert!(
+        page.contains("第 2 张发票") && page.contains("value=\"remove-2\""),
+        "{page}"
+    );
+    assert!(page.contains("票据照片不会保留"), "{page}");
+    assert!(page.contains("value=\"R-0001\" checked"), "{page}");
+
+    // Bill 1 removed: bill 2 becomes bill 1, as typed.
+    let mut form = fields(&[("csrf", &csrf), ("bill_count", "2"), ("action", "remove-1")]);
+    form.extend(typed(1, "KEEP-0001", &day, ["100", "60", "30", "10"]));
+    form.extend(typed(2, "KEEP-0002", &day, ["7.5", "0", "7.5", "0"]));
+    let (status, page) = post_apply(&app, &resident, &form, &[]).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(hidden(&page, "bill_count"), "1");
+    assert_eq!(value_of(&page, "invoice_no_1"), "KEEP-0002");
+    assert_eq!(value_of(&page, "total_1"), "7.5");
+    assert!(
+        !page.contains("KEEP-0001") && !page.contains("id=\"invoice_no_2\""),
+        "{page}"
+    );
+    assert_eq!(applications_of(&store, FULL_ID).await.len(), before);
+}
+
+#[tokio::test]
+async fn each_problem_names_its_bill_and_field_keeps_the_form_and_stores_nothing() {
+    let (app, store) = apply_app().await;
+    let resident = resident_in(&app, FULL_ID, "13800138000").await;
+    let (_, page) = app.page(&resident, "/me/apply").await;
+    let csrf = hidden(&page, "csrf");
+    let day = days_ago(5);
+    let before = applications_of(&store, FULL_ID).await.len();
+    let mut form = fields(&[("csrf", &csrf), ("bill_count", "2"), ("action", "submit")]);
+    form.extend(typed(1, "GOOD-0001", &day, ["100", "60", "30", "10"]));
+    form.extend(typed(2, "BAD 0002", &day, ["abc", "60", "30", "10"]));
+    // Bill 1's scan says PNG but is not one.
+    let (status, page) = post_apply(&app, &resident, &form, &[("scan_1", "image/png", b"GIF89a")]).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(page.contains("第 2 张发票 · 总金额"), "{page}");
+    assert!(page.contains("第 2 张发票 · 票据号"), "{page}");
+    assert!(page.contains("第 1 张发票 · 票据照片"), "{page}");
+    assert!(!page.contains("第 1 张发票 · 总金额"), "{page}");
+    assert_eq!(value_of(&page, "invoice_no_1"), "GOOD-0001");
+    assert_eq!(value_of(&page, "invoice_no_2"), "BAD 0002");
+    assert_eq!(value_of(&page, "total_2"), "abc");
+    assert!(page.contains("票据照片不会保留"), "{page}");
+    // Nothing typed and nothing ticked: said, nothing stored.
+    let form = fields(&[
+        ("csrf", &csrf),
+        ("bill_count", "1"),
+        ("action", "submit"),
+        ("visit_type_1", "outpatient"),
+    ]);
+    let (status, page) = post_apply(&app, &resident, &form, &[]).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(page.contains("请至少填写或勾选一张发票"), "{page}");
+    assert_eq!(applications_of(&store, FULL_ID).await.len(), before);
+}
+
+#[tokio::test]
+async fn a_held_bill_is_applied_for_with_its_stored_fields_never_another_persons_and_only_with_the_token() {
+    let (app, store) = apply_app().await;
+    let resident = resident_in(&app, FULL_ID, "13800138000").await;
+    let (_, page) = app.page(&resident, "/me/apply").await;
+    let csrf = hidden(&page, "csrf");
+    let before = applications_of(&store, FULL_ID).await.len();
+    let others = applications_of(&store, OTHER_ID).await.len();
+
+    // Another person's bill: refused, nothing stored for either.
+    let form = fields(&[
+        ("csrf", &csrf),
+        ("bill_count", "1"),
+        ("action", "submit"),
+        ("held", "OTHER-0001"),
+    ]);
+    let (status, page) = post_apply(&app, &resident, &form, &[]).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        page.contains("发票 OTHER-0001") && page.contains("未作任何修改"),
+        "{page}"
+    );
+    assert!(!page.contains("外市医院 · 票据号 OTHER-0001"), "{page}");
+    assert_eq!(applications_of(&store, FULL_ID).await.len(), before);
+    assert_eq!(applications_of(&store, OTHER_ID).await.len(), others);
+    // A bill the feed decided cannot be chosen either.
+    let form = fields(&[
+        ("csrf", &csrf),
+        ("bill_count", "1"),
+        ("action", "submit"),
+        ("held", "INV007"),
+    ]);
+    assert_eq!(
+        post_apply(&app, &resident, &form, &[]).await.0,
+        StatusCode::UNPROCESSABLE_ENTITY
+    );
+    // Without the form's token: refused, nothing stored.
+    let form = fields(&[
+        ("csrf", "forged"),
+        ("bill_count", "1"),
+        ("action", "submit"),
+        ("held", "R-0001"),
+    ]);
+    assert_eq!(
+        post_apply(&app, &resident, &form, &[]).await.0,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(applications_of(&store, FULL_ID).await.len(), before);
+
+    // Its own, ticked, with fields sent that the server ignores: the
+    // stored fields and the stored scan are taken.
+    let form = fields(&[
+        ("csrf", &csrf),
+        ("bill_count", "1"),
+        ("action", "submit"),
+        ("held", "R-0001"),
+        ("total_R-0001", "99999"),
+        ("hospital_1", ""),
+    ]);
+    let (status, location) = post_apply(&app, &resident, &form, &[]).await;
+    assert_eq!(
+        (status, location.as_str()),
+        (StatusCode::SEE_OTHER, "/me/applications")
+    );
+    let after = applications_of(&store, FULL_ID).await;
+    assert_eq!(after.len(), before + 1);
+    let view = store.read_application(after[0].id).await.unwrap();
+    assert_eq!(view.bills.len(), 1);
+    let bill = &view.bills[0];
+    assert_eq!(
+        (bill.invoice_no.as_str(), bill.hospital.as_str()),
+        ("R-0001", "外市医院")
+    );
+    assert_eq!(
+        bill.amounts.map(|amount| amount.fen()),
+        [30_000, 10_000, 15_000, 5_000]
+    );
+    assert_eq!(bill.scan.as_ref().unwrap().0, "image/png");
+    // Within the deadline now and eligible: decided at once.
+    assert_eq!(view.summary.state, jiuzhu_store::ApplicationState::Decided);
+    assert_eq!(bill.status, "decided");
+    // No longer offered.
+    let (_, page) = app.page(&resident, "/me/apply").await;
+    assert!(!page.contains("value=\"R-0001\""), "{page}");
+    let (_, page) = app.page(&resident, "/me/applications").await;
+    assert!(page.contains("R-0001"), "{page}");
+}
+
+#[tokio::test]
+async fn the_apply_page_is_only_for_a_residents_own_session() {
+    let (app, store) = apply_app().await;
+    let before = applications_of(&store, FULL_ID).await.len();
+    // Nobody, and staff without a resident's session: to the login page,
+    // for the page and for a post.
+    let nobody = browser();
+    let staff = browser();
+    app.log_in(&staff, "admin").await;
+    for client in [&nobody, &staff] {
+        let (status, _) = app.page(client, "/me/apply").await;
+        assert_eq!(status, StatusCode::SEE_OTHER);
+        let form = fields(&[("csrf", "x"), ("bill_count", "1"), ("held", "R-0001")]);
+        let (status, location) = post_apply(&app, client, &form, &[]).await;
+        assert_eq!((status, location.as_str()), (StatusCode::SEE_OTHER, "/login"));
+    }
+    // Another resident's token does not post for this one.
+    let other = resident_in(&app, OTHER_ID, "13900139000").await;
+    let (_, page) = app.page(&other, "/me/apply").await;
+    let other_csrf = hidden(&page, "csrf");
+    let resident = resident_in(&app, FULL_ID, "13800138000").await;
+    let form = fields(&[("csrf", &other_csrf), ("bill_count", "1"), ("held", "R-0001")]);
+    assert_eq!(
+        post_apply(&app, &resident, &form, &[]).await.0,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(applications_of(&store, FULL_ID).await.len(), before);
+}

@@ -44,8 +44,8 @@ mod disbursement;
 mod feed;
 pub use applications::{
     scan_base64, AcceptanceSettings, ApplicationBillView, ApplicationError, ApplicationEvent,
-    ApplicationState, ApplicationSummary, ApplicationView, ApplyChannel, CheckResult, KnownBill, Letter,
-    Prefill, Role, ScanContent, Signature, StaffUser, Verdict,
+    ApplicationState, ApplicationSummary, ApplicationView, ApplyChannel, CheckResult, HeldBill, HeldBills,
+    KnownBill, Letter, Prefill, Role, ScanContent, Signature, StaffUser, UnassistedBill, Verdict,
 };
 pub use clearing::{CappedInvoice, ClearingError, ClearingReport, DifferenceRow, SuspectedDuplicate};
 pub use department_feeds::{

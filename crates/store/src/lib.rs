@@ -54,8 +54,9 @@ pub use database::{
 };
 pub use database::{
     scan_base64, AcceptanceSettings, ApplicationBillView, ApplicationError, ApplicationEvent,
-    ApplicationState, ApplicationSummary, ApplicationView, ApplyChannel, CheckResult, KnownBill, Letter,
-    Prefill, RecoveryLine, RecoveryStatus, RecoveryVerdict, Role, ScanContent, Signature, StaffUser, Verdict,
+    ApplicationState, ApplicationSummary, ApplicationView, ApplyChannel, CheckResult, HeldBill, HeldBills,
+    KnownBill, Letter, Prefill, RecoveryLine, RecoveryStatus, RecoveryVerdict, Role, ScanContent, Signature,
+    StaffUser, UnassistedBill, Verdict,
 };
 pub use notify::{message as notification_message, LogFileSender, Notification, NotificationKind, Sender};
 pub use spell_history::{AlreadyImported, PendingRecomputation, SpellFile, SpellImport, StoredSpell};

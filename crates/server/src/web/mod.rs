@@ -21,7 +21,7 @@
 //! | `GET /me/applications`, `GET /me/payments` | the resident: their applications step by step, their payments made and coming |
 //! | `GET, POST /me/letter` | the resident: the commitment letter, read and signed (its text's hash recorded) |
 //! | `GET, POST /me/details`, `POST /me/details/code` | the resident: phone and bank account, changed with a code sent to the phone on record |
-//! | `GET, POST /me/apply` | the resident: an application for a bill, with its scan, checked at once (智能受理) |
+//! | `GET, POST /me/apply` | the resident: one application of several bills, typed or chosen from their rejected applications' bills, each with its scan, prefilled with what the bureau knows, checked at once (智能受理) |
 //! | `GET, POST /staff/login`, `POST /staff/logout` | staff |
 //! | `GET /staff` | staff: the dashboard |
 //! | `GET /staff/reviews` | reviewers: the review queue |
@@ -49,6 +49,7 @@
 //! `jiuzhu_store::notify`); the page never shows it and the log never holds
 //! it, except in a demo (`ServerSettings::demo`), where both do.
 
+mod apply;
 mod console;
 mod oidc_login;
 mod payments;
@@ -297,8 +298,8 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/me/details/code", post(details_code))
         .route(
             "/me/apply",
-            get(apply_page)
-                .post(apply)
+            get(apply::apply_page)
+                .post(apply::apply)
                 .layer(DefaultBodyLimit::max(16 * 1024 * 1024)),
         )
         .route("/me/logout", post(citizen_logout))
@@ -1797,10 +1798,22 @@ async fn my_applications(State(state): State<AppState>, headers: HeaderMap) -> R
                             }
                         })
                         .collect();
+                    let bills: Vec<minijinja::Value> = view
+                        .bills
+                        .iter()
+                        .map(|bill| {
+                            context! {
+                                invoice_no => bill.invoice_no.clone(), service_date => bill.service_date.clone(),
+                                hospital => bill.hospital.clone(), total => bill.amounts[0].to_string(),
+                                status_text => language.text(&format!("bill_{}", bill.status)),
+                                amount => bill.decision.as_ref().map(|(_, amount)| amount.to_string()),
+                            }
+                        })
+                        .collect();
                     let state = view.summary.state.as_str();
                     context! {
                         id => view.summary.id, state_text => language.text(&format!("state_{state}")),
-                        events => events,
+                        bills => bills, events => events,
                     }
                 })
                 .collect();
@@ -2049,187 +2062,6 @@ async fn change_my_details(
                 context! { problem => error.to_string() },
             )
             .await
-        }
-    }
-}
-
-const APPLY_FIELDS: [&str; 8] = [
-    "invoice_no",
-    "hospital",
-    "visit_type",
-    "service_date",
-    "total",
-    "fund_paid",
-    "in_scope_self_pay",
-    "out_of_scope_self_pay",
-];
-
-/// The apply page, the form filled with `form` (field → value).
-async fn apply_form(
-    state: &AppState,
-    headers: &HeaderMap,
-    status: StatusCode,
-    form: &HashMap<String, String>,
-    problems: Vec<String>,
-) -> Response {
-    let (viewer, session, key, masked) = match resident(state, headers, "/me/apply").await {
-        Ok(found) => found,
-        Err(response) => return *response,
-    };
-    let signed = state.store.signed_current_letter(&key).await.unwrap_or(false);
-    let visit_types: Vec<String> = match state.store.policy_in_force().await {
-        Ok(Some((_, policy))) => policy
-            .visit_types()
-            .iter()
-            .map(|(name, _)| name.clone())
-            .collect(),
-        _ => Vec::new(),
-    };
-    viewer.render(
-        status,
-        "my_apply.html",
-        context! {
-            signed => signed, citizen => masked, csrf => session.csrf, visit_types => visit_types,
-            form => minijinja::Value::from_iter(form.iter().map(|(name, value)| (name.clone(), value.clone()))), problems => problems,
-        },
-    )
-}
-
-async fn apply_page(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    apply_form(&state, &headers, StatusCode::OK, &HashMap::new(), Vec::new()).await
-}
-
-/// Submits a resident's application from the form: the same checks and the
-/// same acceptance as the API's.
-async fn apply(State(state): State<AppState>, headers: HeaderMap, mut multipart: Multipart) -> Response {
-    let (viewer, session, key, masked) = match resident(&state, &headers, "/me/apply").await {
-        Ok(found) => found,
-        Err(response) => return *response,
-    };
-    let mut fields: HashMap<String, String> = HashMap::new();
-    let mut scan: Option<(String, Vec<u8>)> = None;
-    loop {
-        match multipart.next_field().await {
-            Ok(Some(field)) => {
-                let name = field.name().unwrap_or_default().to_owned();
-                if name == "scan" {
-                    let media_type = field
-                        .content_type()
-                        .unwrap_or("application/octet-stream")
-                        .to_owned();
-                    match field.bytes().await {
-                        Ok(bytes) if !bytes.is_empty() => scan = Some((media_type, bytes.to_vec())),
-                        Ok(_) => {}
-                        Err(error) => {
-                            return apply_form(
-                                &state,
-                                &headers,
-                                StatusCode::BAD_REQUEST,
-                                &fields,
-                                vec![error.body_text()],
-                            )
-                            .await
-                        }
-                    }
-                } else if let Ok(text) = field.text().await {
-                    fields.insert(name, text.trim().to_owned());
-                }
-            }
-            Ok(None) => break,
-            Err(error) => {
-                return apply_form(
-                    &state,
-                    &headers,
-                    StatusCode::BAD_REQUEST,
-                    &fields,
-                    vec![error.body_text()],
-                )
-                .await
-            }
-        }
-    }
-    if fields
-        .get("csrf")
-        .is_none_or(|csrf| csrf.is_empty() || *csrf != session.csrf)
-    {
-        return viewer.error(StatusCode::FORBIDDEN, "forbidden", "bad_form");
-    }
-    // The resident's ID is decrypted from their own record, never typed.
-    let person = match state.store.resident_id_of_key(&key).await {
-        Ok(Some(person)) => person,
-        _ => return StatusCode::INTERNAL_SERVER_ERROR.into_response(),
-    };
-    let mut bill = serde_json::Map::new();
-    for name in APPLY_FIELDS {
-        bill.insert(
-            name.to_owned(),
-            serde_json::Value::String(fields.get(name).cloned().unwrap_or_default()),
-        );
-    }
-    let date = fields.get("service_date").cloned().unwrap_or_default();
-    bill.insert(
-        "settled_at".into(),
-        serde_json::Value::String(format!("{date}T12:00:00+08:00")),
-    );
-    if let Some((media_type, bytes)) = &scan {
-        bill.insert(
-            "scan".into(),
-            serde_json::json!({"media_type": media_type, "content_base64": jiuzhu_store::scan_base64(bytes)}),
-        );
-    }
-    let body = serde_json::json!({"person_id": person.to_string(), "bills": [bill]});
-    let request = match jiuzhu_formats::application::parse_application_request(
-        body.to_string().as_bytes(),
-        state.applications.limits,
-    ) {
-        Ok(request) => request,
-        Err(errors) => {
-            let problems = errors
-                .errors()
-                .iter()
-                .map(|error| {
-                    let field = error
-                        .field
-                        .as_deref()
-                        .unwrap_or_default()
-                        .trim_start_matches("bills[0].");
-                    let label = match field {
-                        "in_scope_self_pay" => viewer.language.text("in_scope"),
-                        "out_of_scope_self_pay" => viewer.language.text("out_of_scope"),
-                        "settled_at" | "service_date" => viewer.language.text("service_date"),
-                        other => viewer.language.text(other),
-                    };
-                    format!(
-                        "{}: {}",
-                        if label.is_empty() { field } else { label },
-                        error.message
-                    )
-                })
-                .collect();
-            return apply_form(
-                &state,
-                &headers,
-                StatusCode::UNPROCESSABLE_ENTITY,
-                &fields,
-                problems,
-            )
-            .await;
-        }
-    };
-    let settings = jiuzhu_store::AcceptanceSettings {
-        filing_deadline_days: state.applications.filing_deadline_days,
-        today: None,
-    };
-    let entered_by = format!("citizen:{masked}");
-    match state
-        .store
-        .submit_application(&request, jiuzhu_store::ApplyChannel::Web, &entered_by, settings)
-        .await
-    {
-        Ok(_) => Redirect::to("/me/applications").into_response(),
-        Err(error) => {
-            let status = status_of(&error);
-            apply_form(&state, &headers, status, &fields, vec![error.to_string()]).await
         }
     }
 }

@@ -264,6 +264,58 @@ pub struct KnownBill {
     pub amount: Fen,
 }
 
+/// What the apply page shows a resident of the bills the bureau already
+/// holds for them ([`Store::held_bills_of_key`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HeldBills {
+    /// The person's current spells: category code, first day, last day
+    /// (`None`: open).
+    pub spells: Vec<(String, String, Option<String>)>,
+    /// Bills real time or the feed decided without assistance (not
+    /// eligible, no rule, or nothing granted), not reversed and in no
+    /// pending or decided application, newest service date first. They
+    /// cannot be applied for: an application would decide them a second
+    /// time; the next periodic clearing recomputes them with the spells
+    /// and policy known then and pays any difference.
+    pub unassisted: Vec<UnassistedBill>,
+    /// Bills of the person's rejected applications that no channel has
+    /// decided and no pending or decided application holds: these may be
+    /// applied for again, their fields taken from the store.
+    pub reapplicable: Vec<HeldBill>,
+}
+
+/// A bill decided without assistance, as its decision stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnassistedBill {
+    pub invoice_no: String,
+    pub hospital: String,
+    pub visit_type: String,
+    pub service_date: String,
+    pub total: Fen,
+    pub in_scope_self_pay: Fen,
+    /// `realtime` or `feed`.
+    pub channel: String,
+    pub outcome: String,
+    pub amount: Fen,
+    pub decided_at: String,
+}
+
+/// A bill of a rejected application, as the store holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeldBill {
+    pub invoice_no: String,
+    pub hospital: String,
+    pub visit_type: String,
+    pub service_date: String,
+    pub settled_at: String,
+    /// total, fund_paid, in_scope_self_pay, out_of_scope_self_pay.
+    pub amounts: [Fen; 4],
+    /// The application it was last in.
+    pub application: i64,
+    /// Its scan, if one came with it: type and bytes.
+    pub scan: Option<ScanContent>,
+}
+
 /// A reviewer's verdict.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
@@ -701,6 +753,35 @@ impl Store {
         Ok(user)
     }
 
+    /// The bills the bureau holds for the person with the blind index
+    /// `key` (a resident's own apply page): their spells, the bills
+    /// decided without assistance, and the bills they may apply for again
+    /// (see [`HeldBills`]). Only that person's bills.
+    pub async fn held_bills_of_key(&self, key: &[u8]) -> Result<HeldBills, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(pool) => sqlite_applications::held_bills(pool, key, None).await,
+            Backend::Postgres(pool) => postgres_applications::held_bills(pool, key, None).await,
+        }
+    }
+
+    /// One bill the person with the blind index `key` may apply for again,
+    /// read by its number with its scan; `None` if it is not one of theirs
+    /// (another person's, decided meanwhile, or in a live application).
+    pub async fn reapplicable_bill_of_key(
+        &self,
+        key: &[u8],
+        invoice_no: &str,
+    ) -> Result<Option<HeldBill>, StoreError> {
+        let held = match &self.backend {
+            Backend::Sqlite(pool) => sqlite_applications::held_bills(pool, key, Some(invoice_no)).await?,
+            Backend::Postgres(pool) => postgres_applications::held_bills(pool, key, Some(invoice_no)).await?,
+        };
+        Ok(held
+            .reapplicable
+            .into_iter()
+            .find(|bill| bill.invoice_no == invoice_no))
+    }
+
     fn person_key(&self, person: ResidentId) -> Vec<u8> {
         self.keys
             .blind_index(Purpose::ResidentId, person.to_string().as_bytes())
@@ -736,8 +817,8 @@ macro_rules! applications_backend {
 
             use super::{
                 hex, ApplicationBillView, ApplicationError, ApplicationEvent, ApplicationState, ApplicationSummary,
-                ApplicationView, ApplyChannel, CheckResult, KnownBill, Letter, Prefill, Role, Signature, StaffUser,
-                Submission, Verdict,
+                ApplicationView, ApplyChannel, CheckResult, HeldBill, HeldBills, KnownBill, Letter, Prefill, Role,
+                Signature, StaffUser, Submission, UnassistedBill, Verdict,
             };
             use crate::crypto::ApiKeyHash;
             use crate::database::$backend::{audit, begin_write, decide_in, policy_in, spell_of};
@@ -1670,6 +1751,96 @@ macro_rules! applications_backend {
                     });
                 }
                 Ok(Some(ApplicationView { summary, bills, checks, events }))
+            }
+
+            /// The person's spells, unassisted bills and bills to apply
+            /// for again; with `only`, the bills to apply for again of
+            /// that number alone (with their scans) and nothing else.
+            pub(super) async fn held_bills(pool: &Pool, key: &[u8], only: Option<&str>) -> Result<HeldBills, StoreError> {
+                let mut connection = pool.acquire().await?;
+                let mut held = HeldBills::default();
+                if only.is_none() {
+                    for row in sqlx::query(
+                        "SELECT category, valid_from, valid_to FROM spells WHERE person_key = $1 \
+                         AND superseded_by IS NULL ORDER BY valid_from, id",
+                    )
+                    .bind(key.to_vec())
+                    .fetch_all(&mut *connection)
+                    .await?
+                    {
+                        held.spells.push((row.try_get(0)?, row.try_get(1)?, row.try_get(2)?));
+                    }
+                    for row in sqlx::query(
+                        "SELECT i.invoice_no, i.hospital, i.visit_type, i.service_date, i.total, i.in_scope_self_pay, \
+                         i.channel, d.outcome, d.amount, d.decided_at FROM invoices i \
+                         JOIN decisions d ON d.invoice_no = i.invoice_no AND d.kind = 'decision' \
+                         WHERE i.person_key = $1 AND d.person_key = $1 AND i.channel IN ('realtime', 'feed') \
+                         AND (d.outcome NOT IN ('assisted', 'capped') OR d.amount = 0) \
+                         AND NOT EXISTS (SELECT 1 FROM decisions r WHERE r.invoice_no = i.invoice_no \
+                         AND r.kind = 'reversal') \
+                         AND NOT EXISTS (SELECT 1 FROM application_bills b WHERE b.invoice_no = i.invoice_no \
+                         AND b.status IN ('pending', 'decided')) \
+                         ORDER BY i.service_date DESC, i.invoice_no",
+                    )
+                    .bind(key.to_vec())
+                    .fetch_all(&mut *connection)
+                    .await?
+                    {
+                        held.unassisted.push(UnassistedBill {
+                            invoice_no: row.try_get(0)?,
+                            hospital: row.try_get(1)?,
+                            visit_type: row.try_get(2)?,
+                            service_date: row.try_get(3)?,
+                            total: Fen::from_fen(row.try_get(4)?),
+                            in_scope_self_pay: Fen::from_fen(row.try_get(5)?),
+                            channel: row.try_get(6)?,
+                            outcome: row.try_get(7)?,
+                            amount: Fen::from_fen(row.try_get(8)?),
+                            decided_at: row.try_get(9)?,
+                        });
+                    }
+                }
+                // The newest rejected line of each number first; the scan
+                // is read only for the one bill asked for.
+                let scan = if only.is_some() { "b.scan_media_type, b.scan" } else { "NULL, NULL" };
+                let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "SELECT b.invoice_no, b.hospital, b.visit_type, b.service_date, b.settled_at, b.total, b.fund_paid, \
+                     b.in_scope_self_pay, b.out_of_scope_self_pay, b.application_id, {scan} \
+                     FROM application_bills b JOIN applications a ON a.id = b.application_id \
+                     WHERE a.person_key = $1 AND b.status = 'rejected' AND ($2 = '' OR b.invoice_no = $2) \
+                     AND NOT EXISTS (SELECT 1 FROM invoices i WHERE i.invoice_no = b.invoice_no) \
+                     AND NOT EXISTS (SELECT 1 FROM application_bills c WHERE c.invoice_no = b.invoice_no \
+                     AND c.status IN ('pending', 'decided')) \
+                     ORDER BY b.service_date DESC, b.invoice_no, b.application_id DESC, b.line DESC"
+                )))
+                .bind(key.to_vec())
+                .bind(only.unwrap_or(""))
+                .fetch_all(&mut *connection)
+                .await?;
+                for row in rows {
+                    let invoice_no: String = row.try_get(0)?;
+                    if held.reapplicable.last().is_some_and(|last| last.invoice_no == invoice_no) {
+                        continue;
+                    }
+                    let media_type: Option<String> = row.try_get(10)?;
+                    let bytes: Option<Vec<u8>> = row.try_get(11)?;
+                    held.reapplicable.push(HeldBill {
+                        invoice_no,
+                        hospital: row.try_get(1)?,
+                        visit_type: row.try_get(2)?,
+                        service_date: row.try_get(3)?,
+                        settled_at: row.try_get(4)?,
+                        amounts: [
+                            Fen::from_fen(row.try_get(5)?),
+                            Fen::from_fen(row.try_get(6)?),
+                            Fen::from_fen(row.try_get(7)?),
+                            Fen::from_fen(row.try_get(8)?),
+                        ],
+                        application: row.try_get(9)?,
+                        scan: media_type.zip(bytes),
+                    });
+                }
+                Ok(held)
             }
 
             pub(super) async fn scan(pool: &Pool, id: i64, line: u32) -> Result<Option<(String, Vec<u8>)>, StoreError> {

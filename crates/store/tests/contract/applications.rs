@@ -688,3 +688,141 @@ async fn a_bill_the_feed_decides_while_its_application_waits_is_not_decided_twic
         database.drop_database().await;
     }
 }
+
+/// The blind index of a resident ID under the contract's keys.
+fn key_of(person: &str) -> Vec<u8> {
+    super::keys()
+        .blind_index(jiuzhu_store::Purpose::ResidentId, person.as_bytes())
+        .to_vec()
+}
+
+#[tokio::test]
+async fn a_residents_held_bills_are_only_their_own_unassisted_and_turned_down_bills() {
+    for database in fresh_databases("held_bills").await {
+        let (store, _) = prepared(&database).await;
+        import_feed(&store, &read(INVOICES), 100).await.unwrap();
+        staff(&store).await;
+        store.publish_letter("2024-01", LETTER, "admin").await.unwrap();
+        // 017 and 041 each have an application turned down (late: a
+        // finding); 041's bill OTHER01 is only theirs.
+        let late = AcceptanceSettings {
+            filing_deadline_days: 30,
+            today: Some(Date::parse("2024-06-01").unwrap()),
+        };
+        for (person, number) in [(PERSON, "TURNED01"), ("110105196001010041", "OTHER01")] {
+            signed(&store, person).await;
+            let mut with_scan = bill(
+                number,
+                "外市医院",
+                "inpatient",
+                "2024-03-10",
+                ["100", "70", "25", "5"],
+            );
+            with_scan.insert_str(
+                with_scan.len() - 1,
+                r#","scan":{"media_type":"image/png","content_base64":"iVBORw0KGgphIHNjYW4="}"#,
+            );
+            let view = store
+                .submit_application(
+                    &request(person, &[with_scan]),
+                    ApplyChannel::Counter,
+                    "clerk",
+                    late,
+                )
+                .await
+                .unwrap();
+            assert_eq!(view.summary.state, ApplicationState::NeedsReview);
+            store
+                .review_application(view.summary.id, Verdict::Reject, "no proof", "reviewer")
+                .await
+                .unwrap();
+        }
+
+        let before = database.dump().await;
+        let held = store.held_bills_of_key(&key_of(PERSON)).await.unwrap();
+        // 017's spell; INV007 (2023: no rule) decided without assistance by
+        // the feed; INV001 and INV002 assisted are not listed, nor 033's
+        // not-eligible INV005.
+        assert_eq!(held.spells, [("DB".to_owned(), "2023-01-01".to_owned(), None)]);
+        let unassisted: Vec<(&str, &str, &str)> = held
+            .unassisted
+            .iter()
+            .map(|bill| {
+                (
+                    bill.invoice_no.as_str(),
+                    bill.channel.as_str(),
+                    bill.outcome.as_str(),
+                )
+            })
+            .collect();
+        assert_eq!(unassisted, [("INV007", "feed", "no_rule")]);
+        let turned: Vec<&str> = held
+            .reapplicable
+            .iter()
+            .map(|bill| bill.invoice_no.as_str())
+            .collect();
+        assert_eq!(turned, ["TURNED01"]);
+        assert_eq!(
+            held.reapplicable[0].amounts.map(Fen::fen),
+            [10_000, 7_000, 2_500, 500]
+        );
+        assert!(held.reapplicable[0].scan.is_none(), "the list reads no scans");
+        let other = store
+            .held_bills_of_key(&key_of("110105196001010033"))
+            .await
+            .unwrap();
+        let numbers: Vec<&str> = other
+            .unassisted
+            .iter()
+            .map(|bill| bill.invoice_no.as_str())
+            .collect();
+        assert_eq!(numbers, ["INV005"]);
+        assert!(other.reapplicable.is_empty());
+
+        // By number: their own, with its scan; another person's, nothing.
+        let own = store
+            .reapplicable_bill_of_key(&key_of(PERSON), "TURNED01")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(own.scan.as_ref().map(|scan| scan.0.as_str()), Some("image/png"));
+        assert!(store
+            .reapplicable_bill_of_key(&key_of(PERSON), "OTHER01")
+            .await
+            .unwrap()
+            .is_none());
+        assert!(store
+            .reapplicable_bill_of_key(&key_of(PERSON), "INV007")
+            .await
+            .unwrap()
+            .is_none());
+        assert_eq!(database.dump().await, before, "reading changes nothing");
+
+        // Applied for again, it is no longer offered.
+        store
+            .submit_application(
+                &request(
+                    PERSON,
+                    &[bill(
+                        "TURNED01",
+                        "外市医院",
+                        "inpatient",
+                        "2024-03-10",
+                        ["100", "70", "25", "5"],
+                    )],
+                ),
+                ApplyChannel::Web,
+                "citizen",
+                settings(),
+            )
+            .await
+            .unwrap();
+        let held = store.held_bills_of_key(&key_of(PERSON)).await.unwrap();
+        assert!(held.reapplicable.is_empty());
+        assert!(store
+            .reapplicable_bill_of_key(&key_of(PERSON), "TURNED01")
+            .await
+            .unwrap()
+            .is_none());
+    }
+}
