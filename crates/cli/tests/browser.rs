@@ -135,7 +135,7 @@ async fn on_a_phone_the_console_pages_of_an_admin_and_an_auditor_pass_the_access
         accessible(&browser, path).await;
     }
     // A member of staff's page, with the forms that change them.
-    browser.click("a[href='/staff/users/shenhe']").await;
+    browser.open(&format!("{base}/staff/users/shenhe")).await;
     browser.wait_for("/staff/users/shenhe").await;
     accessible(&browser, "a member of staff").await;
 
