@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use jiuzhu_store::{ApplicationError, ApplicationView, RecoveryVerdict, Role, Store, Verdict};
+use jiuzhu_store::{ApplicationError, ApplicationView, RecoveryVerdict, Role, StaffError, Store, Verdict};
 
 use crate::admin::{open_store, operator, runtime, BAD_INPUT};
 use crate::config::SettingsArgs;
@@ -38,6 +38,33 @@ pub enum StaffCommand {
     /// first line of standard input (at least 10 characters); their open
     /// sessions end.
     Password {
+        name: String,
+        #[command(flatten)]
+        settings: SettingsArgs,
+    },
+    /// Set a member of staff's roles (the last enabled admin keeps
+    /// `admin`; an admin cannot remove their own).
+    Roles {
+        name: String,
+        /// Comma-separated: reviewer, approver, auditor, admin.
+        #[arg(long, value_delimiter = ',', required = true)]
+        roles: Vec<String>,
+        #[command(flatten)]
+        settings: SettingsArgs,
+    },
+    /// Disable a member of staff: their web sessions end, their API tokens
+    /// and password open nothing until enabled again. The last enabled
+    /// admin cannot be disabled, nor can one disable oneself.
+    Disable {
+        name: String,
+        /// Why, as the audit log keeps it.
+        #[arg(long)]
+        reason: String,
+        #[command(flatten)]
+        settings: SettingsArgs,
+    },
+    /// Enable a disabled member of staff again.
+    Enable {
         name: String,
         #[command(flatten)]
         settings: SettingsArgs,
@@ -228,6 +255,37 @@ where
     }))
 }
 
+/// Roles as typed, or the problem that names the bad one.
+fn parsed_roles(roles: &[String]) -> Result<Vec<Role>, String> {
+    roles
+        .iter()
+        .map(|role| {
+            Role::parse(role.trim()).ok_or_else(|| {
+                format!("--roles: {role:?} is not a role; the roles are reviewer, approver, auditor, admin")
+            })
+        })
+        .collect()
+}
+
+/// A refusal of a change of staff: its message and the exit status.
+fn staff_refused(error: StaffError) -> anyhow::Result<ExitCode> {
+    match error {
+        StaffError::Store(error) => Err(error.into()),
+        StaffError::NotFound(_) => {
+            eprintln!("{error}");
+            Ok(ExitCode::from(NOT_FOUND))
+        }
+        StaffError::NoRole | StaffError::ReasonRequired | StaffError::ReasonTooLong => {
+            eprintln!("{error}");
+            Ok(ExitCode::from(BAD_INPUT))
+        }
+        other => {
+            eprintln!("refused: {other}; nothing was changed");
+            Ok(ExitCode::from(REFUSED))
+        }
+    }
+}
+
 pub fn staff(command: &StaffCommand) -> ExitCode {
     let (name, roles, settings) = match command {
         StaffCommand::Add {
@@ -235,6 +293,60 @@ pub fn staff(command: &StaffCommand) -> ExitCode {
             roles,
             settings,
         } => (name, roles, settings),
+        StaffCommand::Roles {
+            name,
+            roles,
+            settings,
+        } => {
+            let parsed = match parsed_roles(roles) {
+                Ok(parsed) => parsed,
+                Err(problem) => {
+                    eprintln!("{problem}");
+                    return ExitCode::from(BAD_INPUT);
+                }
+            };
+            return with_store(settings, async |store| {
+                match store.set_staff_roles(name, &parsed, &operator()).await {
+                    Ok(true) => {
+                        println!("{name}: roles set to {}", roles.join(", "));
+                        Ok(ExitCode::SUCCESS)
+                    }
+                    Ok(false) => {
+                        println!("{name}: the roles were these already; nothing changed");
+                        Ok(ExitCode::SUCCESS)
+                    }
+                    Err(error) => staff_refused(error),
+                }
+            });
+        }
+        StaffCommand::Disable {
+            name,
+            reason,
+            settings,
+        } => {
+            return with_store(settings, async |store| {
+                match store.disable_staff(name, reason, &operator()).await {
+                    Ok(()) => {
+                        println!(
+                            "{name} is disabled: their sessions have ended and their API tokens open nothing"
+                        );
+                        Ok(ExitCode::SUCCESS)
+                    }
+                    Err(error) => staff_refused(error),
+                }
+            });
+        }
+        StaffCommand::Enable { name, settings } => {
+            return with_store(settings, async |store| {
+                match store.enable_staff(name, &operator()).await {
+                    Ok(()) => {
+                        println!("{name} is enabled again");
+                        Ok(ExitCode::SUCCESS)
+                    }
+                    Err(error) => staff_refused(error),
+                }
+            });
+        }
         StaffCommand::Password { name, settings } => {
             let mut line = String::new();
             if let Err(error) = std::io::stdin().read_line(&mut line) {
@@ -253,18 +365,13 @@ pub fn staff(command: &StaffCommand) -> ExitCode {
             });
         }
     };
-    let mut parsed = Vec::new();
-    for role in roles {
-        match Role::parse(role.trim()) {
-            Some(role) => parsed.push(role),
-            None => {
-                eprintln!(
-                    "--roles: {role:?} is not a role; the roles are reviewer, approver, auditor, admin"
-                );
-                return ExitCode::from(BAD_INPUT);
-            }
+    let parsed = match parsed_roles(roles) {
+        Ok(parsed) => parsed,
+        Err(problem) => {
+            eprintln!("{problem}");
+            return ExitCode::from(BAD_INPUT);
         }
-    }
+    };
     with_store(settings, async |store| {
         match store.add_staff(name, &parsed, &operator()).await {
             Ok(token) => {

@@ -134,6 +134,41 @@ async fn on_a_phone_the_console_pages_of_an_admin_and_an_auditor_pass_the_access
         browser.wait_for(link).await;
         accessible(&browser, path).await;
     }
+    // A member of staff's page, with the forms that change them.
+    browser.open(&format!("{base}/staff/users/shenhe")).await;
+    browser.wait_for("/staff/users/shenhe").await;
+    accessible(&browser, "a member of staff").await;
+
+    // The bank accounts' upload: a bad file refused with every problem,
+    // a good one stored and shown masked.
+    browser.click("nav.menu a[href='/staff/accounts']").await;
+    browser.wait_for("/staff/accounts").await;
+    accessible(&browser, "the bank accounts' upload").await;
+    let bad = dir.path().join("bad-accounts.csv");
+    std::fs::write(
+        &bad,
+        "person_id,name,bank,account\n110105196001010018,张三,农业银行,12\n",
+    )
+    .unwrap();
+    browser.type_into("#file", bad.to_str().unwrap()).await;
+    browser.click("main button[type=submit]").await;
+    browser.wait_for_text("p.error", "文件未导入").await;
+    assert_eq!(browser.count("tbody tr").await, 2);
+    accessible(&browser, "a refused bank accounts file").await;
+    let (id, _) = common::demo_resident(&printed);
+    let good = dir.path().join("accounts.csv");
+    std::fs::write(
+        &good,
+        format!("person_id,name,bank,account\n{id},张三,农业银行,6228480012345678\n"),
+    )
+    .unwrap();
+    browser.type_into("#file", good.to_str().unwrap()).await;
+    browser.click("main button[type=submit]").await;
+    browser.wait_for_text("p.ok", "自下一拨付批次起使用").await;
+    let page = browser.script("document.body.innerText").await;
+    let page = page.as_str().unwrap();
+    assert!(page.contains("6228********5678") && !page.contains("6228480012345678") && !page.contains(&id));
+    accessible(&browser, "bank accounts stored").await;
     browser.click("nav.menu button").await;
     browser.wait_for("/staff/login").await;
 

@@ -370,3 +370,82 @@ fn a_recovery_found_by_a_clearing_is_reviewed_then_repaid_from_the_command_line(
         "{repaid}"
     );
 }
+
+#[test]
+fn staff_are_disabled_enabled_and_given_roles_from_the_command_line_never_the_last_admin() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path();
+    jiuzhu(path, &["init"]);
+    let database = format!("sqlite://{}", path.join("jiuzhu.db").display());
+    let db = ["--database", database.as_str()];
+    for (name, roles) in [("boss", "admin"), ("clerk", "reviewer")] {
+        jiuzhu(
+            path,
+            &[&["staff", "add", name, "--roles", roles][..], &db].concat(),
+        );
+    }
+    let refused = [
+        (
+            &["staff", "disable", "boss", "--reason", "leaving"][..],
+            3,
+            "last enabled admin",
+        ),
+        (
+            &["staff", "roles", "boss", "--roles", "reviewer"][..],
+            3,
+            "last enabled admin",
+        ),
+        (
+            &["staff", "add", "boss", "--roles", "auditor"][..],
+            3,
+            "last enabled admin",
+        ),
+        (
+            &["staff", "disable", "clerk", "--reason", " "][..],
+            2,
+            "a reason is required",
+        ),
+        (&["staff", "disable", "clerk"][..], 2, "--reason"),
+        (
+            &["staff", "roles", "clerk", "--roles", "king"][..],
+            2,
+            "\"king\" is not a role",
+        ),
+        (
+            &["staff", "disable", "nobody", "--reason", "x"][..],
+            5,
+            "nobody is not a member of staff",
+        ),
+        (&["staff", "enable", "clerk"][..], 3, "clerk is not disabled"),
+    ];
+    for (args, expected, message) in refused {
+        let (code, _, error) = run(path, &[args, &db].concat());
+        assert_eq!(code, expected, "{args:?}: {error}");
+        assert!(error.contains(message), "{args:?}: {error}");
+    }
+    let disabled = jiuzhu(
+        path,
+        &[&["staff", "disable", "clerk", "--reason", "调离本岗位"][..], &db].concat(),
+    );
+    assert!(disabled.contains("clerk is disabled"), "{disabled}");
+    let (code, _, error) = run(
+        path,
+        &[&["staff", "disable", "clerk", "--reason", "again"][..], &db].concat(),
+    );
+    assert_eq!(code, 3, "{error}");
+    jiuzhu(path, &[&["staff", "enable", "clerk"][..], &db].concat());
+    let roles = jiuzhu(
+        path,
+        &[
+            &["staff", "roles", "clerk", "--roles", "reviewer,approver"][..],
+            &db,
+        ]
+        .concat(),
+    );
+    assert!(
+        roles.contains("clerk: roles set to reviewer, approver"),
+        "{roles}"
+    );
+    let verified = jiuzhu(path, &[&["audit", "verify"][..], &db].concat());
+    assert!(!verified.is_empty());
+}

@@ -10,12 +10,15 @@
 //!   per line the bank answers; `status` is `paid` or `failed`, a failed
 //!   line needs its `reason`; an `amount`, when given, must be the line's.
 //!
-//! UTF-8 (a byte-order mark is dropped), comma-separated, a header row
-//! first. Every problem names the file, line and column; a file with any
+//! Comma-separated, a header row first; the accounts file in UTF-8 (a
+//! byte-order mark is dropped) or GBK, or as an XLSX workbook, the return
+//! file in UTF-8. Every problem names the file, line and column; a file with any
 //! problem is refused whole.
 
 use jiuzhu_core::{Fen, ResidentId};
 
+use crate::csv_input::{text, CellKind, Column, CsvFormat, Layout, Mode, Record, RowProblems};
+use crate::input;
 use crate::problem::{Problem, Problems};
 use crate::results::csv_field;
 
@@ -161,79 +164,96 @@ impl Table {
     }
 }
 
-/// Reads a file of bank accounts.
-pub fn read_bank_accounts(name: &str, bytes: &[u8]) -> Result<Vec<BankAccountRow>, Problems> {
-    let table = Table::read(name, bytes, &["person_id", "name", "bank", "account"], &[])?;
-    let column = |column| table.index(column).unwrap_or(0);
-    let (person_at, name_at, bank_at, account_at) = (
-        column("person_id"),
-        column("name"),
-        column("bank"),
-        column("account"),
-    );
-    let mut problems = Problems::new();
-    let mut rows = Vec::with_capacity(table.rows.len());
-    for (line, fields) in &table.rows {
-        let line = *line;
-        let person = match ResidentId::parse(&fields[person_at]) {
-            Ok(person) => Some(person),
-            Err(error) => {
-                problems.push(Problem::at(
-                    name,
-                    line,
-                    "person_id",
-                    format!("{:?} {error}", fields[person_at]),
-                ));
-                None
-            }
-        };
-        let mut text = |at: usize, column: &str, most: usize| -> Option<String> {
-            let value = &fields[at];
+/// The accounts file's columns, in [`BankAccountsFormat`]'s order.
+const ACCOUNT_COLUMNS: &[Column] = &[
+    Column {
+        name: "person_id",
+        required: true,
+        kind: CellKind::Identifier,
+    },
+    Column {
+        name: "name",
+        required: true,
+        kind: CellKind::Text,
+    },
+    Column {
+        name: "bank",
+        required: true,
+        kind: CellKind::Text,
+    },
+    Column {
+        name: "account",
+        required: true,
+        kind: CellKind::Identifier,
+    },
+];
+const PERSON_ID: usize = 0;
+const HOLDER_NAME: usize = 1;
+const BANK: usize = 2;
+const ACCOUNT: usize = 3;
+/// The longest holder's name and bank name, in characters.
+const LONGEST_NAME: usize = 64;
+
+/// The accounts file as the row readers read it: CSV in UTF-8 or GBK, or
+/// the first sheet of an XLSX workbook.
+struct BankAccountsFormat;
+
+impl CsvFormat for BankAccountsFormat {
+    type Row = BankAccountRow;
+    const COLUMNS: &'static [Column] = ACCOUNT_COLUMNS;
+
+    fn read_row(
+        &self,
+        layout: &Layout,
+        record: &Record<'_>,
+        problems: &mut RowProblems<'_>,
+    ) -> Option<BankAccountRow> {
+        let field = |column: usize| text(record.get(layout.field(column))).trim().to_owned();
+        let typed = field(PERSON_ID);
+        let person = ResidentId::parse(&typed)
+            .map_err(|error| problems.add(PERSON_ID, || format!("{typed:?} {error}")))
+            .ok();
+        let mut named = |column: usize| -> Option<String> {
+            let value = field(column);
             if value.is_empty() {
-                problems.push(Problem::at(name, line, column, "is empty"));
+                problems.add(column, || "is empty".to_owned());
                 None
-            } else if value.chars().count() > most {
-                problems.push(Problem::at(
-                    name,
-                    line,
-                    column,
-                    format!("is longer than {most} characters"),
-                ));
+            } else if value.chars().count() > LONGEST_NAME {
+                problems.add(column, || format!("is longer than {LONGEST_NAME} characters"));
                 None
             } else {
-                Some(value.clone())
+                Some(value)
             }
         };
-        let holder_name = text(name_at, "name", 64);
-        let bank = text(bank_at, "bank", 64);
-        let account: String = fields[account_at]
-            .chars()
-            .filter(|c| !matches!(c, ' ' | '-'))
-            .collect();
+        let holder_name = named(HOLDER_NAME);
+        let bank = named(BANK);
+        let typed = field(ACCOUNT);
+        let account: String = typed.chars().filter(|c| !matches!(c, ' ' | '-')).collect();
         let account_ok =
             account.len() >= 8 && account.len() <= 32 && account.bytes().all(|byte| byte.is_ascii_digit());
         if !account_ok {
-            problems.push(Problem::at(
-                name,
-                line,
-                "account",
-                format!(
-                    "{:?} is not an account number: 8 to 32 digits",
-                    fields[account_at]
-                ),
-            ));
+            problems.add(ACCOUNT, || {
+                format!("{typed:?} is not an account number: 8 to 32 digits")
+            });
         }
-        if let (Some(person), Some(holder_name), Some(bank), true) = (person, holder_name, bank, account_ok) {
-            rows.push(BankAccountRow {
-                line,
+        match (person, holder_name, bank, account_ok) {
+            (Some(person), Some(holder_name), Some(bank), true) => Some(BankAccountRow {
+                line: record.line(),
                 person,
                 holder_name,
                 bank,
                 account,
-            });
+            }),
+            _ => None,
         }
     }
-    problems.into_result()?;
+}
+
+/// Reads a file of bank accounts: CSV (UTF-8 with or without a BOM, or
+/// GBK/GB18030) or an XLSX workbook's first sheet; a file with any bad row
+/// is refused whole, every problem named.
+pub fn read_bank_accounts(name: &str, bytes: &[u8]) -> Result<Vec<BankAccountRow>, Problems> {
+    let rows = input::read_bytes(name, bytes, &BankAccountsFormat, Mode::Strict)?.rows;
     if rows.is_empty() {
         return Err(Problem::whole_file(name, "holds no account").into());
     }
@@ -336,6 +356,27 @@ mod tests {
         assert!(problems.contains("a.csv:2: person_id"), "{problems}");
         assert!(problems.contains("a.csv:2: account"), "{problems}");
         assert!(problems.contains("a.csv:3: name: is empty"), "{problems}");
+    }
+
+    #[test]
+    fn accounts_are_read_from_gbk_text_as_from_utf8() {
+        let text = "person_id,name,bank,account\n110105196001010017,张三,农业银行,6228480012345678\n";
+        let (gbk, _, unmappable) = encoding_rs::GBK.encode(text);
+        assert!(!unmappable && std::str::from_utf8(&gbk).is_err());
+        let rows = read_bank_accounts("a.csv", &gbk).unwrap();
+        assert_eq!(
+            (
+                rows[0].holder_name.as_str(),
+                rows[0].bank.as_str(),
+                rows[0].account.as_str()
+            ),
+            ("张三", "农业银行", "6228480012345678")
+        );
+        let bad = encoding_rs::GBK
+            .encode("person_id,name,bank,account\n110105196001010017,张三,农业银行,12\n")
+            .0;
+        let problems = read_bank_accounts("a.csv", &bad).unwrap_err().to_string();
+        assert!(problems.contains("a.csv:2: account"), "{problems}");
     }
 
     #[test]

@@ -52,7 +52,7 @@ pub use department_feeds::{
     check_department, DecisionKind, DecisionPage, SharedDecision, DECISIONS_PAGE_DEFAULT, DECISIONS_PAGE_MAX,
     INSURANCE_SETTLEMENT_DEPARTMENT,
 };
-pub use disbursement::{AccountsLoaded, BatchMade, BatchSummary, DisburseError};
+pub use disbursement::{masked_account, AccountsLoaded, BatchMade, BatchSummary, DisburseError};
 pub use feed::{
     FeedDuplicate, FeedError, FeedOptions, FeedReport, FEED_CHUNK_INVOICES, MAX_FEED_CHUNK_INVOICES,
 };
@@ -60,12 +60,14 @@ mod citizens;
 mod outbox;
 mod readers;
 mod recoveries;
+mod staff;
 mod web_sessions;
 pub use citizens::{
     check_phone, CitizenBill, CitizenBillsPage, CitizenDetails, CitizenPayment, CodeRequest, Dashboard,
     LoginChannel, NewDetails, CODE_SECONDS,
 };
 pub use recoveries::{RecoveryLine, RecoveryStatus, RecoveryVerdict};
+pub use staff::{StaffError, LONGEST_DISABLE_REASON};
 pub use web_sessions::{NewSession, WebSession, SHORTEST_PASSWORD};
 mod story;
 pub use outbox::{DispatchOptions, DispatchReport, NotificationStats};
@@ -88,6 +90,7 @@ const SQLITE_MIGRATIONS: &[(i64, &str)] = &[
         include_str!("../migrations/sqlite/0010_decision_responses.sql"),
     ),
     (11, include_str!("../migrations/sqlite/0011_outbox_codes.sql")),
+    (12, include_str!("../migrations/sqlite/0012_staff_disabled.sql")),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../migrations/postgres/0001_init.sql")),
@@ -104,6 +107,7 @@ const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
         include_str!("../migrations/postgres/0010_decision_responses.sql"),
     ),
     (11, include_str!("../migrations/postgres/0011_outbox_codes.sql")),
+    (12, include_str!("../migrations/postgres/0012_staff_disabled.sql")),
 ];
 
 /// The pages SQLite keeps in memory per connection, in KiB (SQLite's

@@ -41,16 +41,16 @@ pub use database::console::{
     WhatIfCategory, WhatIfError,
 };
 pub use database::{
-    check_department, decision_row_line, AccountsLoaded, BatchMade, BatchSummary, CappedInvoice,
-    ClearingError, ClearingReport, DecisionKind, DecisionPage, DecisionRow, DifferenceRow, DisburseError,
-    DispatchOptions, DispatchReport, FeedDuplicate, FeedError, FeedOptions, FeedReport, NotificationStats,
-    PolicyLoad, SettleError, Settled, SharedDecision, Store, StoreError, SuspectedDuplicate, WriteStats,
-    DECISIONS_PAGE_DEFAULT, DECISIONS_PAGE_MAX, FEED_CHUNK_INVOICES, INSURANCE_SETTLEMENT_DEPARTMENT,
-    KNOWN_KEY_SECONDS, MAX_FEED_CHUNK_INVOICES, SQLITE_CACHE_KIB,
+    check_department, decision_row_line, masked_account, AccountsLoaded, BatchMade, BatchSummary,
+    CappedInvoice, ClearingError, ClearingReport, DecisionKind, DecisionPage, DecisionRow, DifferenceRow,
+    DisburseError, DispatchOptions, DispatchReport, FeedDuplicate, FeedError, FeedOptions, FeedReport,
+    NotificationStats, PolicyLoad, SettleError, Settled, SharedDecision, Store, StoreError,
+    SuspectedDuplicate, WriteStats, DECISIONS_PAGE_DEFAULT, DECISIONS_PAGE_MAX, FEED_CHUNK_INVOICES,
+    INSURANCE_SETTLEMENT_DEPARTMENT, KNOWN_KEY_SECONDS, MAX_FEED_CHUNK_INVOICES, SQLITE_CACHE_KIB,
 };
 pub use database::{
     check_phone, CitizenBill, CitizenDetails, CitizenPayment, CodeRequest, Dashboard, LoginChannel,
-    NewDetails, NewSession, WebSession, CODE_SECONDS, SHORTEST_PASSWORD,
+    NewDetails, NewSession, StaffError, WebSession, CODE_SECONDS, LONGEST_DISABLE_REASON, SHORTEST_PASSWORD,
 };
 pub use database::{
     scan_base64, AcceptanceSettings, ApplicationBillView, ApplicationError, ApplicationEvent,

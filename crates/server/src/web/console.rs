@@ -1,6 +1,7 @@
 //! The staff console's pages beyond the daily work: policy versions and
 //! the what-if of a proposed policy, the clearings and their lines, a
-//! person's audit trail and the chain's check, staff users and API keys.
+//! person's audit trail and the chain's check, staff users (their roles
+//! changed, disabled with a reason, enabled again) and API keys.
 //! Each page checks its roles on the server and each form its CSRF token,
 //! as the other staff pages do.
 
@@ -837,7 +838,8 @@ async fn show_users(
                         name => user.name.clone(),
                         roles => user.roles.iter().map(|role| role.as_str()).collect::<Vec<_>>().join(" "),
                         created_at => user.created_at.clone(), created_by => user.created_by.clone(),
-                        disabled => user.disabled_at.is_some(), has_password => user.has_password,
+                        disabled => user.disabled_at.is_some(), disabled_at => user.disabled_at.clone(),
+                        disabled_by => user.disabled_by.clone(), has_password => user.has_password,
                     }
                 })
                 .collect();
@@ -879,6 +881,8 @@ pub(super) async fn users_xlsx(State(state): State<AppState>, headers: HeaderMap
                         user.created_at.clone(),
                         user.created_by.clone(),
                         user.disabled_at.clone().unwrap_or_default(),
+                        user.disabled_by.clone().unwrap_or_default(),
+                        user.disabled_reason.clone().unwrap_or_default(),
                         if user.has_password { "yes" } else { "no" }.to_owned(),
                     ]
                 })
@@ -889,6 +893,8 @@ pub(super) async fn users_xlsx(State(state): State<AppState>, headers: HeaderMap
                 "created_at",
                 "created_by",
                 "disabled_at",
+                "disabled_by",
+                "disabled_reason",
                 "password_set",
             ];
             xlsx_download("users.xlsx", workbook("工作人员 staff", &header, &rows))
@@ -948,7 +954,9 @@ pub(super) async fn add_user(
         );
         return refuse(problem).await;
     }
-    match state.store.staff(&name).await {
+    // A disabled member of staff's name is taken too: adding it would
+    // enable them again.
+    match state.store.staff_member(&name).await {
         Ok(Some(_)) => return refuse(viewer.language.text("user_exists").to_owned()).await,
         Ok(None) => {}
         Err(error) => return failed("a member of staff could not be read", &error),
@@ -970,6 +978,177 @@ pub(super) async fn add_user(
         context! { added => name.clone(), token => token },
     )
     .await
+}
+
+/// A member of staff's page: what they are, and the forms that change
+/// their roles, disable or enable them.
+async fn show_user(
+    state: &AppState,
+    viewer: &Viewer,
+    name: &str,
+    status: StatusCode,
+    extra: minijinja::Value,
+) -> Response {
+    let member = match state.store.staff_member(name).await {
+        Ok(Some(member)) => member,
+        Ok(None) => return viewer.error(StatusCode::NOT_FOUND, "not_found", "not_found"),
+        Err(error) => return failed("a member of staff could not be read", &error),
+    };
+    let roles: Vec<minijinja::Value> = Role::ALL
+        .iter()
+        .map(|role| context! { name => role.as_str(), held => member.roles.contains(role) })
+        .collect();
+    let shown = context! {
+        name => member.name.clone(),
+        roles => member.roles.iter().map(|role| role.as_str()).collect::<Vec<_>>().join(" "),
+        created_at => member.created_at.clone(), created_by => member.created_by.clone(),
+        disabled => member.disabled_at.is_some(), disabled_at => member.disabled_at.clone(),
+        disabled_by => member.disabled_by.clone(), disabled_reason => member.disabled_reason.clone(),
+        has_password => member.has_password,
+    };
+    viewer.render(
+        status,
+        "user.html",
+        context! { member => shown, all_roles => roles, ..extra },
+    )
+}
+
+/// `GET /staff/users/{name}`.
+pub(super) async fn user_page(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+) -> Response {
+    let (viewer, _) = match staff_page(&state, &headers, "/staff/users", &[Role::Admin]).await {
+        Ok(found) => found,
+        Err(response) => return *response,
+    };
+    show_user(&state, &viewer, &name, StatusCode::OK, context! {}).await
+}
+
+/// The page after a change of a member of staff: the notice, or the
+/// refusal in the viewer's words (nothing changed).
+async fn after_change(
+    state: &AppState,
+    viewer: &Viewer,
+    name: &str,
+    result: Result<&'static str, jiuzhu_store::StaffError>,
+    reason: &str,
+) -> Response {
+    match result {
+        Ok(notice) => {
+            let notice = viewer.language.text(notice);
+            show_user(state, viewer, name, StatusCode::OK, context! { notice => notice }).await
+        }
+        Err(jiuzhu_store::StaffError::Store(error)) => {
+            failed("a member of staff could not be changed", &error)
+        }
+        Err(jiuzhu_store::StaffError::NotFound(_)) => {
+            viewer.error(StatusCode::NOT_FOUND, "not_found", "not_found")
+        }
+        Err(error) => {
+            let status = match error {
+                jiuzhu_store::StaffError::NoRole
+                | jiuzhu_store::StaffError::ReasonRequired
+                | jiuzhu_store::StaffError::ReasonTooLong => StatusCode::UNPROCESSABLE_ENTITY,
+                _ => StatusCode::CONFLICT,
+            };
+            let problem = viewer.language.text(error.key());
+            show_user(
+                state,
+                viewer,
+                name,
+                status,
+                context! { problem => problem, reason => reason.to_owned() },
+            )
+            .await
+        }
+    }
+}
+
+/// `POST /staff/users/{name}/roles`: the roles ticked, in place of theirs.
+pub(super) async fn change_roles(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    Form(pairs): Form<Vec<(String, String)>>,
+) -> Response {
+    let (viewer, user) = match staff_post(
+        &state,
+        &headers,
+        "/staff/users",
+        &[Role::Admin],
+        field(&pairs, "csrf"),
+    )
+    .await
+    {
+        Ok(found) => found,
+        Err(response) => return *response,
+    };
+    let mut roles = Vec::new();
+    for (key, value) in &pairs {
+        if key == "roles" {
+            match Role::parse(value) {
+                Some(role) => roles.push(role),
+                None => return viewer.error(StatusCode::UNPROCESSABLE_ENTITY, "bad_form", "bad_form"),
+            }
+        }
+    }
+    let result = state
+        .store
+        .set_staff_roles(&name, &roles, &user.name)
+        .await
+        .map(|changed| if changed { "roles_saved" } else { "roles_unchanged" });
+    after_change(&state, &viewer, &name, result, "").await
+}
+
+#[derive(Debug, Deserialize)]
+pub(super) struct DisableForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    reason: String,
+}
+
+/// `POST /staff/users/{name}/disable`: with a reason; their sessions end
+/// at once and their API tokens open nothing.
+pub(super) async fn disable_user(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    Form(form): Form<DisableForm>,
+) -> Response {
+    let (viewer, user) = match staff_post(&state, &headers, "/staff/users", &[Role::Admin], &form.csrf).await
+    {
+        Ok(found) => found,
+        Err(response) => return *response,
+    };
+    let result = state
+        .store
+        .disable_staff(&name, &form.reason, &user.name)
+        .await
+        .map(|()| "user_disabled");
+    after_change(&state, &viewer, &name, result, &form.reason).await
+}
+
+/// `POST /staff/users/{name}/enable`.
+pub(super) async fn enable_user(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    Form(form): Form<CsrfForm>,
+) -> Response {
+    let (viewer, user) = match staff_post(&state, &headers, "/staff/users", &[Role::Admin], &form.csrf).await
+    {
+        Ok(found) => found,
+        Err(response) => return *response,
+    };
+    let result = state
+        .store
+        .enable_staff(&name, &user.name)
+        .await
+        .map(|()| "user_enabled");
+    after_change(&state, &viewer, &name, result, "").await
 }
 
 async fn show_keys(

@@ -41,7 +41,9 @@
 //! | `GET /staff/clearings/{id}`, `…/differences.csv`, `…/differences.xlsx` | admins, auditors: a clearing's lines, persons masked |
 //! | `GET /staff/audit?id=…&purpose=…`, `GET /staff/audit.xlsx?id=…&purpose=…` | auditors: a person's whole story in time order, masked; each read logged with its purpose |
 //! | `GET /staff/audit/verify` | auditors: whether the audit chain verifies |
-//! | `GET, POST /staff/users`, `GET /staff/users.xlsx` | admins: staff users and their roles; a user added with an initial password |
+//! | `GET, POST /staff/users`, `GET /staff/users.xlsx` | admins: staff users, their roles and whether (since when, by whom) disabled; a user added with an initial password |
+//! | `GET /staff/users/{name}`, `POST …/roles`, `…/disable`, `…/enable` | admins: a member of staff's roles changed, disabled with a reason (sessions end, API tokens refused), enabled; never oneself nor the last enabled admin |
+//! | `GET, POST /staff/accounts`, `GET /staff/accounts/rejected/{id}` | admins, approvers: persons' bank accounts uploaded (CSV in UTF-8 or GBK, or XLSX), refused whole with a report, or stored and shown masked |
 //! | `GET, POST /staff/keys`, `GET /staff/keys.xlsx`, `POST /staff/keys/{owner}/{id}/revoke` | admins: hospitals' and departments' API keys, listed without secrets; a new one shown once; one revoked |
 //!
 //! A one-time code (`POST /login`, `POST /me/details/code`) is sent by the
@@ -271,6 +273,8 @@ fn templates() -> &'static Environment<'static> {
             ("audit_verify.html", include_str!("templates/audit_verify.html")),
             ("users.html", include_str!("templates/users.html")),
             ("keys.html", include_str!("templates/keys.html")),
+            ("user.html", include_str!("templates/user.html")),
+            ("accounts.html", include_str!("templates/accounts.html")),
         ] {
             environment
                 .add_template(name, source)
@@ -358,6 +362,17 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/staff/audit/verify", get(console::audit_verify))
         .route("/staff/users", get(console::users_page).post(console::add_user))
         .route("/staff/users.xlsx", get(console::users_xlsx))
+        .route("/staff/users/{name}", get(console::user_page))
+        .route("/staff/users/{name}/roles", post(console::change_roles))
+        .route("/staff/users/{name}/disable", post(console::disable_user))
+        .route("/staff/users/{name}/enable", post(console::enable_user))
+        .route(
+            "/staff/accounts",
+            get(payments::accounts_page)
+                .post(payments::upload_accounts)
+                .layer(DefaultBodyLimit::max(16 * 1024 * 1024)),
+        )
+        .route("/staff/accounts/rejected/{id}", get(payments::accounts_report))
         .route("/staff/keys", get(console::keys_page).post(console::create_key))
         .route("/staff/keys.xlsx", get(console::keys_xlsx))
         .route("/staff/keys/{owner}/{id}/revoke", post(console::revoke_key))
@@ -1200,38 +1215,8 @@ async fn upload_spells(State(state): State<AppState>, headers: HeaderMap, multip
             )
         }
         Err(crate::ApiError::Refused(problems)) => {
-            let id = random_token();
-            {
-                let mut reports = state
-                    .web
-                    .reports
-                    .lock()
-                    .unwrap_or_else(|poisoned| poisoned.into_inner());
-                reports.retain(|_, report| report.at.elapsed() < REPORT_KEPT);
-                if reports.len() >= REPORTS_KEPT {
-                    reports.clear();
-                }
-                reports.insert(
-                    id.clone(),
-                    RejectedReport {
-                        owner: user.name.clone(),
-                        file: upload.file_name.clone(),
-                        csv: report_csv(&problems),
-                        at: Instant::now(),
-                    },
-                );
-            }
-            let rows: Vec<minijinja::Value> = problems
-                .kept()
-                .iter()
-                .map(|problem| {
-                    context! {
-                        line => problem.line.map_or_else(String::new, |line| line.to_string()),
-                        column => problem.column.clone().unwrap_or_default(),
-                        message => problem.message.clone(),
-                    }
-                })
-                .collect();
+            let id = keep_report(&state, &user.name, &upload.file_name, &problems);
+            let rows = payments::problem_rows(&problems);
             viewer.render(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "import_result.html",
@@ -1252,6 +1237,31 @@ async fn upload_spells(State(state): State<AppState>, headers: HeaderMap, multip
     }
 }
 
+/// Keeps the report of a file refused whole for the member of staff who
+/// uploaded it, for [`REPORT_KEPT`]; returns its id.
+fn keep_report(state: &AppState, owner: &str, file: &str, problems: &Problems) -> String {
+    let id = random_token();
+    let mut reports = state
+        .web
+        .reports
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    reports.retain(|_, report| report.at.elapsed() < REPORT_KEPT);
+    if reports.len() >= REPORTS_KEPT {
+        reports.clear();
+    }
+    reports.insert(
+        id.clone(),
+        RejectedReport {
+            owner: owner.to_owned(),
+            file: file.to_owned(),
+            csv: report_csv(problems),
+            at: Instant::now(),
+        },
+    );
+    id
+}
+
 async fn rejected_report(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -1261,6 +1271,12 @@ async fn rejected_report(
         Ok(found) => found,
         Err(response) => return *response,
     };
+    report_download(&state, &viewer, &user, &id)
+}
+
+/// A kept report as a CSV download, for the member of staff who uploaded
+/// the file only.
+fn report_download(state: &AppState, viewer: &Viewer, user: &StaffUser, id: &str) -> Response {
     let found = {
         let reports = state
             .web
@@ -1268,7 +1284,7 @@ async fn rejected_report(
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         reports
-            .get(&id)
+            .get(id)
             .filter(|report| report.owner == user.name && report.at.elapsed() < REPORT_KEPT)
             .map(|report| (report.file.clone(), report.csv.clone()))
     };

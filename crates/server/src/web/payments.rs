@@ -2,7 +2,9 @@
 //! a batch made of everything owed (admins, approvers), a batch's lines
 //! with the person and the account masked, its bank payment file exported
 //! (approvers: full account numbers) and the bank's return file uploaded
-//! (admins, approvers). The store holds the rules (maker-checker, only an
+//! (admins, approvers); the persons' bank accounts uploaded (admins,
+//! approvers), refused whole with a report or stored and shown masked.
+//! The store holds the rules (maker-checker, only an
 //! approved batch exported, a bad return file refused whole); these pages
 //! check each role again on the server and each form's token.
 
@@ -10,12 +12,15 @@ use axum::extract::{Multipart, Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::Form;
-use jiuzhu_formats::bank::{payment_file_text, read_bank_return};
+use jiuzhu_formats::bank::{payment_file_text, read_bank_accounts, read_bank_return};
 use jiuzhu_formats::Problems;
 use jiuzhu_store::{DisburseError, Role};
 use minijinja::context;
 
-use super::{failed, read_upload, show_batches, staff_page, staff_post, text::Language, CsrfForm, Viewer};
+use super::{
+    failed, keep_report, read_upload, report_download, show_batches, staff_page, staff_post, text::Language,
+    CsrfForm, Viewer,
+};
 use crate::AppState;
 
 /// Who may make a batch, read a batch's lines and upload a return file.
@@ -72,7 +77,7 @@ pub(super) async fn make_batch(
 }
 
 /// A refused file's problems, one row each.
-fn problem_rows(problems: &Problems) -> Vec<minijinja::Value> {
+pub(super) fn problem_rows(problems: &Problems) -> Vec<minijinja::Value> {
     problems
         .kept()
         .iter()
@@ -279,5 +284,105 @@ pub(super) async fn upload_return(
     match result {
         Ok(_) => Redirect::to(&here).into_response(),
         Err(error) => refused_on_page(&state, &headers, &viewer, &id, &error).await,
+    }
+}
+
+// ---------------------------------------------------------------------
+// Bank accounts.
+
+/// `GET /staff/accounts`: the upload form of the persons' bank accounts.
+pub(super) async fn accounts_page(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    match staff_page(&state, &headers, "/staff/accounts", &MAKERS).await {
+        Ok((viewer, _)) => viewer.render(StatusCode::OK, "accounts.html", context! {}),
+        Err(response) => *response,
+    }
+}
+
+/// `POST /staff/accounts`: a file of bank accounts (CSV in UTF-8 or GBK,
+/// or XLSX), every row checked: refused whole with a report of every bad
+/// row, or stored (encrypted; a person's newest account is used from the
+/// next batch) and listed masked.
+pub(super) async fn upload_accounts(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    multipart: Multipart,
+) -> Response {
+    let (viewer, user) = match staff_page(&state, &headers, "/staff/accounts", &MAKERS).await {
+        Ok(found) => found,
+        Err(response) => return *response,
+    };
+    let upload = match read_upload(multipart).await {
+        Ok(upload) => upload,
+        Err(message) => {
+            let heading = viewer.language.text("upload_accounts");
+            return viewer.render(
+                StatusCode::BAD_REQUEST,
+                "error.html",
+                context! { heading => heading, message => message },
+            );
+        }
+    };
+    if !viewer.csrf_ok(&upload.csrf) {
+        return viewer.error(StatusCode::FORBIDDEN, "forbidden", "bad_form");
+    }
+    let file = upload.file_name.clone();
+    let result = match read_bank_accounts(&file, &upload.bytes) {
+        Ok(rows) => state
+            .store
+            .load_bank_accounts(&file, &rows, &user.name)
+            .await
+            .map(|loaded| (rows, loaded)),
+        Err(problems) => Err(DisburseError::Refused(problems)),
+    };
+    match result {
+        Ok((rows, loaded)) => {
+            let accounts: Vec<minijinja::Value> = rows
+                .iter()
+                .map(|row| {
+                    context! {
+                        line => row.line, person => row.person.masked(), holder => row.holder_name.clone(),
+                        bank => row.bank.clone(), account => jiuzhu_store::masked_account(&row.account),
+                    }
+                })
+                .collect();
+            viewer.render(
+                StatusCode::OK,
+                "accounts.html",
+                context! {
+                    file => file, loaded => true, accounts => accounts,
+                    stored => loaded.stored, unchanged => loaded.unchanged,
+                },
+            )
+        }
+        Err(DisburseError::Refused(problems)) => {
+            let id = keep_report(&state, &user.name, &file, &problems);
+            viewer.render(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "accounts.html",
+                context! {
+                    file => file, problems => problem_rows(&problems), total => problems.total(),
+                    report_url => format!("/staff/accounts/rejected/{id}"),
+                },
+            )
+        }
+        Err(DisburseError::Store(error)) => failed("bank accounts could not be stored", &error),
+        Err(other) => viewer.render(
+            status_of(&other),
+            "accounts.html",
+            context! { file => file, problem => said(viewer.language, &other) },
+        ),
+    }
+}
+
+/// `GET /staff/accounts/rejected/{id}`: the report of a refused accounts
+/// file, CSV, for the member of staff who uploaded it.
+pub(super) async fn accounts_report(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    match staff_page(&state, &headers, "/staff/accounts", &MAKERS).await {
+        Ok((viewer, user)) => report_download(&state, &viewer, &user, &id),
+        Err(response) => *response,
     }
 }

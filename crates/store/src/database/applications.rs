@@ -437,17 +437,12 @@ impl Store {
                 "a member of staff needs at least one role".into(),
             ));
         }
-        let mut sorted = roles.to_vec();
-        sorted.sort();
-        sorted.dedup();
-        let roles: Vec<&str> = sorted.iter().map(|role| role.as_str()).collect();
+        let roles = super::staff::roles_text(roles);
         let (token, hash) = ApiKey::generate().map_err(StoreError::from)?;
         match &self.backend {
-            Backend::Sqlite(pool) => {
-                sqlite_applications::add_staff(pool, name, &roles.join(" "), &hash, actor).await?
-            }
+            Backend::Sqlite(pool) => sqlite_applications::add_staff(pool, name, &roles, &hash, actor).await?,
             Backend::Postgres(pool) => {
-                postgres_applications::add_staff(pool, name, &roles.join(" "), &hash, actor).await?
+                postgres_applications::add_staff(pool, name, &roles, &hash, actor).await?
             }
         }
         Ok(token.into_string())
@@ -821,6 +816,7 @@ macro_rules! applications_backend {
                 Signature, StaffUser, Submission, UnassistedBill, Verdict,
             };
             use crate::crypto::ApiKeyHash;
+            use crate::database::staff::{holds_admin, StaffError};
             use crate::database::$backend::{audit, begin_write, decide_in, policy_in, spell_of};
             use crate::database::{
                 json_string, now_text, AuditRecord, Channel, Decided, FeedAnswer, PersonRow, PolicyCache, SettleRequest,
@@ -836,12 +832,34 @@ macro_rules! applications_backend {
                 roles: &str,
                 hash: &ApiKeyHash,
                 actor: &str,
-            ) -> Result<(), StoreError> {
+            ) -> Result<(), ApplicationError> {
                 let mut tx = begin_write(pool).await?;
                 let now = now_text();
+                // A known name has its roles changed and is enabled again:
+                // the last enabled admin keeps the role.
+                let before: Option<String> = sqlx::query_scalar(
+                    "SELECT roles FROM staff_users WHERE name = $1 AND disabled_at IS NULL",
+                )
+                .bind(name)
+                .fetch_optional(&mut *tx)
+                .await?;
+                if before.as_deref().is_some_and(holds_admin) && !holds_admin(roles) {
+                    let others: Vec<String> = sqlx::query_scalar(
+                        "SELECT roles FROM staff_users WHERE disabled_at IS NULL AND name <> $1",
+                    )
+                    .bind(name)
+                    .fetch_all(&mut *tx)
+                    .await?;
+                    if !others.iter().any(|roles| holds_admin(roles)) {
+                        return Err(ApplicationError::Refused(
+                            StaffError::LastAdmin(name.to_owned()).to_string(),
+                        ));
+                    }
+                }
                 sqlx::query(
                     "INSERT INTO staff_users (name, roles, created_at, created_by) VALUES ($1, $2, $3, $4) \
-                     ON CONFLICT (name) DO UPDATE SET roles = excluded.roles, disabled_at = NULL",
+                     ON CONFLICT (name) DO UPDATE SET roles = excluded.roles, disabled_at = NULL, \
+                     disabled_by = NULL, disabled_reason = NULL",
                 )
                 .bind(name)
                 .bind(roles)

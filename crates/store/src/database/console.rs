@@ -157,7 +157,10 @@ pub struct StaffListing {
     pub roles: Vec<super::Role>,
     pub created_at: String,
     pub created_by: String,
+    /// Since when they are disabled, by whom and why; none while enabled.
     pub disabled_at: Option<String>,
+    pub disabled_by: Option<String>,
+    pub disabled_reason: Option<String>,
     pub has_password: bool,
 }
 
@@ -610,7 +613,7 @@ macro_rules! console_backend {
 
             pub(super) async fn staff_users(pool: &Pool) -> Result<Vec<StaffListing>, StoreError> {
                 let rows = sqlx::query(
-                    "SELECT name, roles, created_at, created_by, disabled_at, \
+                    "SELECT name, roles, created_at, created_by, disabled_at, disabled_by, disabled_reason, \
                      CASE WHEN password_hash IS NULL THEN 0 ELSE 1 END AS has_password \
                      FROM staff_users ORDER BY name",
                 )
@@ -625,6 +628,8 @@ macro_rules! console_backend {
                         created_at: row.try_get("created_at")?,
                         created_by: row.try_get("created_by")?,
                         disabled_at: row.try_get("disabled_at")?,
+                        disabled_by: row.try_get("disabled_by")?,
+                        disabled_reason: row.try_get("disabled_reason")?,
                         has_password: row.try_get::<i32, _>("has_password")? == 1,
                     });
                 }

@@ -116,7 +116,7 @@ struct AccountRow {
 }
 
 /// `6228********5678`: the first and last 4 digits (2 of a short number).
-pub(super) fn masked_account(account: &str) -> String {
+pub fn masked_account(account: &str) -> String {
     let keep = 4.min(account.len() / 4);
     format!(
         "{}{}{}",
@@ -300,7 +300,7 @@ macro_rules! disburse_backend {
                 pool: &$Pool,
                 file: &str,
                 accounts: &[AccountRow],
-                current: &dyn Fn(&[u8]) -> Result<[u8; 32], StoreError>,
+                current: &(dyn Fn(&[u8]) -> Result<[u8; 32], StoreError> + Sync),
                 actor: &str,
             ) -> Result<AccountsLoaded, DisburseError> {
                 let mut tx = begin_write(pool).await?;

@@ -6,9 +6,11 @@ use std::collections::BTreeMap;
 
 use jiuzhu_core::{Batch, Period, SpellBook};
 use jiuzhu_formats::{parse_policy, read_batch_invoices, read_spells};
-use jiuzhu_store::{KeyOwner, Role, WhatIfError};
+use jiuzhu_store::{ApplicationError, KeyOwner, Role, StaffError, WhatIfError};
 
-use super::{fresh_databases, import, prepared, read, settle_all, INVOICES, LATE_SPELL, POLICY, SPELLS};
+use super::{
+    fresh_databases, import, prepared, read, settle_all, with_policy, INVOICES, LATE_SPELL, POLICY, SPELLS,
+};
 
 const WHAT_IF_POLICY: &str = "fixtures/what-if-policy.toml";
 
@@ -213,5 +215,204 @@ async fn keys_are_listed_without_secrets_with_their_maker_and_revoked_one_at_a_t
             ),
             ("aud", &[Role::Auditor][..], false)
         );
+    }
+}
+
+#[tokio::test]
+async fn a_member_of_staffs_roles_change_and_they_are_disabled_and_enabled_each_change_audited() {
+    for database in fresh_databases("console_staff_changes").await {
+        let store = with_policy(&database).await;
+        store.add_staff("boss", &[Role::Admin], "setup").await.unwrap();
+        let token = store.add_staff("clerk", &[Role::Reviewer], "boss").await.unwrap();
+        store
+            .set_staff_password("clerk", "a long password", "boss")
+            .await
+            .unwrap();
+        let session = store.open_session("clerk", 3600).await.unwrap();
+        assert!(store.session(&session.token).await.unwrap().is_some());
+
+        // Roles: changed and audited from and to; the same set changes nothing.
+        assert!(store
+            .set_staff_roles("clerk", &[Role::Approver, Role::Reviewer], "boss")
+            .await
+            .unwrap());
+        assert!(!store
+            .set_staff_roles("clerk", &[Role::Reviewer, Role::Approver], "boss")
+            .await
+            .unwrap());
+        assert_eq!(
+            database
+                .number(
+                    "SELECT COUNT(*) FROM audit_log WHERE action = 'staff.roles' AND actor = 'boss' \
+                     AND subject = 'staff clerk' AND details = '{\"from\":\"reviewer\",\"to\":\"reviewer approver\"}'"
+                )
+                .await,
+            1
+        );
+        assert_eq!(
+            database
+                .number("SELECT COUNT(*) FROM audit_log WHERE action = 'staff.roles'")
+                .await,
+            1
+        );
+
+        // Disabled with a reason: the session ends at once, the token and
+        // the password open nothing; the listing says since when, by whom, why.
+        store
+            .disable_staff("clerk", " left the bureau ", "boss")
+            .await
+            .unwrap();
+        assert!(store.session(&session.token).await.unwrap().is_none());
+        assert_eq!(
+            database
+                .number("SELECT COUNT(*) FROM web_sessions WHERE subject = 'clerk' AND ended_at IS NULL")
+                .await,
+            0
+        );
+        assert!(store.staff_for_token(&token).await.unwrap().is_none());
+        assert!(store
+            .staff_login("clerk", "a long password")
+            .await
+            .unwrap()
+            .is_none());
+        assert!(store.staff("clerk").await.unwrap().is_none());
+        let clerk = store.staff_member("clerk").await.unwrap().unwrap();
+        assert!(clerk.disabled_at.is_some());
+        assert_eq!(
+            (clerk.disabled_by.as_deref(), clerk.disabled_reason.as_deref()),
+            (Some("boss"), Some("left the bureau"))
+        );
+        assert_eq!(
+            database
+                .number(
+                    "SELECT COUNT(*) FROM audit_log WHERE action = 'staff.disable' AND actor = 'boss' \
+                     AND subject = 'staff clerk' AND details = '{\"reason\":\"left the bureau\"}'"
+                )
+                .await,
+            1
+        );
+
+        // Enabled again: the token and the password work, the ended
+        // session stays ended.
+        store.enable_staff("clerk", "boss").await.unwrap();
+        assert_eq!(
+            store.staff_for_token(&token).await.unwrap().map(|user| user.name),
+            Some("clerk".to_owned())
+        );
+        assert!(store
+            .staff_login("clerk", "a long password")
+            .await
+            .unwrap()
+            .is_some());
+        assert!(store.session(&session.token).await.unwrap().is_none());
+        let clerk = store.staff_member("clerk").await.unwrap().unwrap();
+        assert_eq!(
+            (clerk.disabled_at, clerk.disabled_by, clerk.disabled_reason),
+            (None, None, None)
+        );
+        assert_eq!(
+            database
+                .number(
+                    "SELECT COUNT(*) FROM audit_log WHERE action = 'staff.enable' AND actor = 'boss' \
+                     AND subject = 'staff clerk'"
+                )
+                .await,
+            1
+        );
+        assert!(store.verify_audit().await.unwrap().is_ok());
+        database.drop_database().await;
+    }
+}
+
+#[tokio::test]
+async fn no_one_disables_themselves_nor_the_last_enabled_admin_and_a_refusal_changes_nothing() {
+    for database in fresh_databases("console_staff_guards").await {
+        let store = with_policy(&database).await;
+        store.add_staff("boss", &[Role::Admin], "setup").await.unwrap();
+        store.add_staff("clerk", &[Role::Reviewer], "boss").await.unwrap();
+        let before = database.dump().await;
+        let refusals = [
+            store.disable_staff("boss", "tired", "boss").await.unwrap_err(),
+            store
+                .set_staff_roles("boss", &[Role::Reviewer], "boss")
+                .await
+                .unwrap_err(),
+            // By anyone else too: boss is the last enabled admin.
+            store.disable_staff("boss", "tired", "clerk").await.unwrap_err(),
+            store
+                .set_staff_roles("boss", &[Role::Auditor], "clerk")
+                .await
+                .unwrap_err(),
+            store.set_staff_roles("clerk", &[], "boss").await.unwrap_err(),
+            store.disable_staff("clerk", "  ", "boss").await.unwrap_err(),
+            store.disable_staff("nobody", "gone", "boss").await.unwrap_err(),
+            store.enable_staff("clerk", "boss").await.unwrap_err(),
+        ];
+        let keys: Vec<&str> = refusals.iter().map(StaffError::key).collect();
+        assert_eq!(
+            keys,
+            [
+                "self_disable",
+                "self_admin_removal",
+                "last_admin",
+                "last_admin",
+                "no_role",
+                "reason_required",
+                "not_found",
+                "not_disabled"
+            ]
+        );
+        // Adding the name again with other roles is a change of roles:
+        // refused for the last admin too.
+        let added = store.add_staff("boss", &[Role::Reviewer], "clerk").await;
+        assert!(
+            matches!(&added, Err(ApplicationError::Refused(message)) if message.contains("last enabled admin")),
+            "{added:?}"
+        );
+        assert_eq!(database.dump().await, before);
+
+        // With a second admin, one may disable the other; a disabled
+        // admin does not count, so the one left is the last again.
+        store
+            .add_staff("deputy", &[Role::Admin, Role::Auditor], "boss")
+            .await
+            .unwrap();
+        store.disable_staff("boss", "on leave", "deputy").await.unwrap();
+        assert_eq!(
+            store
+                .disable_staff("boss", "again", "deputy")
+                .await
+                .unwrap_err()
+                .key(),
+            "already_disabled"
+        );
+        assert_eq!(
+            store
+                .set_staff_roles("deputy", &[Role::Auditor], "clerk")
+                .await
+                .unwrap_err()
+                .key(),
+            "last_admin"
+        );
+        assert_eq!(
+            store
+                .disable_staff("deputy", "gone", "clerk")
+                .await
+                .unwrap_err()
+                .key(),
+            "last_admin"
+        );
+        // A disabled admin's roles may change: they guard nothing.
+        assert!(store
+            .set_staff_roles("boss", &[Role::Reviewer], "deputy")
+            .await
+            .unwrap());
+        store.enable_staff("boss", "deputy").await.unwrap();
+        assert_eq!(
+            store.staff("boss").await.unwrap().unwrap().roles,
+            vec![Role::Reviewer]
+        );
+        assert!(store.verify_audit().await.unwrap().is_ok());
+        database.drop_database().await;
     }
 }
