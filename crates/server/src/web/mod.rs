@@ -1139,6 +1139,26 @@ async fn read_upload(mut multipart: Multipart) -> Result<Upload, String> {
     Ok(upload)
 }
 
+/// A staff upload read and its CSRF token checked: an unreadable form
+/// answers the error page headed by the text `heading`, a bad token 403.
+async fn checked_upload(viewer: &Viewer, multipart: Multipart, heading: &str) -> Result<Upload, Response> {
+    let upload = match read_upload(multipart).await {
+        Ok(upload) => upload,
+        Err(message) => {
+            let heading = viewer.language.text(heading);
+            return Err(viewer.render(
+                StatusCode::BAD_REQUEST,
+                "error.html",
+                context! { heading => heading, message => message },
+            ));
+        }
+    };
+    if !viewer.csrf_ok(&upload.csrf) {
+        return Err(viewer.error(StatusCode::FORBIDDEN, "forbidden", "bad_form"));
+    }
+    Ok(upload)
+}
+
 /// A refused file's problems as the rejected-rows report: `line,column,
 /// message`, with a byte order mark so that Excel reads it as UTF-8.
 fn report_csv(problems: &Problems) -> Vec<u8> {
@@ -1170,20 +1190,10 @@ async fn upload_spells(State(state): State<AppState>, headers: HeaderMap, multip
         Ok(found) => found,
         Err(response) => return *response,
     };
-    let upload = match read_upload(multipart).await {
+    let upload = match checked_upload(&viewer, multipart, "import_result").await {
         Ok(upload) => upload,
-        Err(message) => {
-            let heading = viewer.language.text("import_result");
-            return viewer.render(
-                StatusCode::BAD_REQUEST,
-                "error.html",
-                context! { heading => heading, message => message },
-            );
-        }
+        Err(response) => return response,
     };
-    if !viewer.csrf_ok(&upload.csrf) {
-        return viewer.error(StatusCode::FORBIDDEN, "forbidden", "bad_form");
-    }
     let imported = crate::feeds::import_uploaded_spells(
         &state,
         &upload.file_name,

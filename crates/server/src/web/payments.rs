@@ -18,8 +18,8 @@ use jiuzhu_store::{DisburseError, Role};
 use minijinja::context;
 
 use super::{
-    failed, keep_report, read_upload, report_download, show_batches, staff_page, staff_post, text::Language,
-    CsrfForm, Viewer,
+    checked_upload, failed, keep_report, report_download, show_batches, staff_page, staff_post,
+    text::Language, CsrfForm, Viewer,
 };
 use crate::AppState;
 
@@ -255,20 +255,10 @@ pub(super) async fn upload_return(
         Ok(found) => found,
         Err(response) => return *response,
     };
-    let upload = match read_upload(multipart).await {
+    let upload = match checked_upload(&viewer, multipart, "upload_return").await {
         Ok(upload) => upload,
-        Err(message) => {
-            let heading = viewer.language.text("upload_return");
-            return viewer.render(
-                StatusCode::BAD_REQUEST,
-                "error.html",
-                context! { heading => heading, message => message },
-            );
-        }
+        Err(response) => return response,
     };
-    if !viewer.csrf_ok(&upload.csrf) {
-        return viewer.error(StatusCode::FORBIDDEN, "forbidden", "bad_form");
-    }
     let Ok(batch) = id.parse::<i64>() else {
         return viewer.error(StatusCode::NOT_FOUND, "not_found", "not_found");
     };
@@ -311,20 +301,10 @@ pub(super) async fn upload_accounts(
         Ok(found) => found,
         Err(response) => return *response,
     };
-    let upload = match read_upload(multipart).await {
+    let upload = match checked_upload(&viewer, multipart, "upload_accounts").await {
         Ok(upload) => upload,
-        Err(message) => {
-            let heading = viewer.language.text("upload_accounts");
-            return viewer.render(
-                StatusCode::BAD_REQUEST,
-                "error.html",
-                context! { heading => heading, message => message },
-            );
-        }
+        Err(response) => return response,
     };
-    if !viewer.csrf_ok(&upload.csrf) {
-        return viewer.error(StatusCode::FORBIDDEN, "forbidden", "bad_form");
-    }
     let file = upload.file_name.clone();
     let result = match read_bank_accounts(&file, &upload.bytes) {
         Ok(rows) => state
