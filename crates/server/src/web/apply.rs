@@ -406,20 +406,11 @@ pub(super) async fn apply(
             Err(error) => return failed("a held bill could not be read", &error),
         }
     }
+    if problems.is_empty() && bills.is_empty() {
+        problems.push(language.text("no_bill").to_owned());
+    }
     if !problems.is_empty() {
         draft.held.retain(|invoice_no| !missing.contains(invoice_no));
-        return apply_form(
-            &state,
-            &headers,
-            StatusCode::UNPROCESSABLE_ENTITY,
-            &draft,
-            problems,
-            true,
-        )
-        .await;
-    }
-    if bills.is_empty() {
-        let problems = vec![language.text("no_bill").to_owned()];
         return apply_form(
             &state,
             &headers,
