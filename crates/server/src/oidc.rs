@@ -16,6 +16,15 @@
 //! clocks apart), and carries the nonce of the login it answers. Every
 //! outbound call has the configured time limit, follows no redirect and
 //! reads at most [`MAX_ANSWER_BYTES`].
+//!
+//! Logging out (RP-initiated logout 1.0): when the issuer's discovery
+//! document names an `end_session_endpoint`, a resident who logged in with
+//! it is sent there after their session here is ended, with the client's
+//! id and `post_logout_redirect_uri` (this server's login page, next to the
+//! callback: register it with the issuer), so the unified login's own
+//! session ends too. No ID token is kept to send as `id_token_hint`: it
+//! carries the resident ID number in clear; an issuer then asks the resident
+//! to confirm.
 
 use std::fmt;
 use std::time::{Duration, Instant};
@@ -178,6 +187,8 @@ struct Provider {
     authorization_endpoint: String,
     token_endpoint: String,
     jwks_uri: String,
+    /// Where the unified login's own session is ended, if the issuer says.
+    end_session_endpoint: Option<String>,
     /// The client authenticates in the form, not with HTTP Basic.
     secret_in_form: bool,
     read_at: Instant,
@@ -189,6 +200,8 @@ struct Discovery {
     authorization_endpoint: String,
     token_endpoint: String,
     jwks_uri: String,
+    #[serde(default)]
+    end_session_endpoint: Option<String>,
     #[serde(default)]
     token_endpoint_auth_methods_supported: Option<Vec<String>>,
 }
@@ -272,6 +285,45 @@ impl Oidc {
         }
     }
 
+    /// Where to send the browser after its session here ended, to end the
+    /// unified login's session too: `None` when the issuer has no
+    /// `end_session_endpoint`.
+    pub(crate) async fn logout_url(&self) -> Result<Option<String>, OidcError> {
+        let provider = self.provider().await?;
+        let Some(endpoint) = provider.end_session_endpoint else {
+            return Ok(None);
+        };
+        let back = self.post_logout_redirect_url();
+        let url = reqwest::Url::parse_with_params(
+            &endpoint,
+            [
+                ("client_id", self.settings.client_id.as_str()),
+                ("post_logout_redirect_uri", back.as_str()),
+            ],
+        )
+        .map_err(|error| OidcError::Unavailable(format!("the end_session_endpoint: {error}")))?;
+        Ok(Some(url.into()))
+    }
+
+    /// This server's login page, where the issuer sends the browser back
+    /// after logging out: the callback's URL with `/login/oidc/callback`
+    /// made `/login` (so behind a path prefix as well), or the callback's
+    /// origin with `/login`.
+    pub(crate) fn post_logout_redirect_url(&self) -> String {
+        let callback = self.settings.redirect_url.as_str();
+        let callback = callback.split(['?', '#']).next().unwrap_or(callback);
+        if let Some(base) = callback.strip_suffix("/oidc/callback") {
+            return base.to_owned();
+        }
+        match reqwest::Url::parse(callback) {
+            Ok(mut url) => {
+                url.set_path("/login");
+                url.into()
+            }
+            Err(_) => "/login".to_owned(),
+        }
+    }
+
     /// The issuer's endpoints: as last read if fresh, else read now.
     async fn provider(&self) -> Result<Provider, OidcError> {
         let mut cached = self.provider.lock().await;
@@ -311,10 +363,18 @@ impl Oidc {
         let secret_in_form = !methods.is_empty()
             && !methods.iter().any(|method| method == "client_secret_basic")
             && methods.iter().any(|method| method == "client_secret_post");
+        if let Some(endpoint) = &discovery.end_session_endpoint {
+            if !self.acceptable_endpoint(endpoint) {
+                return Err(OidcError::Unavailable(
+                    "the discovery document's end_session_endpoint is not an https URL".to_owned(),
+                ));
+            }
+        }
         let provider = Provider {
             authorization_endpoint: discovery.authorization_endpoint,
             token_endpoint: discovery.token_endpoint,
             jwks_uri: discovery.jwks_uri,
+            end_session_endpoint: discovery.end_session_endpoint,
             secret_in_form,
             read_at: Instant::now(),
         };
@@ -662,5 +722,33 @@ mod tests {
         };
         let shown = format!("{settings:?}");
         assert!(!shown.contains("hunter2") && shown.contains("***"), "{shown}");
+    }
+
+    #[test]
+    fn the_issuer_sends_the_browser_back_to_the_login_page_beside_the_callback() {
+        let back = |redirect_url: &str| {
+            let settings = OidcSettings {
+                issuer: "https://login.example".to_owned(),
+                client_id: "jiuzhu".to_owned(),
+                client_secret: ClientSecret::new("hunter2".to_owned()),
+                redirect_url: redirect_url.to_owned(),
+                resident_id_claim: "resident_id".to_owned(),
+                scopes: vec!["openid".to_owned()],
+                timeout_ms: 5000,
+            };
+            Oidc::new(settings).unwrap().post_logout_redirect_url()
+        };
+        assert_eq!(
+            back("https://jiuzhu.example/login/oidc/callback"),
+            "https://jiuzhu.example/login"
+        );
+        assert_eq!(
+            back("https://city.example/jiuzhu/login/oidc/callback?x=1"),
+            "https://city.example/jiuzhu/login"
+        );
+        assert_eq!(
+            back("https://jiuzhu.example/back"),
+            "https://jiuzhu.example/login"
+        );
     }
 }

@@ -69,6 +69,8 @@ struct IssuerState {
     token_requests: u32,
     /// How long the token endpoint takes to answer.
     token_delay: Duration,
+    /// The discovery document names no end-session endpoint.
+    no_end_session: bool,
 }
 
 /// The fake issuer: discovery, keys and a token endpoint that checks the
@@ -81,7 +83,8 @@ struct Issuer {
 
 async fn discovery(State(issuer): State<Issuer>) -> Json<Value> {
     let base = &issuer.base;
-    Json(json!({
+    let no_end_session = issuer.state.lock().unwrap().no_end_session;
+    let mut document = json!({
         "issuer": base,
         "authorization_endpoint": format!("{base}/authorize"),
         "token_endpoint": format!("{base}/token"),
@@ -89,7 +92,11 @@ async fn discovery(State(issuer): State<Issuer>) -> Json<Value> {
         "response_types_supported": ["code"],
         "id_token_signing_alg_values_supported": ["RS256"],
         "token_endpoint_auth_methods_supported": ["client_secret_basic"],
-    }))
+    });
+    if !no_end_session {
+        document["end_session_endpoint"] = json!(format!("{base}/logout"));
+    }
+    Json(document)
 }
 
 fn public_jwk(kid: &str, pem: &str) -> Jwk {
@@ -250,6 +257,16 @@ fn browser() -> reqwest::Client {
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap()
+}
+
+/// The value of the form field `name` in `page`.
+fn hidden(page: &str, name: &str) -> String {
+    let marker = format!("name=\"{name}\" value=\"");
+    let start = page
+        .find(&marker)
+        .unwrap_or_else(|| panic!("no {name} in {page}"))
+        + marker.len();
+    page[start..start + page[start..].find('"').unwrap()].to_owned()
 }
 
 /// A valid resident ID number the store does not know.
@@ -732,4 +749,119 @@ async fn without_the_unified_login_configured_the_login_page_offers_only_the_cod
         let response = browser().get(app.url(path)).send().await.unwrap();
         assert_eq!(response.status(), StatusCode::NOT_FOUND, "{path}");
     }
+}
+
+/// Logs the browser out from `/me`; gives where it is sent and the cookies
+/// set.
+async fn log_out(app: &TestApp, browser: &reqwest::Client) -> (String, Vec<String>) {
+    let page = app.me(browser).await.expect("logged in");
+    let csrf = hidden(&page, "csrf");
+    let out = browser
+        .post(app.url("/me/logout"))
+        .form(&[("csrf", csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(out.status(), StatusCode::SEE_OTHER);
+    let cookies = out
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|value| value.to_str().unwrap().to_owned())
+        .collect();
+    (out.headers()["location"].to_str().unwrap().to_owned(), cookies)
+}
+
+#[tokio::test]
+async fn logging_out_after_the_unified_login_ends_the_session_at_the_issuer_too() {
+    let issuer = spawn_issuer().await;
+    let app = spawn_app(Some(oidc_settings(&issuer.base, 5_000))).await;
+    let resident = browser();
+    let returned = app.log_in(&issuer, &resident, Login::as_resident(RESIDENT)).await;
+    assert!(returned.session_set(), "{:?}", returned.cookies);
+    assert!(
+        returned
+            .cookies
+            .iter()
+            .any(|cookie| cookie.starts_with("jiuzhu_via=oidc;") && cookie.contains("HttpOnly")),
+        "{:?}",
+        returned.cookies
+    );
+    let token = returned
+        .cookies
+        .iter()
+        .find_map(|cookie| cookie.strip_prefix("jiuzhu_resident="))
+        .map(|rest| rest.split(';').next().unwrap().to_owned())
+        .unwrap();
+
+    let (to, cookies) = log_out(&app, &resident).await;
+    // To the issuer's end-session endpoint, with the client and the way
+    // back to this server's login page; no ID token is sent.
+    let to = reqwest::Url::parse(&to).unwrap();
+    assert_eq!(
+        to.as_str().split('?').next().unwrap(),
+        format!("{}/logout", issuer.base)
+    );
+    let query: HashMap<String, String> = to.query_pairs().into_owned().collect();
+    assert_eq!(query.len(), 2, "{query:?}");
+    assert_eq!(query["client_id"], CLIENT_ID);
+    assert_eq!(query["post_logout_redirect_uri"], "http://127.0.0.1:8080/login");
+    for name in ["jiuzhu_resident", "jiuzhu_via"] {
+        assert!(
+            cookies
+                .iter()
+                .any(|cookie| cookie.starts_with(&format!("{name}=;")) && cookie.contains("Max-Age=0")),
+            "{name} not cleared: {cookies:?}"
+        );
+    }
+    // The session is ended here, not only forgotten by the browser.
+    assert!(app.me(&resident).await.is_none());
+    let replayed = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+        .get(app.url("/me"))
+        .header("cookie", format!("jiuzhu_resident={token}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(replayed.status(), StatusCode::SEE_OTHER);
+}
+
+#[tokio::test]
+async fn a_logout_stays_here_when_the_issuer_has_no_end_session_endpoint_or_the_login_was_by_code() {
+    // An issuer without an end-session endpoint.
+    let issuer = spawn_issuer().await;
+    issuer.state.lock().unwrap().no_end_session = true;
+    let app = spawn_app(Some(oidc_settings(&issuer.base, 5_000))).await;
+    let resident = browser();
+    let returned = app.log_in(&issuer, &resident, Login::as_resident(RESIDENT)).await;
+    assert!(returned.session_set(), "{:?}", returned.cookies);
+    let (to, _) = log_out(&app, &resident).await;
+    assert_eq!(to, "/login");
+    assert!(app.me(&resident).await.is_none());
+
+    // A session opened by the code login, with an issuer that has one.
+    let issuer = spawn_issuer().await;
+    let app = spawn_app(Some(oidc_settings(&issuer.base, 5_000))).await;
+    let person = jiuzhu_core::ResidentId::parse(OTHER_RESIDENT).unwrap();
+    let session = app
+        .store
+        .open_citizen_session(person, jiuzhu_store::LoginChannel::Code, 600)
+        .await
+        .unwrap()
+        .unwrap();
+    let jar = Arc::new(reqwest::cookie::Jar::default());
+    jar.add_cookie_str(
+        &format!("jiuzhu_resident={}; Path=/", session.token),
+        &app.url("/").parse().unwrap(),
+    );
+    let resident = reqwest::Client::builder()
+        .cookie_provider(jar)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let (to, _) = log_out(&app, &resident).await;
+    assert_eq!(to, "/login");
+    assert!(app.me(&resident).await.is_none());
 }

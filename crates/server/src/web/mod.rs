@@ -87,6 +87,10 @@ const REPORTS_KEPT: usize = 256;
 
 const SESSION_COOKIE: &str = "jiuzhu_session";
 const CITIZEN_COOKIE: &str = "jiuzhu_resident";
+/// Set beside a resident's session when they logged in with the unified
+/// login: their logout then goes on to the issuer's (see `crate::oidc`).
+/// It grants nothing: forged, it only sends a logout to the issuer.
+const VIA_OIDC_COOKIE: &str = "jiuzhu_via";
 const LOGIN_COOKIE: &str = "jiuzhu_login";
 
 /// What the pages share beyond the API's state.
@@ -1675,6 +1679,7 @@ async fn citizen_login(
                 set_cookie(CITIZEN_COOKIE, &session.token, SESSION_SECONDS),
             );
             headers.append(header::SET_COOKIE, set_cookie(LOGIN_COOKIE, "", 0));
+            headers.append(header::SET_COOKIE, set_cookie(VIA_OIDC_COOKIE, "", 0));
             response
         }
         Ok(None) => {
@@ -2104,10 +2109,22 @@ async fn citizen_logout(
             if let Err(error) = state.store.end_session(&token).await {
                 tracing::error!(cause = %error, "a session could not be ended");
             }
-            let mut response = Redirect::to("/login").into_response();
-            response
-                .headers_mut()
-                .append(header::SET_COOKIE, set_cookie(CITIZEN_COOKIE, "", 0));
+            // A login with the unified login ends there too, when the
+            // issuer has an end-session endpoint.
+            let mut to = "/login".to_owned();
+            if let (Some(oidc), Some("oidc")) = (&state.oidc, cookie(&headers, VIA_OIDC_COOKIE)) {
+                match oidc.logout_url().await {
+                    Ok(Some(url)) => to = url,
+                    Ok(None) => {}
+                    Err(error) => {
+                        tracing::warn!(cause = %error, "a resident logged out here but not at the unified login");
+                    }
+                }
+            }
+            let mut response = Redirect::to(&to).into_response();
+            let headers = response.headers_mut();
+            headers.append(header::SET_COOKIE, set_cookie(CITIZEN_COOKIE, "", 0));
+            headers.append(header::SET_COOKIE, set_cookie(VIA_OIDC_COOKIE, "", 0));
             response
         }
         _ => StatusCode::FORBIDDEN.into_response(),

@@ -12,7 +12,9 @@
 //! The session's cookie is `SameSite=Strict`, which a browser does not send
 //! on a redirect that follows the issuer's cross-site one: so the callback
 //! answers a short page that opens `/me` itself (a same-site navigation)
-//! rather than a redirect. Every refusal shows the login page with the
+//! rather than a redirect. A cookie beside the session says it came from
+//! the unified login, so that logging out ends the issuer's session too.
+//! Every refusal shows the login page with the
 //! reason, clears the login's cookie and logs the cause, never a secret, a
 //! token or a full ID number.
 
@@ -25,7 +27,9 @@ use minijinja::context;
 use serde::Deserialize;
 use sha2::{Digest as _, Sha256};
 
-use super::{citizen_form, cookie, failed, set_cookie, Viewer, CITIZEN_COOKIE, SESSION_SECONDS};
+use super::{
+    citizen_form, cookie, failed, set_cookie, Viewer, CITIZEN_COOKIE, SESSION_SECONDS, VIA_OIDC_COOKIE,
+};
 use crate::oidc::{same_text, OidcError, Pending};
 use crate::AppState;
 
@@ -150,6 +154,10 @@ pub(super) async fn callback(
             headers.append(
                 header::SET_COOKIE,
                 set_cookie(CITIZEN_COOKIE, &session.token, SESSION_SECONDS),
+            );
+            headers.append(
+                header::SET_COOKIE,
+                set_cookie(VIA_OIDC_COOKIE, "oidc", SESSION_SECONDS),
             );
             headers.append(header::SET_COOKIE, flow_cookie("", 0));
             response
