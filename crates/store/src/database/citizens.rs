@@ -628,6 +628,17 @@ macro_rules! citizens_backend {
                 .fetch_one(&mut *tx)
                 .await?
                 .try_get(0)?;
+                // Only the newest code opens anything: the person's codes
+                // not sent yet are never sent now (marked expired, their
+                // message blanked).
+                sqlx::query(
+                    "UPDATE outbox SET expired_at = $1, sealed = NULL WHERE code_id IS NOT NULL \
+                     AND sent_at IS NULL AND expired_at IS NULL AND person_key = $2",
+                )
+                .bind(now_text())
+                .bind(key.to_vec())
+                .execute(&mut *tx)
+                .await?;
                 // Its notification, with it: due at once, never sent after
                 // the code expires.
                 let now_ms = now.saturating_mul(1000);

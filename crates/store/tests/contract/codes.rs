@@ -2,7 +2,8 @@
 //! login's, a change of details') is exactly one notification to the
 //! phone on record, holding the code; none when the ID and phone do not
 //! match or the rate limit refuses; its message sealed at rest and blanked
-//! once sent; never sent twice; never sent once its code has expired; and
+//! once sent; never sent twice; never sent once its code has expired or a
+//! newer code replaced it; and
 //! a dispatch of codes only sends them ahead of a backlog.
 
 use jiuzhu_core::ResidentId;
@@ -181,6 +182,43 @@ async fn a_code_not_sent_before_it_expires_is_never_sent_and_a_failed_one_is_ret
             sealed.is_none() && sent.is_none() && expired.is_some(),
             "{rows:?}"
         );
+    }
+}
+
+#[tokio::test]
+async fn a_code_replaced_by_a_newer_one_before_it_was_sent_is_never_sent() {
+    for database in fresh_databases("codes_replaced").await {
+        let store = with_phone(&database).await;
+        let person = ResidentId::parse(PERSON).unwrap();
+        let older = made(store.request_login_code(person, PHONE).await.unwrap());
+        let newer = made(store.request_login_code(person, PHONE).await.unwrap());
+        // Only the newest code opens a session, so only it is sent.
+        let rows = code_rows(&database).await;
+        assert_eq!(rows.len(), 2);
+        let (_, sealed, sent, expired) = &rows[0];
+        assert!(
+            sealed.is_none() && sent.is_none() && expired.is_some(),
+            "{rows:?}"
+        );
+        assert!(rows[1].1.is_some() && rows[1].3.is_none(), "{rows:?}");
+        let phone = Recorder::default();
+        let report = store.dispatch_notifications(&phone, 100).await.unwrap();
+        assert_eq!((report.sent, report.pending), (1, 0));
+        let taken = phone.taken.lock().unwrap().clone();
+        assert_eq!(taken.len(), 1);
+        assert!(
+            taken[0].text.contains(&format!("验证码 {newer}")),
+            "{}",
+            taken[0].text
+        );
+        if older != newer {
+            assert!(!taken[0].text.contains(&older), "{}", taken[0].text);
+        }
+        // A code sent already is left as it is by a newer one.
+        made(store.request_login_code(person, PHONE).await.unwrap());
+        let rows = code_rows(&database).await;
+        assert!(rows[1].2.is_some() && rows[1].3.is_none(), "{rows:?}");
+        assert!(rows[2].1.is_some() && rows[2].3.is_none(), "{rows:?}");
     }
 }
 
