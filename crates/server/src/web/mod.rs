@@ -2138,7 +2138,73 @@ pub(crate) fn state() -> Arc<WebState> {
 
 #[cfg(test)]
 mod tests {
-    use super::percent_of;
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    use super::{dashboard_figures, percent_of, DASHBOARD_FRESH};
+    use crate::metrics::Metrics;
+    use crate::AppState;
+
+    /// A viewer of stale figures is answered at once even while a read of
+    /// new ones is under way (held here as a slow read would hold it), and
+    /// a later viewer starts the background read that freshens them.
+    #[tokio::test]
+    async fn a_stale_dashboard_is_shown_at_once_while_a_read_is_under_way() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("jiuzhu.db").display());
+        let keys = jiuzhu_store::DataKeys::from_bytes([7; 32], [9; 32]);
+        let store = jiuzhu_store::Store::open(&url, keys, 2).await.unwrap();
+        let state = AppState {
+            store,
+            metrics: Arc::new(Metrics::default()),
+            max_body_bytes: 1 << 20,
+            feed_max_body_bytes: 1 << 20,
+            applications: crate::ApplicationSettings::default(),
+            web: super::state(),
+            demo: false,
+            oidc: None,
+        };
+        let (today, year) = ("2026-11-30", 2026);
+        let first = dashboard_figures(&state, today, year).await.unwrap();
+        let cache = &state.web.dashboard;
+        let long_ago = Instant::now().checked_sub(DASHBOARD_FRESH * 2).unwrap();
+        let make_stale = || {
+            cache.figures.lock().unwrap().as_mut().unwrap().read_at = long_ago;
+        };
+        make_stale();
+
+        // A read is under way and does not end while the viewer asks.
+        let under_way = Arc::clone(&cache.reading).lock_owned().await;
+        let shown = tokio::time::timeout(Duration::from_secs(2), dashboard_figures(&state, today, year))
+            .await
+            .expect("a viewer of stale figures waited for the read under way")
+            .unwrap();
+        assert_eq!(shown.read_at, long_ago);
+        assert!(Arc::ptr_eq(&shown.figures, &first.figures));
+        drop(under_way);
+
+        // The next viewer of stale figures gets them at once too, and the
+        // read it starts in the background freshens them for later ones.
+        let shown = tokio::time::timeout(Duration::from_secs(2), dashboard_figures(&state, today, year))
+            .await
+            .expect("a viewer of stale figures waited")
+            .unwrap();
+        assert_eq!(shown.read_at, long_ago);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let current = cache.current(year).unwrap();
+            if current.read_at > long_ago && current.fresh(today) {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the background read never freshened the figures"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let later = dashboard_figures(&state, today, year).await.unwrap();
+        assert!(later.read_at > long_ago);
+    }
 
     #[test]
     fn a_ratio_is_said_in_percent() {
