@@ -31,3 +31,16 @@ bench_binaries() {
     bin_dir=$PWD/target/release
   fi
 }
+
+# wait_for_line FILE PATTERN PID SECONDS: waits until a line of FILE (a
+# server's output) matches the grep pattern PATTERN, for at most SECONDS,
+# while process PID runs. Returns 1 when PID stopped or the time ran out.
+wait_for_line() {
+  local file=$1 pattern=$2 pid=$3 tenths=$(($4 * 10)) _
+  for _ in $(seq 1 "$tenths"); do
+    grep -q -- "$pattern" "$file" 2>/dev/null && return 0
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  grep -q -- "$pattern" "$file" 2>/dev/null
+}

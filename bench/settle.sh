@@ -97,15 +97,12 @@ prepare_database() {
 # start_server URL: starts `jiuzhu serve` on port 0 and appends its base URL
 # (from the first line it prints) to bases.
 start_server() {
-  local url=$1 log=server-${#server_pids[@]} address="" _
+  local url=$1 log=server-${#server_pids[@]} address=""
   "$jiuzhu" serve --listen 127.0.0.1:0 --database "$url" >"$log.out" 2>"$log.err" &
   server_pids+=("$!")
-  for _ in $(seq 1 600); do
-    address=$(grep -o 'http://[0-9.:]*' "$log.out" || true)
-    [ -n "$address" ] && break
-    kill -0 "$!" 2>/dev/null || break
-    sleep 0.1
-  done
+  if wait_for_line "$log.out" 'http://[0-9.:]*' "$!" 60; then
+    address=$(grep -o -m 1 'http://[0-9.:]*' "$log.out")
+  fi
   if [ -z "$address" ]; then
     cat "$log.err" >&2
     fail "jiuzhu serve on $url did not start"

@@ -17,6 +17,11 @@
 #   bash bench/web.sh --smoke     2,000 recipients, 10,000 bills, 2 s per page: checks that it all runs
 #
 #   PEOPLE=.. INVOICES=.. CONCURRENCY=100 DURATION=10 to choose; BENCH_TMP=DIR for the store.
+#   DEMO_STORE=FILE DEMO_DISTRICT=DIR: instead of making the district, serve the
+#   store FILE already filled from the district generated into DIR (the feed
+#   store and data folder that `KEEP=1 bash bench/import.sh` leaves, run in
+#   its folder for its data key); the demo's staff, phones, applications and
+#   batches are added to it, so a store serves this once.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -56,18 +61,26 @@ jiuzhu=$bin_dir/jiuzhu
 loadgen=$bin_dir/jiuzhu-loadgen
 [ -x "$jiuzhu" ] && [ -x "$loadgen" ] || fail "no jiuzhu and jiuzhu-loadgen in $bin_dir"
 
-echo "== a demo district of $people recipients and $invoices bills"
 started=$(date +%s)
-(cd "$work" && exec "$jiuzhu" serve --demo --demo-people "$people" --demo-invoices "$invoices" \
-  --listen 127.0.0.1:0 --database "sqlite://$work/demo.db" >"$work/serve.out" 2>"$work/serve.err") &
+if [ -n "${DEMO_STORE:-}" ]; then
+  [ -f "$DEMO_STORE" ] && [ -d "${DEMO_DISTRICT:-}" ] || fail "DEMO_STORE needs the store file and DEMO_DISTRICT its district's folder"
+  store=$(cd "$(dirname "$DEMO_STORE")" && pwd)/$(basename "$DEMO_STORE")
+  district=$(cd "$DEMO_DISTRICT" && pwd)
+  echo "== the demo added to $store (district $district: $(($(wc -l <"$district/spells.csv") - 1)) spells, $(($(wc -l <"$district/invoices.csv") - 1)) bills)"
+  (cd "$(dirname "$store")" && exec "$jiuzhu" serve --demo --demo-district "$district" \
+    --listen 127.0.0.1:0 --database "sqlite://$store" >"$work/serve.out" 2>"$work/serve.err") &
+else
+  store=$work/demo.db
+  echo "== a demo district of $people recipients and $invoices bills"
+  (cd "$work" && exec "$jiuzhu" serve --demo --demo-people "$people" --demo-invoices "$invoices" \
+    --listen 127.0.0.1:0 --database "sqlite://$store" >"$work/serve.out" 2>"$work/serve.err") &
+fi
 server=$!
-for _ in $(seq 1 36000); do
-  grep -q "^A resident logs in" "$work/serve.out" 2>/dev/null && break
-  kill -0 "$server" 2>/dev/null || { cat "$work/serve.err" >&2; fail "the server stopped"; }
-  sleep 0.2
-done
-grep -q "^A resident logs in" "$work/serve.out" || fail "the demo did not start"
-echo "made and serving in $(($(date +%s) - started)) s; store $(du -sh "$work/demo.db" | cut -f1)"
+if ! wait_for_line "$work/serve.out" "^A resident logs in" "$server" 7200; then
+  cat "$work/serve.err" >&2
+  fail "the demo did not start"
+fi
+echo "made and serving in $(($(date +%s) - started)) s; store $(du -sh "$store" | cut -f1)"
 base=$(sed -n 's|^Open \(http://[^/]*\)/ in a browser.*|\1|p' "$work/serve.out")
 password=$(sed -n 's|.* each with the password \([^:]*\):$|\1|p' "$work/serve.out")
 resident=$(sed -n 's|^A resident logs in at /login with ID \([0-9X]*\) and phone \([0-9]*\);.*|\1|p' "$work/serve.out")

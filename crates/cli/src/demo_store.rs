@@ -78,7 +78,31 @@ pub async fn fill(
         .import_invoices("invoices.csv", records, actor, FeedOptions::default(), &|_| {})
         .await
         .map_err(|error| anyhow!("{error}"))?;
+    dress(store, &rows, today).await
+}
 
+/// Adds the demo to `store`, already filled from the district generated
+/// into `dir` (its policy, spells and bills loaded): the staff, the letter,
+/// the phones, the applications and the batches of [`fill`].
+pub async fn dress_filled(store: &Store, dir: &Path, today: Date) -> anyhow::Result<(ResidentId, String)> {
+    let policy_path = dir.join("policy.toml");
+    let policy = read_policy_file(&policy_path, "policy.toml").map_err(|problems| anyhow!("{problems}"))?;
+    let spells_path = dir.join("spells.csv");
+    let spells =
+        std::fs::read(&spells_path).with_context(|| format!("cannot read {}", spells_path.display()))?;
+    let rows =
+        read_spell_rows("spells.csv", &spells, Some(&policy)).map_err(|problems| anyhow!("{problems}"))?;
+    dress(store, &rows, today).await
+}
+
+/// The demo's staff, letter, phones, applications and batches, for the
+/// district whose spells are `rows`.
+async fn dress(
+    store: &Store,
+    rows: &[jiuzhu_formats::SpellRow],
+    today: Date,
+) -> anyhow::Result<(ResidentId, String)> {
+    let actor = "demo";
     for (name, _, roles) in DEMO_STAFF {
         store
             .add_staff(name, roles, actor)

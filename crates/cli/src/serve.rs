@@ -41,6 +41,13 @@ pub struct ServeArgs {
     /// The demo's bills.
     #[arg(long, default_value_t = 33_000, hide = true)]
     pub demo_invoices: u64,
+    /// With --demo and --database: the store exists already, filled from
+    /// the district generated into DIR (`jiuzhu gen`: its policy, spells
+    /// and bills loaded, as `KEEP=1 bash bench/import.sh` leaves them);
+    /// only the demo's staff, letter, phones, applications and batches
+    /// are added. For benchmarks on a large district made once.
+    #[arg(long, value_name = "DIR", requires = "demo", hide = true)]
+    pub demo_district: Option<PathBuf>,
 }
 
 pub fn run(args: &ServeArgs) -> ExitCode {
@@ -190,7 +197,7 @@ fn application_settings(settings: &crate::settings::Settings) -> ApplicationSett
 }
 
 /// The demo's folder and database URL: --database (a SQLite file that must
-/// not exist yet), or a new temporary folder.
+/// not exist yet, or must with --demo-district), or a new temporary folder.
 fn demo_folder(args: &ServeArgs) -> anyhow::Result<(PathBuf, String)> {
     match &args.settings.database {
         Some(url) => {
@@ -199,6 +206,17 @@ fn demo_folder(args: &ServeArgs) -> anyhow::Result<(PathBuf, String)> {
                 .strip_prefix("sqlite://")
                 .ok_or_else(|| anyhow!("--demo makes a SQLite store: give --database sqlite://PATH"))?;
             let path = PathBuf::from(path);
+            if let Some(district) = &args.demo_district {
+                if !path.exists() {
+                    return Err(anyhow!(
+                        "{} does not exist: --demo-district adds the demo to a store filled from {}",
+                        path.display(),
+                        district.display()
+                    ));
+                }
+                let folder = path.parent().map_or_else(|| PathBuf::from("."), PathBuf::from);
+                return Ok((folder, url));
+            }
             if path.exists() {
                 return Err(anyhow!(
                     "{} exists: the demo makes a fresh store; give another --database or none",
@@ -242,6 +260,14 @@ async fn demo_store(
         .await
         .with_context(|| format!("cannot open the database {url}"))?;
     let today = crate::clear::today_in_china().ok_or_else(|| anyhow!("the clock is not readable"))?;
+    if let Some(district) = &args.demo_district {
+        eprintln!(
+            "Adding the demo to the store filled from {} …",
+            district.display()
+        );
+        let resident = crate::demo_store::dress_filled(&store, district, today).await?;
+        return Ok((store, Some(resident)));
+    }
     eprintln!("Making the demo district in {} …", folder.display());
     let size = crate::demo_store::DemoSize {
         people: args.demo_people,

@@ -103,3 +103,130 @@ async fn the_demo_serves_a_district_whose_staff_log_in_and_find_work_waiting() {
     assert!(!again.status.success());
     assert!(String::from_utf8_lossy(&again.stderr).contains("exists"));
 }
+
+#[tokio::test]
+async fn the_demo_is_added_to_a_store_filled_from_its_district_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path();
+    common::jiuzhu(path, &["init"]);
+    common::jiuzhu(
+        path,
+        &[
+            "gen",
+            "--people",
+            "300",
+            "--invoices",
+            "1500",
+            "--seed",
+            "4",
+            "--dir",
+            "district",
+        ],
+    );
+    let database = format!("sqlite://{}", path.join("feed.db").display());
+    common::jiuzhu(
+        path,
+        &["policy", "load", "district/policy.toml", "--database", &database],
+    );
+    common::jiuzhu(
+        path,
+        &[
+            "import",
+            "spells",
+            "district/spells.csv",
+            "--source",
+            "民政",
+            "--database",
+            &database,
+        ],
+    );
+    common::jiuzhu(
+        path,
+        &[
+            "import",
+            "invoices",
+            "district/invoices.csv",
+            "--database",
+            &database,
+        ],
+    );
+
+    // A store that does not exist is not made.
+    let missing = format!("sqlite://{}", path.join("none.db").display());
+    let (status, _, error) = common::jiuzhu_status(
+        path,
+        &[
+            "serve",
+            "--demo",
+            "--demo-district",
+            "district",
+            "--listen",
+            "127.0.0.1:0",
+            "--database",
+            &missing,
+        ],
+    );
+    assert_ne!(status, 0);
+    assert!(error.contains("does not exist"), "{error}");
+    assert!(!path.join("none.db").exists());
+
+    let (server, printed) = common::serve_demo_over(path, &database, "district");
+    let password = common::demo_password(&printed);
+    let (resident, _) = common::demo_resident(&printed);
+    assert_eq!(resident.len(), 18, "{printed:?}");
+    let client = reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let form = client
+        .get(format!("{}/staff/login", server.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let csrf = hidden(&form, "csrf");
+    let response = client
+        .post(format!("{}/staff/login", server.base))
+        .form(&[
+            ("name", "shenpi"),
+            ("password", password.as_str()),
+            ("csrf", csrf.as_str()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 303);
+    let dashboard = client
+        .get(format!("{}/staff", server.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    // The demo's batch awaits approval, beside the district's own bills.
+    assert!(dashboard.contains("待审批拨付批次</dt><dd>1</dd>"), "{dashboard}");
+    drop(server);
+    // What the demo added is audited on the same chain as the district.
+    let verified = common::jiuzhu(path, &["audit", "verify", "--database", &database]);
+    assert!(verified.starts_with("The audit chain is whole"), "{verified}");
+
+    // A store serves as a demo once: its staff exist already.
+    let (status, _, _) = common::jiuzhu_status(
+        path,
+        &[
+            "serve",
+            "--demo",
+            "--demo-district",
+            "district",
+            "--listen",
+            "127.0.0.1:0",
+            "--database",
+            &database,
+        ],
+    );
+    assert_ne!(status, 0);
+}

@@ -164,6 +164,27 @@ pub fn serve_demo(dir: &Path, database: &str) -> (Server, Vec<String>) {
 
 /// [`serve_demo`] with more `JIUZHU_*` settings in its environment.
 pub fn serve_demo_with(dir: &Path, database: &str, environment: &[(&str, &str)]) -> (Server, Vec<String>) {
+    spawn_demo(
+        dir,
+        database,
+        environment,
+        &["--demo-people", "400", "--demo-invoices", "2000"],
+    )
+}
+
+/// `jiuzhu serve --demo --demo-district DISTRICT` on `database`, a store
+/// filled already from the district generated into DISTRICT; as
+/// [`serve_demo`].
+pub fn serve_demo_over(dir: &Path, database: &str, district: &str) -> (Server, Vec<String>) {
+    spawn_demo(dir, database, &[], &["--demo-district", district])
+}
+
+fn spawn_demo(
+    dir: &Path,
+    database: &str,
+    environment: &[(&str, &str)],
+    more: &[&str],
+) -> (Server, Vec<String>) {
     let mut child = Command::new(BINARY)
         .current_dir(dir)
         .env_remove("JIUZHU_DATA_KEY")
@@ -176,11 +197,8 @@ pub fn serve_demo_with(dir: &Path, database: &str, environment: &[(&str, &str)])
             "127.0.0.1:0",
             "--database",
             database,
-            "--demo-people",
-            "400",
-            "--demo-invoices",
-            "2000",
         ])
+        .args(more)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
