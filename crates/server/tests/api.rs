@@ -3,14 +3,15 @@
 //! spells and an API key for each of its hospitals.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
-use std::path::Path;
 
 use jiuzhu_formats::{parse_policy, read_invoice_records, read_spell_rows};
-use jiuzhu_server::{served_routes, Application, ServerSettings};
+use jiuzhu_server::{served_routes, ServerSettings};
 use jiuzhu_store::{DataKeys, FeedOptions, SpellFile, Store};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
+
+mod common;
+use common::read;
 
 const POLICY: &str = "fixtures/example-policy.toml";
 const SPELLS: &str = "crates/cli/tests/data/small/spells.csv";
@@ -26,11 +27,6 @@ const RESIDENT_IDS: [&str; 5] = [
 
 /// The fixture's hospital that INV003 names.
 const CITY_HOSPITAL: &str = "市第一人民医院";
-
-fn read(path: &str) -> String {
-    let repository = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    std::fs::read_to_string(repository.join(path)).unwrap()
-}
 
 struct TestApp {
     address: String,
@@ -93,17 +89,10 @@ async fn spawn_app_with(setup: Setup) -> TestApp {
             .unwrap();
     }
     let settings = ServerSettings {
-        listen: SocketAddr::from(([127, 0, 0, 1], 0)),
         max_body_bytes: setup.max_body_bytes,
-        feed_max_body_bytes: 1024 * 1024,
-        request_timeout_ms: 10_000,
-        applications: jiuzhu_server::ApplicationSettings::default(),
-        demo: false,
-        oidc: None,
+        ..common::settings()
     };
-    let application = Application::build(store, settings).await.unwrap();
-    let address = format!("http://127.0.0.1:{}", application.port());
-    tokio::spawn(application.run_until_stopped());
+    let address = common::serve(store, settings).await;
     TestApp {
         address,
         keys,

@@ -4,23 +4,15 @@
 //! their tokens.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
-use std::path::Path;
 
-use jiuzhu_formats::{parse_policy, read_spell_rows};
-use jiuzhu_server::{Application, ApplicationSettings, ServerSettings};
-use jiuzhu_store::{DataKeys, Role, SpellFile, Store};
+use jiuzhu_server::{ApplicationSettings, ServerSettings};
+use jiuzhu_store::Role;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-const POLICY: &str = "fixtures/example-policy.toml";
-const SPELLS: &str = "crates/cli/tests/data/small/spells.csv";
-const PERSON: &str = "110105196001010017";
+mod common;
 
-fn read(path: &str) -> String {
-    let repository = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    std::fs::read_to_string(repository.join(path)).unwrap()
-}
+const PERSON: &str = "110105196001010017";
 
 struct TestApp {
     address: String,
@@ -33,16 +25,8 @@ struct TestApp {
 
 async fn spawn_app() -> TestApp {
     let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("jiuzhu.db").display());
-    let store = Store::open(&url, DataKeys::from_bytes([7; 32], [9; 32]), 4)
-        .await
-        .unwrap();
-    let policy = parse_policy(POLICY, &read(POLICY)).unwrap();
-    store.load_policy(&read(POLICY), &policy, "admin").await.unwrap();
-    let bytes = read(SPELLS);
-    let rows = read_spell_rows(SPELLS, bytes.as_bytes(), Some(&policy)).unwrap();
-    let file = SpellFile::new("民政", SPELLS, bytes.as_bytes(), &rows);
-    store.import_spells(&file, "admin").await.unwrap();
+    let (store, policy) = common::store_with_policy(dir.path()).await;
+    common::import_small_spells(&store, &policy, "民政").await;
     let mut tokens = BTreeMap::new();
     for (name, role) in [
         ("clerk", Role::Reviewer),
@@ -57,20 +41,13 @@ async fn spawn_app() -> TestApp {
         .await
         .unwrap();
     let settings = ServerSettings {
-        listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-        max_body_bytes: 64 * 1024,
-        feed_max_body_bytes: 1024 * 1024,
-        request_timeout_ms: 10_000,
         applications: ApplicationSettings {
             max_body_bytes: 256 * 1024,
             ..ApplicationSettings::default()
         },
-        demo: false,
-        oidc: None,
+        ..common::settings()
     };
-    let application = Application::build(store, settings).await.unwrap();
-    let address = format!("http://127.0.0.1:{}", application.port());
-    tokio::spawn(application.run_until_stopped());
+    let address = common::serve(store, settings).await;
     TestApp {
         address,
         tokens,

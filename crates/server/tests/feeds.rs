@@ -4,27 +4,20 @@
 //! hospitals and one for each of 民政, 残联 and 医保结算.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
-use std::path::Path;
 
 use jiuzhu_core::ResidentId;
-use jiuzhu_formats::{parse_policy, read_spell_rows};
-use jiuzhu_server::{Application, ServerSettings};
-use jiuzhu_store::{DataKeys, SpellFile, Store, INSURANCE_SETTLEMENT_DEPARTMENT};
+use jiuzhu_server::ServerSettings;
+use jiuzhu_store::{Store, INSURANCE_SETTLEMENT_DEPARTMENT};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-const POLICY: &str = "fixtures/example-policy.toml";
-const SPELLS: &str = "crates/cli/tests/data/small/spells.csv";
+mod common;
+use common::read;
+
 const INVOICES: &str = "crates/cli/tests/data/small/invoices.csv";
 const CITY_HOSPITAL: &str = "市第一人民医院";
 const CIVIL_AFFAIRS: &str = "民政";
 const DISABILITY: &str = "残联";
-
-fn read(path: &str) -> String {
-    let repository = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    std::fs::read_to_string(repository.join(path)).unwrap()
-}
 
 /// A valid resident ID whose first 17 characters are `seventeen`.
 fn resident_id(seventeen: &str) -> String {
@@ -75,16 +68,8 @@ impl Answer {
 
 async fn spawn_app(max_body_bytes: usize, feed_max_body_bytes: usize) -> TestApp {
     let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("jiuzhu.db").display());
-    let store = Store::open(&url, DataKeys::from_bytes([7; 32], [9; 32]), 4)
-        .await
-        .unwrap();
-    let policy = parse_policy(POLICY, &read(POLICY)).unwrap();
-    store.load_policy(&read(POLICY), &policy, "admin").await.unwrap();
-    let bytes = read(SPELLS);
-    let rows = read_spell_rows(SPELLS, bytes.as_bytes(), Some(&policy)).unwrap();
-    let file = SpellFile::new(CIVIL_AFFAIRS, SPELLS, bytes.as_bytes(), &rows);
-    store.import_spells(&file, "admin").await.unwrap();
+    let (store, policy) = common::store_with_policy(dir.path()).await;
+    common::import_small_spells(&store, &policy, CIVIL_AFFAIRS).await;
     let mut keys = BTreeMap::new();
     for hospital in ["H001", "H002", "H003", CITY_HOSPITAL] {
         let key = store.create_api_key(hospital, "admin").await.unwrap();
@@ -95,17 +80,11 @@ async fn spawn_app(max_body_bytes: usize, feed_max_body_bytes: usize) -> TestApp
         keys.insert(department.to_owned(), key.into_string());
     }
     let settings = ServerSettings {
-        listen: SocketAddr::from(([127, 0, 0, 1], 0)),
         max_body_bytes,
         feed_max_body_bytes,
-        request_timeout_ms: 10_000,
-        applications: jiuzhu_server::ApplicationSettings::default(),
-        demo: false,
-        oidc: None,
+        ..common::settings()
     };
-    let application = Application::build(store.clone(), settings).await.unwrap();
-    let address = format!("http://127.0.0.1:{}", application.port());
-    tokio::spawn(application.run_until_stopped());
+    let address = common::serve(store.clone(), settings).await;
     TestApp {
         address,
         keys,

@@ -7,8 +7,6 @@
 //! stores nothing.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
-use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -18,16 +16,17 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Form, Json, Router};
 use base64::Engine as _;
-use jiuzhu_formats::parse_policy;
-use jiuzhu_server::{Application, ApplicationSettings, ClientSecret, OidcSettings, ServerSettings};
-use jiuzhu_store::{DataKeys, Store};
+use jiuzhu_server::{ClientSecret, OidcSettings, ServerSettings};
+use jiuzhu_store::Store;
 use jsonwebtoken::jwk::{Jwk, JwkSet};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use sha2::Digest as _;
 
-const POLICY: &str = "fixtures/example-policy.toml";
+mod common;
+use common::{browser, hidden, read};
+
 const ISSUER_KEY: &str = "fixtures/oidc-test-only-issuer-key.pem";
 const OTHER_KEY: &str = "fixtures/oidc-test-only-other-key.pem";
 const CLIENT_ID: &str = "jiuzhu-test";
@@ -37,11 +36,6 @@ const REDIRECT_URL: &str = "http://127.0.0.1:8080/login/oidc/callback";
 /// and INV004.
 const RESIDENT: &str = "110105196001010017";
 const OTHER_RESIDENT: &str = "110105196001010025";
-
-fn read(path: &str) -> String {
-    let repository = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    std::fs::read_to_string(repository.join(path)).unwrap()
-}
 
 fn now() -> i64 {
     std::time::SystemTime::now()
@@ -199,74 +193,22 @@ fn oidc_settings(issuer: &str, timeout_ms: u64) -> OidcSettings {
 /// The server over a store with the small fixture's spells and bills.
 async fn spawn_app(oidc: Option<OidcSettings>) -> TestApp {
     let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("jiuzhu.db").display());
-    let store = Store::open(&url, DataKeys::from_bytes([7; 32], [9; 32]), 4)
-        .await
-        .unwrap();
-    let policy = parse_policy(POLICY, &read(POLICY)).unwrap();
-    store.load_policy(&read(POLICY), &policy, "admin").await.unwrap();
-    let spells = read("crates/cli/tests/data/small/spells.csv");
-    let rows = jiuzhu_formats::read_spell_rows("spells.csv", spells.as_bytes(), Some(&policy)).unwrap();
-    store
-        .import_spells(
-            &jiuzhu_store::SpellFile::new("民政", "spells.csv", spells.as_bytes(), &rows),
-            "admin",
-        )
-        .await
-        .unwrap();
-    let known: Vec<String> = policy
-        .visit_types()
-        .iter()
-        .map(|(name, _)| name.clone())
-        .collect();
-    let feed = read("crates/cli/tests/data/small/invoices.csv");
-    let records = jiuzhu_formats::read_invoice_records("feed.csv", feed.as_bytes(), &known).unwrap();
-    store
-        .import_invoices(
-            "feed.csv",
-            records,
-            "admin",
-            jiuzhu_store::FeedOptions::default(),
-            &|_| {},
-        )
-        .await
-        .unwrap();
-    let settings = ServerSettings {
-        listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-        max_body_bytes: 64 * 1024,
-        feed_max_body_bytes: 1024 * 1024,
-        request_timeout_ms: 10_000,
-        applications: ApplicationSettings::default(),
-        demo: false,
-        oidc,
-    };
-    let application = Application::build(store.clone(), settings).await.unwrap();
-    let address = format!("http://127.0.0.1:{}", application.port());
-    tokio::spawn(application.run_until_stopped());
+    let (store, policy) = common::store_with_policy(dir.path()).await;
+    common::import_small_spells(&store, &policy, "民政").await;
+    common::import_small_feed(&store, &policy).await;
+    let address = common::serve(
+        store.clone(),
+        ServerSettings {
+            oidc,
+            ..common::settings()
+        },
+    )
+    .await;
     TestApp {
         address,
         store,
         _dir: dir,
     }
-}
-
-/// A browser: keeps cookies, follows no redirect.
-fn browser() -> reqwest::Client {
-    reqwest::Client::builder()
-        .cookie_store(true)
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap()
-}
-
-/// The value of the form field `name` in `page`.
-fn hidden(page: &str, name: &str) -> String {
-    let marker = format!("name=\"{name}\" value=\"");
-    let start = page
-        .find(&marker)
-        .unwrap_or_else(|| panic!("no {name} in {page}"))
-        + marker.len();
-    page[start..start + page[start..].find('"').unwrap()].to_owned()
 }
 
 /// A valid resident ID number the store does not know.

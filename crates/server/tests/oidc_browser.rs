@@ -13,26 +13,21 @@ mod browser;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use axum::extract::{Query, State};
 use axum::response::Html;
 use axum::routing::{get, post};
 use axum::{Form, Json, Router};
-use jiuzhu_server::{Application, ApplicationSettings, ClientSecret, OidcSettings, ServerSettings};
-use jiuzhu_store::{DataKeys, Store};
+use jiuzhu_server::{ClientSecret, OidcSettings, ServerSettings};
 use jsonwebtoken::jwk::{Jwk, JwkSet};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{json, Value};
 
-const ISSUER_KEY: &str = "fixtures/oidc-test-only-issuer-key.pem";
-const POLICY: &str = "fixtures/example-policy.toml";
+mod common;
+use common::read;
 
-fn read(path: &str) -> String {
-    let repository = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    std::fs::read_to_string(repository.join(path)).unwrap()
-}
+const ISSUER_KEY: &str = "fixtures/oidc-test-only-issuer-key.pem";
 
 fn now() -> i64 {
     std::time::SystemTime::now()
@@ -120,28 +115,10 @@ async fn in_a_browser_a_resident_approves_at_the_unified_login_and_lands_on_thei
         .unwrap()
         .port();
     let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("jiuzhu.db").display());
-    let store = Store::open(&url, DataKeys::from_bytes([7; 32], [9; 32]), 4)
-        .await
-        .unwrap();
-    let policy = jiuzhu_formats::parse_policy(POLICY, &read(POLICY)).unwrap();
-    store.load_policy(&read(POLICY), &policy, "admin").await.unwrap();
-    let spells = read("crates/cli/tests/data/small/spells.csv");
-    let rows = jiuzhu_formats::read_spell_rows("spells.csv", spells.as_bytes(), Some(&policy)).unwrap();
-    store
-        .import_spells(
-            &jiuzhu_store::SpellFile::new("民政", "spells.csv", spells.as_bytes(), &rows),
-            "admin",
-        )
-        .await
-        .unwrap();
+    let (store, policy) = common::store_with_policy(dir.path()).await;
+    common::import_small_spells(&store, &policy, "民政").await;
     let settings = ServerSettings {
         listen: SocketAddr::from(([127, 0, 0, 1], port)),
-        max_body_bytes: 64 * 1024,
-        feed_max_body_bytes: 1024 * 1024,
-        request_timeout_ms: 10_000,
-        applications: ApplicationSettings::default(),
-        demo: false,
         oidc: Some(OidcSettings {
             issuer: issuer.base.clone(),
             client_id: "jiuzhu".to_owned(),
@@ -151,9 +128,9 @@ async fn in_a_browser_a_resident_approves_at_the_unified_login_and_lands_on_thei
             scopes: vec!["openid".to_owned()],
             timeout_ms: 5_000,
         }),
+        ..common::settings()
     };
-    let application = Application::build(store, settings).await.unwrap();
-    tokio::spawn(application.run_until_stopped());
+    common::serve(store, settings).await;
 
     browser.open(&format!("http://127.0.0.1:{port}/login")).await;
     browser.click("a[href='/login/oidc']").await;

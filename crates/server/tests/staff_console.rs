@@ -4,21 +4,11 @@
 //! again, with the guards; and the persons' bank accounts uploaded, stored
 //! and shown masked, or refused whole with a report.
 
-use std::net::SocketAddr;
-use std::path::Path;
-
-use jiuzhu_formats::parse_policy;
-use jiuzhu_server::{Application, ApplicationSettings, ServerSettings};
-use jiuzhu_store::{DataKeys, Role, Store};
+use jiuzhu_store::{Role, Store};
 use reqwest::StatusCode;
 
-const POLICY: &str = "fixtures/example-policy.toml";
-const PASSWORD: &str = "correct horse battery";
-
-fn read(path: &str) -> String {
-    let repository = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    std::fs::read_to_string(repository.join(path)).unwrap()
-}
+mod common;
+use common::{browser, hidden, PASSWORD};
 
 struct TestApp {
     address: String,
@@ -33,69 +23,25 @@ struct TestApp {
 /// (approver), each with the same password.
 async fn spawn_app() -> TestApp {
     let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("jiuzhu.db").display());
-    let store = Store::open(&url, DataKeys::from_bytes([7; 32], [9; 32]), 4)
-        .await
-        .unwrap();
-    let policy = parse_policy(POLICY, &read(POLICY)).unwrap();
-    store.load_policy(&read(POLICY), &policy, "admin").await.unwrap();
-    let spells = read("crates/cli/tests/data/small/spells.csv");
-    let rows = jiuzhu_formats::read_spell_rows("spells.csv", spells.as_bytes(), Some(&policy)).unwrap();
-    store
-        .import_spells(
-            &jiuzhu_store::SpellFile::new("民政", "spells.csv", spells.as_bytes(), &rows),
-            "admin",
-        )
-        .await
-        .unwrap();
-    let mut tokens = Vec::new();
-    for (name, role) in [
-        ("admin", Role::Admin),
-        ("rev", Role::Reviewer),
-        ("aud", Role::Auditor),
-        ("pay", Role::Approver),
-    ] {
-        let token = store.add_staff(name, &[role], "setup").await.unwrap();
-        store.set_staff_password(name, PASSWORD, "setup").await.unwrap();
-        tokens.push((name.to_owned(), token));
-    }
-    let settings = ServerSettings {
-        listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-        max_body_bytes: 64 * 1024,
-        feed_max_body_bytes: 1024 * 1024,
-        request_timeout_ms: 10_000,
-        applications: ApplicationSettings::default(),
-        demo: false,
-        oidc: None,
-    };
-    let application = Application::build(store.clone(), settings).await.unwrap();
-    let address = format!("http://127.0.0.1:{}", application.port());
-    tokio::spawn(application.run_until_stopped());
+    let (store, policy) = common::store_with_policy(dir.path()).await;
+    common::import_small_spells(&store, &policy, "民政").await;
+    let tokens = common::add_staff(
+        &store,
+        &[
+            ("admin", &[Role::Admin]),
+            ("rev", &[Role::Reviewer]),
+            ("aud", &[Role::Auditor]),
+            ("pay", &[Role::Approver]),
+        ],
+    )
+    .await;
+    let address = common::serve(store.clone(), common::settings()).await;
     TestApp {
         address,
         store,
         tokens,
         _dir: dir,
     }
-}
-
-/// A browser: keeps cookies, does not follow redirects.
-fn browser() -> reqwest::Client {
-    reqwest::Client::builder()
-        .cookie_store(true)
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap()
-}
-
-/// The value of `<input ... name="NAME" value="...">` in a page.
-fn hidden(page: &str, name: &str) -> String {
-    let marker = format!("name=\"{name}\" value=\"");
-    let start = page
-        .find(&marker)
-        .unwrap_or_else(|| panic!("no {name} in {page}"))
-        + marker.len();
-    page[start..start + page[start..].find('"').unwrap()].to_owned()
 }
 
 impl TestApp {

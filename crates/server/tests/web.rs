@@ -3,21 +3,13 @@
 //! the spells upload with its report of refused rows, the review queue,
 //! languages and large type, and the security headers.
 
-use std::net::SocketAddr;
-use std::path::Path;
-
 use jiuzhu_formats::parse_policy;
-use jiuzhu_server::{Application, ApplicationSettings, ServerSettings};
-use jiuzhu_store::{DataKeys, Role, Store};
+use jiuzhu_server::ServerSettings;
+use jiuzhu_store::{Role, Store};
 use reqwest::StatusCode;
 
-const POLICY: &str = "fixtures/example-policy.toml";
-const PASSWORD: &str = "correct horse battery";
-
-fn read(path: &str) -> String {
-    let repository = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    std::fs::read_to_string(repository.join(path)).unwrap()
-}
+mod common;
+use common::{browser, hidden, read, PASSWORD, POLICY};
 
 struct TestApp {
     address: String,
@@ -26,53 +18,32 @@ struct TestApp {
 
 async fn spawn_app() -> TestApp {
     let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("jiuzhu.db").display());
-    let store = Store::open(&url, DataKeys::from_bytes([7; 32], [9; 32]), 4)
-        .await
-        .unwrap();
-    let policy = parse_policy(POLICY, &read(POLICY)).unwrap();
-    store.load_policy(&read(POLICY), &policy, "admin").await.unwrap();
-    for (name, role) in [
-        ("admin", Role::Admin),
-        ("rev", Role::Reviewer),
-        ("aud", Role::Auditor),
-    ] {
-        store.add_staff(name, &[role], "setup").await.unwrap();
-        store.set_staff_password(name, PASSWORD, "setup").await.unwrap();
+    let (store, _) = common::store_with_policy(dir.path()).await;
+    common::add_staff(
+        &store,
+        &[
+            ("admin", &[Role::Admin]),
+            ("rev", &[Role::Reviewer]),
+            ("aud", &[Role::Auditor]),
+        ],
+    )
+    .await;
+    TestApp {
+        address: common::serve(store, common::settings()).await,
+        _dir: dir,
     }
+}
+
+/// The server over `store` in demo mode (login codes shown on the page).
+async fn demo_app(store: Store, dir: tempfile::TempDir) -> TestApp {
     let settings = ServerSettings {
-        listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-        max_body_bytes: 64 * 1024,
-        feed_max_body_bytes: 1024 * 1024,
-        request_timeout_ms: 10_000,
-        applications: ApplicationSettings::default(),
-        demo: false,
-        oidc: None,
+        demo: true,
+        ..common::settings()
     };
-    let application = Application::build(store, settings).await.unwrap();
-    let address = format!("http://127.0.0.1:{}", application.port());
-    tokio::spawn(application.run_until_stopped());
-    TestApp { address, _dir: dir }
-}
-
-/// A browser: keeps cookies, does not follow redirects (the tests look at
-/// them).
-fn browser() -> reqwest::Client {
-    reqwest::Client::builder()
-        .cookie_store(true)
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap()
-}
-
-/// The value of `<input ... name="NAME" value="...">` in a page.
-fn hidden(page: &str, name: &str) -> String {
-    let marker = format!("name=\"{name}\" value=\"");
-    let start = page
-        .find(&marker)
-        .unwrap_or_else(|| panic!("no {name} in {page}"))
-        + marker.len();
-    page[start..start + page[start..].find('"').unwrap()].to_owned()
+    TestApp {
+        address: common::serve(store, settings).await,
+        _dir: dir,
+    }
 }
 
 impl TestApp {
@@ -378,21 +349,8 @@ async fn a_reviewer_decides_an_application_on_its_page_and_an_approver_approves_
     // A store with spells, a letter, an application with a finding entered
     // by the clerk, and a batch made by the admin.
     let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("jiuzhu.db").display());
-    let store = Store::open(&url, DataKeys::from_bytes([7; 32], [9; 32]), 4)
-        .await
-        .unwrap();
-    let policy = parse_policy(POLICY, &read(POLICY)).unwrap();
-    store.load_policy(&read(POLICY), &policy, "admin").await.unwrap();
-    let spells = read("crates/cli/tests/data/small/spells.csv");
-    let rows = jiuzhu_formats::read_spell_rows("spells.csv", spells.as_bytes(), Some(&policy)).unwrap();
-    store
-        .import_spells(
-            &jiuzhu_store::SpellFile::new("民政", "spells.csv", spells.as_bytes(), &rows),
-            "admin",
-        )
-        .await
-        .unwrap();
+    let (store, policy) = common::store_with_policy(dir.path()).await;
+    common::import_small_spells(&store, &policy, "民政").await;
     for (name, roles) in [
         ("clerk", &[Role::Reviewer][..]),
         ("rev", &[Role::Reviewer][..]),
@@ -448,21 +406,10 @@ async fn a_reviewer_decides_an_application_on_its_page_and_an_approver_approves_
         .submit_application(&request, jiuzhu_store::ApplyChannel::Counter, "clerk", late)
         .await
         .unwrap();
-    let settings = ServerSettings {
-        listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-        max_body_bytes: 64 * 1024,
-        feed_max_body_bytes: 1024 * 1024,
-        request_timeout_ms: 10_000,
-        applications: ApplicationSettings::default(),
-        demo: false,
-        oidc: None,
-    };
-    let application = Application::build(store.clone(), settings).await.unwrap();
     let app = TestApp {
-        address: format!("http://127.0.0.1:{}", application.port()),
+        address: common::serve(store.clone(), common::settings()).await,
         _dir: dir,
     };
-    tokio::spawn(application.run_until_stopped());
 
     // The clerk sees the finding but no form: they entered it.
     let clerk = browser();
@@ -734,56 +681,13 @@ fn shown_code(page: &str) -> Option<String> {
 #[tokio::test]
 async fn a_resident_logs_in_with_id_phone_and_a_code_and_sees_only_their_own_bills() {
     let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("jiuzhu.db").display());
-    let store = Store::open(&url, DataKeys::from_bytes([7; 32], [9; 32]), 4)
-        .await
-        .unwrap();
-    let policy = parse_policy(POLICY, &read(POLICY)).unwrap();
-    store.load_policy(&read(POLICY), &policy, "admin").await.unwrap();
-    let spells = read("crates/cli/tests/data/small/spells.csv");
-    let rows = jiuzhu_formats::read_spell_rows("spells.csv", spells.as_bytes(), Some(&policy)).unwrap();
-    store
-        .import_spells(
-            &jiuzhu_store::SpellFile::new("民政", "spells.csv", spells.as_bytes(), &rows),
-            "admin",
-        )
-        .await
-        .unwrap();
-    let known: Vec<String> = policy
-        .visit_types()
-        .iter()
-        .map(|(name, _)| name.clone())
-        .collect();
-    let feed = read("crates/cli/tests/data/small/invoices.csv");
-    let records = jiuzhu_formats::read_invoice_records("feed.csv", feed.as_bytes(), &known).unwrap();
-    store
-        .import_invoices(
-            "feed.csv",
-            records,
-            "admin",
-            jiuzhu_store::FeedOptions::default(),
-            &|_| {},
-        )
-        .await
-        .unwrap();
+    let (store, policy) = common::store_with_policy(dir.path()).await;
+    common::import_small_spells(&store, &policy, "民政").await;
+    common::import_small_feed(&store, &policy).await;
     let person = jiuzhu_core::ResidentId::parse("110105196001010017").unwrap();
     store.set_phone(person, "13800138000", "clerk").await.unwrap();
     assert!(store.set_phone(person, "2380013800", "clerk").await.is_err());
-    let settings = ServerSettings {
-        listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-        max_body_bytes: 64 * 1024,
-        feed_max_body_bytes: 1024 * 1024,
-        request_timeout_ms: 10_000,
-        applications: ApplicationSettings::default(),
-        demo: true,
-        oidc: None,
-    };
-    let application = Application::build(store.clone(), settings).await.unwrap();
-    let app = TestApp {
-        address: format!("http://127.0.0.1:{}", application.port()),
-        _dir: dir,
-    };
-    tokio::spawn(application.run_until_stopped());
+    let app = demo_app(store.clone(), dir).await;
 
     let resident = browser();
     let ask = |phone: &'static str| {
@@ -1004,21 +908,8 @@ impl Phone {
 #[tokio::test]
 async fn outside_demo_mode_the_codes_reach_the_phone_on_record_at_once_and_never_the_page() {
     let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("jiuzhu.db").display());
-    let store = Store::open(&url, DataKeys::from_bytes([7; 32], [9; 32]), 4)
-        .await
-        .unwrap();
-    let policy = parse_policy(POLICY, &read(POLICY)).unwrap();
-    store.load_policy(&read(POLICY), &policy, "admin").await.unwrap();
-    let spells = read(SPELLS);
-    let rows = jiuzhu_formats::read_spell_rows("spells.csv", spells.as_bytes(), Some(&policy)).unwrap();
-    store
-        .import_spells(
-            &jiuzhu_store::SpellFile::new("民政", "spells.csv", spells.as_bytes(), &rows),
-            "admin",
-        )
-        .await
-        .unwrap();
+    let (store, policy) = common::store_with_policy(dir.path()).await;
+    common::import_small_spells(&store, &policy, "民政").await;
     let person = jiuzhu_core::ResidentId::parse(FULL_ID).unwrap();
     store.set_phone(person, "13800138000", "clerk").await.unwrap();
     // The import's new-recipient notifications are sent first, so that the
@@ -1150,21 +1041,8 @@ const FULL_ID: &str = "110105196001010017";
 /// A store with the example policy, the small fixture's spells and every
 /// bill of its invoices settled in real time; staff `admin`, `rev`, `aud`.
 async fn settled_store(dir: &tempfile::TempDir) -> Store {
-    let url = format!("sqlite://{}", dir.path().join("jiuzhu.db").display());
-    let store = Store::open(&url, DataKeys::from_bytes([7; 32], [9; 32]), 4)
-        .await
-        .unwrap();
-    let policy = parse_policy(POLICY, &read(POLICY)).unwrap();
-    store.load_policy(&read(POLICY), &policy, "admin").await.unwrap();
-    let spells = read(SPELLS);
-    let rows = jiuzhu_formats::read_spell_rows("spells.csv", spells.as_bytes(), Some(&policy)).unwrap();
-    store
-        .import_spells(
-            &jiuzhu_store::SpellFile::new("民政", "spells.csv", spells.as_bytes(), &rows),
-            "admin",
-        )
-        .await
-        .unwrap();
+    let (store, policy) = common::store_with_policy(dir.path()).await;
+    common::import_small_spells(&store, &policy, "民政").await;
     let known: Vec<String> = policy
         .visit_types()
         .iter()
@@ -1194,21 +1072,10 @@ async fn settled_store(dir: &tempfile::TempDir) -> Store {
 }
 
 async fn serve(store: Store, dir: tempfile::TempDir) -> TestApp {
-    let settings = ServerSettings {
-        listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-        max_body_bytes: 64 * 1024,
-        feed_max_body_bytes: 1024 * 1024,
-        request_timeout_ms: 10_000,
-        applications: ApplicationSettings::default(),
-        demo: false,
-        oidc: None,
-    };
-    let application = Application::build(store, settings).await.unwrap();
     let app = TestApp {
-        address: format!("http://127.0.0.1:{}", application.port()),
+        address: common::serve(store, common::settings()).await,
         _dir: dir,
     };
-    tokio::spawn(application.run_until_stopped());
     app
 }
 
@@ -1813,12 +1680,7 @@ async fn an_admin_adds_a_user_who_can_log_in_and_makes_and_revokes_keys_shown_on
 /// approvers, `pay` and `pay2`.
 async fn disbursing_app(owed: bool) -> TestApp {
     let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("jiuzhu.db").display());
-    let store = Store::open(&url, DataKeys::from_bytes([7; 32], [9; 32]), 4)
-        .await
-        .unwrap();
-    let policy = parse_policy(POLICY, &read(POLICY)).unwrap();
-    store.load_policy(&read(POLICY), &policy, "admin").await.unwrap();
+    let (store, policy) = common::store_with_policy(dir.path()).await;
     for (name, role) in [
         ("admin", Role::Admin),
         ("rev", Role::Reviewer),
@@ -2148,42 +2010,10 @@ async fn every_batch_route_is_tried_as_every_role_and_as_nobody_and_refuses_a_po
 /// OTHER-0001) whose bill may be applied for again. Codes are shown (demo).
 async fn apply_app() -> (TestApp, Store) {
     let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("jiuzhu.db").display());
-    let store = Store::open(&url, DataKeys::from_bytes([7; 32], [9; 32]), 4)
-        .await
-        .unwrap();
-    let policy = parse_policy(POLICY, &read(POLICY)).unwrap();
-    store.load_policy(&read(POLICY), &policy, "admin").await.unwrap();
-    let spells = read(SPELLS);
-    let rows = jiuzhu_formats::read_spell_rows("spells.csv", spells.as_bytes(), Some(&policy)).unwrap();
-    store
-        .import_spells(
-            &jiuzhu_store::SpellFile::new("民政", "spells.csv", spells.as_bytes(), &rows),
-            "admin",
-        )
-        .await
-        .unwrap();
-    let known: Vec<String> = policy
-        .visit_types()
-        .iter()
-        .map(|(name, _)| name.clone())
-        .collect();
-    let feed = read(INVOICES);
-    let records = jiuzhu_formats::read_invoice_records("feed.csv", feed.as_bytes(), &known).unwrap();
-    store
-        .import_invoices(
-            "feed.csv",
-            records,
-            "admin",
-            jiuzhu_store::FeedOptions::default(),
-            &|_| {},
-        )
-        .await
-        .unwrap();
-    for (name, role) in [("admin", Role::Admin), ("rev", Role::Reviewer)] {
-        store.add_staff(name, &[role], "setup").await.unwrap();
-        store.set_staff_password(name, PASSWORD, "setup").await.unwrap();
-    }
+    let (store, policy) = common::store_with_policy(dir.path()).await;
+    common::import_small_spells(&store, &policy, "民政").await;
+    common::import_small_feed(&store, &policy).await;
+    common::add_staff(&store, &[("admin", &[Role::Admin]), ("rev", &[Role::Reviewer])]).await;
     let letter = store
         .publish_letter("v1", "本人承诺票据真实。", "admin")
         .await
@@ -2236,21 +2066,7 @@ async fn apply_app() -> (TestApp, Store) {
             .await
             .unwrap();
     }
-    let settings = ServerSettings {
-        listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-        max_body_bytes: 64 * 1024,
-        feed_max_body_bytes: 1024 * 1024,
-        request_timeout_ms: 10_000,
-        applications: ApplicationSettings::default(),
-        demo: true,
-        oidc: None,
-    };
-    let application = Application::build(store.clone(), settings).await.unwrap();
-    let app = TestApp {
-        address: format!("http://127.0.0.1:{}", application.port()),
-        _dir: dir,
-    };
-    tokio::spawn(application.run_until_stopped());
+    let app = demo_app(store.clone(), dir).await;
     (app, store)
 }
 
