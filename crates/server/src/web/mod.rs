@@ -1715,24 +1715,42 @@ fn percent_of(ratio: &str) -> String {
     }
 }
 
+/// The few words of a stored settlement answer (`SettlementResponse`) a
+/// resident's page shows, borrowed from its text; the rest of the answer
+/// is passed over, nothing of it kept.
+#[derive(serde::Deserialize)]
+struct AnswerWords<'a> {
+    #[serde(borrow)]
+    explanation: ExplanationWords<'a>,
+}
+
+#[derive(serde::Deserialize)]
+struct ExplanationWords<'a> {
+    #[serde(borrow, default)]
+    category_code: Option<std::borrow::Cow<'a, str>>,
+    #[serde(borrow, default)]
+    category_name: Option<std::borrow::Cow<'a, str>>,
+    #[serde(borrow, default)]
+    ratio: Option<std::borrow::Cow<'a, str>>,
+}
+
 /// A bill explained in plain words, in the page's language.
 fn bill_in_words(bill: &jiuzhu_store::CitizenBill, language: Language) -> String {
-    let response: Option<jiuzhu_formats::json::SettlementResponse> =
-        serde_json::from_str(&bill.response).ok();
-    let explanation = response.as_ref().map(|response| &response.explanation);
+    let answer: Option<AnswerWords<'_>> = serde_json::from_str(&bill.response).ok();
+    let explanation = answer.as_ref().map(|answer| &answer.explanation);
     let category = explanation
         .map(|explanation| {
             format!(
                 "{} {}",
-                explanation.category_code.clone().unwrap_or_default(),
-                explanation.category_name.clone().unwrap_or_default()
+                explanation.category_code.as_deref().unwrap_or_default(),
+                explanation.category_name.as_deref().unwrap_or_default()
             )
         })
         .unwrap_or_default();
     let ratio = explanation
-        .and_then(|explanation| explanation.ratio.clone())
+        .and_then(|explanation| explanation.ratio.as_deref())
         .unwrap_or_default();
-    let percent = percent_of(&ratio);
+    let percent = percent_of(ratio);
     match (language, bill.outcome.as_str()) {
         (Language::Chinese, "assisted" | "capped") => format!(
             "您这张票据总金额 ¥{}，其中医保目录内个人自付 ¥{}；按您的类别 {category}，救助比例 {percent}，获医疗救助 ¥{}。",
