@@ -866,10 +866,10 @@ fn stand_in(slot: u32) -> ResidentId {
 type SameBill = (u32, Date, u16, i64, i64, i64);
 
 /// Recomputes the year's invoices of `data` under `policy`.
-fn compute(policy: &Policy, data: &YearData, year: i32) -> Result<Computed, ClearingError> {
-    let (book, left_out) = SpellBook::new_lenient(policy, &data.spells);
-    // The visit types of the invoices recomputed (not reversed), in the
-    // batch's numbering.
+/// The invoices of `data` that are not reversed, as the engine takes them
+/// (each person by [`stand_in`], `position` its place in `data.invoices`),
+/// and the visit types they name, in the batch's numbering.
+fn batch_invoices(data: &YearData) -> (Vec<BatchInvoice>, Vec<String>) {
     let mut batch_visit: Vec<Option<u16>> = vec![None; data.visit_types.len()];
     let mut visit_types: Vec<String> = Vec::new();
     let mut batch_invoices = Vec::with_capacity(data.invoices.len());
@@ -898,6 +898,49 @@ fn compute(policy: &Policy, data: &YearData, year: i32) -> Result<Computed, Clea
             visit_type,
         });
     }
+    (batch_invoices, visit_types)
+}
+
+/// A year's bills as the clearing reads them, not reversed, for the
+/// what-if (`console.rs`): as the engine takes them, the visit types they
+/// name, how many persons they are of, and those persons' current spells
+/// (each person by the same stand-in ID).
+pub(super) struct YearBills {
+    pub(super) invoices: Vec<BatchInvoice>,
+    pub(super) visit_types: Vec<String>,
+    pub(super) persons: u64,
+    pub(super) spells: Vec<Spell>,
+}
+
+impl Store {
+    /// The bills of `year` as a clearing reads them, in one read
+    /// transaction (see [`YearBills`]).
+    pub(super) async fn year_bills(&self, year: i32) -> Result<YearBills, StoreError> {
+        let data = match &self.backend {
+            Backend::Sqlite(pool) => sqlite_clearing::read_whole_year(pool, year).await?,
+            Backend::Postgres(pool) => postgres_clearing::read_whole_year(pool, year).await?,
+        };
+        let (invoices, visit_types) = batch_invoices(&data);
+        let mut persons: Vec<u32> = data
+            .invoices
+            .iter()
+            .filter(|invoice| !invoice.reversed)
+            .map(|invoice| invoice.person)
+            .collect();
+        persons.sort_unstable();
+        persons.dedup();
+        Ok(YearBills {
+            invoices,
+            visit_types,
+            persons: persons.len() as u64,
+            spells: data.spells,
+        })
+    }
+}
+
+fn compute(policy: &Policy, data: &YearData, year: i32) -> Result<Computed, ClearingError> {
+    let (book, left_out) = SpellBook::new_lenient(policy, &data.spells);
+    let (batch_invoices, visit_types) = batch_invoices(data);
     let batch = Batch::new(batch_invoices, visit_types);
     let run = batch.run(policy, &book, &|_| {}).map_err(|unknown| {
         ClearingError::UnknownVisitTypes(unknown.into_iter().map(|visit| visit.0).collect())
@@ -1358,15 +1401,42 @@ macro_rules! clearing_backend {
 
             type Tx<'t> = sqlx::Transaction<'t, $Db>;
 
+            /// Every row of `year` a clearing reads, in one read
+            /// transaction: the watermarks, the policy in force's source
+            /// (SQLite's reader only) and the year.
+            async fn read_all(
+                pool: &$Pool,
+                year: i32,
+            ) -> Result<Option<(super::Watermarks, String, super::YearData)>, StoreError> {
+                match ($file)(pool) {
+                    Some(path) => Ok(Some(
+                        tokio::task::spawn_blocking(move || super::read_sqlite_snapshot(&path, year))
+                            .await
+                            .map_err(|error| StoreError::NotCommitted(format!("the read stopped: {error}")))??,
+                    )),
+                    None => Ok(None),
+                }
+            }
+
+            /// The year as a clearing reads it, for every person.
+            pub(super) async fn read_whole_year(pool: &$Pool, year: i32) -> Result<super::YearData, StoreError> {
+                if let Some((_, _, data)) = read_all(pool, year).await? {
+                    return Ok(data);
+                }
+                let mut read = pool.begin().await?;
+                if let Some(statement) = $snapshot {
+                    sqlx::raw_sql(statement).execute(&mut *read).await?;
+                }
+                let data = read_year(&mut read, year, None).await?;
+                read.commit().await?;
+                Ok(data)
+            }
+
             pub(super) async fn run(pool: &$Pool, job: &ClearingJob<'_>) -> Result<ClearingReport, ClearingError> {
                 let year = job.period.year();
                 (job.stage)("reading the year's invoices");
-                let (marks, policy, data) = match ($file)(pool) {
-                    Some(path) => {
-                        let (marks, source, data) =
-                            tokio::task::spawn_blocking(move || super::read_sqlite_snapshot(&path, year))
-                                .await
-                                .map_err(|error| StoreError::NotCommitted(format!("the read stopped: {error}")))??;
+                let (marks, policy, data) = match read_all(pool, year).await? {
+                    Some((marks, source, data)) => {
                         if marks.policy == 0 {
                             return Err(ClearingError::NoPolicy);
                         }

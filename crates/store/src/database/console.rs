@@ -6,21 +6,20 @@
 //!
 //! # The what-if
 //!
-//! [`Store::what_if`] reads a year as the clearing does (every bill whose
-//! decision is of that year and not reversed, and the current spells of
-//! their persons, with the same queries), runs the engine over it once
+//! [`Store::what_if`] reads a year through the clearing's own reader
+//! (every bill whose decision is of that year and not reversed, and the
+//! current spells of their persons), runs the engine over it once
 //! under the policy in force and once under the proposed one, in canonical
 //! order with counters from zero (as `jiuzhu simulate --compare` does), and
 //! stores nothing. Spells whose category a policy does not define grant
 //! nothing under it, as in a clearing.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 
-use jiuzhu_core::{
-    Batch, BatchInvoice, BatchRun, Date, Fen, InvoiceNo, Policy, ResidentId, Spell, SpellBook, Timestamp,
-};
+use jiuzhu_core::{Batch, BatchRun, Fen, Policy, ResidentId, SpellBook};
 use thiserror::Error;
 
+use super::clearing::YearBills;
 use super::{Backend, Store, StoreError};
 
 /// A stored policy version.
@@ -204,82 +203,6 @@ pub struct KeyListing {
     pub revoked_at: Option<String>,
 }
 
-/// A year's bills and spells as the what-if reads them, persons by slot.
-#[derive(Debug, Default)]
-struct WhatIfData {
-    slots: HashMap<Vec<u8>, u32>,
-    invoices: Vec<BatchInvoice>,
-    visit_types: Vec<String>,
-    spells: Vec<Spell>,
-}
-
-/// The ID the engine knows the person in `slot` by (no person's own ID is
-/// decrypted for a what-if).
-fn stand_in(slot: u32) -> ResidentId {
-    ResidentId::from_leading_digits(u64::from(slot)).expect("a slot is below 10^17")
-}
-
-/// A bill row: invoice number, person key, visit type, service date,
-/// settled at, in-scope and out-of-scope self-pay.
-type BillRow = (String, Vec<u8>, String, String, String, i64, i64);
-
-impl WhatIfData {
-    fn build(reversed: &HashSet<String>, bills: Vec<BillRow>) -> Result<WhatIfData, StoreError> {
-        let mut data = WhatIfData::default();
-        let mut visit_index: HashMap<String, u16> = HashMap::new();
-        for (position, (invoice_no, key, visit_type, service_date, settled_at, base, out_of_scope)) in
-            bills.into_iter().enumerate()
-        {
-            if reversed.contains(&invoice_no) {
-                continue;
-            }
-            let bad =
-                |what: &str| StoreError::Damaged(format!("invoice {invoice_no} has a bad stored {what}"));
-            let next = data.slots.len() as u32;
-            let slot = *data.slots.entry(key).or_insert(next);
-            let next_visit = data.visit_types.len();
-            let visit_type = *visit_index.entry(visit_type.clone()).or_insert_with(|| {
-                data.visit_types.push(visit_type);
-                next_visit as u16
-            });
-            data.invoices.push(BatchInvoice {
-                settled_at: Timestamp::parse(&settled_at).map_err(|_| bad("settled_at"))?,
-                invoice_no: InvoiceNo::parse(&invoice_no).map_err(|_| bad("number"))?,
-                person: stand_in(slot),
-                base: Fen::from_fen(base),
-                out_of_scope_self_pay: Fen::from_fen(out_of_scope),
-                service_date: Date::parse(&service_date).map_err(|_| bad("service date"))?,
-                position: position as u32,
-                visit_type,
-            });
-        }
-        Ok(data)
-    }
-
-    fn spell(
-        &mut self,
-        key: &[u8],
-        category: String,
-        valid_from: &str,
-        valid_to: Option<&str>,
-        source: String,
-    ) -> Result<(), StoreError> {
-        let Some(&slot) = self.slots.get(key) else {
-            return Ok(());
-        };
-        let damaged = |what: &str| StoreError::Damaged(format!("a stored spell has a bad {what}"));
-        let valid_from = Date::parse(valid_from).map_err(|_| damaged("valid_from"))?;
-        let valid_to = match valid_to {
-            Some(text) => Some(Date::parse(text).map_err(|_| damaged("valid_to"))?),
-            None => None,
-        };
-        let spell = Spell::new(stand_in(slot), category, valid_from, valid_to, Some(source))
-            .map_err(|_| damaged("period"))?;
-        self.spells.push(spell);
-        Ok(())
-    }
-}
-
 /// Per category code: invoices and amount.
 fn by_category(policy: &Policy, run: &BatchRun) -> BTreeMap<String, (u64, i64)> {
     let mut totals: BTreeMap<String, (u64, i64)> = BTreeMap::new();
@@ -298,9 +221,9 @@ fn compare(
     policy_id: i64,
     current: &Policy,
     proposed: &Policy,
-    data: WhatIfData,
+    data: YearBills,
 ) -> Result<WhatIf, WhatIfError> {
-    let persons = data.slots.len() as u64;
+    let persons = data.persons;
     let batch = Batch::new(data.invoices, data.visit_types);
     let (book_now, _) = SpellBook::new_lenient(current, &data.spells);
     let (book_then, left_out) = SpellBook::new_lenient(proposed, &data.spells);
@@ -381,10 +304,7 @@ impl Store {
         let Some((policy_id, current)) = self.policy_in_force().await? else {
             return Err(WhatIfError::NoPolicy);
         };
-        let data = match &self.backend {
-            Backend::Sqlite(pool) => sqlite_console::read_year(pool, year).await?,
-            Backend::Postgres(pool) => postgres_console::read_year(pool, year).await?,
-        };
+        let data = self.year_bills(year).await?;
         compare(year, policy_id, &current, proposed, data)
     }
 
@@ -462,14 +382,13 @@ impl Store {
 macro_rules! console_backend {
     ($module:ident, $backend:ident, $Pool:ty, $snapshot:expr) => {
         mod $module {
-            use std::collections::{HashMap, HashSet};
+            use std::collections::HashMap;
 
             use jiuzhu_core::Fen;
             use sqlx::Row as _;
 
             use super::{
-                hex, BatchLineView, BillRow, ClearingLineView, ClearingRun, KeyListing, KeyOwner, PolicyVersion, StaffListing,
-                WhatIfData,
+                hex, BatchLineView, ClearingLineView, ClearingRun, KeyListing, KeyOwner, PolicyVersion, StaffListing,
             };
             use crate::database::$backend::{audit, begin_write};
             use crate::database::{json_string, now_text, Role, StoreError};
@@ -494,60 +413,6 @@ macro_rules! console_backend {
                     });
                 }
                 Ok(versions)
-            }
-
-            /// The year's bills and their persons' current spells, in one
-            /// read transaction, with the clearing's queries.
-            pub(super) async fn read_year(pool: &Pool, year: i32) -> Result<WhatIfData, StoreError> {
-                let year = i64::from(year);
-                let mut tx = pool.begin().await?;
-                if let Some(statement) = $snapshot {
-                    sqlx::raw_sql(statement).execute(&mut *tx).await?;
-                }
-                let mut reversed = HashSet::new();
-                for row in sqlx::query("SELECT invoice_no FROM decisions WHERE kind = 'reversal' AND year = $1")
-                    .bind(year)
-                    .fetch_all(&mut *tx)
-                    .await?
-                {
-                    reversed.insert(row.try_get::<String, _>(0)?);
-                }
-                let rows = sqlx::query(
-                    "SELECT d.invoice_no, d.person_key, i.visit_type, i.service_date, i.settled_at, \
-                     i.in_scope_self_pay, i.out_of_scope_self_pay \
-                     FROM decisions d JOIN invoices i ON i.invoice_no = d.invoice_no \
-                     WHERE d.kind = 'decision' AND d.year = $1",
-                )
-                .bind(year)
-                .fetch_all(&mut *tx)
-                .await?;
-                let mut bills: Vec<BillRow> = Vec::with_capacity(rows.len());
-                for row in rows {
-                    bills.push((
-                        row.try_get(0)?,
-                        row.try_get(1)?,
-                        row.try_get(2)?,
-                        row.try_get(3)?,
-                        row.try_get(4)?,
-                        row.try_get(5)?,
-                        row.try_get(6)?,
-                    ));
-                }
-                let mut data = WhatIfData::build(&reversed, bills)?;
-                for row in sqlx::query(
-                    "SELECT person_key, category, valid_from, valid_to, source FROM spells \
-                     WHERE superseded_by IS NULL",
-                )
-                .fetch_all(&mut *tx)
-                .await?
-                {
-                    let key: Vec<u8> = row.try_get(0)?;
-                    let valid_from: String = row.try_get(2)?;
-                    let valid_to: Option<String> = row.try_get(3)?;
-                    data.spell(&key, row.try_get(1)?, &valid_from, valid_to.as_deref(), row.try_get(4)?)?;
-                }
-                tx.commit().await?;
-                Ok(data)
             }
 
             pub(super) async fn clearing_runs(pool: &Pool, only: Option<i64>) -> Result<Vec<ClearingRun>, StoreError> {

@@ -17,7 +17,8 @@ const WHAT_IF_POLICY: &str = "fixtures/what-if-policy.toml";
 /// The engine straight from the files: each 2024 bill's amount under the
 /// example policy and under the proposed one, summed (now, then, persons
 /// whose total changes, per category code).
-fn engine_what_if() -> (i64, i64, u64, BTreeMap<String, (i64, i64)>) {
+#[allow(clippy::type_complexity)]
+fn engine_what_if() -> (i64, i64, u64, BTreeMap<String, (i64, i64)>, (u64, u64)) {
     let current = parse_policy(POLICY, &read(POLICY)).unwrap();
     let proposed = parse_policy(WHAT_IF_POLICY, &read(WHAT_IF_POLICY)).unwrap();
     let known: Vec<String> = current
@@ -61,7 +62,16 @@ fn engine_what_if() -> (i64, i64, u64, BTreeMap<String, (i64, i64)>) {
         }
     }
     let changed = persons.values().filter(|change| **change != 0).count() as u64;
-    (before, after, changed, categories)
+    // Each number once: the store keeps one bill of a number the file
+    // repeats.
+    let bills = batch
+        .invoices()
+        .iter()
+        .filter(|invoice| invoice.service_date.year() == 2024)
+        .map(|invoice| invoice.invoice_no.as_str())
+        .collect::<std::collections::BTreeSet<_>>()
+        .len() as u64;
+    (before, after, changed, categories, (bills, persons.len() as u64))
 }
 
 #[tokio::test]
@@ -71,8 +81,9 @@ async fn the_what_if_reads_the_years_stored_bills_and_agrees_with_the_engine_sto
         settle_all(&store).await;
         let proposed = parse_policy(WHAT_IF_POLICY, &read(WHAT_IF_POLICY)).unwrap();
         let what_if = store.what_if(2024, &proposed).await.unwrap();
-        let (now, then, changed, categories) = engine_what_if();
+        let (now, then, changed, categories, (bills, persons)) = engine_what_if();
         assert_ne!(now, then);
+        assert_eq!((what_if.invoices, what_if.persons), (bills, persons));
         assert_eq!(
             (
                 what_if.total_now.fen(),
@@ -99,6 +110,14 @@ async fn the_what_if_reads_the_years_stored_bills_and_agrees_with_the_engine_sto
         assert_eq!((same.total_then, same.persons_changed), (what_if.total_now, 0));
         // Another year holds other bills; nothing was stored.
         assert_eq!(store.what_if(2023, &proposed).await.unwrap().invoices, 1);
+        // A reversed bill is not recomputed.
+        store
+            .reverse("H001", &jiuzhu_core::InvoiceNo::parse("INV002").unwrap(), "H001")
+            .await
+            .unwrap();
+        let reversed = store.what_if(2024, &current).await.unwrap();
+        assert_eq!(reversed.invoices, bills - 1);
+        assert_eq!(reversed.persons_changed, 0);
         let versions = store.policy_versions().await.unwrap();
         assert_eq!(versions.len(), 1);
         assert!(versions[0].in_force && versions[0].loaded_by == "admin");
