@@ -373,19 +373,31 @@ impl YearReader {
         Ok(())
     }
 
-    /// Adds an invoice whose hospital and visit type are numbered in
-    /// [`YearReader::names`].
-    fn push(&mut self, key: &[u8], decided: Held, invoice: ScannedInvoice) {
+    /// The slot of the person whose key is `key`, given now if they have
+    /// none yet.
+    fn slot(&mut self, key: &[u8]) -> u32 {
         let data = &mut self.data;
-        let next = data.slots.len() as u32;
-        let person = match data.slots.get(key) {
+        match data.slots.get(key) {
             Some(&slot) => slot,
             None => {
+                let next = data.slots.len() as u32;
                 data.persons.push(key.to_vec());
                 data.slots.insert(key.to_vec(), next);
                 next
             }
-        };
+        }
+    }
+
+    /// Adds an invoice whose hospital and visit type are numbered in
+    /// [`YearReader::names`].
+    fn push(&mut self, key: &[u8], decided: Held, invoice: ScannedInvoice) {
+        let person = self.slot(key);
+        self.push_slot(person, decided, invoice);
+    }
+
+    /// [`YearReader::push`] for a person given their slot.
+    fn push_slot(&mut self, person: u32, decided: Held, invoice: ScannedInvoice) {
+        let data = &mut self.data;
         let paid_out = self.paid_out.contains(invoice.invoice_no.as_str());
         let reversed = self.reversed.contains(invoice.invoice_no.as_str());
         data.invoices.push(YearInvoice {
@@ -656,10 +668,10 @@ fn read_sqlite_snapshot(
         let (invoices, names) = scanned?;
         reader.names = names;
         for invoice in invoices {
-            let Some((key, held)) = decided.remove(invoice.invoice_no.as_str()) else {
+            let Some((slot, held)) = decided.remove(invoice.invoice_no.as_str()) else {
                 continue;
             };
-            reader.push(&key, held, invoice);
+            reader.push_slot(slot, held, invoice);
         }
         if let Some(invoice_no) = decided.keys().next() {
             return Err(damaged(format!(
@@ -675,9 +687,9 @@ fn read_sqlite_snapshot(
     })
 }
 
-/// The year's decisions, by invoice number: the person's key and what the
-/// invoice holds.
-type Decided = FxHashMap<String, (Vec<u8>, Held)>;
+/// The year's decisions, by invoice number: the person's slot (given as
+/// the decisions are read) and what the invoice holds.
+type Decided = FxHashMap<String, (u32, Held)>;
 
 /// Runs `sql` (ending in `year = ` when `bind`) in `tx`, each row to `step`.
 fn each_row(
@@ -763,7 +775,8 @@ fn read_snapshot_rest(
             .get_ref(1)
             .and_then(|value| Ok(value.as_blob()?))
             .map_err(get)?;
-        decided.insert(invoice_no.to_owned(), (key.to_vec(), held));
+        let slot = reader.slot(key);
+        decided.insert(invoice_no.to_owned(), (slot, held));
         Ok(())
     })?;
     Ok((source, reader, decided))
