@@ -184,6 +184,32 @@ impl Store {
         sender: &dyn Sender,
         options: DispatchOptions,
     ) -> Result<DispatchReport, StoreError> {
+        let mut report = self.dispatch_once(sender, options).await?;
+        report.pending = self.pending_notifications().await?;
+        Ok(report)
+    }
+
+    /// How many notifications are neither sent nor given up. Read apart
+    /// from any write: with millions waiting (after a large feed) it takes
+    /// a while, and must not hold up the writer.
+    async fn pending_notifications(&self) -> Result<u64, StoreError> {
+        use sqlx::Row as _;
+        const SQL: &str =
+            "SELECT COUNT(*) AS pending FROM outbox WHERE sent_at IS NULL AND expired_at IS NULL";
+        let pending: i64 = match &self.backend {
+            Backend::Sqlite(pool) => sqlx::query(SQL).fetch_one(pool).await?.try_get("pending")?,
+            Backend::Postgres(pool) => sqlx::query(SQL).fetch_one(pool).await?.try_get("pending")?,
+        };
+        Ok(u64::try_from(pending).unwrap_or(0))
+    }
+
+    /// One dispatch (see [`Store::dispatch_notifications_with`]), without
+    /// counting what is left.
+    async fn dispatch_once(
+        &self,
+        sender: &dyn Sender,
+        options: DispatchOptions,
+    ) -> Result<DispatchReport, StoreError> {
         let token = claim_token()?;
         let now = unix_ms();
         let at = super::now_text();
@@ -272,7 +298,7 @@ impl Store {
         report.failed = failed.len() as u64;
         report.sent = sent.len() as u64;
         let at = super::now_text();
-        report.pending = match &self.backend {
+        match &self.backend {
             Backend::Sqlite(_) => {
                 self.on_sqlite_writer(move |connection| {
                     Box::pin(sqlite_backend::mark(connection, token, failed, sent, at))
@@ -300,11 +326,11 @@ impl Store {
     ) -> Result<DispatchReport, StoreError> {
         let mut total = DispatchReport::default();
         loop {
-            let report = self.dispatch_notifications_with(sender, options).await?;
+            let report = self.dispatch_once(sender, options).await?;
             total.sent += report.sent;
             total.failed += report.failed;
-            total.pending = report.pending;
             if report.taken() < u64::from(options.limit) {
+                total.pending = self.pending_notifications().await?;
                 return Ok(total);
             }
         }
@@ -739,14 +765,14 @@ macro_rules! outbox_backend {
             /// Records a dispatch's round in one transaction on
             /// `connection`: each failure (`id`, its error, when it is due
             /// again) and the notifications sent, marked so even if the
-            /// lease has passed meanwhile. Returns how many are not sent.
+            /// lease has passed meanwhile.
             pub(in crate::database) async fn mark(
                 connection: &mut <$Db as sqlx::Database>::Connection,
                 token: String,
                 failures: Vec<(i64, String, i64)>,
                 sent: Vec<i64>,
                 at: String,
-            ) -> Result<u64, StoreError> {
+            ) -> Result<(), StoreError> {
                 let mut tx = sqlx::Connection::begin_with(&mut *connection, $begin).await?;
                 for (id, error, next) in &failures {
                     sqlx::query(
@@ -776,14 +802,8 @@ macro_rules! outbox_backend {
                     query.push(")");
                     query.build().persistent(false).execute(&mut *tx).await?;
                 }
-                let pending: i64 = sqlx::query(
-                    "SELECT COUNT(*) AS pending FROM outbox WHERE sent_at IS NULL AND expired_at IS NULL",
-                )
-                .fetch_one(&mut *tx)
-                .await?
-                .try_get("pending")?;
                 tx.commit().await?;
-                Ok(u64::try_from(pending).unwrap_or(0))
+                Ok(())
             }
         }
     };
