@@ -83,7 +83,8 @@ pub async fn fill(
 
 /// Adds the demo to `store`, already filled from the district generated
 /// into `dir` (its policy, spells and bills loaded): the staff, the letter,
-/// the phones, the applications and the batches of [`fill`].
+/// the phones, the applications and the batches of [`fill`]; once (a store
+/// dressed before is served as it is).
 pub async fn dress_filled(store: &Store, dir: &Path, today: Date) -> anyhow::Result<(ResidentId, String)> {
     let policy_path = dir.join("policy.toml");
     let policy = read_policy_file(&policy_path, "policy.toml").map_err(|problems| anyhow!("{problems}"))?;
@@ -92,7 +93,35 @@ pub async fn dress_filled(store: &Store, dir: &Path, today: Date) -> anyhow::Res
         std::fs::read(&spells_path).with_context(|| format!("cannot read {}", spells_path.display()))?;
     let rows =
         read_spell_rows("spells.csv", &spells, Some(&policy)).map_err(|problems| anyhow!("{problems}"))?;
+    // Dressed before (its staff are there): served as it is.
+    if store
+        .staff_member(DEMO_STAFF[0].0)
+        .await
+        .map_err(|error| anyhow!("{error}"))?
+        .is_some()
+    {
+        let persons = demo_persons(&rows, today)?;
+        return demo_resident(&persons).ok_or_else(|| anyhow!("the demo has no resident"));
+    }
     dress(store, &rows, today).await
+}
+
+/// The demo's six applicants: persons with an open spell since before a
+/// year ago (eligible on any recent day), the first six by ID.
+fn demo_persons(rows: &[jiuzhu_formats::SpellRow], today: Date) -> anyhow::Result<Vec<ResidentId>> {
+    let year_ago = today.add_days(-366).context("a date a year ago")?;
+    let mut persons: Vec<ResidentId> = rows
+        .iter()
+        .filter(|row| row.spell.valid_to().is_none() && row.spell.valid_from() <= year_ago)
+        .map(|row| row.spell.person())
+        .collect();
+    persons.sort();
+    persons.dedup();
+    if persons.len() < 6 {
+        return Err(anyhow!("the demo district has too few recipients"));
+    }
+    persons.truncate(6);
+    Ok(persons)
 }
 
 /// The demo's staff, letter, phones, applications and batches, for the
@@ -127,20 +156,7 @@ async fn dress(
         .await
         .map_err(|error| anyhow!("{error}"))?;
 
-    // Persons with an open spell since before a year ago: eligible on any
-    // recent day.
-    let year_ago = today.add_days(-366).context("a date a year ago")?;
-    let mut persons: Vec<ResidentId> = rows
-        .iter()
-        .filter(|row| row.spell.valid_to().is_none() && row.spell.valid_from() <= year_ago)
-        .map(|row| row.spell.person())
-        .collect();
-    persons.sort();
-    persons.dedup();
-    if persons.len() < 6 {
-        return Err(anyhow!("the demo district has too few recipients"));
-    }
-    let persons = &persons[..6];
+    let persons = &demo_persons(rows, today)?;
     for (index, person) in persons.iter().enumerate() {
         store
             .sign_letter(*person, &letter.sha256, ApplyChannel::Web, "citizen")
