@@ -15,6 +15,33 @@ fn hidden(page: &str, name: &str) -> String {
     page[start..start + page[start..].find('"').unwrap()].to_owned()
 }
 
+/// A member of the demo's staff logged in: a client that keeps the
+/// session's cookie and follows no redirect.
+async fn staff_login(base: &str, name: &str, password: &str) -> reqwest::Client {
+    let client = reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let form = client
+        .get(format!("{base}/staff/login"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let csrf = hidden(&form, "csrf");
+    let response = client
+        .post(format!("{base}/staff/login"))
+        .form(&[("name", name), ("password", password), ("csrf", csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 303, "{name}");
+    client
+}
+
 #[tokio::test]
 async fn the_demo_serves_a_district_whose_staff_log_in_and_find_work_waiting() {
     let dir = tempfile::tempdir().unwrap();
@@ -31,38 +58,7 @@ async fn the_demo_serves_a_district_whose_staff_log_in_and_find_work_waiting() {
         "{printed:?}"
     );
 
-    let log_in = |name: &'static str| {
-        let base = base.clone();
-        let password = password.clone();
-        async move {
-            let client = reqwest::Client::builder()
-                .cookie_store(true)
-                .redirect(reqwest::redirect::Policy::none())
-                .build()
-                .unwrap();
-            let form = client
-                .get(format!("{base}/staff/login"))
-                .send()
-                .await
-                .unwrap()
-                .text()
-                .await
-                .unwrap();
-            let csrf = hidden(&form, "csrf");
-            let response = client
-                .post(format!("{base}/staff/login"))
-                .form(&[
-                    ("name", name),
-                    ("password", password.as_str()),
-                    ("csrf", csrf.as_str()),
-                ])
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(response.status().as_u16(), 303, "{name}");
-            client
-        }
-    };
+    let log_in = |name: &'static str| staff_login(&base, name, &password);
     // The reviewer finds the two applications with findings.
     let reviewer = log_in("shenhe").await;
     let queue = reviewer
@@ -174,31 +170,7 @@ async fn the_demo_is_added_to_a_store_filled_from_its_district_once() {
     let password = common::demo_password(&printed);
     let (resident, _) = common::demo_resident(&printed);
     assert_eq!(resident.len(), 18, "{printed:?}");
-    let client = reqwest::Client::builder()
-        .cookie_store(true)
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
-    let form = client
-        .get(format!("{}/staff/login", server.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let csrf = hidden(&form, "csrf");
-    let response = client
-        .post(format!("{}/staff/login", server.base))
-        .form(&[
-            ("name", "shenpi"),
-            ("password", password.as_str()),
-            ("csrf", csrf.as_str()),
-        ])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status().as_u16(), 303);
+    let client = staff_login(&server.base, "shenpi", &password).await;
     let dashboard = client
         .get(format!("{}/staff", server.base))
         .send()
