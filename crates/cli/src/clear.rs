@@ -102,6 +102,7 @@ pub async fn clear_into(
         }
         Err(error) => return Err(anyhow!("{error}")),
     };
+    stage("writing the report");
     write_report(out, &report).context("the clearing is stored, but its report could not be written")?;
     Ok(report)
 }

@@ -44,6 +44,7 @@ use jiuzhu_core::{
     decide, Batch, BatchInvoice, Claim, Counters, Date, Difference, Fen, InvoiceNo, Outcome, Period, Policy,
     ResidentId, Spell, SpellBook, Timestamp,
 };
+use rayon::prelude::*;
 use rustc_hash::{FxHashMap, FxHashSet};
 use serde::Serialize;
 use thiserror::Error;
@@ -300,11 +301,12 @@ const INVOICES_SQL: &str =
     WHERE d.kind = 'decision' AND d.year = ";
 /// The SQLite reader's halves of [`INVOICES_SQL`], joined in memory: the
 /// year's decisions, and the invoices of service dates from `?1` to before
-/// `?2`.
-const DECISIONS_SQL: &str = "SELECT invoice_no, person_key, outcome, pool, deductible_applied, amount \
+/// `?2` with their persons (an invoice's decision is of its person).
+const DECISIONS_SQL: &str = "SELECT invoice_no, outcome, pool, deductible_applied, amount \
     FROM decisions WHERE kind = 'decision' AND year = ";
 const YEAR_INVOICES_SQL: &str = "SELECT invoice_no, hospital, visit_type, service_date, settled_at, total, \
-    in_scope_self_pay, out_of_scope_self_pay FROM invoices WHERE service_date >= ?1 AND service_date < ?2";
+    in_scope_self_pay, out_of_scope_self_pay, person_key FROM invoices \
+    WHERE service_date >= ?1 AND service_date < ?2";
 /// Current spells (no year: `AND person_key IN (…)` may follow).
 const SPELLS_SQL: &str = "SELECT person_key, category, valid_from, valid_to, source FROM spells \
     WHERE superseded_by IS NULL";
@@ -361,48 +363,34 @@ impl YearReader {
     }
 
     fn invoice(&mut self, row: InvoiceRow<'_>) -> Result<(), StoreError> {
+        let person = self.slot(row.key);
         let scanned = self.names.scanned(
-            row.invoice_no,
+            (row.invoice_no, person),
             row.hospital,
             row.visit_type,
             row.service_date,
             row.settled_at,
             (row.total, row.base, row.out_of_scope),
         )?;
-        self.push(row.key, row.decided, scanned);
+        self.push(row.decided, scanned);
         Ok(())
     }
 
     /// The slot of the person whose key is `key`, given now if they have
     /// none yet.
     fn slot(&mut self, key: &[u8]) -> u32 {
-        let data = &mut self.data;
-        match data.slots.get(key) {
-            Some(&slot) => slot,
-            None => {
-                let next = data.slots.len() as u32;
-                data.persons.push(key.to_vec());
-                data.slots.insert(key.to_vec(), next);
-                next
-            }
-        }
+        slot_of(&mut self.data.slots, &mut self.data.persons, key)
     }
 
     /// Adds an invoice whose hospital and visit type are numbered in
-    /// [`YearReader::names`].
-    fn push(&mut self, key: &[u8], decided: Held, invoice: ScannedInvoice) {
-        let person = self.slot(key);
-        self.push_slot(person, decided, invoice);
-    }
-
-    /// [`YearReader::push`] for a person given their slot.
-    fn push_slot(&mut self, person: u32, decided: Held, invoice: ScannedInvoice) {
+    /// [`YearReader::names`], its person in the reader's slots.
+    fn push(&mut self, decided: Held, invoice: ScannedInvoice) {
         let data = &mut self.data;
-        let paid_out = self.paid_out.contains(invoice.invoice_no.as_str());
-        let reversed = self.reversed.contains(invoice.invoice_no.as_str());
+        let paid_out = !self.paid_out.is_empty() && self.paid_out.contains(invoice.invoice_no.as_str());
+        let reversed = !self.reversed.is_empty() && self.reversed.contains(invoice.invoice_no.as_str());
         data.invoices.push(YearInvoice {
             invoice_no: invoice.invoice_no,
-            person,
+            person: invoice.person,
             hospital: invoice.hospital,
             visit_type: invoice.visit_type,
             service_date: invoice.service_date,
@@ -498,10 +486,25 @@ impl YearReader {
     }
 }
 
+/// The slot of the person whose key is `key` in `slots`, given now (the
+/// next one, the key pushed on `persons`) if they have none yet.
+fn slot_of(slots: &mut FxHashMap<Vec<u8>, u32>, persons: &mut Vec<Vec<u8>>, key: &[u8]) -> u32 {
+    match slots.get(key) {
+        Some(&slot) => slot,
+        None => {
+            let next = slots.len() as u32;
+            persons.push(key.to_vec());
+            slots.insert(key.to_vec(), next);
+            next
+        }
+    }
+}
+
 /// An invoice's columns as the clearing holds them, its hospital and visit
-/// type numbered by a [`Names`].
+/// type numbered by a [`Names`], its person by their slot.
 struct ScannedInvoice {
     invoice_no: InvoiceNo,
+    person: u32,
     hospital: u32,
     visit_type: u16,
     service_date: Date,
@@ -524,7 +527,7 @@ impl Names {
     /// An invoice's stored columns, parsed, its names numbered.
     fn scanned(
         &mut self,
-        invoice_no: &str,
+        (invoice_no, person): (&str, u32),
         hospital: &str,
         visit_type: &str,
         service_date: &str,
@@ -552,6 +555,7 @@ impl Names {
         };
         Ok(ScannedInvoice {
             invoice_no: InvoiceNo::parse(invoice_no).map_err(|_| bad("number"))?,
+            person,
             hospital,
             visit_type,
             service_date: Date::parse(service_date).map_err(|_| bad("service date"))?,
@@ -591,16 +595,31 @@ fn snapshot_connection(path: &std::path::Path) -> Result<rusqlite::Connection, S
     Ok(connection)
 }
 
+/// The invoices of a year's service dates as they were stored, their
+/// names numbered and their persons given slots.
+#[derive(Default)]
+struct ScannedYear {
+    invoices: Vec<ScannedInvoice>,
+    names: Names,
+    slots: FxHashMap<Vec<u8>, u32>,
+    persons: Vec<Vec<u8>>,
+}
+
 /// The invoices of the service dates of `year`, in the order of a read
 /// transaction of their own.
-fn scan_year_invoices(path: &std::path::Path, year: i64) -> Result<(Vec<ScannedInvoice>, Names), StoreError> {
+fn scan_year_invoices(path: &std::path::Path, year: i64) -> Result<ScannedYear, StoreError> {
     let failed =
         |error: rusqlite::Error| StoreError::NotCommitted(format!("reading the year failed: {error}"));
     let get = |error: rusqlite::Error| StoreError::Damaged(format!("a stored row does not read: {error}"));
     let mut connection = snapshot_connection(path)?;
     let tx = connection.transaction().map_err(failed)?;
-    let mut names = Names::default();
-    let mut invoices = Vec::new();
+    let mut year_rows = ScannedYear::default();
+    let ScannedYear {
+        invoices,
+        names,
+        slots,
+        persons,
+    } = &mut year_rows;
     {
         let mut statement = tx.prepare(YEAR_INVOICES_SQL).map_err(failed)?;
         let mut rows = statement
@@ -612,8 +631,13 @@ fn scan_year_invoices(path: &std::path::Path, year: i64) -> Result<(Vec<ScannedI
                     .and_then(|value| Ok(value.as_str()?))
                     .map_err(get)
             };
+            let key = row
+                .get_ref(8)
+                .and_then(|value| Ok(value.as_blob()?))
+                .map_err(get)?;
+            let person = slot_of(slots, persons, key);
             invoices.push(names.scanned(
-                text(0)?,
+                (text(0)?, person),
                 text(1)?,
                 text(2)?,
                 text(3)?,
@@ -627,7 +651,7 @@ fn scan_year_invoices(path: &std::path::Path, year: i64) -> Result<(Vec<ScannedI
         }
     }
     tx.commit().map_err(failed)?;
-    Ok((invoices, names))
+    Ok(year_rows)
 }
 
 /// The SQLite snapshot of a whole year, read through SQLite's own API on
@@ -664,20 +688,12 @@ fn read_sqlite_snapshot(
         let scanned = scan
             .join()
             .map_err(|_| StoreError::NotCommitted("the invoices' scan stopped".into()))?;
-        let (source, mut reader, mut decided) = first?;
-        let (invoices, names) = scanned?;
-        reader.names = names;
-        for invoice in invoices {
-            let Some((slot, held)) = decided.remove(invoice.invoice_no.as_str()) else {
-                continue;
-            };
-            reader.push_slot(slot, held, invoice);
-        }
-        if let Some(invoice_no) = decided.keys().next() {
-            return Err(damaged(format!(
-                "the decision of invoice {invoice_no} has no invoice of its year"
-            )));
-        }
+        let (source, mut reader, decided) = first?;
+        let scanned = scanned?;
+        reader.names = scanned.names;
+        reader.data.slots = scanned.slots;
+        reader.data.persons = scanned.persons;
+        decided.join(scanned.invoices, &mut reader)?;
         read_snapshot_after(&tx, year, &mut reader)?;
         Ok((marks, source, reader))
     })
@@ -687,9 +703,60 @@ fn read_sqlite_snapshot(
     })
 }
 
-/// The year's decisions, by invoice number: the person's slot (given as
-/// the decisions are read) and what the invoice holds.
-type Decided = FxHashMap<String, (u32, Held)>;
+/// The year's decisions in the order of their ids: each one's invoice
+/// number and what the invoice holds.
+#[derive(Default)]
+struct Decided {
+    /// The invoice numbers one after the other, each ending at its `ends`.
+    numbers: String,
+    ends: Vec<usize>,
+    held: Vec<Held>,
+}
+
+impl Decided {
+    fn push(&mut self, invoice_no: &str, held: Held) {
+        self.numbers.push_str(invoice_no);
+        self.ends.push(self.numbers.len());
+        self.held.push(held);
+    }
+
+    /// Gives each decision its invoice, from `invoices` in the order they
+    /// were stored, into `reader`. An invoice is stored in the transaction
+    /// of its decision, so the two orders are nearly always the same: the
+    /// join walks both, and only an invoice met before its decision (or
+    /// one without a decision of the year) waits in a map.
+    fn join(self, invoices: Vec<ScannedInvoice>, reader: &mut YearReader) -> Result<(), StoreError> {
+        let mut invoices = invoices.into_iter();
+        let mut waiting: FxHashMap<String, ScannedInvoice> = FxHashMap::default();
+        let mut start = 0;
+        for (end, held) in self.ends.into_iter().zip(self.held) {
+            let number = &self.numbers[start..end];
+            start = end;
+            let found = match waiting.is_empty() {
+                true => None,
+                false => waiting.remove(number),
+            };
+            let invoice = match found {
+                Some(invoice) => invoice,
+                None => loop {
+                    match invoices.next() {
+                        Some(invoice) if invoice.invoice_no.as_str() == number => break invoice,
+                        Some(invoice) => {
+                            waiting.insert(invoice.invoice_no.as_str().to_owned(), invoice);
+                        }
+                        None => {
+                            return Err(damaged(format!(
+                                "the decision of invoice {number} has no invoice of its year"
+                            )))
+                        }
+                    }
+                },
+            };
+            reader.push(held, invoice);
+        }
+        Ok(())
+    }
+}
 
 /// Runs `sql` (ending in `year = ` when `bind`) in `tx`, each row to `step`.
 fn each_row(
@@ -752,7 +819,7 @@ fn read_snapshot_rest(
     // The year's decisions, joined with the invoices of the second scan in
     // memory: two scans rather than a look-up in the invoices' index for
     // each decision.
-    let mut decided: Decided = FxHashMap::default();
+    let mut decided = Decided::default();
     each_row(tx, DECISIONS_SQL, Some(year), &mut |row| {
         let text = |index: usize| {
             row.get_ref(index)
@@ -762,21 +829,16 @@ fn read_snapshot_rest(
         let invoice_no = text(0)?;
         let held = reader
             .held(StoredHeld {
-                outcome: text(2)?,
+                outcome: text(1)?,
                 pool: row
-                    .get_ref(3)
+                    .get_ref(2)
                     .and_then(|value| Ok(value.as_str_or_null()?))
                     .map_err(get)?,
-                deductible_applied: row.get(4).map_err(get)?,
-                amount: row.get(5).map_err(get)?,
+                deductible_applied: row.get(3).map_err(get)?,
+                amount: row.get(4).map_err(get)?,
             })
             .ok_or_else(|| damaged(format!("the decision of invoice {invoice_no} has a bad outcome")))?;
-        let key = row
-            .get_ref(1)
-            .and_then(|value| Ok(value.as_blob()?))
-            .map_err(get)?;
-        let slot = reader.slot(key);
-        decided.insert(invoice_no.to_owned(), (slot, held));
+        decided.push(invoice_no, held);
         Ok(())
     })?;
     Ok((source, reader, decided))
@@ -996,12 +1058,10 @@ fn compute(policy: &Policy, data: &YearData, year: i32) -> Result<Computed, Clea
         spells_left_out: left_out as u64,
         ..Computed::default()
     };
-    let mut counters: BTreeMap<Arc<str>, (i64, i64)> = BTreeMap::new();
-    let mut same_bill: FxHashMap<SameBill, Vec<usize>> = FxHashMap::default();
-    for (slot, mut positions) in by_person.into_iter().enumerate() {
-        if positions.is_empty() {
-            continue;
-        }
+    // Each person's invoices, the persons split across threads, each
+    // thread with its own scratch maps.
+    type Scratch = (BTreeMap<Arc<str>, (i64, i64)>, FxHashMap<SameBill, Vec<usize>>);
+    let person_result = |scratch: &mut Scratch, (slot, mut positions): (usize, Vec<(usize, usize)>)| {
         positions.sort_unstable_by(|a, b| a.0.cmp(&b.0).then_with(|| canonical(a.1).cmp(&canonical(b.1))));
         let key = &data.persons[slot];
         let id = &stand_in(slot as u32);
@@ -1016,15 +1076,19 @@ fn compute(policy: &Policy, data: &YearData, year: i32) -> Result<Computed, Clea
             capped: Vec::new(),
             invoices: 0,
         };
+        let (counters, same_bill) = (&mut scratch.0, &mut scratch.1);
         counters.clear();
         same_bill.clear();
         let mut capped_positions: Vec<usize> = Vec::new();
         for &(_, position) in &positions {
             let invoice = &data.invoices[position];
-            let held = data
-                .cleared
-                .get(invoice.invoice_no.as_str())
-                .map(|(_, held)| held);
+            let held = match data.cleared.is_empty() {
+                true => None,
+                false => data
+                    .cleared
+                    .get(invoice.invoice_no.as_str())
+                    .map(|(_, held)| held),
+            };
             if !invoice.reversed || invoice.paid_out {
                 result.granted += invoice.decided.amount;
             }
@@ -1132,8 +1196,15 @@ fn compute(policy: &Policy, data: &YearData, year: i32) -> Result<Computed, Clea
                 result.counters.push((pool.to_owned(), now.0, now.1));
             }
         }
-        computed.persons.insert(key.clone(), result);
-    }
+        (key.clone(), result)
+    };
+    let results: Vec<(Vec<u8>, PersonResult)> = by_person
+        .into_par_iter()
+        .enumerate()
+        .filter(|(_, positions)| !positions.is_empty())
+        .map_init(Scratch::default, person_result)
+        .collect();
+    computed.persons = results.into_iter().collect();
     Ok(computed)
 }
 
@@ -1490,15 +1561,18 @@ macro_rules! clearing_backend {
                 if now.clearing != marks.clearing {
                     return Err(ClearingError::Changed("another clearing finished while this one ran"));
                 }
+                (job.stage)("rereading the persons changed meanwhile");
                 let rechecked = changed_persons(&mut tx, &marks, year).await?;
                 if !rechecked.is_empty() {
                     let fresh = read_year(&mut tx, year, Some(&rechecked)).await?;
                     let again = compute(&policy, &fresh, year)?;
                     merge(&mut computed, again, &rechecked);
                 }
+                (job.stage)("naming the persons of the report");
                 resolve_ids(&mut tx, job.keys, &mut computed).await?;
                 let (mut report, persons) = report(computed, job.period, marks.policy, rechecked.len() as u64);
                 report.clearing_id = store(&mut tx, job, &mut report, &persons).await?;
+                (job.stage)("committing");
                 tx.commit().await.map_err(StoreError::from)?;
                 Ok(report)
             }
@@ -1763,6 +1837,7 @@ macro_rules! clearing_backend {
                 .await?;
                 let clearing_id: i64 = row.try_get("id")?;
 
+                (job.stage)("storing the lines");
                 let differing: Vec<&(Vec<u8>, PersonResult)> =
                     persons.iter().filter(|(_, person)| person.granted != person.recomputed).collect();
                 for part in differing.chunks(ROWS_PER_STATEMENT) {
@@ -1787,11 +1862,16 @@ macro_rules! clearing_backend {
                     query.build().execute(&mut **tx).await?;
                 }
 
-                let changed: Vec<(&Vec<u8>, &super::ChangedInvoice)> = persons
+                let mut changed: Vec<(&Vec<u8>, &super::ChangedInvoice)> = persons
                     .iter()
                     .flat_map(|(key, person)| person.changed.iter().map(move |change| (key, change)))
                     .collect();
+                // In the order of the invoices' index, which each row's key
+                // and foreign key look up: pages met one after the other.
+                changed.sort_unstable_by(|a, b| a.1.invoice_no.cmp(&b.1.invoice_no));
+                (job.stage)("storing the changed invoices");
                 $changed_invoices(tx, clearing_id, year_value, &changed).await?;
+                (job.stage)("storing the counters");
 
                 let counters: Vec<(&Vec<u8>, &(String, i64, i64))> = persons
                     .iter()
@@ -1841,3 +1921,112 @@ clearing_backend!(
     |_: &sqlx::PgPool| None::<std::path::PathBuf>,
     super::postgres_changed_invoices
 );
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scanned(number: &str, person: u32) -> ScannedInvoice {
+        ScannedInvoice {
+            invoice_no: InvoiceNo::parse(number).unwrap(),
+            person,
+            hospital: 0,
+            visit_type: 0,
+            service_date: Date::parse("2024-03-01").unwrap(),
+            settled_at: Timestamp::parse("2024-03-01T10:00:00+08:00").unwrap(),
+            total: 100,
+            base: 80,
+            out_of_scope: 20,
+        }
+    }
+
+    fn held(amount: i64) -> Held {
+        Held {
+            outcome: "granted",
+            pool: None,
+            deductible_applied: 0,
+            amount,
+        }
+    }
+
+    fn decided(rows: &[(&str, i64)]) -> Decided {
+        let mut decided = Decided::default();
+        for &(number, amount) in rows {
+            decided.push(number, held(amount));
+        }
+        decided
+    }
+
+    /// Each joined invoice as (number, slot, amount held).
+    fn joined(reader: &YearReader) -> Vec<(String, u32, i64)> {
+        reader
+            .data
+            .invoices
+            .iter()
+            .map(|invoice| {
+                (
+                    invoice.invoice_no.as_str().to_owned(),
+                    invoice.person,
+                    invoice.decided.amount,
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn decisions_and_invoices_in_the_same_order_are_joined_in_step() {
+        let mut reader = YearReader::default();
+        decided(&[("A1", 10), ("A2", 20), ("A3", 30)])
+            .join(
+                vec![scanned("A1", 0), scanned("A2", 1), scanned("A3", 0)],
+                &mut reader,
+            )
+            .unwrap();
+        assert_eq!(
+            joined(&reader),
+            [("A1".into(), 0, 10), ("A2".into(), 1, 20), ("A3".into(), 0, 30)]
+        );
+    }
+
+    #[test]
+    fn invoices_out_of_order_or_without_a_decision_of_the_year_are_joined_by_number() {
+        let mut reader = YearReader::default();
+        // B3 was stored first (an application's bill, decided later), X9
+        // has no decision of the year, B1 comes after B2.
+        decided(&[("B1", 10), ("B2", 20), ("B3", 30), ("B4", 40)])
+            .join(
+                vec![
+                    scanned("B3", 2),
+                    scanned("X9", 3),
+                    scanned("B2", 1),
+                    scanned("B1", 0),
+                    scanned("B4", 0),
+                ],
+                &mut reader,
+            )
+            .unwrap();
+        assert_eq!(
+            joined(&reader),
+            [
+                ("B1".into(), 0, 10),
+                ("B2".into(), 1, 20),
+                ("B3".into(), 2, 30),
+                ("B4".into(), 0, 40)
+            ]
+        );
+    }
+
+    #[test]
+    fn a_decision_without_its_invoice_is_refused_by_its_number() {
+        let mut reader = YearReader::default();
+        let error = decided(&[("C1", 10), ("C2", 20)])
+            .join(vec![scanned("C2", 0)], &mut reader)
+            .unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .contains("invoice C1 has no invoice of its year"),
+            "{error}"
+        );
+    }
+}
