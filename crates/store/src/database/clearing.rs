@@ -1371,6 +1371,32 @@ fn damaged(what: String) -> StoreError {
     StoreError::Damaged(what)
 }
 
+/// A person's key and sealed resident ID, as stored.
+type SealedId = (Vec<u8>, Vec<u8>);
+
+/// Each of `keys` with its person's sealed resident ID, read on a
+/// read-only connection of its own to the SQLite file at `path`.
+fn sqlite_sealed_ids(path: &std::path::Path, keys: &[Vec<u8>]) -> Result<Vec<SealedId>, StoreError> {
+    let failed =
+        |error: rusqlite::Error| StoreError::NotCommitted(format!("reading the persons failed: {error}"));
+    let mut connection = snapshot_connection(path)?;
+    let tx = connection.transaction().map_err(failed)?;
+    let mut sealed = Vec::with_capacity(keys.len());
+    {
+        let mut statement = tx
+            .prepare("SELECT resident_id_encrypted FROM persons WHERE person_key = ?1")
+            .map_err(failed)?;
+        for key in keys {
+            let mut rows = statement.query([key]).map_err(failed)?;
+            if let Some(row) = rows.next().map_err(failed)? {
+                sealed.push((key.clone(), row.get(0).map_err(row_error)?));
+            }
+        }
+    }
+    tx.commit().map_err(failed)?;
+    Ok(sealed)
+}
+
 fn decrypt_id(keys: &DataKeys, encrypted: &[u8]) -> Result<ResidentId, StoreError> {
     let plain = keys.decrypt(Purpose::ResidentId, encrypted)?;
     let text = String::from_utf8(plain).map_err(|_| damaged("a stored resident ID is not text".into()))?;
@@ -1569,7 +1595,7 @@ macro_rules! clearing_backend {
                     merge(&mut computed, again, &rechecked);
                 }
                 (job.stage)("naming the persons of the report");
-                resolve_ids(&mut tx, job.keys, &mut computed).await?;
+                resolve_ids(pool, &mut tx, job.keys, &mut computed).await?;
                 let (mut report, persons) = report(computed, job.period, marks.policy, rechecked.len() as u64);
                 report.clearing_id = store(&mut tx, job, &mut report, &persons).await?;
                 (job.stage)("committing");
@@ -1589,7 +1615,12 @@ macro_rules! clearing_backend {
             /// Decrypts the IDs of the persons the report names (a
             /// difference, a suspected duplicate, a capped bill) and puts
             /// them in place of their stand-ins.
-            async fn resolve_ids(tx: &mut Tx<'_>, keys: &DataKeys, computed: &mut Computed) -> Result<(), StoreError> {
+            async fn resolve_ids(
+                pool: &$Pool,
+                tx: &mut Tx<'_>,
+                keys: &DataKeys,
+                computed: &mut Computed,
+            ) -> Result<(), StoreError> {
                 let named: Vec<Vec<u8>> = computed
                     .persons
                     .iter()
@@ -1598,25 +1629,39 @@ macro_rules! clearing_backend {
                     })
                     .map(|(key, _)| key.clone())
                     .collect();
-                for part in named.chunks(KEYS_PER_STATEMENT) {
-                    let mut query = QueryBuilder::<$Db>::new(
-                        "SELECT person_key, resident_id_encrypted FROM persons WHERE 1 = 1",
-                    );
-                    push_keys(&mut query, "person_key", Some(part));
-                    for row in query.build().fetch_all(&mut **tx).await? {
-                        let key: Vec<u8> = row.try_get(0)?;
-                        let cipher: Vec<u8> = row.try_get(1)?;
-                        let Some(person) = computed.persons.get_mut(&key) else {
-                            continue;
-                        };
-                        let id = decrypt_id(keys, &cipher)?;
-                        person.id = id;
-                        for duplicate in &mut person.duplicates {
-                            duplicate.person_id = id;
+                let mut sealed = Vec::with_capacity(named.len());
+                match ($file)(pool) {
+                    // A person's sealed ID never changes once stored: read
+                    // through SQLite's own API beside the writer, rather
+                    // than a row at a time through the pool's connection.
+                    Some(path) => {
+                        sealed = tokio::task::spawn_blocking(move || super::sqlite_sealed_ids(&path, &named))
+                            .await
+                            .map_err(|error| StoreError::NotCommitted(format!("the read stopped: {error}")))??;
+                    }
+                    None => {
+                        for part in named.chunks(KEYS_PER_STATEMENT) {
+                            let mut query = QueryBuilder::<$Db>::new(
+                                "SELECT person_key, resident_id_encrypted FROM persons WHERE 1 = 1",
+                            );
+                            push_keys(&mut query, "person_key", Some(part));
+                            for row in query.build().fetch_all(&mut **tx).await? {
+                                sealed.push((row.try_get(0)?, row.try_get(1)?));
+                            }
                         }
-                        for capped in &mut person.capped {
-                            capped.person_id = id;
-                        }
+                    }
+                }
+                for (key, cipher) in sealed {
+                    let Some(person) = computed.persons.get_mut(&key) else {
+                        continue;
+                    };
+                    let id = decrypt_id(keys, &cipher)?;
+                    person.id = id;
+                    for duplicate in &mut person.duplicates {
+                        duplicate.person_id = id;
+                    }
+                    for capped in &mut person.capped {
+                        capped.person_id = id;
                     }
                 }
                 Ok(())
