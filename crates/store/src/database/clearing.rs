@@ -271,7 +271,7 @@ struct YearData {
     /// Each person's key, by slot. The engine tells persons apart by
     /// [`stand_in`] IDs: only the persons a report names are decrypted.
     persons: Vec<Vec<u8>>,
-    slots: FxHashMap<Vec<u8>, u32>,
+    slots: Slots,
     invoices: Vec<YearInvoice>,
     hospitals: Vec<String>,
     visit_types: Vec<String>,
@@ -486,9 +486,14 @@ impl YearReader {
     }
 }
 
+/// The persons' slots by their keys. Not an `FxHashMap`: its hash of
+/// these 32-byte keys collides so often that a year of a million persons
+/// took a minute to read.
+type Slots = std::collections::HashMap<Vec<u8>, u32>;
+
 /// The slot of the person whose key is `key` in `slots`, given now (the
 /// next one, the key pushed on `persons`) if they have none yet.
-fn slot_of(slots: &mut FxHashMap<Vec<u8>, u32>, persons: &mut Vec<Vec<u8>>, key: &[u8]) -> u32 {
+fn slot_of(slots: &mut Slots, persons: &mut Vec<Vec<u8>>, key: &[u8]) -> u32 {
     match slots.get(key) {
         Some(&slot) => slot,
         None => {
@@ -601,7 +606,7 @@ fn snapshot_connection(path: &std::path::Path) -> Result<rusqlite::Connection, S
 struct ScannedYear {
     invoices: Vec<ScannedInvoice>,
     names: Names,
-    slots: FxHashMap<Vec<u8>, u32>,
+    slots: Slots,
     persons: Vec<Vec<u8>>,
 }
 
