@@ -80,17 +80,15 @@ cd "$work"
 "$jiuzhu" init >/dev/null
 "$jiuzhu" gen --people "$people" --invoices "$invoices" --seed 1 --dir data
 
-# prepare_database URL: the policy, the spells and one API key per hospital.
+# prepare_database URL: the policy, the spells and one API key per hospital
+# (keys.tsv: HOSPITAL<TAB>KEY, as the load generator reads it).
 prepare_database() {
-  local url=$1 hospital key
+  local url=$1
   "$jiuzhu" policy load data/policy.toml --database "$url" >/dev/null
   "$jiuzhu" import spells data/spells.csv --source 民政 --database "$url" >/dev/null
-  : >keys.tsv
   # The hospital is the third column of invoices.csv.
-  for hospital in $(tail -n +2 data/invoices.csv | cut -d, -f3 | sort -u); do
-    key=$("$jiuzhu" apikey create --hospital "$hospital" --database "$url" | tail -n 1)
-    printf '%s\t%s\n' "$hospital" "$key" >>keys.tsv
-  done
+  tail -n +2 data/invoices.csv | cut -d, -f3 | sort -u >hospitals.txt
+  "$jiuzhu" apikey create --hospitals hospitals.txt --database "$url" >keys.tsv 2>/dev/null
   rm -f cursor
 }
 

@@ -90,8 +90,17 @@ pub enum ApiKeyCommand {
     /// stored only as its hash.
     Create {
         /// The hospital's code, as its bills name it.
-        #[arg(long, required_unless_present = "department", conflicts_with = "department")]
+        #[arg(
+            long,
+            required_unless_present_any = ["department", "hospitals"],
+            conflicts_with_all = ["department", "hospitals"]
+        )]
         hospital: Option<String>,
+        /// A file of hospital codes, one per line (`-`: standard input):
+        /// a key for each, all stored or none, printed as
+        /// `HOSPITAL<TAB>KEY` lines, the file `jiuzhu-loadgen --keys` reads.
+        #[arg(long, value_name = "FILE", conflicts_with = "department")]
+        hospitals: Option<PathBuf>,
         /// The department (民政, 残联, …) that pushes its spells and pulls
         /// back the decisions about the persons it reported; 医保结算, the
         /// insurance settlement system, alone may push bills.
@@ -384,9 +393,15 @@ fn plain_time(at: &str) -> String {
 pub fn apikey(command: &ApiKeyCommand) -> ExitCode {
     let (hospital, department, settings) = match command {
         ApiKeyCommand::Create {
+            hospitals: Some(file),
+            settings,
+            ..
+        } => return create_hospital_keys(file, settings),
+        ApiKeyCommand::Create {
             hospital,
             department,
             settings,
+            ..
         } => (hospital, department, settings),
         ApiKeyCommand::Revoke { department, settings } => {
             return revoke_department_keys(department, settings)
@@ -423,6 +438,79 @@ pub fn apikey(command: &ApiKeyCommand) -> ExitCode {
         println!("{}", key.as_str());
         Ok(ExitCode::SUCCESS)
     })())
+}
+
+/// `jiuzhu apikey create --hospitals FILE`: every line checked before any
+/// key is made; the keys stored in one transaction, then printed.
+fn create_hospital_keys(file: &Path, settings: &SettingsArgs) -> ExitCode {
+    let hospitals = match read_hospital_codes(file) {
+        Ok(hospitals) => hospitals,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            return ExitCode::from(BAD_INPUT);
+        }
+    };
+    finish((|| {
+        let codes: Vec<&str> = hospitals.iter().map(String::as_str).collect();
+        let keys = runtime()?.block_on(async {
+            let store = open_store(settings).await?;
+            store
+                .create_api_keys(&codes, &operator())
+                .await
+                .context("cannot store the keys")
+        })?;
+        let mut out = String::new();
+        for (hospital, key) in codes.iter().zip(&keys) {
+            out.push_str(hospital);
+            out.push('\t');
+            out.push_str(key.as_str());
+            out.push('\n');
+        }
+        print!("{out}");
+        eprintln!(
+            "{} API keys created, one per line as HOSPITAL<TAB>KEY; they are shown only now, keep them safe.",
+            keys.len()
+        );
+        Ok(ExitCode::SUCCESS)
+    })())
+}
+
+/// The hospital codes of a file, one per line (blank lines skipped): each a
+/// valid code without spaces around it, none twice. The first fault is named
+/// by the file's name and the line's number.
+fn read_hospital_codes(file: &Path) -> anyhow::Result<Vec<String>> {
+    let name = file.display().to_string();
+    let text = if file == Path::new("-") {
+        std::io::read_to_string(std::io::stdin()).context("cannot read the standard input")?
+    } else {
+        let size = std::fs::metadata(file)
+            .with_context(|| format!("cannot read {name}"))?
+            .len();
+        check_input_size(&name, size, DEFAULT_MAX_INPUT_BYTES).map_err(|problem| anyhow!("{problem}"))?;
+        std::fs::read_to_string(file).with_context(|| format!("cannot read {name}"))?
+    };
+    let mut seen: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+    let mut codes = Vec::new();
+    for (index, line) in text.lines().enumerate() {
+        let number = index + 1;
+        if line.trim().is_empty() {
+            continue;
+        }
+        if line.trim() != line {
+            return Err(anyhow!("{name}:{number}: the hospital code has spaces around it"));
+        }
+        jiuzhu_core::Hospital::check(line).map_err(|error| anyhow!("{name}:{number}: hospital {error}"))?;
+        if let Some(first) = seen.insert(line, number) {
+            return Err(anyhow!(
+                "{name}:{number}: hospital {line} is already on line {first}"
+            ));
+        }
+        codes.push(line.to_owned());
+    }
+    if codes.is_empty() {
+        return Err(anyhow!("{name}: no hospital codes"));
+    }
+    Ok(codes)
 }
 
 /// `jiuzhu apikey revoke --department NAME`.

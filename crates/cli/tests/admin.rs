@@ -250,3 +250,81 @@ async fn audit_verify_fails_and_names_an_edited_entry() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("audit entry 2"), "{stderr}");
 }
+
+/// `apikey create --hospitals FILE`: a key per code, printed as the load
+/// generator's `HOSPITAL<TAB>KEY` lines and stored as their hashes; a file
+/// with a fault is refused by its line and stores no key at all.
+#[tokio::test]
+async fn apikey_create_makes_a_key_per_hospital_of_a_file_or_none() {
+    use sqlx::Row as _;
+    let bureau = Bureau::new();
+    bureau.ok(&["policy", "load", &fixture("fixtures/example-policy.toml")]);
+    let codes = bureau.dir.path().join("codes.txt");
+    std::fs::write(&codes, "H001\n\nH002\r\n北京协和医院\n").unwrap();
+    let created = bureau.ok(&["apikey", "create", "--hospitals", codes.to_str().unwrap()]);
+    let lines: Vec<(&str, &str)> = created
+        .lines()
+        .map(|line| line.split_once('\t').unwrap())
+        .collect();
+    let hospitals: Vec<&str> = lines.iter().map(|(hospital, _)| *hospital).collect();
+    assert_eq!(hospitals, ["H001", "H002", "北京协和医院"], "{created}");
+    let mut connection = sqlx::SqliteConnection::connect(&bureau.database()).await.unwrap();
+    for (hospital, key) in &lines {
+        assert!(key.starts_with("jz_") && key.len() > 40, "{created}");
+        let hash = jiuzhu_store::ApiKeyHash::of(key);
+        let row = sqlx::query("SELECT hospital FROM api_keys WHERE key_hash = ?")
+            .bind(hash.as_bytes().to_vec())
+            .fetch_one(&mut connection)
+            .await
+            .unwrap();
+        assert_eq!(row.get::<String, _>("hospital"), *hospital);
+    }
+    let before = keys_and_entries(&mut connection).await;
+    assert_eq!(before.0, 3);
+
+    let database = bureau.database();
+    for (text, fault) in [
+        (
+            "H003\nH004\nH003\n",
+            "codes.txt:3: hospital H003 is already on line 1",
+        ),
+        (
+            "H003\n H004\n",
+            "codes.txt:2: the hospital code has spaces around it",
+        ),
+        ("H003\nH0\u{7}4\n", "codes.txt:2: hospital"),
+        ("\n\n", "codes.txt: no hospital codes"),
+    ] {
+        std::fs::write(&codes, text).unwrap();
+        let output = bureau.run(&[
+            "apikey",
+            "create",
+            "--hospitals",
+            "codes.txt",
+            "--database",
+            &database,
+        ]);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{text:?}: {stderr}");
+        assert!(stderr.contains(fault), "{text:?}: {stderr}");
+        assert!(output.stdout.is_empty(), "{text:?}");
+        assert_eq!(
+            keys_and_entries(&mut connection).await,
+            before,
+            "{text:?} stored something"
+        );
+    }
+    let verified = bureau.ok(&["audit", "verify"]);
+    assert!(verified.contains("The audit chain is whole"), "{verified}");
+}
+
+/// The number of API keys and of audit entries.
+async fn keys_and_entries(connection: &mut sqlx::SqliteConnection) -> (i64, i64) {
+    use sqlx::Row as _;
+    let row =
+        sqlx::query("SELECT (SELECT COUNT(*) FROM api_keys) AS n, (SELECT COUNT(*) FROM audit_log) AS a")
+            .fetch_one(connection)
+            .await
+            .unwrap();
+    (row.get::<i64, _>("n"), row.get::<i64, _>("a"))
+}

@@ -491,12 +491,27 @@ impl Store {
     /// Creates an API key for a hospital; the key is shown once and stored
     /// only as its hash.
     pub async fn create_api_key(&self, hospital: &str, actor: &str) -> Result<ApiKey, StoreError> {
-        let (key, hash) = ApiKey::generate()?;
-        match &self.backend {
-            Backend::Sqlite(pool) => sqlite::create_api_key(pool, hospital, &hash, actor).await?,
-            Backend::Postgres(pool) => postgres::create_api_key(pool, hospital, &hash, actor).await?,
+        let mut keys = self.create_api_keys(&[hospital], actor).await?;
+        keys.pop()
+            .ok_or_else(|| StoreError::Damaged("no key was made for the hospital".to_owned()))
+    }
+
+    /// A new key for each of `hospitals`, in their order, stored in one
+    /// transaction: every key is stored, or none (a hospital onboarded
+    /// twice gets two keys, as with [`Self::create_api_key`]).
+    pub async fn create_api_keys(&self, hospitals: &[&str], actor: &str) -> Result<Vec<ApiKey>, StoreError> {
+        let mut keys = Vec::with_capacity(hospitals.len());
+        let mut hashes = Vec::with_capacity(hospitals.len());
+        for hospital in hospitals {
+            let (key, hash) = ApiKey::generate()?;
+            keys.push(key);
+            hashes.push((*hospital, hash));
         }
-        Ok(key)
+        match &self.backend {
+            Backend::Sqlite(pool) => sqlite::create_api_keys(pool, &hashes, actor).await?,
+            Backend::Postgres(pool) => postgres::create_api_keys(pool, &hashes, actor).await?,
+        }
+        Ok(keys)
     }
 
     /// The hospital an API key belongs to, if the key is known and not
@@ -1937,22 +1952,25 @@ macro_rules! backend {
                     .collect()
             }
 
-            pub(super) async fn create_api_key(
+            /// Stores the keys of hospitals, each with its audit entry, in
+            /// one transaction: all of them or none.
+            pub(super) async fn create_api_keys(
                 pool: &Pool,
-                hospital: &str,
-                hash: &ApiKeyHash,
+                keys: &[(&str, ApiKeyHash)],
                 actor: &str,
             ) -> Result<(), StoreError> {
                 let mut tx = pool.begin_with($begin).await?;
                 serialise(&mut tx).await?;
-                sqlx::query("INSERT INTO api_keys (hospital, key_hash, created_at) VALUES ($1, $2, $3)")
-                    .bind(hospital)
-                    .bind(hash.as_bytes().to_vec())
-                    .bind(now_text())
-                    .execute(&mut *tx)
-                    .await?;
-                let details = format!("{{\"hospital\":{}}}", json_string(hospital));
-                audit(&mut tx, actor, "apikey.create", &format!("hospital {hospital}"), details).await?;
+                for (hospital, hash) in keys {
+                    sqlx::query("INSERT INTO api_keys (hospital, key_hash, created_at) VALUES ($1, $2, $3)")
+                        .bind(hospital)
+                        .bind(hash.as_bytes().to_vec())
+                        .bind(now_text())
+                        .execute(&mut *tx)
+                        .await?;
+                    let details = format!("{{\"hospital\":{}}}", json_string(hospital));
+                    audit(&mut tx, actor, "apikey.create", &format!("hospital {hospital}"), details).await?;
+                }
                 tx.commit().await?;
                 Ok(())
             }
