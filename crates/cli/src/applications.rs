@@ -53,7 +53,8 @@ pub enum StaffCommand {
         settings: SettingsArgs,
     },
     /// Disable a member of staff: their web sessions end, their API tokens
-    /// and password open nothing until enabled again. The last enabled
+    /// are revoked (enabled again, they need a new one: `staff add`) and
+    /// their password opens nothing until enabled again. The last enabled
     /// admin cannot be disabled, nor can one disable oneself.
     Disable {
         name: String,
@@ -328,7 +329,7 @@ pub fn staff(command: &StaffCommand) -> ExitCode {
                 match store.disable_staff(name, reason, &operator()).await {
                     Ok(()) => {
                         println!(
-                            "{name} is disabled: their sessions have ended and their API tokens open nothing"
+                            "{name} is disabled: their sessions have ended and their API tokens are revoked"
                         );
                         Ok(ExitCode::SUCCESS)
                     }

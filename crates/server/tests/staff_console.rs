@@ -314,15 +314,18 @@ async fn a_disabled_member_of_staffs_live_session_and_api_token_are_refused_at_o
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(app.store.staff("rev").await.unwrap().is_none());
 
-    // Enabled again: the token works and they log in; the old session
-    // stays ended.
+    // Enabled again: they log in; the old session stays ended and the
+    // token revoked when they were disabled stays revoked.
     let (status, page) = app
         .post(&admin, "/staff/users/rev/enable", &[("csrf", &csrf)])
         .await;
     assert_eq!(status, StatusCode::OK, "{page}");
     assert!(page.contains("Enabled again."), "{page}");
     assert_eq!(app.page(&reviewer, "/staff").await.0, StatusCode::SEE_OTHER);
-    assert_eq!(app.api_status(app.token("rev")).await, StatusCode::OK);
+    assert_eq!(app.api_status(app.token("rev")).await, StatusCode::UNAUTHORIZED);
+    let roles = app.store.staff("rev").await.unwrap().unwrap().roles;
+    let new_token = app.store.add_staff("rev", &roles, "admin").await.unwrap();
+    assert_eq!(app.api_status(&new_token).await, StatusCode::OK);
     app.log_in(&browser(), "rev").await;
     let (status, _) = app
         .post(&admin, "/staff/users/rev/enable", &[("csrf", &csrf)])

@@ -1111,7 +1111,7 @@ pub(super) struct DisableForm {
 }
 
 /// `POST /staff/users/{name}/disable`: with a reason; their sessions end
-/// at once and their API tokens open nothing.
+/// at once and their API tokens are revoked.
 pub(super) async fn disable_user(
     State(state): State<AppState>,
     headers: HeaderMap,

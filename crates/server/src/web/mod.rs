@@ -42,7 +42,7 @@
 //! | `GET /staff/audit?id=…&purpose=…`, `GET /staff/audit.xlsx?id=…&purpose=…` | auditors: a person's whole story in time order, masked; each read logged with its purpose |
 //! | `GET /staff/audit/verify` | auditors: whether the audit chain verifies |
 //! | `GET, POST /staff/users`, `GET /staff/users.xlsx` | admins: staff users, their roles and whether (since when, by whom) disabled; a user added with an initial password |
-//! | `GET /staff/users/{name}`, `POST …/roles`, `…/disable`, `…/enable` | admins: a member of staff's roles changed, disabled with a reason (sessions end, API tokens refused), enabled; never oneself nor the last enabled admin |
+//! | `GET /staff/users/{name}`, `POST …/roles`, `…/disable`, `…/enable` | admins: a member of staff's roles changed, disabled with a reason (sessions end, API tokens revoked), enabled; never oneself nor the last enabled admin |
 //! | `GET, POST /staff/accounts`, `GET /staff/accounts/rejected/{id}` | admins, approvers: persons' bank accounts uploaded (CSV in UTF-8 or GBK, or XLSX), refused whole with a report, or stored and shown masked |
 //! | `GET, POST /staff/keys`, `GET /staff/keys.xlsx`, `POST /staff/keys/{owner}/{id}/revoke` | admins: hospitals' and departments' API keys, listed without secrets; a new one shown once; one revoked |
 //!

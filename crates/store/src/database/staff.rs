@@ -1,6 +1,6 @@
 //! Staff users administered: a member of staff's roles changed, disabled
-//! with a reason (their web sessions end at once; their API tokens and
-//! their password open nothing while disabled) and enabled again.
+//! with a reason (their web sessions end and their API tokens are revoked
+//! at once; their password opens nothing while disabled) and enabled again.
 //!
 //! The guards hold here, for the console and the command line alike: an
 //! admin cannot disable themselves nor remove their own admin role, and
@@ -106,8 +106,9 @@ impl Store {
         }
     }
 
-    /// Disables a member of staff: their sessions end, their API tokens
-    /// and password open nothing until they are enabled again.
+    /// Disables a member of staff: their sessions end and their API tokens
+    /// are revoked for good; their password opens nothing until they are
+    /// enabled again.
     pub async fn disable_staff(&self, name: &str, reason: &str, actor: &str) -> Result<(), StaffError> {
         let reason = reason.trim();
         if reason.is_empty() {
@@ -246,7 +247,20 @@ macro_rules! staff_backend {
                 .bind(name)
                 .execute(&mut *tx)
                 .await?;
-                let details = format!("{{\"reason\":{}}}", json_string(reason));
+                // Their API tokens are revoked for good: enabled again,
+                // they get a new one (`staff add`), not the old ones back.
+                let revoked = sqlx::query(
+                    "UPDATE staff_tokens SET revoked_at = $1 WHERE name = $2 AND revoked_at IS NULL",
+                )
+                .bind(&now)
+                .bind(name)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                let details = format!(
+                    "{{\"reason\":{},\"tokens_revoked\":{revoked}}}",
+                    json_string(reason)
+                );
                 audit(
                     &mut tx,
                     actor,

@@ -275,8 +275,9 @@ async fn a_member_of_staffs_roles_change_and_they_are_disabled_and_enabled_each_
             1
         );
 
-        // Disabled with a reason: the session ends at once, the token and
-        // the password open nothing; the listing says since when, by whom, why.
+        // Disabled with a reason: the session ends at once, the token is
+        // revoked and the password opens nothing; the listing says since
+        // when, by whom, why.
         store
             .disable_staff("clerk", " left the bureau ", "boss")
             .await
@@ -305,17 +306,30 @@ async fn a_member_of_staffs_roles_change_and_they_are_disabled_and_enabled_each_
             database
                 .number(
                     "SELECT COUNT(*) FROM audit_log WHERE action = 'staff.disable' AND actor = 'boss' \
-                     AND subject = 'staff clerk' AND details = '{\"reason\":\"left the bureau\"}'"
+                     AND subject = 'staff clerk' AND details = '{\"reason\":\"left the bureau\",\"tokens_revoked\":1}'"
                 )
                 .await,
             1
         );
 
-        // Enabled again: the token and the password work, the ended
-        // session stays ended.
-        store.enable_staff("clerk", "boss").await.unwrap();
         assert_eq!(
-            store.staff_for_token(&token).await.unwrap().map(|user| user.name),
+            database
+                .number("SELECT COUNT(*) FROM staff_tokens WHERE name = 'clerk' AND revoked_at IS NULL")
+                .await,
+            0
+        );
+
+        // Enabled again: the password works, the ended session stays ended
+        // and the revoked token stays revoked; a new token works.
+        store.enable_staff("clerk", "boss").await.unwrap();
+        assert!(store.staff_for_token(&token).await.unwrap().is_none());
+        let new_token = store.add_staff("clerk", &[Role::Reviewer], "boss").await.unwrap();
+        assert_eq!(
+            store
+                .staff_for_token(&new_token)
+                .await
+                .unwrap()
+                .map(|user| user.name),
             Some("clerk".to_owned())
         );
         assert!(store
