@@ -444,6 +444,73 @@ async fn on_a_phone_a_resident_uses_each_of_the_six_services_and_each_page_passe
     assert!(all.contains("已拨付"), "{all}");
     accessible(&browser, "my applications").await;
 
+    // (2, again) A bill filed long after its date goes to a reviewer, who
+    // turns it down; the resident applies again by ticking it among the
+    // bills the bureau holds, with a new scan, and types nothing.
+    browser.click("nav.menu a[href='/me/apply']").await;
+    browser.wait_for("/me/apply").await;
+    let long_ago = browser
+        .script("new Date(Date.now() - 86400000 * 400).toISOString().slice(0, 10)")
+        .await;
+    fill(1, "WALK-0003", ["2100", "1200", "700", "200"]).await;
+    browser
+        .script(&format!(
+            "document.querySelector('#service_date_1').value = '{}'",
+            long_ago.as_str().unwrap()
+        ))
+        .await;
+    browser
+        .click("main button[value=submit]:not(.default-action)")
+        .await;
+    browser.wait_for("/me/applications").await;
+    let newest = browser.text("ul.bills > li:first-child h2").await;
+    assert!(newest.contains("待审核"), "{newest}");
+    let queue = common::jiuzhu(
+        dir.path(),
+        &["review", "list", "--as", "shenhe", "--database", &database],
+    );
+    let late = queue
+        .lines()
+        .filter_map(|line| line.split('\t').next()?.parse::<u64>().ok())
+        .max()
+        .unwrap_or_else(|| panic!("nothing to review: {queue}"))
+        .to_string();
+    common::jiuzhu(
+        dir.path(),
+        &[
+            "review",
+            "reject",
+            &late,
+            "--reason",
+            "票据看不清，请重新上传",
+            "--as",
+            "shenhe",
+            "--database",
+            &database,
+        ],
+    );
+    browser.click("nav.menu a[href='/me/apply']").await;
+    browser.wait_for("/me/apply").await;
+    let held = browser.text("fieldset.held").await;
+    assert!(held.contains("WALK-0003") && held.contains("¥2100.00"), "{held}");
+    accessible(&browser, "apply, a bill to apply for again").await;
+    browser.click("#held-WALK-0003").await;
+    browser
+        .type_into("#held_scan_WALK-0003", scan.to_str().unwrap())
+        .await;
+    browser
+        .click("main button[value=submit]:not(.default-action)")
+        .await;
+    browser.wait_for("/me/applications").await;
+    assert_eq!(browser.count("ul.bills > li").await, before + 3);
+    let again = browser.text("ul.bills > li:first-child").await;
+    assert!(again.contains("WALK-0003"), "{again}");
+    let turned_down = browser.text("ul.bills > li:nth-child(2)").await;
+    assert!(
+        turned_down.contains("未通过") && turned_down.contains("WALK-0003"),
+        "{turned_down}"
+    );
+
     // (3) The assisted bills, each in plain words, the new one among them.
     browser.click("nav.menu a[href='/me']").await;
     browser.wait_for("/me").await;
