@@ -2079,4 +2079,21 @@ mod tests {
             "{error}"
         );
     }
+
+    /// The snapshot maps the whole file, however large: SQLite is built to
+    /// allow it (`.cargo/config.toml`), not cut at its 2 GB default.
+    #[test]
+    fn the_snapshot_maps_the_whole_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("store.db");
+        rusqlite::Connection::open(&path)
+            .unwrap()
+            .execute_batch("CREATE TABLE t (x INTEGER)")
+            .unwrap();
+        let connection = snapshot_connection(&path).unwrap();
+        let mapped: i64 = connection
+            .query_row("PRAGMA mmap_size", [], |row| row.get(0))
+            .unwrap();
+        assert_eq!(mapped, SNAPSHOT_MMAP_BYTES);
+    }
 }
