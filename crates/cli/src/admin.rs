@@ -480,15 +480,20 @@ fn create_hospital_keys(file: &Path, settings: &SettingsArgs) -> ExitCode {
 /// by the file's name and the line's number.
 fn read_hospital_codes(file: &Path) -> anyhow::Result<Vec<String>> {
     let name = file.display().to_string();
-    let text = if file == Path::new("-") {
-        std::io::read_to_string(std::io::stdin()).context("cannot read the standard input")?
+    let bytes = if file == Path::new("-") {
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(
+            &mut std::io::Read::take(std::io::stdin(), DEFAULT_MAX_INPUT_BYTES.saturating_add(1)),
+            &mut bytes,
+        )
+        .context("cannot read the standard input")?;
+        check_input_size(&name, bytes.len() as u64, DEFAULT_MAX_INPUT_BYTES)
+            .map_err(|problem| anyhow!("{problem}"))?;
+        bytes
     } else {
-        let size = std::fs::metadata(file)
-            .with_context(|| format!("cannot read {name}"))?
-            .len();
-        check_input_size(&name, size, DEFAULT_MAX_INPUT_BYTES).map_err(|problem| anyhow!("{problem}"))?;
-        std::fs::read_to_string(file).with_context(|| format!("cannot read {name}"))?
+        read_limited(file, &name, DEFAULT_MAX_INPUT_BYTES).map_err(|problem| anyhow!("{problem}"))?
     };
+    let text = String::from_utf8(bytes).map_err(|_| anyhow!("{name}: is not UTF-8 text"))?;
     let mut seen: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
     let mut codes = Vec::new();
     for (index, line) in text.lines().enumerate() {
