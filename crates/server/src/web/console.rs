@@ -13,7 +13,9 @@ use jiuzhu_store::{KeyOwner, Role, WhatIf, WhatIfError};
 use minijinja::context;
 use serde::Deserialize;
 
-use super::{failed, staff_page, staff_post, workbook, xlsx_download, CsrfForm, FindQuery, Viewer};
+use super::{
+    failed, staff_page, staff_post, story_page, workbook, xlsx_download, CsrfForm, FindQuery, Viewer,
+};
 use crate::AppState;
 
 /// The largest policy file accepted, in bytes.
@@ -700,51 +702,7 @@ pub(super) async fn audit_person(
         Ok(found) => found,
         Err(response) => return *response,
     };
-    let purpose = query.purpose.unwrap_or_default();
-    let Some(typed) = query.id.filter(|id| !id.trim().is_empty()) else {
-        return viewer.render(StatusCode::OK, "audit.html", context! { purpose => purpose });
-    };
-    let Ok(person) = jiuzhu_core::ResidentId::parse(typed.trim()) else {
-        let problem = viewer.language.text("bad_id");
-        return viewer.render(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "audit.html",
-            context! { purpose => purpose, problem => problem },
-        );
-    };
-    let why = if purpose.trim().is_empty() {
-        "audit trail".to_owned()
-    } else {
-        purpose.clone()
-    };
-    match state.store.person_story(person, &user.name, &why).await {
-        Ok(Some(story)) => {
-            let events: Vec<minijinja::Value> = story
-                .events
-                .iter()
-                .map(|event| {
-                    context! {
-                        at => event.at.clone(), kind => event.kind.as_str(),
-                        summary => event.summary.clone(), details => event.details.clone(),
-                    }
-                })
-                .collect();
-            viewer.render(
-                StatusCode::OK,
-                "audit.html",
-                context! { purpose => purpose, person => story.masked_id, events => events },
-            )
-        }
-        Ok(None) => {
-            let problem = viewer.language.text("unknown_person");
-            viewer.render(
-                StatusCode::NOT_FOUND,
-                "audit.html",
-                context! { purpose => purpose, problem => problem },
-            )
-        }
-        Err(error) => failed("a record could not be read", &error),
-    }
+    story_page(&state, &viewer, &user, query, "audit.html", "audit trail").await
 }
 
 /// `GET /staff/audit.xlsx?id=…&purpose=…`: the same story as a workbook;

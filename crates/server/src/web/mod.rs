@@ -571,44 +571,60 @@ async fn find_person(
         Ok(found) => found,
         Err(response) => return *response,
     };
+    story_page(&state, &viewer, &user, query, "person.html", "staff search").await
+}
+
+/// The page `template` with a person's whole story, found by their full ID
+/// as typed in `query` (never shown back). The read is logged with who and
+/// why (the purpose typed, or `default_why`) before anything is shown; the
+/// page alone, with what was typed, when no ID was; a refusal naming the
+/// problem when the ID is not one or nobody has it.
+async fn story_page(
+    state: &AppState,
+    viewer: &Viewer,
+    user: &StaffUser,
+    query: FindQuery,
+    template: &str,
+    default_why: &str,
+) -> Response {
     let purpose = query.purpose.unwrap_or_default();
     let Some(typed) = query.id.filter(|id| !id.trim().is_empty()) else {
-        return viewer.render(StatusCode::OK, "person.html", context! { purpose => purpose });
+        return viewer.render(StatusCode::OK, template, context! { purpose => purpose });
+    };
+    let refused = |status: StatusCode, problem: &str| {
+        let problem = viewer.language.text(problem);
+        viewer.render(
+            status,
+            template,
+            context! { purpose => purpose.clone(), problem => problem },
+        )
     };
     let Ok(person) = jiuzhu_core::ResidentId::parse(typed.trim()) else {
-        let problem = viewer.language.text("bad_id");
-        return viewer.render(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "person.html",
-            context! { purpose => purpose, problem => problem },
-        );
+        return refused(StatusCode::UNPROCESSABLE_ENTITY, "bad_id");
     };
-    let why = if purpose.trim().is_empty() {
-        "staff search".to_owned()
-    } else {
-        purpose.clone()
+    let why = match purpose.trim() {
+        "" => default_why,
+        typed => typed,
     };
-    match state.store.person_story(person, &user.name, &why).await {
+    match state.store.person_story(person, &user.name, why).await {
         Ok(Some(story)) => {
             let events: Vec<minijinja::Value> = story
                 .events
                 .iter()
-                .map(|event| context! { at => event.at.clone(), summary => event.summary.clone(), details => event.details.clone() })
+                .map(|event| {
+                    context! {
+                        at => event.at.clone(), kind => event.kind.as_str(),
+                        summary => event.summary.clone(), details => event.details.clone(),
+                    }
+                })
                 .collect();
             viewer.render(
                 StatusCode::OK,
-                "person.html",
+                template,
                 context! { purpose => purpose, person => story.masked_id, events => events },
             )
         }
-        Ok(None) => {
-            let problem = viewer.language.text("unknown_person");
-            viewer.render(
-                StatusCode::NOT_FOUND,
-                "person.html",
-                context! { purpose => purpose, problem => problem },
-            )
-        }
+        Ok(None) => refused(StatusCode::NOT_FOUND, "unknown_person"),
         Err(error) => failed("a record could not be read", &error),
     }
 }
