@@ -1060,12 +1060,41 @@ async fn answers_stored_in_their_decisions_before_their_own_table_are_replayed_t
 async fn the_dashboard_sums_each_month_and_each_category_of_the_year_leaving_reversals_out() {
     for database in fresh_databases("dashboard").await {
         let (store, _) = prepared(&database).await;
-        import_feed(&store, &read(INVOICES), 1024).await.unwrap();
-        // One assisted bill reversed: it counts nowhere.
-        store
-            .reverse("H001", &InvoiceNo::parse("INV002").unwrap(), "H001")
+        let settle = |numbers: &'static [&'static str]| {
+            let store = store.clone();
+            async move {
+                for number in numbers {
+                    let bill = invoice(number);
+                    let hospital = bill.hospital.as_str().to_owned();
+                    store.settle(&hospital, &bill, &hospital).await.unwrap();
+                }
+            }
+        };
+        let reverse = |hospital: &'static str, number: &'static str| {
+            let store = store.clone();
+            async move {
+                store
+                    .reverse(hospital, &InvoiceNo::parse(number).unwrap(), hospital)
+                    .await
+                    .unwrap();
+            }
+        };
+        // Bills settled and reversed before the figures are first read and
+        // after: the figures read on from the first must be those read
+        // anew, each with the reversed bills nowhere.
+        settle(&["INV001", "INV002", "INV004"]).await;
+        let first = store.dashboard("2024-06-01", 2024).await.unwrap();
+        reverse("H001", "INV002").await;
+        settle(&["INV003", "INV005", "INV006", "INV007", "INV008"]).await;
+        reverse("市第一人民医院", "INV003").await;
+        let read_on = store
+            .dashboard_after("2024-06-01", 2024, Some(&first))
             .await
             .unwrap();
+        let figures = store.dashboard("2024-06-01", 2024).await.unwrap();
+        assert_eq!(read_on, figures);
+        assert_ne!(read_on.per_category, first.per_category);
+
         let months: BTreeMap<String, String> = invoices()
             .iter()
             .map(|bill| {
@@ -1077,9 +1106,14 @@ async fn the_dashboard_sums_each_month_and_each_category_of_the_year_leaving_rev
             .collect();
         let mut per_month: BTreeMap<String, i64> = BTreeMap::new();
         let mut per_category: BTreeMap<String, i64> = BTreeMap::new();
+        let mut reversed_amounts = 0;
         for decision in stored_decisions(&database).await {
             let row = decision.row;
-            if row.year != 2024 || row.invoice_no == "INV002" {
+            if row.year != 2024 {
+                continue;
+            }
+            if ["INV002", "INV003"].contains(&row.invoice_no.as_str()) {
+                reversed_amounts += row.amount;
                 continue;
             }
             *per_month.entry(months[&row.invoice_no].clone()).or_default() += row.amount;
@@ -1088,7 +1122,7 @@ async fn the_dashboard_sums_each_month_and_each_category_of_the_year_leaving_rev
             }
         }
         assert!(per_category.values().sum::<i64>() > 0);
-        let figures = store.dashboard("2024-06-01", 2024).await.unwrap();
+        assert!(reversed_amounts > 0, "the reversed bills were assisted");
         let fen = |map: BTreeMap<String, i64>| -> Vec<(String, Fen)> {
             map.into_iter()
                 .map(|(key, amount)| (key, Fen::from_fen(amount)))
@@ -1106,6 +1140,13 @@ async fn the_dashboard_sums_each_month_and_each_category_of_the_year_leaving_rev
                 ("ZCX".to_owned(), 1)
             ]
         );
+        // Another year's figures are not read on from these.
+        let next_year = store
+            .dashboard_after("2025-06-01", 2025, Some(&figures))
+            .await
+            .unwrap();
+        assert_eq!(next_year, store.dashboard("2025-06-01", 2025).await.unwrap());
+        assert!(next_year.per_month.is_empty());
         database.drop_database().await;
     }
 }

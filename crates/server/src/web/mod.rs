@@ -110,7 +110,8 @@ pub(crate) struct WebState {
 
 /// How long the dashboard's figures are shown before they are read again.
 /// They sum every bill of the year: read once for all viewers, not once
-/// per page view. The page says when they were read.
+/// per page view, and after the first read only the bills decided or
+/// reversed since are read. The page says when they were read.
 const DASHBOARD_FRESH: Duration = Duration::from_secs(60);
 
 /// The dashboard's figures as last read, shared by every viewer. A viewer
@@ -177,7 +178,10 @@ impl DashboardCache {
         today: &str,
         year: i32,
     ) -> Result<CachedDashboard, jiuzhu_store::StoreError> {
-        let figures = store.dashboard(today, year).await?;
+        // Read on from the figures as last read: only what was decided
+        // or reversed since is read.
+        let previous = self.current(year).map(|cached| cached.figures);
+        let figures = store.dashboard_after(today, year, previous.as_deref()).await?;
         let cached = CachedDashboard {
             figures: Arc::new(figures),
             today: today.to_owned(),

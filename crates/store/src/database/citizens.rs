@@ -8,6 +8,8 @@
 //! [`CODE_WINDOW_SECONDS`]. A citizen's session names them by their blind
 //! index, never their ID.
 
+use std::collections::BTreeMap;
+
 use jiuzhu_core::{Fen, ResidentId};
 use sha2::{Digest, Sha256};
 
@@ -961,21 +963,63 @@ pub struct Dashboard {
     /// reversed.
     pub per_category: Vec<(String, Fen)>,
     pub year: i32,
+    /// What the sums are made of, for [`Store::dashboard_after`]: by
+    /// service month and category, the amount and number of the year's
+    /// decisions not reversed, of the decision rows up to `through`.
+    granted: BTreeMap<(String, Option<String>), (i64, i64)>,
+    through: i64,
 }
+
+/// Granted by service month and category: the amount and the number of
+/// decisions, each row to add (or, for decisions reversed, to take away).
+type GrantedRows = Vec<(String, Option<String>, i64, i64)>;
 
 impl Store {
     /// Recipients by category today, and assistance per month of `year`.
     pub async fn dashboard(&self, today: &str, year: i32) -> Result<Dashboard, StoreError> {
-        let (recipients, granted) = match &self.backend {
-            Backend::Sqlite(pool) => sqlite_dashboard::read(pool, today, year).await?,
-            Backend::Postgres(pool) => postgres_dashboard::read(pool, today, year).await?,
+        self.dashboard_after(today, year, None).await
+    }
+
+    /// The figures of [`Store::dashboard`], the sums of the year read on
+    /// from `previous` (figures of the same year read earlier): only the
+    /// decision rows written since are read, the new decisions added and
+    /// the decisions reversed since taken away, rather than every bill of
+    /// the year joined again. On SQLite, whose one writer commits rows in
+    /// the order of their ids; PostgreSQL, whose sequences may commit out
+    /// of order, sums the year again.
+    pub async fn dashboard_after(
+        &self,
+        today: &str,
+        year: i32,
+        previous: Option<&Dashboard>,
+    ) -> Result<Dashboard, StoreError> {
+        let previous = previous.filter(|previous| previous.year == year);
+        let (recipients, rows, through, mut granted) = match &self.backend {
+            Backend::Sqlite(pool) => {
+                let since = previous.map_or(0, |previous| previous.through);
+                let (recipients, rows, through) = sqlite_dashboard::read(pool, today, year, since).await?;
+                let granted = previous
+                    .map(|previous| previous.granted.clone())
+                    .unwrap_or_default();
+                (recipients, rows, through, granted)
+            }
+            Backend::Postgres(pool) => {
+                let (recipients, rows, through) = postgres_dashboard::read(pool, today, year, 0).await?;
+                (recipients, rows, through, BTreeMap::new())
+            }
         };
-        let mut per_month: std::collections::BTreeMap<String, i64> = std::collections::BTreeMap::new();
-        let mut per_category: std::collections::BTreeMap<String, i64> = std::collections::BTreeMap::new();
-        for (month, category, amount) in granted {
-            *per_month.entry(month).or_default() += amount;
+        for (month, category, amount, count) in rows {
+            let entry = granted.entry((month, category)).or_default();
+            entry.0 += amount;
+            entry.1 += count;
+        }
+        granted.retain(|_, (_, count)| *count > 0);
+        let mut per_month: BTreeMap<String, i64> = BTreeMap::new();
+        let mut per_category: BTreeMap<String, i64> = BTreeMap::new();
+        for ((month, category), (amount, _)) in &granted {
+            *per_month.entry(month.clone()).or_default() += amount;
             if let Some(category) = category {
-                *per_category.entry(category).or_default() += amount;
+                *per_category.entry(category.clone()).or_default() += amount;
             }
         }
         let fen = |(key, amount): (String, i64)| (key, Fen::from_fen(amount));
@@ -984,6 +1028,8 @@ impl Store {
             per_month: per_month.into_iter().map(fen).collect(),
             per_category: per_category.into_iter().map(fen).collect(),
             year,
+            granted,
+            through,
         })
     }
 }
@@ -993,38 +1039,70 @@ macro_rules! dashboard_backend {
         mod $module {
             use sqlx::Row as _;
 
+            use super::GrantedRows;
             use crate::database::StoreError;
 
-            /// Recipients by category; granted by month and category.
-            type Figures = (Vec<(String, u64)>, Vec<(String, Option<String>, i64)>);
+            /// The year's decisions after `since` and up to `through`, not
+            /// reversed up to `through`, by service month and category.
+            const ADDED: &str = "SELECT SUBSTR(i.service_date, 1, 7), d.category, \
+                CAST(SUM(d.amount) AS BIGINT), COUNT(*) \
+                FROM decisions d JOIN invoices i ON i.invoice_no = d.invoice_no \
+                WHERE d.id > $1 AND d.id <= $2 AND d.kind = 'decision' AND d.year = $3 \
+                AND NOT EXISTS (SELECT 1 FROM decisions r WHERE r.invoice_no = d.invoice_no \
+                AND r.kind = 'reversal' AND r.id <= $2) GROUP BY 1, 2";
+            /// The year's decisions up to `since` reversed after it, by
+            /// service month and category.
+            const TAKEN_AWAY: &str = "SELECT SUBSTR(i.service_date, 1, 7), d.category, \
+                CAST(SUM(d.amount) AS BIGINT), COUNT(*) \
+                FROM decisions r JOIN decisions d ON d.invoice_no = r.invoice_no AND d.kind = 'decision' \
+                JOIN invoices i ON i.invoice_no = d.invoice_no \
+                WHERE r.id > $1 AND r.id <= $2 AND r.kind = 'reversal' AND d.id <= $1 AND d.year = $3 \
+                GROUP BY 1, 2";
 
-            pub(super) async fn read(pool: &$Pool, today: &str, year: i32) -> Result<Figures, StoreError> {
+            /// Recipients by category; granted by month and category after
+            /// the decision row `since` (to add, or to take away); the last
+            /// decision row read. In one read transaction.
+            pub(super) async fn read(
+                pool: &$Pool,
+                today: &str,
+                year: i32,
+                since: i64,
+            ) -> Result<(Vec<(String, u64)>, GrantedRows, i64), StoreError> {
+                let mut read = pool.begin().await?;
+                let through: i64 = sqlx::query_scalar("SELECT CAST(COALESCE(MAX(id), 0) AS BIGINT) FROM decisions")
+                    .fetch_one(&mut *read)
+                    .await?;
                 let mut recipients = Vec::new();
                 for row in sqlx::query(
                     "SELECT category, COUNT(DISTINCT person_key) FROM spells WHERE superseded_by IS NULL \
                      AND valid_from <= $1 AND (valid_to IS NULL OR valid_to >= $1) GROUP BY category ORDER BY category",
                 )
                 .bind(today)
-                .fetch_all(pool)
+                .fetch_all(&mut *read)
                 .await?
                 {
                     let count: i64 = row.try_get(1)?;
                     recipients.push((row.try_get(0)?, count as u64));
                 }
-                let mut per_month = Vec::new();
-                for row in sqlx::query(
-                    "SELECT SUBSTR(i.service_date, 1, 7) AS month, d.category, CAST(SUM(d.amount) AS BIGINT) \
-                     FROM decisions d JOIN invoices i ON i.invoice_no = d.invoice_no \
-                     WHERE d.kind = 'decision' AND d.year = $1 AND NOT EXISTS (SELECT 1 FROM decisions r \
-                     WHERE r.invoice_no = d.invoice_no AND r.kind = 'reversal') GROUP BY 1, 2 ORDER BY 1, 2",
-                )
-                .bind(i64::from(year))
-                .fetch_all(pool)
-                .await?
-                {
-                    per_month.push((row.try_get(0)?, row.try_get(1)?, row.try_get(2)?));
+                let mut granted = Vec::new();
+                for (sql, sign) in [(ADDED, 1), (TAKEN_AWAY, -1)] {
+                    if sign < 0 && since == 0 {
+                        continue;
+                    }
+                    for row in sqlx::query(sql)
+                        .bind(since)
+                        .bind(through)
+                        .bind(i64::from(year))
+                        .fetch_all(&mut *read)
+                        .await?
+                    {
+                        let amount: i64 = row.try_get(2)?;
+                        let count: i64 = row.try_get(3)?;
+                        granted.push((row.try_get(0)?, row.try_get(1)?, sign * amount, sign * count));
+                    }
                 }
-                Ok((recipients, per_month))
+                read.commit().await?;
+                Ok((recipients, granted, through))
             }
         }
     };
