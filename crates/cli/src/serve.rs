@@ -134,12 +134,18 @@ pub fn run(args: &ServeArgs) -> ExitCode {
                     tracing::info!(
                         log = %notification_log_path.display(),
                         interval_ms,
+                        max_per_second = settings.notify_max_per_second,
                         "one-time codes at once and notifications due are written to the notification log"
                     );
                     Some(Duration::from_millis(interval_ms))
                 }
             };
-            let dispatcher = Some(store.spawn_dispatcher(notification_log, interval, stopped.clone()));
+            let dispatcher = Some(store.spawn_dispatcher(
+                notification_log,
+                interval,
+                settings.notify_max_per_second,
+                stopped.clone(),
+            ));
             let scheduler = crate::clear::spawn_scheduler(
                 store.clone(),
                 settings.clearing_schedule,

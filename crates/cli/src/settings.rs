@@ -133,6 +133,11 @@ settings! {
     /// How often `jiuzhu serve` sends the notifications due, in milliseconds
     /// (100 to 86400000), or 0 for never (then `jiuzhu notify send` does).
     notify_interval_ms: u64 = 5_000, check off_or_within(100, 86_400_000);
+    /// The most notifications `jiuzhu serve` sends per second while a
+    /// backlog is sent (the notifications of a large feed), so that pages
+    /// are served meanwhile as quickly as ever (0 to 1000000; 0: as fast
+    /// as it goes).
+    notify_max_per_second: u32 = 200, check within(0, 1_000_000);
     /// When `jiuzhu serve` runs the periodic clearing (定期清算) of the month
     /// just ended: "monthly DAY HH:MM" (DAY 1 to 28, China time), or "off".
     /// A run missed while no server was up is made up at the next start.
@@ -1205,6 +1210,7 @@ mod tests {
         assert_eq!(settings.max_import_rows, 50_000_000);
         assert_eq!(settings.notification_log, PathBuf::from("notifications.log"));
         assert_eq!(settings.notify_interval_ms, 5_000);
+        assert_eq!(settings.notify_max_per_second, 200);
         for setting in settings.effective() {
             assert_eq!(setting.source, Source::Default, "{}", setting.name);
         }
@@ -1596,6 +1602,19 @@ mod tests {
             Some(Source::Flag {
                 flag: "--notification-log"
             })
+        );
+        let settings = load(
+            "notify_max_per_second = 0\n",
+            &[("JIUZHU_NOTIFY_MAX_PER_SECOND", "50")],
+        )
+        .unwrap();
+        assert_eq!(settings.notify_max_per_second, 50);
+        let error = load("notify_max_per_second = 2000000\n", &[]).unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .contains("must be from 0 to 1000000, found 2000000"),
+            "{error}"
         );
         let error = load("notify_interval_ms = 10\n", &[]).unwrap_err();
         assert!(

@@ -919,7 +919,7 @@ async fn outside_demo_mode_the_codes_reach_the_phone_on_record_at_once_and_never
     phone.received.lock().unwrap().clear();
     let (_stop, stopped) = tokio::sync::watch::channel(false);
     // No periodic round: only a code made sends anything.
-    store.spawn_dispatcher(phone.clone(), None, stopped);
+    store.spawn_dispatcher(phone.clone(), None, 0, stopped);
     let app = serve(store, dir).await;
 
     let resident = browser();

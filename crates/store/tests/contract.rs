@@ -1622,6 +1622,80 @@ impl Sender for Recorder {
     }
 }
 
+/// Spells of `count` new recipients, from the ID whose leading digits
+/// are `first`, as a spells file.
+fn new_recipients(first: u64, count: u64) -> String {
+    let mut text = String::from("source,person_id,category,valid_from,valid_to\n");
+    for digits in first..first + count {
+        let person = jiuzhu_core::ResidentId::from_leading_digits(digits).unwrap();
+        text.push_str(&format!("民政,{person},DB,2024-01-01,\n"));
+    }
+    text
+}
+
+#[tokio::test]
+async fn a_server_sends_a_backlog_at_the_pace_set_and_a_stop_ends_it_between_two_batches() {
+    use std::time::{Duration, Instant};
+    for database in fresh_databases("outbox_paced").await {
+        let store = with_policy(&database).await;
+        let file = new_recipients(11010519500101000, 40);
+        assert_eq!(
+            import(&store, "new.csv", "民政", &file)
+                .await
+                .unwrap()
+                .new_persons,
+            40
+        );
+        // 20 a second: batches of 20, a second apart.
+        let phone = Arc::new(Recorder::default());
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let spawned = Instant::now();
+        let dispatcher = store.spawn_dispatcher(phone.clone(), Some(Duration::from_millis(50)), 20, stopped);
+        loop {
+            let sent = phone.taken.lock().unwrap().len() as u64;
+            let seconds = spawned.elapsed().as_secs();
+            assert!(
+                sent <= 20 * (1 + seconds),
+                "{sent} sent within {seconds} s: faster than 20 a second"
+            );
+            if sent == 40 {
+                break;
+            }
+            assert!(seconds < 60, "the backlog was never all sent");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(spawned.elapsed() >= Duration::from_secs(1));
+        stop.send(true).unwrap();
+        tokio::time::timeout(Duration::from_secs(10), dispatcher)
+            .await
+            .unwrap()
+            .unwrap();
+
+        // One a second, stopped after the first: it ends at once, not
+        // when the backlog is all sent.
+        let file = new_recipients(11010519500102000, 40);
+        assert_eq!(
+            import(&store, "more.csv", "民政", &file)
+                .await
+                .unwrap()
+                .new_persons,
+            40
+        );
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let dispatcher = store.spawn_dispatcher(phone.clone(), Some(Duration::from_millis(50)), 1, stopped);
+        while phone.taken.lock().unwrap().len() < 41 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        stop.send(true).unwrap();
+        tokio::time::timeout(Duration::from_secs(5), dispatcher)
+            .await
+            .expect("a stop waited for the backlog")
+            .unwrap();
+        assert!(phone.taken.lock().unwrap().len() <= 42);
+        database.drop_database().await;
+    }
+}
+
 #[tokio::test]
 async fn a_spells_import_enqueues_one_notice_per_new_recipient_and_an_import_again_none() {
     for database in fresh_databases("outbox_spells").await {

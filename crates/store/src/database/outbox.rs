@@ -336,16 +336,20 @@ impl Store {
         }
     }
 
-    /// Runs the dispatchers of a server until `stop` says so (the round
+    /// Runs the dispatchers of a server until `stop` says so (the batch
     /// under way when it does is finished first): one sends the one-time
     /// codes as soon as one is made (and retries the failed ones every
     /// [`CODE_RETRY_INTERVAL`]); the other, when `interval` is given, sends
     /// everything due every `interval`, the first time one interval after
-    /// it starts (a server starting takes its load first).
+    /// it starts (a server starting takes its load first). A backlog (the
+    /// notifications of a large feed) is sent at most `max_per_second`
+    /// (0: as fast as it goes), a batch at a time: each batch a write, and
+    /// the pages served meanwhile come first.
     pub fn spawn_dispatcher(
         &self,
         sender: Arc<dyn Sender>,
         interval: Option<Duration>,
+        max_per_second: u32,
         stop: watch::Receiver<bool>,
     ) -> JoinHandle<()> {
         let codes = {
@@ -373,20 +377,89 @@ impl Store {
         let mut stop = stop;
         tokio::spawn(async move {
             if let Some(interval) = interval {
-                let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
-                ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-                loop {
-                    tokio::select! {
-                        _ = ticks.tick() => {}
-                        _ = stop.changed() => break,
-                    }
-                    store
-                        .dispatch_round(&*sender, DispatchOptions::default(), "notifications")
-                        .await;
-                }
+                store
+                    .send_paced(&*sender, interval, max_per_second, &mut stop)
+                    .await;
             }
             let _ = codes.await;
         })
+    }
+
+    /// The background sending of [`Store::spawn_dispatcher`]: a batch every
+    /// `interval` while none is due, one batch after the other at the pace
+    /// of `max_per_second` while a backlog is sent; until `stop`.
+    async fn send_paced(
+        &self,
+        sender: &dyn Sender,
+        interval: Duration,
+        max_per_second: u32,
+        stop: &mut watch::Receiver<bool>,
+    ) {
+        let mut options = DispatchOptions::default();
+        // A batch takes at most a second's worth.
+        let batch_time = match max_per_second {
+            0 => Duration::ZERO,
+            rate => {
+                options.limit = options.limit.min(rate);
+                Duration::from_nanos(u64::from(options.limit) * 1_000_000_000 / u64::from(rate))
+            }
+        };
+        let mut next = tokio::time::Instant::now() + interval;
+        // What the round (from the first batch to the one that finds fewer
+        // due than it could take) has sent, and when it was last told.
+        let mut round = DispatchReport::default();
+        let mut told = tokio::time::Instant::now();
+        loop {
+            tokio::select! {
+                () = tokio::time::sleep_until(next) => {}
+                _ = stop.changed() => return,
+            }
+            let started = tokio::time::Instant::now();
+            match self.dispatch_once(sender, options).await {
+                Ok(report) => {
+                    round.sent += report.sent;
+                    round.failed += report.failed;
+                    if report.taken() < u64::from(options.limit) {
+                        if round.taken() > 0 {
+                            round.pending = self.pending_notifications().await.unwrap_or(0);
+                            tracing::info!(
+                                sent = round.sent,
+                                failed = round.failed,
+                                pending = round.pending,
+                                what = "notifications",
+                                "notifications dispatched"
+                            );
+                        }
+                        round = DispatchReport::default();
+                        told = started;
+                        next = started + interval;
+                    } else {
+                        if started.duration_since(told) >= BACKLOG_TOLD_EVERY {
+                            tracing::info!(
+                                sent = round.sent,
+                                failed = round.failed,
+                                max_per_second,
+                                "notifications of a backlog dispatched so far"
+                            );
+                            told = started;
+                        }
+                        next = started + batch_time;
+                    }
+                }
+                Err(error) => {
+                    tracing::warn!(
+                        %error,
+                        what = "notifications",
+                        "notifications could not be dispatched; the next round tries again"
+                    );
+                    round = DispatchReport::default();
+                    next = started + interval;
+                }
+            }
+            // As fast as it goes still lets the other tasks run between
+            // two batches.
+            tokio::task::yield_now().await;
+        }
     }
 
     async fn dispatch_round(&self, sender: &dyn Sender, options: DispatchOptions, what: &'static str) {
@@ -426,6 +499,9 @@ impl Store {
         }
     }
 }
+
+/// How often [`Store::spawn_dispatcher`] says how far a backlog has gone.
+const BACKLOG_TOLD_EVERY: Duration = Duration::from_secs(60);
 
 /// How often the code task of [`Store::spawn_dispatcher`] looks for codes
 /// to retry (a failed one waits its backoff as any notification does).
