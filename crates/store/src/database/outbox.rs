@@ -421,14 +421,22 @@ impl Store {
                     round.failed += report.failed;
                     if report.taken() < u64::from(options.limit) {
                         if round.taken() > 0 {
-                            round.pending = self.pending_notifications().await.unwrap_or(0);
-                            tracing::info!(
-                                sent = round.sent,
-                                failed = round.failed,
-                                pending = round.pending,
-                                what = "notifications",
-                                "notifications dispatched"
-                            );
+                            match self.pending_notifications().await {
+                                Ok(pending) => tracing::info!(
+                                    sent = round.sent,
+                                    failed = round.failed,
+                                    pending,
+                                    what = "notifications",
+                                    "notifications dispatched"
+                                ),
+                                Err(error) => tracing::warn!(
+                                    sent = round.sent,
+                                    failed = round.failed,
+                                    %error,
+                                    what = "notifications",
+                                    "notifications dispatched; how many are left could not be read"
+                                ),
+                            }
                         }
                         round = DispatchReport::default();
                         told = started;
