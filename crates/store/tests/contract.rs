@@ -2477,6 +2477,8 @@ async fn a_bill_settled_while_the_clearing_recomputes_is_recomputed_again_before
         let report = store.run_clearing(period("2024"), "admin", &stage).await.unwrap();
         assert_eq!(settled.lock().unwrap().as_deref(), Some("70.00"));
         assert_eq!(report.persons_rechecked, 1);
+        // The person recomputed again is counted once, with the new bill.
+        assert_eq!((report.invoices, report.persons), (8, 5));
         // Granted: INV005 nothing, INV009 70.00; owed: 35.00 and 70.00.
         assert_eq!(
             difference_rows(&report),
