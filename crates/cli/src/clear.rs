@@ -95,15 +95,25 @@ pub async fn clear_into(
 ) -> anyhow::Result<ClearingReport> {
     std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
     tempfile::NamedTempFile::new_in(out).with_context(|| format!("cannot write into {}", out.display()))?;
-    let report = match store.run_clearing(period, actor, stage).await {
-        Ok(report) => report,
+    // The report's files are made while the clearing's rows are stored,
+    // and written once it is committed.
+    let (report, prepared) = match store
+        .run_clearing_with(period, actor, stage, prepare_report)
+        .await
+    {
+        Ok(done) => done,
         Err(ClearingError::Store(error)) => {
             return Err(anyhow!(error).context("the clearing failed; nothing was stored"))
         }
         Err(error) => return Err(anyhow!("{error}")),
     };
     stage("writing the report");
-    write_report(out, &report).context("the clearing is stored, but its report could not be written")?;
+    let written = match prepared {
+        Some(prepared) => prepared,
+        None => prepare_report(&report),
+    }
+    .and_then(|files| files.write(out));
+    written.context("the clearing is stored, but its report could not be written")?;
     Ok(report)
 }
 
@@ -322,11 +332,27 @@ fn summary_rows(report: &ClearingReport) -> Vec<(&'static str, String)> {
     ]
 }
 
-fn write_report(dir: &Path, report: &ClearingReport) -> anyhow::Result<()> {
-    let tables = tables(report);
-    for (name, header, rows) in &tables {
-        write_file(dir, &format!("{name}.csv"), csv_text(header, rows).as_bytes())?;
+/// A report's files, made and not yet written: each name with its bytes.
+struct ReportFiles(Vec<(String, Vec<u8>)>);
+
+impl ReportFiles {
+    /// Writes each file into `dir`, each through a temporary file renamed
+    /// into place.
+    fn write(&self, dir: &Path) -> anyhow::Result<()> {
+        for (name, bytes) in &self.0 {
+            write_file(dir, name, bytes)?;
+        }
+        Ok(())
     }
+}
+
+/// The report's files: a CSV file per table, and all in `clearing.xlsx`.
+fn prepare_report(report: &ClearingReport) -> anyhow::Result<ReportFiles> {
+    let tables = tables(report);
+    let mut files: Vec<(String, Vec<u8>)> = tables
+        .iter()
+        .map(|(name, header, rows)| (format!("{name}.csv"), csv_text(header, rows).into_bytes()))
+        .collect();
     let mut workbook = Workbook::new();
     let xlsx = |error: rust_xlsxwriter::XlsxError| anyhow!("cannot build clearing.xlsx: {error}");
     {
@@ -357,8 +383,11 @@ fn write_report(dir: &Path, report: &ClearingReport) -> anyhow::Result<()> {
             }
         }
     }
-    let bytes = workbook.save_to_buffer().map_err(xlsx)?;
-    write_file(dir, "clearing.xlsx", &bytes)
+    files.push((
+        "clearing.xlsx".to_owned(),
+        workbook.save_to_buffer().map_err(xlsx)?,
+    ));
+    Ok(ReportFiles(files))
 }
 
 fn summary(report: &ClearingReport, out: &Path) -> String {

@@ -2234,10 +2234,14 @@ async fn a_clearing_pays_what_a_late_spell_owes_once_agrees_with_simulate_and_re
         let late = import(&store, "late.csv", "民政", LATE_SPELL).await.unwrap();
         assert_eq!(late.marked, 1);
 
-        let first = store
-            .run_clearing(period("2024-06"), "admin", &|_| {})
+        // The report is prepared while the clearing is stored: what the
+        // preparer saw is the report given back, its id the stored run's.
+        let (first, prepared) = store
+            .run_clearing_with(period("2024-06"), "admin", &|_| {}, |report| report.clone())
             .await
             .unwrap();
+        assert_eq!(prepared.as_ref(), Some(&first));
+        assert!(first.clearing_id > 0);
         // DB outpatient: no deductible, 70% of the 50.00 base.
         assert_eq!(
             difference_rows(&first),
@@ -2271,11 +2275,15 @@ async fn a_clearing_pays_what_a_late_spell_owes_once_agrees_with_simulate_and_re
         let expected = simulated_totals(&[&read(SPELLS), LATE_SPELL], 2024);
         assert_eq!(stored_totals(&store, expected.keys(), 2024).await, expected);
 
-        // Over unchanged data, nothing new.
-        let again = store
-            .run_clearing(period("2024-06"), "admin", &|_| {})
+        // Over unchanged data, nothing new. A preparer that fails gives
+        // nothing back; the clearing is stored all the same.
+        let (again, prepared) = store
+            .run_clearing_with(period("2024-06"), "admin", &|_| {}, |report| -> u64 {
+                panic!("the preparer of clearing {} fails", report.clearing_id)
+            })
             .await
             .unwrap();
+        assert_eq!(prepared, None);
         assert!(again.differences.is_empty(), "{:?}", again.differences);
         assert_eq!(
             (again.invoices_changed, again.counters_updated, again.marks_taken),
@@ -2446,6 +2454,16 @@ async fn a_clearing_without_a_policy_stores_nothing() {
         let before = database.dump().await;
         let refused = store.run_clearing(period("2024"), "admin", &|_| {}).await;
         assert!(matches!(refused, Err(ClearingError::NoPolicy)), "{refused:?}");
+        // Nor is a report prepared for it.
+        let prepared = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let seen = prepared.clone();
+        let refused = store
+            .run_clearing_with(period("2024"), "admin", &|_| {}, move |_| {
+                seen.store(true, std::sync::atomic::Ordering::SeqCst)
+            })
+            .await;
+        assert!(matches!(refused, Err(ClearingError::NoPolicy)), "{refused:?}");
+        assert!(!prepared.load(std::sync::atomic::Ordering::SeqCst));
         assert_eq!(database.dump().await, before);
         database.drop_database().await;
     }

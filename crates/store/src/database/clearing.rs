@@ -180,6 +180,39 @@ impl Store {
         actor: &str,
         stage: &(dyn Fn(&str) + Sync),
     ) -> Result<ClearingReport, ClearingError> {
+        self.run(period, actor, stage, None).await
+    }
+
+    /// Runs a clearing as [`Store::run_clearing`] does, and meanwhile
+    /// `prepare`s its report (the files of a report, say) in a thread of
+    /// its own: from when the report is known, while the clearing's rows
+    /// are stored. What `prepare` made is given back with the report once
+    /// the clearing is committed; `None` if it could not finish (it
+    /// panicked). A clearing refused or failed gives back only its error,
+    /// and what `prepare` made is dropped.
+    pub async fn run_clearing_with<T: Send + 'static>(
+        &self,
+        period: Period,
+        actor: &str,
+        stage: &(dyn Fn(&str) + Sync),
+        prepare: impl FnOnce(&ClearingReport) -> T + Send + 'static,
+    ) -> Result<(ClearingReport, Option<T>), ClearingError> {
+        let (sender, receiver) = std::sync::mpsc::sync_channel(1);
+        let preparer: Preparer = Box::new(move |report| {
+            // The receiver is gone only if the clearing failed.
+            let _ = sender.send(prepare(report));
+        });
+        let report = self.run(period, actor, stage, Some(preparer)).await?;
+        Ok((report, receiver.try_recv().ok()))
+    }
+
+    async fn run(
+        &self,
+        period: Period,
+        actor: &str,
+        stage: &(dyn Fn(&str) + Sync),
+        prepare: Option<Preparer>,
+    ) -> Result<ClearingReport, ClearingError> {
         let started_at = super::now_text();
         let job = ClearingJob {
             keys: &self.keys,
@@ -190,8 +223,8 @@ impl Store {
             stage,
         };
         match &self.backend {
-            Backend::Sqlite(pool) => sqlite_clearing::run(pool, &job).await,
-            Backend::Postgres(pool) => postgres_clearing::run(pool, &job).await,
+            Backend::Sqlite(pool) => sqlite_clearing::run(pool, &job, prepare).await,
+            Backend::Postgres(pool) => postgres_clearing::run(pool, &job, prepare).await,
         }
     }
 
@@ -203,6 +236,10 @@ impl Store {
         }
     }
 }
+
+/// What is done with a clearing's report while its rows are stored (see
+/// [`Store::run_clearing_with`]).
+type Preparer = Box<dyn FnOnce(&ClearingReport) + Send>;
 
 struct ClearingJob<'j> {
     keys: &'j DataKeys,
@@ -1682,7 +1719,11 @@ macro_rules! clearing_backend {
                 Ok(data)
             }
 
-            pub(super) async fn run(pool: &$Pool, job: &ClearingJob<'_>) -> Result<ClearingReport, ClearingError> {
+            pub(super) async fn run(
+                pool: &$Pool,
+                job: &ClearingJob<'_>,
+                prepare: Option<super::Preparer>,
+            ) -> Result<ClearingReport, ClearingError> {
                 let year = job.period.year();
                 (job.stage)("reading the year's invoices");
                 let (marks, policy, data) = match read_all(pool, year).await? {
@@ -1741,10 +1782,24 @@ macro_rules! clearing_backend {
                 (job.stage)("naming the persons of the report");
                 resolve_ids(pool, &mut tx, job.keys, &mut computed).await?;
                 let (mut report, persons) = report(computed, job.period, marks.policy, rechecked.len() as u64);
-                report.clearing_id = store(&mut tx, job, &mut report, &persons).await?;
+                let (clearing_id, summary, now) = open_run(&mut tx, job, &mut report, &persons).await?;
+                report.clearing_id = clearing_id;
+                // The report is known: it is prepared on the other core
+                // while the rows are stored.
+                let report = std::sync::Arc::new(report);
+                let preparing = prepare.map(|prepare| {
+                    let report = std::sync::Arc::clone(&report);
+                    tokio::task::spawn_blocking(move || prepare(&report))
+                });
+                store(&mut tx, job, clearing_id, (&summary, &now), &persons).await?;
                 (job.stage)("committing");
                 tx.commit().await.map_err(StoreError::from)?;
-                Ok(report)
+                if let Some(preparing) = preparing {
+                    // A preparer that panicked gives nothing back, which
+                    // the caller is told of; the clearing is stored.
+                    let _ = preparing.await;
+                }
+                Ok(std::sync::Arc::try_unwrap(report).unwrap_or_else(|shared| (*shared).clone()))
             }
 
             pub(super) async fn clearings_of(pool: &$Pool, period: jiuzhu_core::Period) -> Result<u64, StoreError> {
@@ -1980,15 +2035,14 @@ macro_rules! clearing_backend {
                 Ok(reader.finish())
             }
 
-            /// Stores the run, its lines, the changed invoices and
-            /// counters, takes the marks and writes the audit entry.
-            /// Returns the run's id.
-            async fn store(
+            /// Takes the marks and stores the run. Returns the run's id, its
+            /// summary and its time (the lines').
+            async fn open_run(
                 tx: &mut Tx<'_>,
                 job: &ClearingJob<'_>,
                 report: &mut ClearingReport,
                 persons: &[(Vec<u8>, PersonResult)],
-            ) -> Result<i64, StoreError> {
+            ) -> Result<(i64, String, String), StoreError> {
                 let year = job.period.year();
                 let year_value = i64::from(year);
                 let now = crate::database::now_text();
@@ -2018,7 +2072,19 @@ macro_rules! clearing_backend {
                 .fetch_one(&mut **tx)
                 .await?;
                 let clearing_id: i64 = row.try_get("id")?;
+                Ok((clearing_id, summary, now))
+            }
 
+            /// Stores the run's lines, the changed invoices and counters,
+            /// and writes the audit entry.
+            async fn store(
+                tx: &mut Tx<'_>,
+                job: &ClearingJob<'_>,
+                clearing_id: i64,
+                (summary, now): (&str, &str),
+                persons: &[(Vec<u8>, PersonResult)],
+            ) -> Result<(), StoreError> {
+                let year_value = i64::from(job.period.year());
                 (job.stage)("storing the lines");
                 // Lines and counters in the order of their persons' keys,
                 // which the indexes they go into and the persons' foreign
@@ -2043,7 +2109,7 @@ macro_rules! clearing_backend {
                             .push_bind(person.granted)
                             .push_bind(person.recomputed)
                             .push_bind(invoices.join(" "))
-                            .push_bind(now.clone());
+                            .push_bind(now.to_owned());
                     });
                     query.build().execute(&mut **tx).await?;
                 }
@@ -2084,7 +2150,7 @@ macro_rules! clearing_backend {
 
                 let details = format!("{{\"clearing_id\":{clearing_id},\"report\":{summary}}}");
                 audit(tx, job.actor, "clearing.run", &format!("clearing {}", job.period), details).await?;
-                Ok(clearing_id)
+                Ok(())
             }
         }
     };
