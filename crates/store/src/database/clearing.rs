@@ -338,12 +338,13 @@ const INVOICES_SQL: &str =
     WHERE d.kind = 'decision' AND d.year = ";
 /// The SQLite reader's halves of [`INVOICES_SQL`], joined in memory: the
 /// year's decisions, and the invoices of service dates from `?1` to before
-/// `?2` with their persons (an invoice's decision is of its person).
+/// `?2` with their persons (an invoice's decision is of its person), of the
+/// rowids from `?3` to `?4` (see [`ScanRanges`]).
 const DECISIONS_SQL: &str = "SELECT invoice_no, outcome, pool, deductible_applied, amount \
     FROM decisions WHERE kind = 'decision' AND year = ";
 const YEAR_INVOICES_SQL: &str = "SELECT invoice_no, hospital, visit_type, service_date, settled_at, total, \
     in_scope_self_pay, out_of_scope_self_pay, person_key FROM invoices \
-    WHERE service_date >= ?1 AND service_date < ?2";
+    WHERE rowid BETWEEN ?3 AND ?4 AND service_date >= ?1 AND service_date < ?2";
 /// Current spells (no year: `AND person_key IN (…)` may follow).
 const SPELLS_SQL: &str = "SELECT person_key, category, valid_from, valid_to, source FROM spells \
     WHERE superseded_by IS NULL";
@@ -630,24 +631,8 @@ impl Names {
         (total, base, out_of_scope): (i64, i64, i64),
     ) -> Result<ScannedInvoice, StoreError> {
         let bad = |what: &str| StoreError::Damaged(format!("invoice {invoice_no} has a bad stored {what}"));
-        let hospital = match self.hospital_numbers.get(hospital) {
-            Some(&index) => index,
-            None => {
-                let index = self.hospitals.len() as u32;
-                self.hospitals.push(hospital.to_owned());
-                self.hospital_numbers.insert(hospital.to_owned(), index);
-                index
-            }
-        };
-        let visit_type = match self.visit_type_numbers.get(visit_type) {
-            Some(&index) => index,
-            None => {
-                let index = u16::try_from(self.visit_types.len()).map_err(|_| bad("visit type"))?;
-                self.visit_types.push(visit_type.to_owned());
-                self.visit_type_numbers.insert(visit_type.to_owned(), index);
-                index
-            }
-        };
+        let hospital = self.hospital(hospital);
+        let visit_type = self.visit_type(visit_type).ok_or_else(|| bad("visit type"))?;
         Ok(ScannedInvoice {
             invoice_no: InvoiceNo::parse(invoice_no).map_err(|_| bad("number"))?,
             person,
@@ -659,6 +644,35 @@ impl Names {
             base,
             out_of_scope,
         })
+    }
+}
+
+impl Names {
+    /// The number of `hospital`, given now if it has none yet.
+    fn hospital(&mut self, hospital: &str) -> u32 {
+        match self.hospital_numbers.get(hospital) {
+            Some(&index) => index,
+            None => {
+                let index = self.hospitals.len() as u32;
+                self.hospitals.push(hospital.to_owned());
+                self.hospital_numbers.insert(hospital.to_owned(), index);
+                index
+            }
+        }
+    }
+
+    /// The number of `visit_type`, given now if it has none yet; `None`
+    /// past 65,536 visit types.
+    fn visit_type(&mut self, visit_type: &str) -> Option<u16> {
+        match self.visit_type_numbers.get(visit_type) {
+            Some(&index) => Some(index),
+            None => {
+                let index = u16::try_from(self.visit_types.len()).ok()?;
+                self.visit_types.push(visit_type.to_owned());
+                self.visit_type_numbers.insert(visit_type.to_owned(), index);
+                Some(index)
+            }
+        }
     }
 }
 
@@ -690,63 +704,151 @@ fn snapshot_connection(path: &std::path::Path) -> Result<rusqlite::Connection, S
     Ok(connection)
 }
 
-/// The invoices of a year's service dates as they were stored, their
-/// names numbered and their persons given slots.
+/// The invoices' rows are scanned in this many ranges of their rowids,
+/// each taken by whichever reader is free first.
+const SCAN_RANGES: i64 = 64;
+
+/// The ranges of the invoices' rowids the readers share: up to `last`
+/// (the highest rowid of the first reader's snapshot: an invoice stored
+/// later is of a decision it does not see), `width` each, the next one
+/// to take in `next`.
+struct ScanRanges {
+    next: std::sync::atomic::AtomicI64,
+    width: i64,
+    last: i64,
+}
+
+impl ScanRanges {
+    fn up_to(last: i64) -> ScanRanges {
+        ScanRanges {
+            next: std::sync::atomic::AtomicI64::new(0),
+            width: (last / SCAN_RANGES).max(1) + 1,
+            last,
+        }
+    }
+
+    /// The next range not taken (its number, first and last rowid).
+    fn take(&self) -> Option<(i64, i64, i64)> {
+        let number = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let first = number.checked_mul(self.width)?;
+        (first <= self.last).then(|| (number, first, first.saturating_add(self.width - 1)))
+    }
+}
+
+/// A reader's share of the scan of a year's invoices: their names
+/// numbered and their persons given slots, its own, and the invoices of
+/// each range it took, by the range's number.
 #[derive(Default)]
-struct ScannedYear {
-    invoices: Vec<ScannedInvoice>,
+struct ScanShare {
     names: Names,
     slots: Slots,
     persons: Vec<Vec<u8>>,
+    ranges: Vec<(i64, Vec<ScannedInvoice>)>,
 }
 
-/// The invoices of the service dates of `year`, in the order of a read
-/// transaction of their own.
-fn scan_year_invoices(path: &std::path::Path, year: i64) -> Result<ScannedYear, StoreError> {
+impl ScanShare {
+    /// Takes ranges of `ranges` until none is left, scanning each in `tx`
+    /// for the invoices of the service dates of `year`.
+    fn scan(
+        &mut self,
+        tx: &rusqlite::Transaction<'_>,
+        year: i64,
+        ranges: &ScanRanges,
+    ) -> Result<(), StoreError> {
+        let failed =
+            |error: rusqlite::Error| StoreError::NotCommitted(format!("reading the year failed: {error}"));
+        let get = row_error;
+        let (from, to) = (format!("{year:04}-01-01"), format!("{:04}-01-01", year + 1));
+        let mut statement = tx.prepare(YEAR_INVOICES_SQL).map_err(failed)?;
+        while let Some((number, first, last)) = ranges.take() {
+            // Room for a row of each rowid: only what is filled is touched.
+            let mut invoices = Vec::with_capacity(usize::try_from(ranges.width).unwrap_or(0));
+            let mut rows = statement
+                .query(rusqlite::params![from, to, first, last])
+                .map_err(failed)?;
+            while let Some(row) = rows.next().map_err(failed)? {
+                let text = |index: usize| {
+                    row.get_ref(index)
+                        .and_then(|value| Ok(value.as_str()?))
+                        .map_err(get)
+                };
+                let key = row
+                    .get_ref(8)
+                    .and_then(|value| Ok(value.as_blob()?))
+                    .map_err(get)?;
+                let person = slot_of(&mut self.slots, &mut self.persons, key)?;
+                invoices.push(self.names.scanned(
+                    (text(0)?, person),
+                    text(1)?,
+                    text(2)?,
+                    text(3)?,
+                    text(4)?,
+                    (
+                        row.get(5).map_err(get)?,
+                        row.get(6).map_err(get)?,
+                        row.get(7).map_err(get)?,
+                    ),
+                )?);
+            }
+            self.ranges.push((number, invoices));
+        }
+        Ok(())
+    }
+
+    /// Takes in `other`'s ranges, its names and persons numbered as this
+    /// share's.
+    fn merge(&mut self, other: ScanShare) -> Result<(), StoreError> {
+        let persons = other
+            .persons
+            .iter()
+            .map(|key| slot_of(&mut self.slots, &mut self.persons, key))
+            .collect::<Result<Vec<u32>, StoreError>>()?;
+        let hospitals: Vec<u32> = other
+            .names
+            .hospitals
+            .iter()
+            .map(|name| self.names.hospital(name))
+            .collect();
+        let visit_types = other
+            .names
+            .visit_types
+            .iter()
+            .map(|name| self.names.visit_type(name))
+            .collect::<Option<Vec<u16>>>()
+            .ok_or_else(|| damaged("the invoices have more than 65,536 visit types".into()))?;
+        for (number, mut invoices) in other.ranges {
+            for invoice in &mut invoices {
+                invoice.person = persons[invoice.person as usize];
+                invoice.hospital = hospitals[invoice.hospital as usize];
+                invoice.visit_type = visit_types[usize::from(invoice.visit_type)];
+            }
+            self.ranges.push((number, invoices));
+        }
+        Ok(())
+    }
+}
+
+/// The invoices of the ranges, in the order of their rowids.
+fn in_rowid_order(mut ranges: Vec<(i64, Vec<ScannedInvoice>)>) -> impl Iterator<Item = ScannedInvoice> {
+    ranges.sort_unstable_by_key(|(number, _)| *number);
+    ranges.into_iter().flat_map(|(_, invoices)| invoices)
+}
+
+/// The scan thread's share of the invoices of the service dates of
+/// `year`, in a read transaction of its own.
+fn scan_year_invoices(
+    path: &std::path::Path,
+    year: i64,
+    ranges: &ScanRanges,
+) -> Result<ScanShare, StoreError> {
     let failed =
         |error: rusqlite::Error| StoreError::NotCommitted(format!("reading the year failed: {error}"));
-    let get = |error: rusqlite::Error| StoreError::Damaged(format!("a stored row does not read: {error}"));
     let mut connection = snapshot_connection(path)?;
     let tx = connection.transaction().map_err(failed)?;
-    let mut year_rows = ScannedYear::default();
-    let ScannedYear {
-        invoices,
-        names,
-        slots,
-        persons,
-    } = &mut year_rows;
-    {
-        let mut statement = tx.prepare(YEAR_INVOICES_SQL).map_err(failed)?;
-        let mut rows = statement
-            .query([format!("{year:04}-01-01"), format!("{:04}-01-01", year + 1)])
-            .map_err(failed)?;
-        while let Some(row) = rows.next().map_err(failed)? {
-            let text = |index: usize| {
-                row.get_ref(index)
-                    .and_then(|value| Ok(value.as_str()?))
-                    .map_err(get)
-            };
-            let key = row
-                .get_ref(8)
-                .and_then(|value| Ok(value.as_blob()?))
-                .map_err(get)?;
-            let person = slot_of(slots, persons, key)?;
-            invoices.push(names.scanned(
-                (text(0)?, person),
-                text(1)?,
-                text(2)?,
-                text(3)?,
-                text(4)?,
-                (
-                    row.get(5).map_err(get)?,
-                    row.get(6).map_err(get)?,
-                    row.get(7).map_err(get)?,
-                ),
-            )?);
-        }
-    }
+    let mut share = ScanShare::default();
+    share.scan(&tx, year, ranges)?;
     tx.commit().map_err(failed)?;
-    Ok(year_rows)
+    Ok(share)
 }
 
 /// The SQLite snapshot of a whole year, read through SQLite's own API on
@@ -757,7 +859,9 @@ fn scan_year_invoices(path: &std::path::Path, year: i64) -> Result<ScannedYear, 
 /// the first has taken its snapshot: it holds the invoice of every
 /// decision the first sees (an invoice is stored with its decision), and
 /// the invoices of later decisions, which are left out here (the clearing
-/// reads their persons again, above the watermark).
+/// reads their persons again, above the watermark). The first connection,
+/// done with its rows, scans the ranges of invoices the second has not
+/// taken yet: its snapshot holds every invoice of its decisions too.
 fn read_sqlite_snapshot(
     path: &std::path::Path,
     year: i32,
@@ -777,23 +881,39 @@ fn read_sqlite_snapshot(
         })
         .map_err(failed)?;
     let year = i64::from(year);
+    let last: i64 = tx
+        .query_row("SELECT COALESCE(MAX(rowid), 0) FROM invoices", [], |row| {
+            row.get(0)
+        })
+        .map_err(failed)?;
+    let ranges = ScanRanges::up_to(last);
     std::thread::scope(|scope| {
-        let scan = scope.spawn(|| scan_year_invoices(path, year));
-        // Meanwhile, the rest of the year: the rows of persons wait for
-        // the scan to give the persons their slots.
+        let scan = scope.spawn(|| scan_year_invoices(path, year, &ranges));
+        // Meanwhile, the rest of the year, then the ranges of invoices not
+        // scanned yet: the rows of persons wait for the scan to give the
+        // persons their slots.
         let first = read_snapshot_rest(&tx, marks, year).and_then(|(source, mut reader, decided)| {
             let persons = read_snapshot_after(&tx, year, &mut reader)?;
-            Ok((source, reader, decided, persons))
+            let mut share = ScanShare::default();
+            share.scan(&tx, year, &ranges)?;
+            Ok((source, reader, decided, persons, share))
         });
         let scanned = scan
             .join()
             .map_err(|_| StoreError::NotCommitted("the invoices' scan stopped".into()))?;
-        let (source, mut reader, decided, persons) = first?;
-        let scanned = scanned?;
-        reader.names = scanned.names;
-        reader.data.slots = scanned.slots;
-        reader.data.persons = scanned.persons;
-        decided.join(scanned.invoices, &mut reader)?;
+        let (source, mut reader, decided, persons, share) = first?;
+        let mut scanned = scanned?;
+        scanned.merge(share)?;
+        let ScanShare {
+            names,
+            slots,
+            persons: keys,
+            ranges,
+        } = scanned;
+        reader.names = names;
+        reader.data.slots = slots;
+        reader.data.persons = keys;
+        decided.join(in_rowid_order(ranges), &mut reader)?;
         persons.apply(&mut reader)?;
         Ok((marks, source, reader))
     })
@@ -825,8 +945,15 @@ impl Decided {
     /// of its decision, so the two orders are nearly always the same: the
     /// join walks both, and only an invoice met before its decision (or
     /// one without a decision of the year) waits in a map.
-    fn join(self, invoices: Vec<ScannedInvoice>, reader: &mut YearReader) -> Result<(), StoreError> {
+    fn join(
+        self,
+        invoices: impl IntoIterator<Item = ScannedInvoice>,
+        reader: &mut YearReader,
+    ) -> Result<(), StoreError> {
         let mut invoices = invoices.into_iter();
+        // Room for them all at once: a vector grown as it goes is copied
+        // each time it doubles, into memory touched the first time.
+        reader.data.invoices.reserve(self.held.len());
         let mut waiting: FxHashMap<String, ScannedInvoice> = FxHashMap::default();
         let mut start = 0;
         for (end, held) in self.ends.into_iter().zip(self.held) {
@@ -1204,18 +1331,31 @@ fn compute(policy: &Policy, data: &YearData, year: i32) -> Result<Computed, Clea
     }
 
     // Per person, in canonical order: the invoices recomputed in the
-    // batch's order, then the reversed ones in theirs.
-    let mut by_person: Vec<Vec<(usize, usize)>> = vec![Vec::new(); data.persons.len()];
+    // batch's order, then the reversed ones in theirs. Each person's are
+    // one slice of `by_person`, from `starts[slot]` to `starts[slot + 1]`
+    // (a vector a person would cost an allocation each).
+    let mut starts = vec![0usize; data.persons.len() + 1];
     let mut counted = vec![(false, 0u32); data.persons.len()];
-    for (position, invoice) in data.invoices.iter().enumerate() {
-        let order = recomputed[position]
-            .as_ref()
-            .map_or(usize::MAX, |(_, index)| *index);
-        by_person[invoice.person as usize].push((order, position));
+    for invoice in &data.invoices {
+        starts[invoice.person as usize + 1] += 1;
         let count = &mut counted[invoice.person as usize];
         count.0 = true;
         count.1 += u32::from(!invoice.reversed);
     }
+    for slot in 0..data.persons.len() {
+        starts[slot + 1] += starts[slot];
+    }
+    let mut by_person = vec![(0usize, 0usize); data.invoices.len()];
+    let mut next = starts.clone();
+    for (position, invoice) in data.invoices.iter().enumerate() {
+        let order = recomputed[position]
+            .as_ref()
+            .map_or(usize::MAX, |(_, index)| *index);
+        let place = &mut next[invoice.person as usize];
+        by_person[*place] = (order, position);
+        *place += 1;
+    }
+    drop(next);
     let canonical = |position: usize| {
         let invoice = &data.invoices[position];
         (&invoice.settled_at, &invoice.invoice_no)
@@ -1230,7 +1370,7 @@ fn compute(policy: &Policy, data: &YearData, year: i32) -> Result<Computed, Clea
     // Each person's invoices, the persons split across threads, each
     // thread with its own scratch maps.
     type Scratch = (BTreeMap<Arc<str>, (i64, i64)>, FxHashMap<SameBill, Vec<usize>>);
-    let person_result = |scratch: &mut Scratch, (slot, mut positions): (usize, Vec<(usize, usize)>)| {
+    let person_result = |scratch: &mut Scratch, (slot, positions): (usize, &mut [(usize, usize)])| {
         positions.sort_unstable_by(|a, b| a.0.cmp(&b.0).then_with(|| canonical(a.1).cmp(&canonical(b.1))));
         let key = &data.persons[slot];
         let id = &stand_in(slot as u32);
@@ -1249,7 +1389,7 @@ fn compute(policy: &Policy, data: &YearData, year: i32) -> Result<Computed, Clea
         counters.clear();
         same_bill.clear();
         let mut capped_positions: Vec<usize> = Vec::new();
-        for &(_, position) in &positions {
+        for &(_, position) in positions.iter() {
             let invoice = &data.invoices[position];
             let held = match data.cleared.is_empty() {
                 true => None,
@@ -1318,7 +1458,7 @@ fn compute(policy: &Policy, data: &YearData, year: i32) -> Result<Computed, Clea
                 .push(position);
         }
         if !capped_positions.is_empty() {
-            result.capped = capped_of(policy, &book, data, &positions, &capped_positions, *id, year);
+            result.capped = capped_of(policy, &book, data, positions, &capped_positions, *id, year);
         }
         if same_bill.len() < result.invoices as usize {
             let mut duplicates: Vec<SuspectedDuplicate> = same_bill
@@ -1372,10 +1512,17 @@ fn compute(policy: &Policy, data: &YearData, year: i32) -> Result<Computed, Clea
             && result.capped.is_empty();
         (!quiet).then(|| (key.clone(), result))
     };
-    let results: Vec<(Vec<u8>, PersonResult)> = by_person
+    let mut persons: Vec<(usize, &mut [(usize, usize)])> = Vec::with_capacity(data.persons.len());
+    let mut rest = by_person.as_mut_slice();
+    for slot in 0..data.persons.len() {
+        let (positions, after) = rest.split_at_mut(starts[slot + 1] - starts[slot]);
+        rest = after;
+        if !positions.is_empty() {
+            persons.push((slot, positions));
+        }
+    }
+    let results: Vec<(Vec<u8>, PersonResult)> = persons
         .into_par_iter()
-        .enumerate()
-        .filter(|(_, positions)| !positions.is_empty())
         .map_init(Scratch::default, person_result)
         .flatten()
         .collect();
@@ -2325,6 +2472,86 @@ mod tests {
         let refused = slot_of(&mut slots, &mut persons, &[1; 33]).unwrap_err();
         assert!(refused.to_string().contains("33 bytes long"), "{refused}");
         assert_eq!(persons.len(), 3);
+    }
+
+    #[test]
+    fn the_scan_ranges_cover_each_rowid_once() {
+        for last in [0, 1, 5, 63, 64, 65, 1_000, 2_000_003] {
+            let ranges = ScanRanges::up_to(last);
+            let mut next = 0;
+            let mut taken = 0;
+            while let Some((number, first, end)) = ranges.take() {
+                assert_eq!((number, first), (taken, next), "last {last}");
+                assert!(end >= first, "last {last}");
+                next = end + 1;
+                taken += 1;
+            }
+            assert!(next > last, "last {last}: rowids after {next} left out");
+            assert!(taken <= SCAN_RANGES + 1, "last {last}: {taken} ranges");
+            assert_eq!(ranges.take(), None);
+        }
+    }
+
+    /// A share's invoice: its number, its person's key, its hospital and
+    /// visit type, as named.
+    fn named(share: &ScanShare, invoice: &ScannedInvoice) -> (String, Vec<u8>, String, String) {
+        (
+            invoice.invoice_no.as_str().to_owned(),
+            share.persons[invoice.person as usize].clone(),
+            share.names.hospitals[invoice.hospital as usize].clone(),
+            share.names.visit_types[usize::from(invoice.visit_type)].clone(),
+        )
+    }
+
+    #[test]
+    fn two_shares_of_the_scan_merge_with_their_persons_and_names_numbered_once() {
+        let mut shares = [ScanShare::default(), ScanShare::default()];
+        // Share 0 takes ranges 0 and 2, share 1 ranges 1 and 3; some
+        // persons, hospitals and visit types are met by both.
+        let rows = [
+            (0, "A1", key(1, 1), "H1", "outpatient"),
+            (0, "A2", key(2, 2), "H2", "outpatient"),
+            (1, "B1", key(3, 3), "H3", "inpatient"),
+            (1, "B2", key(1, 1), "H2", "outpatient"),
+            (2, "C1", key(2, 2), "H1", "inpatient"),
+            (3, "D1", key(4, 4), "H3", "pharmacy"),
+            (3, "D2", key(3, 3), "H4", "inpatient"),
+        ];
+        let mut expected = Vec::new();
+        for range in 0..4 {
+            let share = &mut shares[(range % 2) as usize];
+            let mut invoices = Vec::new();
+            for (_, number, person, hospital, visit_type) in rows.iter().filter(|row| row.0 == range) {
+                let slot = slot_of(&mut share.slots, &mut share.persons, person).unwrap();
+                let invoice = share
+                    .names
+                    .scanned(
+                        (number, slot),
+                        hospital,
+                        visit_type,
+                        "2024-03-01",
+                        "2024-03-01T10:00:00+08:00",
+                        (100, 80, 20),
+                    )
+                    .unwrap();
+                expected.push(named(share, &invoice));
+                invoices.push(invoice);
+            }
+            share.ranges.push((range, invoices));
+        }
+        let [mut merged, other] = shares;
+        merged.merge(other).unwrap();
+        assert_eq!(merged.persons.len(), 4);
+        assert_eq!(merged.names.hospitals.len(), 4);
+        assert_eq!(merged.names.visit_types.len(), 3);
+        for (index, key) in merged.persons.iter().enumerate() {
+            assert_eq!(merged.slots.get(key), Some(index as u32));
+        }
+        let ranges = std::mem::take(&mut merged.ranges);
+        let found: Vec<_> = in_rowid_order(ranges)
+            .map(|invoice| named(&merged, &invoice))
+            .collect();
+        assert_eq!(found, expected);
     }
 
     #[test]
