@@ -423,23 +423,26 @@ impl YearReader {
     /// Adds an invoice whose hospital and visit type are numbered in
     /// [`YearReader::names`], its person in the reader's slots.
     fn push(&mut self, decided: Held, invoice: ScannedInvoice) {
+        self.parts().0.push(decided, invoice);
+    }
+
+    /// The reader's invoices and the rest of its persons' rows, apart, to
+    /// be filled at once.
+    fn parts(&mut self) -> (InvoiceParts<'_>, PersonParts<'_>) {
         let data = &mut self.data;
-        let paid_out = !self.paid_out.is_empty() && self.paid_out.contains(invoice.invoice_no.as_str());
-        let reversed = !self.reversed.is_empty() && self.reversed.contains(invoice.invoice_no.as_str());
-        data.invoices.push(YearInvoice {
-            invoice_no: invoice.invoice_no,
-            person: invoice.person,
-            hospital: invoice.hospital,
-            visit_type: invoice.visit_type,
-            service_date: invoice.service_date,
-            settled_at: invoice.settled_at,
-            total: invoice.total,
-            base: invoice.base,
-            out_of_scope: invoice.out_of_scope,
-            decided,
-            paid_out,
-            reversed,
-        });
+        (
+            InvoiceParts {
+                invoices: &mut data.invoices,
+                reversed: &self.reversed,
+                paid_out: &self.paid_out,
+            },
+            PersonParts {
+                slots: &data.slots,
+                spells: &mut data.spells,
+                lines: &mut data.lines,
+                counters: &mut data.counters,
+            },
+        )
     }
 
     /// A stored decision or change, its pool's name shared.
@@ -471,19 +474,7 @@ impl YearReader {
         valid_to: Option<&str>,
         source: String,
     ) -> Result<(), StoreError> {
-        let Some(slot) = self.data.slots.get(key) else {
-            return Ok(());
-        };
-        let damaged = |what: &str| StoreError::Damaged(format!("a stored spell has a bad {what}"));
-        let valid_from = Date::parse(valid_from).map_err(|_| damaged("valid_from"))?;
-        let valid_to = match valid_to {
-            Some(text) => Some(Date::parse(text).map_err(|_| damaged("valid_to"))?),
-            None => None,
-        };
-        let spell = Spell::new(stand_in(slot), category, valid_from, valid_to, Some(source))
-            .map_err(|_| damaged("period"))?;
-        self.data.spells.push(spell);
-        Ok(())
+        self.parts().1.spell(key, category, valid_from, valid_to, source)
     }
 
     fn cleared(&mut self, invoice_no: String, clearing: i64, held: StoredHeld<'_>) -> Result<(), StoreError> {
@@ -502,25 +493,93 @@ impl YearReader {
     }
 
     fn line(&mut self, key: &[u8], kind: &str, amount: i64) {
-        if let Some(slot) = self.data.slots.get(key) {
-            *self.data.lines.entry(slot).or_default() += if kind == "top_up" { amount } else { -amount };
-        }
+        self.parts().1.line(key, kind, amount);
     }
 
     fn counter(&mut self, key: &[u8], pool: String, used: i64, granted: i64) {
-        if let Some(slot) = self.data.slots.get(key) {
-            self.data
-                .counters
-                .entry(slot)
-                .or_default()
-                .push((pool, used, granted));
-        }
+        self.parts().1.counter(key, pool, used, granted);
     }
 
     fn finish(mut self) -> YearData {
         self.data.hospitals = self.names.hospitals;
         self.data.visit_types = self.names.visit_types;
         self.data
+    }
+}
+
+/// The invoices of a [`YearReader`], with what they are told apart by.
+struct InvoiceParts<'r> {
+    invoices: &'r mut Vec<YearInvoice>,
+    reversed: &'r FxHashSet<String>,
+    paid_out: &'r FxHashSet<String>,
+}
+
+impl InvoiceParts<'_> {
+    /// Adds an invoice whose hospital and visit type are numbered in
+    /// [`YearReader::names`], its person in the reader's slots.
+    fn push(&mut self, decided: Held, invoice: ScannedInvoice) {
+        let paid_out = !self.paid_out.is_empty() && self.paid_out.contains(invoice.invoice_no.as_str());
+        let reversed = !self.reversed.is_empty() && self.reversed.contains(invoice.invoice_no.as_str());
+        self.invoices.push(YearInvoice {
+            invoice_no: invoice.invoice_no,
+            person: invoice.person,
+            hospital: invoice.hospital,
+            visit_type: invoice.visit_type,
+            service_date: invoice.service_date,
+            settled_at: invoice.settled_at,
+            total: invoice.total,
+            base: invoice.base,
+            out_of_scope: invoice.out_of_scope,
+            decided,
+            paid_out,
+            reversed,
+        });
+    }
+}
+
+/// The rows of persons of a [`YearReader`] other than their invoices: the
+/// slots they are given by, spells, earlier lines and counters.
+struct PersonParts<'r> {
+    slots: &'r Slots,
+    spells: &'r mut Vec<Spell>,
+    lines: &'r mut FxHashMap<u32, i64>,
+    counters: &'r mut FxHashMap<u32, Vec<(String, i64, i64)>>,
+}
+
+impl PersonParts<'_> {
+    fn spell(
+        &mut self,
+        key: &[u8],
+        category: String,
+        valid_from: &str,
+        valid_to: Option<&str>,
+        source: String,
+    ) -> Result<(), StoreError> {
+        let Some(slot) = self.slots.get(key) else {
+            return Ok(());
+        };
+        let damaged = |what: &str| StoreError::Damaged(format!("a stored spell has a bad {what}"));
+        let valid_from = Date::parse(valid_from).map_err(|_| damaged("valid_from"))?;
+        let valid_to = match valid_to {
+            Some(text) => Some(Date::parse(text).map_err(|_| damaged("valid_to"))?),
+            None => None,
+        };
+        let spell = Spell::new(stand_in(slot), category, valid_from, valid_to, Some(source))
+            .map_err(|_| damaged("period"))?;
+        self.spells.push(spell);
+        Ok(())
+    }
+
+    fn line(&mut self, key: &[u8], kind: &str, amount: i64) {
+        if let Some(slot) = self.slots.get(key) {
+            *self.lines.entry(slot).or_default() += if kind == "top_up" { amount } else { -amount };
+        }
+    }
+
+    fn counter(&mut self, key: &[u8], pool: String, used: i64, granted: i64) {
+        if let Some(slot) = self.slots.get(key) {
+            self.counters.entry(slot).or_default().push((pool, used, granted));
+        }
     }
 }
 
@@ -913,8 +972,16 @@ fn read_sqlite_snapshot(
         reader.names = names;
         reader.data.slots = slots;
         reader.data.persons = keys;
-        decided.join(in_rowid_order(ranges), &mut reader)?;
-        persons.apply(&mut reader)?;
+        // The invoices and the rest of the persons' rows go in at once.
+        let (invoices, rest) = reader.parts();
+        std::thread::scope(|scope| {
+            let applying = scope.spawn(|| persons.apply(rest));
+            let joined = decided.join(in_rowid_order(ranges), invoices);
+            applying
+                .join()
+                .map_err(|_| StoreError::NotCommitted("reading the persons' rows stopped".into()))??;
+            joined
+        })?;
         Ok((marks, source, reader))
     })
     .and_then(|(marks, source, reader)| {
@@ -948,12 +1015,12 @@ impl Decided {
     fn join(
         self,
         invoices: impl IntoIterator<Item = ScannedInvoice>,
-        reader: &mut YearReader,
+        mut reader: InvoiceParts<'_>,
     ) -> Result<(), StoreError> {
         let mut invoices = invoices.into_iter();
         // Room for them all at once: a vector grown as it goes is copied
         // each time it doubles, into memory touched the first time.
-        reader.data.invoices.reserve(self.held.len());
+        reader.invoices.reserve(self.held.len());
         let mut waiting: FxHashMap<String, ScannedInvoice> = FxHashMap::default();
         let mut start = 0;
         for (end, held) in self.ends.into_iter().zip(self.held) {
@@ -1088,7 +1155,7 @@ struct PersonRows {
 
 impl PersonRows {
     /// Gives `reader` the rows of the persons it has a slot for.
-    fn apply(self, reader: &mut YearReader) -> Result<(), StoreError> {
+    fn apply(self, mut reader: PersonParts<'_>) -> Result<(), StoreError> {
         for (key, category, valid_from, valid_to, source) in self.spells {
             reader.spell(&key, category, &valid_from, valid_to.as_deref(), source)?;
         }
@@ -2379,7 +2446,7 @@ mod tests {
         decided(&[("A1", 10), ("A2", 20), ("A3", 30)])
             .join(
                 vec![scanned("A1", 0), scanned("A2", 1), scanned("A3", 0)],
-                &mut reader,
+                reader.parts().0,
             )
             .unwrap();
         assert_eq!(
@@ -2402,7 +2469,7 @@ mod tests {
                     scanned("B1", 0),
                     scanned("B4", 0),
                 ],
-                &mut reader,
+                reader.parts().0,
             )
             .unwrap();
         assert_eq!(
@@ -2420,7 +2487,7 @@ mod tests {
     fn a_decision_without_its_invoice_is_refused_by_its_number() {
         let mut reader = YearReader::default();
         let error = decided(&[("C1", 10), ("C2", 20)])
-            .join(vec![scanned("C2", 0)], &mut reader)
+            .join(vec![scanned("C2", 0)], reader.parts().0)
             .unwrap_err();
         assert!(
             error
