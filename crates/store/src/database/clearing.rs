@@ -466,17 +466,6 @@ impl YearReader {
         })
     }
 
-    fn spell(
-        &mut self,
-        key: &[u8],
-        category: String,
-        valid_from: &str,
-        valid_to: Option<&str>,
-        source: String,
-    ) -> Result<(), StoreError> {
-        self.parts().1.spell(key, category, valid_from, valid_to, source)
-    }
-
     fn cleared(&mut self, invoice_no: String, clearing: i64, held: StoredHeld<'_>) -> Result<(), StoreError> {
         let held = self.held(held).ok_or_else(|| {
             StoreError::Damaged(format!(
@@ -490,14 +479,6 @@ impl YearReader {
             }
         }
         Ok(())
-    }
-
-    fn line(&mut self, key: &[u8], kind: &str, amount: i64) {
-        self.parts().1.line(key, kind, amount);
-    }
-
-    fn counter(&mut self, key: &[u8], pool: String, used: i64, granted: i64) {
-        self.parts().1.counter(key, pool, used, granted);
     }
 
     fn finish(mut self) -> YearData {
@@ -2214,7 +2195,7 @@ macro_rules! clearing_backend {
                         let key: Vec<u8> = row.try_get("person_key")?;
                         let valid_from: String = row.try_get("valid_from")?;
                         let valid_to: Option<String> = row.try_get("valid_to")?;
-                        reader.spell(
+                        reader.parts().1.spell(
                             &key,
                             row.try_get("category")?,
                             &valid_from,
@@ -2235,11 +2216,11 @@ macro_rules! clearing_backend {
                 for row in year_rows(tx, super::LINES_SQL, year_value, "person_key", persons).await? {
                     let key: Vec<u8> = row.try_get("person_key")?;
                     let kind: String = row.try_get("kind")?;
-                    reader.line(&key, &kind, row.try_get("amount")?);
+                    reader.parts().1.line(&key, &kind, row.try_get("amount")?);
                 }
                 for row in year_rows(tx, super::COUNTERS_SQL, year_value, "person_key", persons).await? {
                     let key: Vec<u8> = row.try_get("person_key")?;
-                    reader.counter(
+                    reader.parts().1.counter(
                         &key,
                         row.try_get("pool")?,
                         row.try_get("deductible_used")?,
