@@ -410,7 +410,7 @@ impl YearReader {
             row.settled_at,
             (row.total, row.base, row.out_of_scope),
         )?;
-        self.push(row.decided, scanned);
+        self.parts().0.push(row.decided, scanned);
         Ok(())
     }
 
@@ -418,12 +418,6 @@ impl YearReader {
     /// none yet.
     fn slot(&mut self, key: &[u8]) -> Result<u32, StoreError> {
         slot_of(&mut self.data.slots, &mut self.data.persons, key)
-    }
-
-    /// Adds an invoice whose hospital and visit type are numbered in
-    /// [`YearReader::names`], its person in the reader's slots.
-    fn push(&mut self, decided: Held, invoice: ScannedInvoice) {
-        self.parts().0.push(decided, invoice);
     }
 
     /// The reader's invoices and the rest of its persons' rows, apart, to
@@ -685,9 +679,7 @@ impl Names {
             out_of_scope,
         })
     }
-}
 
-impl Names {
     /// The number of `hospital`, given now if it has none yet.
     fn hospital(&mut self, hospital: &str) -> u32 {
         match self.hospital_numbers.get(hospital) {
