@@ -91,6 +91,10 @@ const SQLITE_MIGRATIONS: &[(i64, &str)] = &[
     ),
     (11, include_str!("../migrations/sqlite/0011_outbox_codes.sql")),
     (12, include_str!("../migrations/sqlite/0012_staff_disabled.sql")),
+    (
+        13,
+        include_str!("../migrations/sqlite/0013_decisions_by_year.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../migrations/postgres/0001_init.sql")),
@@ -108,6 +112,10 @@ const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
     ),
     (11, include_str!("../migrations/postgres/0011_outbox_codes.sql")),
     (12, include_str!("../migrations/postgres/0012_staff_disabled.sql")),
+    (
+        13,
+        include_str!("../migrations/postgres/0013_decisions_by_year.sql"),
+    ),
 ];
 
 /// The pages SQLite keeps in memory per connection, in KiB (SQLite's

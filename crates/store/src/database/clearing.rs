@@ -324,12 +324,14 @@ struct YearData {
 /// The queries that read a year, each ending in `year = ` (the year is
 /// bound after it), shared by both readers.
 const REVERSED_SQL: &str = "SELECT invoice_no FROM decisions WHERE kind = 'reversal' AND year = ";
-/// Reversed bills whose decision the bank had paid.
-const PAID_OUT_SQL: &str = "SELECT p.reference FROM payables p \
-    JOIN decisions r ON r.invoice_no = p.reference AND r.kind = 'reversal' \
-    WHERE p.kind = 'decision' AND EXISTS (SELECT 1 FROM payment_items t \
-    JOIN payment_lines l ON l.id = t.line_id WHERE t.payable_id = p.id AND l.status = 'paid') \
-    AND r.year = ";
+/// Reversed bills whose decision the bank had paid, found from the year's
+/// reversals (few; `CROSS JOIN` keeps SQLite from starting with every
+/// payable instead), a payable's paid line through `payment_items_live` (a
+/// paid line's items stay live).
+const PAID_OUT_SQL: &str = "SELECT p.reference FROM decisions r CROSS JOIN payables p \
+    WHERE r.kind = 'reversal' AND p.kind = 'decision' AND p.reference = r.invoice_no \
+    AND EXISTS (SELECT 1 FROM payment_items t JOIN payment_lines l ON l.id = t.line_id \
+    WHERE t.payable_id = p.id AND t.live = 1 AND l.status = 'paid') AND r.year = ";
 const INVOICES_SQL: &str =
     "SELECT d.invoice_no, d.person_key, d.outcome, d.pool, d.deductible_applied, d.amount, \
     i.hospital, i.visit_type, i.service_date, i.settled_at, i.total, i.in_scope_self_pay, \
@@ -340,8 +342,11 @@ const INVOICES_SQL: &str =
 /// year's decisions, and the invoices of service dates from `?1` to before
 /// `?2` with their persons (an invoice's decision is of its person), of the
 /// rowids from `?3` to `?4` (see [`ScanRanges`]).
+///
+/// The decisions are read from the index of each year's decisions (see
+/// migration 0013), in the order they were made.
 const DECISIONS_SQL: &str = "SELECT invoice_no, outcome, pool, deductible_applied, amount \
-    FROM decisions WHERE kind = 'decision' AND year = ";
+    FROM decisions WHERE kind = 'decision' AND year = ?1 ORDER BY id";
 const YEAR_INVOICES_SQL: &str = "SELECT invoice_no, hospital, visit_type, service_date, settled_at, total, \
     in_scope_self_pay, out_of_scope_self_pay, person_key FROM invoices \
     WHERE rowid BETWEEN ?3 AND ?4 AND service_date >= ?1 AND service_date < ?2";
@@ -1025,7 +1030,8 @@ impl Decided {
     }
 }
 
-/// Runs `sql` (ending in `year = ` when `bind`) in `tx`, each row to `step`.
+/// Runs `sql` in `tx`, each row to `step`, with `year` bound to `?1` (put
+/// at the end of `sql` when it ends in `year = `).
 fn each_row(
     tx: &rusqlite::Transaction<'_>,
     sql: &str,
@@ -1035,8 +1041,8 @@ fn each_row(
     let failed =
         |error: rusqlite::Error| StoreError::NotCommitted(format!("reading the year failed: {error}"));
     let sql = match year {
-        Some(_) => format!("{sql}?1"),
-        None => sql.to_owned(),
+        Some(_) => year_bound(sql),
+        None => sql.into(),
     };
     let mut statement = tx.prepare(&sql).map_err(failed)?;
     let mut rows = match year {
@@ -1048,6 +1054,15 @@ fn each_row(
         step(row)?;
     }
     Ok(())
+}
+
+/// `sql` with the year bound to `?1`: a query shared with the PostgreSQL
+/// reader ends in `year = `.
+fn year_bound(sql: &str) -> std::borrow::Cow<'_, str> {
+    match sql.contains("?1") {
+        true => sql.into(),
+        false => format!("{sql}?1").into(),
+    }
 }
 
 fn row_error(error: rusqlite::Error) -> StoreError {
@@ -2485,6 +2500,53 @@ mod tests {
             .query_row("PRAGMA mmap_size", [], |row| row.get(0))
             .unwrap();
         assert_eq!(mapped, SNAPSHOT_MMAP_BYTES);
+    }
+
+    /// The plan SQLite makes for `sql`, its year bound, on the schema of
+    /// every migration: one line a step.
+    fn plan_of(sql: &str) -> String {
+        let connection = rusqlite::Connection::open_in_memory().unwrap();
+        for (_, migration) in super::super::SQLITE_MIGRATIONS {
+            connection.execute_batch(migration).unwrap();
+        }
+        let mut statement = connection
+            .prepare(&format!("EXPLAIN QUERY PLAN {}", year_bound(sql)))
+            .unwrap();
+        let steps = statement
+            .query_map([2025], |row| row.get::<_, String>(3))
+            .unwrap()
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap();
+        steps.join("\n")
+    }
+
+    /// A year's decisions and reversals are read through their indexes,
+    /// not by scanning the decisions of every year; the reversed bills
+    /// paid out are found from the year's reversals, not from every
+    /// payable.
+    #[test]
+    fn a_years_decisions_and_reversals_are_read_through_their_indexes() {
+        let decisions = plan_of(DECISIONS_SQL);
+        assert!(
+            decisions.contains("USING COVERING INDEX decisions_of_year (year=?)"),
+            "{decisions}"
+        );
+        assert!(!decisions.contains("TEMP B-TREE"), "{decisions}");
+        let reversed = plan_of(REVERSED_SQL);
+        assert!(
+            reversed.contains("USING COVERING INDEX reversals_of_year (year=?)"),
+            "{reversed}"
+        );
+        let paid_out = plan_of(PAID_OUT_SQL);
+        assert!(
+            paid_out.starts_with("SEARCH r USING COVERING INDEX reversals_of_year (year=?)"),
+            "{paid_out}"
+        );
+        assert!(
+            paid_out.contains("SEARCH t USING INDEX payment_items_live (payable_id=?)"),
+            "{paid_out}"
+        );
+        assert!(!paid_out.contains("SCAN"), "{paid_out}");
     }
 
     fn key(first: u8, last: u8) -> Vec<u8> {
