@@ -95,6 +95,10 @@ const SQLITE_MIGRATIONS: &[(i64, &str)] = &[
         13,
         include_str!("../migrations/sqlite/0013_decisions_by_year.sql"),
     ),
+    (
+        14,
+        include_str!("../migrations/sqlite/0014_clearing_invoices_by_year.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../migrations/postgres/0001_init.sql")),
@@ -115,6 +119,10 @@ const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
     (
         13,
         include_str!("../migrations/postgres/0013_decisions_by_year.sql"),
+    ),
+    (
+        14,
+        include_str!("../migrations/postgres/0014_clearing_invoices_by_year.sql"),
     ),
 ];
 
@@ -2626,8 +2634,9 @@ macro_rules! backend {
                 // from its values: those are what the reversal gives back.
                 let cleared = sqlx::query(
                     "SELECT outcome, pool, deductible_applied, amount FROM clearing_invoices \
-                     WHERE invoice_no = $1 ORDER BY clearing_id DESC LIMIT 1",
+                     WHERE year = $1 AND invoice_no = $2 ORDER BY clearing_id DESC LIMIT 1",
                 )
+                .bind(year)
                 .bind(invoice_no)
                 .fetch_optional(&mut **tx)
                 .await?;

@@ -1219,6 +1219,10 @@ struct ChangedInvoice {
     previous_amount: i64,
 }
 
+/// A person-year's counter of one pool: the pool, the deductible used and
+/// the amount granted.
+type Counter = (String, i64, i64);
+
 /// What the clearing finds for one person in the year.
 #[derive(Debug, Clone)]
 struct PersonResult {
@@ -1228,8 +1232,8 @@ struct PersonResult {
     /// Invoices whose amounts changed, in canonical order.
     amounts_changed: Vec<InvoiceNo>,
     changed: Vec<ChangedInvoice>,
-    /// Counters to store: pool, deductible used, granted.
-    counters: Vec<(String, i64, i64)>,
+    /// Counters to store.
+    counters: Vec<Counter>,
     duplicates: Vec<SuspectedDuplicate>,
     capped: Vec<CappedInvoice>,
     invoices: u64,
@@ -1582,7 +1586,21 @@ fn compute(policy: &Policy, data: &YearData, year: i32) -> Result<Computed, Clea
         .flatten()
         .collect();
     computed.persons = results.into_iter().collect();
+    drop_aside((batch, run, book, recomputed, by_person, starts));
     Ok(computed)
+}
+
+/// Lets `value` go on a thread of its own: freeing a year's millions of
+/// allocations takes a good part of a second, which the clearing need not
+/// wait for. Dropped here if no thread can be started.
+fn drop_aside<T: Send + 'static>(value: T) {
+    // A thread that cannot start drops its closure, and `value` with it.
+    let spawned = std::thread::Builder::new()
+        .name("clearing-free".into())
+        .spawn(move || drop(value));
+    if let Err(error) = spawned {
+        tracing::debug!(%error, "the clearing's data was freed in place");
+    }
 }
 
 /// The invoices of one person at `capped` with the amount before caps: the
@@ -1681,7 +1699,8 @@ fn lines_text(persons: &[(Vec<u8>, PersonResult)], year: i32) -> String {
             continue;
         }
         for byte in key {
-            let _ = write!(text, "{byte:02x}");
+            text.push(char::from(HEX_DIGITS[usize::from(byte >> 4)]));
+            text.push(char::from(HEX_DIGITS[usize::from(byte & 15)]));
         }
         let invoices: Vec<&str> = person.amounts_changed.iter().map(InvoiceNo::as_str).collect();
         let _ = writeln!(
@@ -1781,86 +1800,299 @@ fn decrypt_id(keys: &DataKeys, encrypted: &[u8]) -> Result<ResidentId, StoreErro
 
 const HEX_DIGITS: &[u8; 16] = b"0123456789abcdef";
 
-/// Changed invoices a SQLite statement takes at once, as one JSON text.
+/// Rows a SQLite statement takes at once, as one JSON text.
 const JSON_ROWS_PER_STATEMENT: usize = 20_000;
 
-/// Stores a clearing's changed invoices on SQLite. Each statement takes
-/// its rows as one JSON array, which SQLite reads far faster than it binds
-/// nine values a row. The array is walked as JSONB (`jsonb_each`): each
-/// row's fields are taken from its binary form, not from its text parsed
-/// again (with `json_each`, SQLite's JSON text parsing was about 7% of
-/// this stage's profile).
-async fn sqlite_changed_invoices(
-    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+/// What a clearing stores besides its run: the lines of the persons whose
+/// totals differ, the changed invoices and the counters, each in the order
+/// of the index it goes into (pages met one after the other).
+struct Rows<'r> {
     clearing_id: i64,
     year: i64,
-    changed: &[(&Vec<u8>, &ChangedInvoice)],
-) -> Result<(), StoreError> {
-    let string = |json: &mut String, text: &str| {
-        json.push_str(&serde_json::Value::from(text).to_string());
-    };
-    for part in changed.chunks(JSON_ROWS_PER_STATEMENT) {
-        let mut json = String::with_capacity(part.len() * 128);
-        json.push('[');
-        for (index, (key, change)) in part.iter().enumerate() {
-            if index > 0 {
-                json.push(',');
-            }
-            json.push('[');
-            string(&mut json, &change.invoice_no);
-            json.push_str(",\"");
-            for byte in key.iter() {
-                json.push(char::from(HEX_DIGITS[usize::from(byte >> 4)]));
-                json.push(char::from(HEX_DIGITS[usize::from(byte & 15)]));
-            }
-            json.push_str("\",");
-            string(&mut json, change.now.outcome);
-            json.push(',');
-            match &change.now.pool {
-                Some(pool) => string(&mut json, pool),
-                None => json.push_str("null"),
-            }
-            let _ = write!(
-                json,
-                ",{},{},{}]",
-                change.now.deductible_applied, change.now.amount, change.previous_amount
-            );
+    /// The lines' time.
+    now: &'r str,
+    lines: Vec<&'r (Vec<u8>, PersonResult)>,
+    changed: Vec<(&'r Vec<u8>, &'r ChangedInvoice)>,
+    counters: Vec<(&'r Vec<u8>, &'r Counter)>,
+}
+
+impl<'r> Rows<'r> {
+    fn of(persons: &'r [(Vec<u8>, PersonResult)], clearing_id: i64, year: i64, now: &'r str) -> Rows<'r> {
+        let mut lines: Vec<&(Vec<u8>, PersonResult)> = persons
+            .iter()
+            .filter(|(_, person)| person.granted != person.recomputed)
+            .collect();
+        lines.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        let mut changed: Vec<(&Vec<u8>, &ChangedInvoice)> = persons
+            .iter()
+            .flat_map(|(key, person)| person.changed.iter().map(move |change| (key, change)))
+            .collect();
+        changed.sort_unstable_by(|a, b| a.1.invoice_no.cmp(&b.1.invoice_no));
+        let mut counters: Vec<(&Vec<u8>, &Counter)> = persons
+            .iter()
+            .flat_map(|(key, person)| person.counters.iter().map(move |counter| (key, counter)))
+            .collect();
+        counters.sort_unstable_by(|a, b| (a.0, &a.1 .0).cmp(&(b.0, &b.1 .0)));
+        Rows {
+            clearing_id,
+            year,
+            now,
+            lines,
+            changed,
+            counters,
         }
-        json.push(']');
-        sqlx::query(
-            "INSERT INTO clearing_invoices (invoice_no, clearing_id, person_key, year, outcome, pool, \
+    }
+}
+
+/// The kind and amount of a person's line.
+fn line_of(person: &PersonResult) -> (&'static str, i64) {
+    let kind = if person.recomputed > person.granted {
+        "top_up"
+    } else {
+        "recovery"
+    };
+    (kind, (person.recomputed - person.granted).abs())
+}
+
+/// `rows` as JSON arrays of at most [`JSON_ROWS_PER_STATEMENT`] rows each,
+/// built in parallel, each row by `row` (one JSON array).
+fn json_parts<T: Sync>(rows: &[T], row: impl Fn(&mut JsonRow, &T) + Sync) -> Vec<String> {
+    rows.par_chunks(JSON_ROWS_PER_STATEMENT)
+        .map(|part| {
+            let mut json = JsonRow(String::with_capacity(part.len() * 128));
+            json.0.push('[');
+            for (index, item) in part.iter().enumerate() {
+                if index > 0 {
+                    json.0.push(',');
+                }
+                json.0.push('[');
+                row(&mut json, item);
+                json.0.push(']');
+            }
+            json.0.push(']');
+            json.0
+        })
+        .collect()
+}
+
+/// One row of a JSON array being written: its values, comma-separated.
+struct JsonRow(String);
+
+impl JsonRow {
+    fn separate(&mut self) {
+        if !self.0.ends_with('[') {
+            self.0.push(',');
+        }
+    }
+
+    fn text(&mut self, text: &str) -> &mut JsonRow {
+        self.separate();
+        self.0.push('"');
+        self.escaped(text);
+        self.0.push('"');
+        self
+    }
+
+    /// `text` as the inside of a JSON string.
+    fn escaped(&mut self, text: &str) {
+        if !text
+            .bytes()
+            .any(|byte| byte == b'"' || byte == b'\\' || byte < 0x20)
+        {
+            self.0.push_str(text);
+            return;
+        }
+        for c in text.chars() {
+            match c {
+                '"' => self.0.push_str("\\\""),
+                '\\' => self.0.push_str("\\\\"),
+                c if u32::from(c) < 0x20 => {
+                    let _ = write!(self.0, "\\u{:04x}", u32::from(c));
+                }
+                c => self.0.push(c),
+            }
+        }
+    }
+
+    fn optional(&mut self, text: Option<&str>) -> &mut JsonRow {
+        match text {
+            Some(text) => self.text(text),
+            None => {
+                self.separate();
+                self.0.push_str("null");
+                self
+            }
+        }
+    }
+
+    /// `bytes` as a hex text, for SQLite's `unhex`.
+    fn hex(&mut self, bytes: &[u8]) -> &mut JsonRow {
+        self.separate();
+        self.0.push('"');
+        for byte in bytes {
+            self.0.push(char::from(HEX_DIGITS[usize::from(byte >> 4)]));
+            self.0.push(char::from(HEX_DIGITS[usize::from(byte & 15)]));
+        }
+        self.0.push('"');
+        self
+    }
+
+    fn number(&mut self, number: i64) -> &mut JsonRow {
+        self.separate();
+        let _ = write!(self.0, "{number}");
+        self
+    }
+}
+
+/// Statements of SQLite, each with what it stores (for the progress
+/// display), its SQL and the JSON arrays it is run with, one at a time.
+type SqliteStatements = Vec<(&'static str, &'static str, Vec<String>)>;
+
+/// A clearing's lines, changed invoices and counters as SQLite statements
+/// take them: each statement its rows as one JSON array, which SQLite
+/// reads far faster than it binds values a row. The arrays are built on
+/// every core, before the report is prepared on one of them while the
+/// rows are stored on the other.
+fn sqlite_statements(rows: &Rows<'_>) -> SqliteStatements {
+    let (lines, (changed, counters)) = rayon::join(
+        || {
+            json_parts(&rows.lines, |json, (key, person)| {
+                let (kind, amount) = line_of(person);
+                json.hex(key)
+                    .text(kind)
+                    .number(amount)
+                    .number(person.granted)
+                    .number(person.recomputed)
+                    .separate();
+                json.0.push('"');
+                for (index, invoice) in person.amounts_changed.iter().enumerate() {
+                    if index > 0 {
+                        json.0.push(' ');
+                    }
+                    json.escaped(invoice.as_str());
+                }
+                json.0.push('"');
+            })
+        },
+        || {
+            rayon::join(
+                || {
+                    json_parts(&rows.changed, |json, (key, change)| {
+                        json.text(&change.invoice_no)
+                            .hex(key)
+                            .text(change.now.outcome)
+                            .optional(change.now.pool.as_deref())
+                            .number(change.now.deductible_applied)
+                            .number(change.now.amount)
+                            .number(change.previous_amount);
+                    })
+                },
+                || {
+                    json_parts(&rows.counters, |json, (key, (pool, used, granted))| {
+                        json.hex(key).text(pool).number(*used).number(*granted);
+                    })
+                },
+            )
+        },
+    );
+    // Each array is walked as JSONB (`jsonb_each`): each row's fields are
+    // taken from its binary form, not from its text parsed again (with
+    // `json_each`, SQLite's JSON text parsing was about 7% of the changed
+    // invoices' profile).
+    vec![
+        (
+            "storing the lines",
+            "INSERT INTO clearing_lines (clearing_id, person_key, year, kind, amount, granted, recomputed, \
+             invoices, created_at) \
+             SELECT ?1, unhex(value ->> 0), ?2, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5, ?3 \
+             FROM jsonb_each(?4)",
+            lines,
+        ),
+        (
+            "storing the changed invoices",
+            "INSERT INTO clearing_invoices (year, invoice_no, clearing_id, person_key, outcome, pool, \
              deductible_applied, amount, previous_amount) \
-             SELECT value ->> 0, ?1, unhex(value ->> 1), ?2, value ->> 2, value ->> 3, value ->> 4, \
-             value ->> 5, value ->> 6 FROM jsonb_each(?3)",
-        )
-        .bind(clearing_id)
-        .bind(year)
-        .bind(json)
-        .execute(&mut **tx)
-        .await?;
+             SELECT ?2, value ->> 0, ?1, unhex(value ->> 1), value ->> 2, value ->> 3, value ->> 4, \
+             value ->> 5, value ->> 6 FROM jsonb_each(?4)",
+            changed,
+        ),
+        (
+            "storing the counters",
+            "INSERT INTO counters (person_key, year, pool, deductible_used, granted) \
+             SELECT unhex(value ->> 0), ?2, value ->> 1, value ->> 2, value ->> 3 FROM jsonb_each(?4) \
+             WHERE true ON CONFLICT (person_key, year, pool) DO UPDATE SET \
+             deductible_used = excluded.deductible_used, granted = excluded.granted",
+            counters,
+        ),
+    ]
+}
+
+/// Stores a clearing's lines, changed invoices and counters on SQLite, as
+/// [`sqlite_statements`] made them.
+async fn sqlite_rows(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    rows: &Rows<'_>,
+    statements: SqliteStatements,
+    stage: &(dyn Fn(&str) + Sync),
+) -> Result<(), StoreError> {
+    for (what, sql, parts) in statements {
+        stage(what);
+        for json in parts {
+            sqlx::query(sql)
+                .bind(rows.clearing_id)
+                .bind(rows.year)
+                .bind(rows.now)
+                .bind(json)
+                .execute(&mut **tx)
+                .await?;
+        }
     }
     Ok(())
 }
 
-/// Stores a clearing's changed invoices on PostgreSQL, with multi-row
-/// inserts.
-async fn postgres_changed_invoices(
+/// Stores a clearing's lines, changed invoices and counters on
+/// PostgreSQL, with multi-row inserts.
+async fn postgres_rows(
     tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
-    clearing_id: i64,
-    year: i64,
-    changed: &[(&Vec<u8>, &ChangedInvoice)],
+    rows: &Rows<'_>,
+    (): (),
+    stage: &(dyn Fn(&str) + Sync),
 ) -> Result<(), StoreError> {
-    for part in changed.chunks(super::ROWS_PER_STATEMENT) {
-        let mut query = sqlx::QueryBuilder::<sqlx::Postgres>::new(
-            "INSERT INTO clearing_invoices (invoice_no, clearing_id, person_key, year, outcome, pool, \
+    use sqlx::QueryBuilder;
+    stage("storing the lines");
+    for part in rows.lines.chunks(super::ROWS_PER_STATEMENT) {
+        let mut query = QueryBuilder::<sqlx::Postgres>::new(
+            "INSERT INTO clearing_lines (clearing_id, person_key, year, kind, amount, granted, recomputed, \
+             invoices, created_at) ",
+        );
+        query.push_values(part, |mut values, (key, person)| {
+            let (kind, amount) = line_of(person);
+            let invoices: Vec<&str> = person.amounts_changed.iter().map(InvoiceNo::as_str).collect();
+            values
+                .push_bind(rows.clearing_id)
+                .push_bind(key.clone())
+                .push_bind(rows.year)
+                .push_bind(kind)
+                .push_bind(amount)
+                .push_bind(person.granted)
+                .push_bind(person.recomputed)
+                .push_bind(invoices.join(" "))
+                .push_bind(rows.now.to_owned());
+        });
+        query.build().execute(&mut **tx).await?;
+    }
+    stage("storing the changed invoices");
+    for part in rows.changed.chunks(super::ROWS_PER_STATEMENT) {
+        let mut query = QueryBuilder::<sqlx::Postgres>::new(
+            "INSERT INTO clearing_invoices (year, invoice_no, clearing_id, person_key, outcome, pool, \
              deductible_applied, amount, previous_amount) ",
         );
         query.push_values(part, |mut values, (key, change)| {
             values
+                .push_bind(rows.year)
                 .push_bind(change.invoice_no.clone())
-                .push_bind(clearing_id)
+                .push_bind(rows.clearing_id)
                 .push_bind((*key).clone())
-                .push_bind(year)
                 .push_bind(change.now.outcome)
                 .push_bind(change.now.pool.as_deref().map(str::to_owned))
                 .push_bind(change.now.deductible_applied)
@@ -1869,15 +2101,36 @@ async fn postgres_changed_invoices(
         });
         query.build().execute(&mut **tx).await?;
     }
+    stage("storing the counters");
+    for part in rows.counters.chunks(super::ROWS_PER_STATEMENT) {
+        let mut query = QueryBuilder::<sqlx::Postgres>::new(
+            "INSERT INTO counters (person_key, year, pool, deductible_used, granted) ",
+        );
+        query.push_values(part, |mut values, (key, (pool, used, granted))| {
+            values
+                .push_bind((*key).clone())
+                .push_bind(rows.year)
+                .push_bind(pool.clone())
+                .push_bind(*used)
+                .push_bind(*granted);
+        });
+        query.push(
+            " ON CONFLICT (person_key, year, pool) DO UPDATE SET \
+             deductible_used = excluded.deductible_used, granted = excluded.granted",
+        );
+        query.build().execute(&mut **tx).await?;
+    }
     Ok(())
 }
 
 /// The clearing's SQL for one backend. `$snapshot` makes the reading
 /// transaction see one snapshot (PostgreSQL's default isolation does not).
 macro_rules! clearing_backend {
-    ($module:ident, $backend:ident, $Pool:ty, $Db:ty, $snapshot:expr, $file:expr, $changed_invoices:path) => {
+    (
+        $module:ident, $backend:ident, $Pool:ty, $Db:ty, $snapshot:expr, $file:expr,
+        $statements:expr, $Statements:ty, $rows:path
+    ) => {
         mod $module {
-            use jiuzhu_core::InvoiceNo;
             use sqlx::{QueryBuilder, Row as _};
 
             use super::{
@@ -1885,7 +2138,7 @@ macro_rules! clearing_backend {
                 Computed, PersonResult, StoredHeld, Watermarks, YearData,
             };
             use crate::database::$backend::{audit, begin_write};
-            use crate::database::{sha256, StoreError, KEYS_PER_STATEMENT, ROWS_PER_STATEMENT};
+            use crate::database::{sha256, StoreError, KEYS_PER_STATEMENT};
             use crate::crypto::DataKeys;
 
             type Tx<'t> = sqlx::Transaction<'t, $Db>;
@@ -1960,7 +2213,11 @@ macro_rules! clearing_backend {
                 // The data's slots are kept, to find the persons computed
                 // again below; the rest is let go in the computing thread.
                 let (mut computed, slots) = tokio::task::spawn_blocking(move || {
-                    compute(&computing, &data, year).map(|computed| (computed, data.slots))
+                    let mut data = data;
+                    let computed = compute(&computing, &data, year);
+                    let slots = std::mem::take(&mut data.slots);
+                    super::drop_aside(data);
+                    computed.map(|computed| (computed, slots))
                 })
                 .await
                 .map_err(|error| StoreError::NotCommitted(format!("the recomputation stopped: {error}")))??;
@@ -1986,6 +2243,8 @@ macro_rules! clearing_backend {
                 let (mut report, persons) = report(computed, job.period, marks.policy, rechecked.len() as u64);
                 let (clearing_id, summary, now) = open_run(&mut tx, job, &mut report, &persons).await?;
                 report.clearing_id = clearing_id;
+                let rows = super::Rows::of(&persons, clearing_id, i64::from(year), &now);
+                let statements = $statements(&rows);
                 // The report is known: it is prepared on the other core
                 // while the rows are stored.
                 let report = std::sync::Arc::new(report);
@@ -1993,7 +2252,7 @@ macro_rules! clearing_backend {
                     let report = std::sync::Arc::clone(&report);
                     tokio::task::spawn_blocking(move || prepare(&report))
                 });
-                store(&mut tx, job, clearing_id, (&summary, &now), &persons).await?;
+                store(&mut tx, job, &summary, &rows, statements).await?;
                 (job.stage)("committing");
                 tx.commit().await.map_err(StoreError::from)?;
                 if let Some(preparing) = preparing {
@@ -2282,74 +2541,12 @@ macro_rules! clearing_backend {
             async fn store(
                 tx: &mut Tx<'_>,
                 job: &ClearingJob<'_>,
-                clearing_id: i64,
-                (summary, now): (&str, &str),
-                persons: &[(Vec<u8>, PersonResult)],
+                summary: &str,
+                rows: &super::Rows<'_>,
+                statements: $Statements,
             ) -> Result<(), StoreError> {
-                let year_value = i64::from(job.period.year());
-                (job.stage)("storing the lines");
-                // Lines and counters in the order of their persons' keys,
-                // which the indexes they go into and the persons' foreign
-                // keys look up: pages met one after the other.
-                let mut differing: Vec<&(Vec<u8>, PersonResult)> =
-                    persons.iter().filter(|(_, person)| person.granted != person.recomputed).collect();
-                differing.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-                for part in differing.chunks(ROWS_PER_STATEMENT) {
-                    let mut query = QueryBuilder::<$Db>::new(
-                        "INSERT INTO clearing_lines (clearing_id, person_key, year, kind, amount, granted, recomputed, \
-                         invoices, created_at) ",
-                    );
-                    query.push_values(part, |mut values, (key, person)| {
-                        let top_up = person.recomputed > person.granted;
-                        let invoices: Vec<&str> = person.amounts_changed.iter().map(InvoiceNo::as_str).collect();
-                        values
-                            .push_bind(clearing_id)
-                            .push_bind(key.clone())
-                            .push_bind(year_value)
-                            .push_bind(if top_up { "top_up" } else { "recovery" })
-                            .push_bind((person.recomputed - person.granted).abs())
-                            .push_bind(person.granted)
-                            .push_bind(person.recomputed)
-                            .push_bind(invoices.join(" "))
-                            .push_bind(now.to_owned());
-                    });
-                    query.build().execute(&mut **tx).await?;
-                }
-
-                let mut changed: Vec<(&Vec<u8>, &super::ChangedInvoice)> = persons
-                    .iter()
-                    .flat_map(|(key, person)| person.changed.iter().map(move |change| (key, change)))
-                    .collect();
-                // In the order of the invoices' index, which each row's key
-                // and foreign key look up: pages met one after the other.
-                changed.sort_unstable_by(|a, b| a.1.invoice_no.cmp(&b.1.invoice_no));
-                (job.stage)("storing the changed invoices");
-                $changed_invoices(tx, clearing_id, year_value, &changed).await?;
-                (job.stage)("storing the counters");
-
-                let mut counters: Vec<(&Vec<u8>, &(String, i64, i64))> = persons
-                    .iter()
-                    .flat_map(|(key, person)| person.counters.iter().map(move |counter| (key, counter)))
-                    .collect();
-                counters.sort_unstable_by(|a, b| (a.0, &a.1 .0).cmp(&(b.0, &b.1 .0)));
-                for part in counters.chunks(ROWS_PER_STATEMENT) {
-                    let mut query =
-                        QueryBuilder::<$Db>::new("INSERT INTO counters (person_key, year, pool, deductible_used, granted) ");
-                    query.push_values(part, |mut values, (key, (pool, used, granted))| {
-                        values
-                            .push_bind((*key).clone())
-                            .push_bind(year_value)
-                            .push_bind(pool.clone())
-                            .push_bind(*used)
-                            .push_bind(*granted);
-                    });
-                    query.push(
-                        " ON CONFLICT (person_key, year, pool) DO UPDATE SET \
-                         deductible_used = excluded.deductible_used, granted = excluded.granted",
-                    );
-                    query.build().execute(&mut **tx).await?;
-                }
-
+                $rows(tx, rows, statements, job.stage).await?;
+                let clearing_id = rows.clearing_id;
                 let details = format!("{{\"clearing_id\":{clearing_id},\"report\":{summary}}}");
                 audit(tx, job.actor, "clearing.run", &format!("clearing {}", job.period), details).await?;
                 Ok(())
@@ -2365,7 +2562,9 @@ clearing_backend!(
     sqlx::Sqlite,
     None::<&str>,
     |pool: &sqlx::SqlitePool| Some(pool.connect_options().get_filename().to_owned()),
-    super::sqlite_changed_invoices
+    super::sqlite_statements,
+    super::SqliteStatements,
+    super::sqlite_rows
 );
 clearing_backend!(
     postgres_clearing,
@@ -2374,7 +2573,9 @@ clearing_backend!(
     sqlx::Postgres,
     Some("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY"),
     |_: &sqlx::PgPool| None::<std::path::PathBuf>,
-    super::postgres_changed_invoices
+    |_: &super::Rows<'_>| (),
+    (),
+    super::postgres_rows
 );
 
 #[cfg(test)]
@@ -2547,6 +2748,85 @@ mod tests {
             "{paid_out}"
         );
         assert!(!paid_out.contains("SCAN"), "{paid_out}");
+    }
+
+    /// Migration 14 moves the changed invoices stored before it into the
+    /// table keyed by year, each as it was.
+    #[test]
+    fn the_changed_invoices_stored_before_migration_14_are_kept() {
+        let connection = rusqlite::Connection::open_in_memory().unwrap();
+        // The rows' clearings and invoices are not the point here.
+        connection.pragma_update(None, "foreign_keys", false).unwrap();
+        for (version, migration) in super::super::SQLITE_MIGRATIONS {
+            if *version == 14 {
+                connection
+                    .execute_batch(
+                        "INSERT INTO clearing_invoices (invoice_no, clearing_id, person_key, year, outcome, pool, \
+                         deductible_applied, amount, previous_amount) VALUES \
+                         ('A-1', 1, x'07', 2024, 'assisted', '门诊', 100, 2500, 0), \
+                         ('A-1', 2, x'07', 2024, 'capped', '门诊', 100, 2000, 2500), \
+                         ('B-2', 2, x'08', 2025, 'reversed', NULL, 0, 0, 300)",
+                    )
+                    .unwrap();
+            }
+            connection.execute_batch(migration).unwrap();
+        }
+        let mut statement = connection
+            .prepare(
+                "SELECT year, invoice_no, clearing_id, hex(person_key), outcome, pool, deductible_applied, amount, \
+                 previous_amount FROM clearing_invoices ORDER BY year, invoice_no, clearing_id",
+            )
+            .unwrap();
+        let rows: Vec<String> = statement
+            .query_map([], |row| {
+                Ok(format!(
+                    "{} {} {} {} {} {:?} {} {} {}",
+                    row.get::<_, i64>(0)?,
+                    row.get::<_, String>(1)?,
+                    row.get::<_, i64>(2)?,
+                    row.get::<_, String>(3)?,
+                    row.get::<_, String>(4)?,
+                    row.get::<_, Option<String>>(5)?,
+                    row.get::<_, i64>(6)?,
+                    row.get::<_, i64>(7)?,
+                    row.get::<_, i64>(8)?,
+                ))
+            })
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(
+            rows,
+            [
+                "2024 A-1 1 07 assisted Some(\"门诊\") 100 2500 0",
+                "2024 A-1 2 07 capped Some(\"门诊\") 100 2000 2500",
+                "2025 B-2 2 08 reversed None 0 0 300",
+            ]
+        );
+    }
+
+    /// The JSON rows SQLite is given are JSON, whatever their texts hold.
+    #[test]
+    fn json_rows_escape_what_json_strings_cannot_hold() {
+        let texts = ["门诊", "a\"b", "back\\slash", "line\nbreak\u{1}", ""];
+        let parts = json_parts(&texts, |json, text| {
+            json.text(text).optional(None).hex(&[0, 0xab, 0xff]).number(-42);
+        });
+        assert_eq!(parts.len(), 1);
+        let parsed: Vec<(String, Option<String>, String, i64)> = serde_json::from_str(&parts[0]).unwrap();
+        let expected: Vec<(String, Option<String>, String, i64)> = texts
+            .iter()
+            .map(|text| (text.to_string(), None, "00abff".to_owned(), -42))
+            .collect();
+        assert_eq!(parsed, expected);
+    }
+
+    /// A year's changed invoices are one range of their table, read in
+    /// its own order: no index beside it, no scan of other years'.
+    #[test]
+    fn a_years_changed_invoices_are_one_range_of_their_table() {
+        let cleared = plan_of(CLEARED_SQL);
+        assert_eq!(cleared, "SEARCH clearing_invoices USING PRIMARY KEY (year=?)");
     }
 
     fn key(first: u8, last: u8) -> Vec<u8> {
