@@ -269,6 +269,40 @@ struct Held {
     amount: i64,
 }
 
+impl Held {
+    fn as_ref(&self) -> HeldRef<'_> {
+        HeldRef {
+            outcome: self.outcome,
+            pool: self.pool.as_ref(),
+            deductible_applied: self.deductible_applied,
+            amount: self.amount,
+        }
+    }
+}
+
+/// A [`Held`] looked at where it is, its pool's name not shared again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct HeldRef<'h> {
+    outcome: &'static str,
+    pool: Option<&'h Arc<str>>,
+    deductible_applied: i64,
+    amount: i64,
+}
+
+impl HeldRef<'_> {
+    fn to_owned(self) -> Held {
+        Held {
+            outcome: self.outcome,
+            pool: self.pool.cloned(),
+            deductible_applied: self.deductible_applied,
+            amount: self.amount,
+        }
+    }
+}
+
+/// The place in the batch run of an invoice left out of it (reversed).
+const NOT_RUN: u32 = u32::MAX;
+
 /// What a clearing stores as the outcome of an invoice the hospital
 /// reversed: it holds nothing now.
 const REVERSED: &str = "reversed";
@@ -1369,25 +1403,27 @@ fn compute(policy: &Policy, data: &YearData, year: i32) -> Result<Computed, Clea
         ClearingError::UnknownVisitTypes(unknown.into_iter().map(|visit| visit.0).collect())
     })?;
 
-    // Each invoice's recomputed decision, by its place in `data.invoices`.
+    // Each invoice's place in the run (its recomputed decision), by its
+    // place in `data.invoices`; [`NOT_RUN`] for a reversed one. A decision
+    // is looked at where it is compared, not copied out for every invoice.
     let pool_names: Vec<Arc<str>> = policy
         .pool_names()
         .iter()
         .map(|name| Arc::from(name.as_str()))
         .collect();
-    let mut recomputed: Vec<Option<(Held, usize)>> = vec![None; data.invoices.len()];
+    let mut run_index: Vec<u32> = vec![NOT_RUN; data.invoices.len()];
     for (index, batch_invoice) in batch.invoices().iter().enumerate() {
-        let decision = run.decision(index);
-        recomputed[batch_invoice.position as usize] = Some((
-            Held {
-                outcome: decision.outcome.as_str(),
-                pool: decision.pool().map(|pool| pool_names[pool.index()].clone()),
-                deductible_applied: decision.deductible_applied.fen(),
-                amount: decision.amount.fen(),
-            },
-            index,
-        ));
+        run_index[batch_invoice.position as usize] = index as u32;
     }
+    let recomputed = |index: u32| {
+        let decision = run.decision(index as usize);
+        HeldRef {
+            outcome: decision.outcome.as_str(),
+            pool: decision.pool().map(|pool| &pool_names[pool.index()]),
+            deductible_applied: decision.deductible_applied.fen(),
+            amount: decision.amount.fen(),
+        }
+    };
 
     // Per person, in canonical order: the invoices recomputed in the
     // batch's order, then the reversed ones in theirs. Each person's are
@@ -1407,9 +1443,10 @@ fn compute(policy: &Policy, data: &YearData, year: i32) -> Result<Computed, Clea
     let mut by_person = vec![(0usize, 0usize); data.invoices.len()];
     let mut next = starts.clone();
     for (position, invoice) in data.invoices.iter().enumerate() {
-        let order = recomputed[position]
-            .as_ref()
-            .map_or(usize::MAX, |(_, index)| *index);
+        let order = match run_index[position] {
+            NOT_RUN => usize::MAX,
+            index => index as usize,
+        };
         let place = &mut next[invoice.person as usize];
         by_person[*place] = (order, position);
         *place += 1;
@@ -1460,24 +1497,20 @@ fn compute(policy: &Policy, data: &YearData, year: i32) -> Result<Computed, Clea
             if !invoice.reversed || invoice.paid_out {
                 result.granted += invoice.decided.amount;
             }
-            let reversed;
-            let now = match &recomputed[position] {
-                Some((now, _)) => now,
+            let now = match run_index[position] {
                 // Reversed: nothing is held by it now.
-                None => {
-                    reversed = Held {
-                        outcome: REVERSED,
-                        pool: invoice.decided.pool.clone(),
-                        deductible_applied: 0,
-                        amount: 0,
-                    };
-                    &reversed
-                }
+                NOT_RUN => HeldRef {
+                    outcome: REVERSED,
+                    pool: invoice.decided.pool.as_ref(),
+                    deductible_applied: 0,
+                    amount: 0,
+                },
+                index => recomputed(index),
             };
             let before = match held {
-                Some(held) => held,
+                Some(held) => held.as_ref(),
                 None if invoice.reversed && !invoice.paid_out => now,
-                None => &invoice.decided,
+                None => invoice.decided.as_ref(),
             };
             if now != before {
                 if now.amount != before.amount {
@@ -1486,7 +1519,7 @@ fn compute(policy: &Policy, data: &YearData, year: i32) -> Result<Computed, Clea
                 result.changed.push(ChangedInvoice {
                     invoice_no: invoice.invoice_no.as_str().to_owned(),
                     previous_amount: before.amount,
-                    now: now.clone(),
+                    now: now.to_owned(),
                 });
             }
             if invoice.reversed {
@@ -1494,9 +1527,12 @@ fn compute(policy: &Policy, data: &YearData, year: i32) -> Result<Computed, Clea
             }
             result.invoices += 1;
             result.recomputed += now.amount;
-            if let (Some(outcome), Some(pool)) = (Outcome::parse(now.outcome), &now.pool) {
+            if let (Some(outcome), Some(pool)) = (Outcome::parse(now.outcome), now.pool) {
                 if outcome.counts() {
-                    let entry = counters.entry(pool.clone()).or_default();
+                    let entry = match counters.get_mut(&**pool) {
+                        Some(entry) => entry,
+                        None => counters.entry(Arc::clone(pool)).or_default(),
+                    };
                     entry.0 += now.deductible_applied;
                     entry.1 += now.amount;
                 }
@@ -1586,7 +1622,7 @@ fn compute(policy: &Policy, data: &YearData, year: i32) -> Result<Computed, Clea
         .flatten()
         .collect();
     computed.persons = results.into_iter().collect();
-    drop_aside((batch, run, book, recomputed, by_person, starts));
+    drop_aside((batch, run, book, run_index, by_person, starts));
     Ok(computed)
 }
 
